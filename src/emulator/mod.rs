@@ -1,0 +1,1 @@
+//! A local ARM emulator with emulated Windows guests.

@@ -1,0 +1,1 @@
+//! SSH client on russh.

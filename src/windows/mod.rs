@@ -1,0 +1,1 @@
+//! PowerShell that azssh sends to Windows guests, and parsers for its results.

@@ -1,0 +1,1 @@
+//! Integration tests: one binary that drives the real `azssh` executable.
