@@ -18,3 +18,58 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     pub const USAGE: i32 = 2;
 }
+
+/// The top-level error: knows its exit code and renders itself in one place (`output::print_error`).
+#[derive(Debug)]
+pub enum AppError {
+    /// Bad flags, missing files, bad configuration: exit 2.
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The operation (script, workflow step, some VMs of a fleet) failed: exit 1.
+    Failed(Box<crate::script::error::Diagnostic>),
+}
+
+impl AppError {
+    pub fn usage(message: impl Into<String>, hint: Option<String>) -> Self {
+        AppError::Usage {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// A domain error met outside a script (e.g. by a subcommand) counts as a failure.
+    pub fn failed<E: UserError + ?Sized>(err: &E) -> Self {
+        AppError::Failed(Box::new(crate::script::error::Diagnostic::plain(
+            err.kind(),
+            err.to_string(),
+            err.hint(),
+        )))
+    }
+
+    /// A domain error caused by what the user passed: exit 2.
+    pub fn usage_from<E: UserError + ?Sized>(err: &E) -> Self {
+        AppError::usage(err.to_string(), err.hint())
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Usage { .. } => exit::USAGE,
+            AppError::Failed(_) => exit::FAILED,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        match self {
+            AppError::Usage { message, hint } => {
+                let mut s = format!("error: {message}\n");
+                if let Some(h) = hint {
+                    s.push_str(&format!("hint: {h}\n"));
+                }
+                s
+            }
+            AppError::Failed(diag) => diag.render(),
+        }
+    }
+}

@@ -1,1 +1,7 @@
-//! Integration tests: one binary that drives the real `azssh` executable.
+//! Integration tests: one binary that drives the real `azssh` executable and starts real servers
+//! on ephemeral ports. `Test` is the builder every module uses.
+
+mod harness;
+mod script;
+
+pub use harness::Test;

@@ -1,0 +1,96 @@
+//! Command-line definitions (clap) and nothing else: the `///` comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// Reach Azure Windows VMs over SSH: enable OpenSSH, open the NSG port, install keys, pin host
+/// keys, connect, tunnel and copy files — from Rhai scripts, a REPL, or across a fleet.
+#[derive(Debug, Parser)]
+#[command(
+    name = "azssh",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Azure subscription id (default: the `az` CLI's default subscription)
+    #[arg(long, global = true, env = "AZURE_SUBSCRIPTION_ID")]
+    pub subscription: Option<String>,
+    /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud
+    #[arg(long, global = true, env = "AZURE_CLOUD")]
+    pub cloud: Option<String>,
+    /// Resource Manager endpoint (default: the cloud's, e.g. https://management.azure.com)
+    #[arg(long, global = true, env = "AZSSH_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+    /// Output format (default: table on a terminal, json otherwise)
+    #[arg(short = 'o', long, global = true, env = "AZSSH_OUTPUT", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// More logging on stderr (-v debug, -vv trace); `AZSSH_LOG` takes a tracing filter
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Rhai script file, or a bundled runbook by name
+    Run(RunArgs),
+    /// List the bundled runbooks
+    Runbooks,
+    /// Print the function reference (markdown), or write editor definition files
+    Docs(DocsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A `.rhai` file, or the name of a bundled runbook (`azssh runbooks` lists them)
+    pub script: String,
+    /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed, others kept as strings
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    /// Stop the script after this long (e.g. `90s`, `10m`)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Script resource limits (generous defaults).
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
+    /// Maximum script operations before the run is stopped
+    #[arg(long, env = "AZSSH_MAX_OPERATIONS", default_value_t = 100_000_000)]
+    pub max_operations: u64,
+    /// Maximum function call depth
+    #[arg(long, env = "AZSSH_MAX_CALL_DEPTH", default_value_t = 64)]
+    pub max_call_depth: usize,
+    /// Maximum expression nesting depth
+    #[arg(long, env = "AZSSH_MAX_EXPR_DEPTH", default_value_t = 128)]
+    pub max_expr_depth: usize,
+    /// Maximum string length in bytes
+    #[arg(long, env = "AZSSH_MAX_STRING_SIZE", default_value_t = 16 * 1024 * 1024)]
+    pub max_string_size: usize,
+    /// Maximum array length
+    #[arg(long, env = "AZSSH_MAX_ARRAY_SIZE", default_value_t = 1_000_000)]
+    pub max_array_size: usize,
+    /// Maximum number of map entries
+    #[arg(long, env = "AZSSH_MAX_MAP_SIZE", default_value_t = 100_000)]
+    pub max_map_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    /// Write Rhai definition files (`.d.rhai`) for editors into this directory instead
+    #[arg(long, value_name = "DIR")]
+    pub definitions: Option<PathBuf>,
+}

@@ -1,0 +1,217 @@
+//! The one place that prints. Data goes to stdout (in the chosen format), logs, progress and
+//! errors to stderr. `NO_COLOR` is honoured; colour only on a terminal.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::Value;
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Jsonl,
+    Table,
+}
+
+impl OutputFormat {
+    /// `table` on a terminal, `json` otherwise, unless asked.
+    pub fn resolve(asked: Option<OutputFormat>) -> OutputFormat {
+        asked.unwrap_or(if std::io::stdout().is_terminal() {
+            OutputFormat::Table
+        } else {
+            OutputFormat::Json
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+fn color_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn paint(text: &str, code: &str) -> String {
+    if color_enabled() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// One log line on stderr.
+pub fn log(level: Level, message: &str) {
+    let prefix = match level {
+        Level::Debug => paint("debug:", "2"),
+        Level::Info => paint("info:", "36"),
+        Level::Warn => paint("warning:", "33"),
+        Level::Error => paint("error:", "31"),
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{prefix} {message}");
+}
+
+/// A line of data on stdout (a script's `print`). A closed pipe is not an error worth a panic.
+pub fn data_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+/// Text on stderr as is (transcripts, summaries).
+pub fn status(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{text}");
+}
+
+/// Prints a result value in the chosen format; `null` (a script's unit value) prints nothing.
+pub fn print_value(value: &Value, format: OutputFormat) {
+    if value.is_null() {
+        return;
+    }
+    let text = render(value, format);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn render(value: &Value, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        OutputFormat::Jsonl => match value {
+            Value::Array(items) => items.iter().map(|i| format!("{i}\n")).collect(),
+            other => format!("{other}\n"),
+        },
+        OutputFormat::Table => render_table(value),
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            items.iter().map(cell).collect::<Vec<_>>().join(", ")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Arrays of maps as aligned columns, a map as a key/value block, scalars raw.
+pub fn render_table(value: &Value) -> String {
+    match value {
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            let mut columns: Vec<String> = Vec::new();
+            for item in items {
+                if let Value::Object(map) = item {
+                    for k in map.keys() {
+                        if !columns.contains(k) {
+                            columns.push(k.clone());
+                        }
+                    }
+                }
+            }
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|item| columns.iter().map(|c| cell(&item[c])).collect())
+                .collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    rows.iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([c.chars().count()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |cells: &[String]| -> String {
+                let mut s = cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ");
+                s.truncate(s.trim_end().len());
+                s.push('\n');
+                s
+            };
+            let header: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
+            let mut out = line(&header);
+            for r in &rows {
+                out.push_str(&line(r));
+            }
+            out
+        }
+        Value::Array(items) => items.iter().map(|i| format!("{}\n", cell(i))).collect(),
+        Value::Object(map) => {
+            let width = map.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+            map.iter()
+                .map(|(k, v)| format!("{k:<width$}  {}\n", cell(v)))
+                .collect()
+        }
+        other => format!("{}\n", cell(other)),
+    }
+}
+
+/// The one place errors are printed.
+pub fn print_error(err: &AppError) {
+    let text = err.render();
+    let text = if color_enabled() {
+        text.lines()
+            .map(|l| {
+                if let Some(rest) = l.strip_prefix("hint: ") {
+                    format!("{} {rest}", paint("hint:", "32"))
+                } else if let Some(idx) = l.find("error: ") {
+                    format!("{}{} {}", &l[..idx], paint("error:", "1;31"), &l[idx + 7..])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    } else {
+        text
+    };
+    status(&text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn table_aligns_columns_of_maps() {
+        let v = json!([{"name": "web01", "power_state": "running"}, {"name": "db", "power_state": "deallocated"}]);
+        assert_eq!(
+            render_table(&v),
+            "NAME   POWER_STATE\nweb01  running\ndb     deallocated\n"
+        );
+    }
+
+    #[test]
+    fn map_prints_as_key_value_block() {
+        let v = json!({"a": 1, "long_key": "x"});
+        assert_eq!(render_table(&v), "a         1\nlong_key  x\n");
+    }
+
+    #[test]
+    fn jsonl_prints_one_line_per_item() {
+        assert_eq!(
+            render(&json!([1, {"a": 2}]), OutputFormat::Jsonl),
+            "1\n{\"a\":2}\n"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! The Rhai API, one file per namespace. Each file exposes `register(engine, ctx)`; only
+//! `script::engine` calls `register_all`.
+
+use std::sync::Arc;
+
+use rhai::Engine;
+
+use crate::script::context::ScriptContext;
+
+pub mod core;
+
+pub fn register_all(engine: &mut Engine, ctx: &Arc<ScriptContext>) {
+    core::register(engine, ctx);
+}
+
+/// The map form of an azssh custom type (a `Vm`, a `Session`...), for JSON and table output.
+pub fn as_map(_value: &rhai::Dynamic) -> Option<rhai::Map> {
+    None
+}
