@@ -410,6 +410,7 @@ pub fn load_public_key(path_or_text: &str) -> Result<SshPublicKey, KeyError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,140 @@
+//! `GuestScript`: one RunCommand script made of the steps azssh wants (setup, key install,
+//! host-key read), so the whole workflow costs one RunCommand: each takes at least ~20 s on
+//! Azure and only one runs at a time per VM.
+//!
+//! Every step is a block framed by `# azssh:begin NAME` / `# azssh:end NAME` comment lines.
+//! PowerShell ignores the frames; they let the emulator's guest model recognise exactly the
+//! blocks azssh emits (and refuse anything else). Output is one line, `AZSSH-RESULT:{json}`,
+//! last, so it survives RunCommand keeping only the last 4096 bytes.
+
+use crate::ssh::keys::SshPublicKey;
+
+use super::authorized_keys::{self, KeyTarget};
+use super::{host_keys, setup};
+
+/// Marks the one line of a script's output that holds its JSON result.
+pub const RESULT_MARKER: &str = "AZSSH-RESULT:";
+
+/// Version of the result line's shape; bump it when fields change meaning.
+pub const RESULT_VERSION: u32 = 1;
+
+/// Block names, in the order a script runs them.
+pub const PROLOGUE: &str = "prologue";
+pub const SETUP: &str = "setup";
+pub const KEY: &str = "key";
+pub const HOST_KEYS: &str = "host-keys";
+pub const EPILOGUE: &str = "epilogue";
+
+/// Errors stop the step they happen in (each step catches its own), progress bars stay off
+/// (they would fill RunCommand's 4 KiB), and `Limit` keeps error messages short.
+pub(crate) fn prologue() -> String {
+    format!(
+        r#"$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+function Limit([string]$m) {{ if ($m.Length -gt 200) {{ $m.Substring(0, 200) }} else {{ $m }} }}
+$r = [ordered]@{{ v = {RESULT_VERSION} }}"#
+    )
+}
+
+pub(crate) fn epilogue() -> String {
+    format!("Write-Output ('{RESULT_MARKER}' + ($r | ConvertTo-Json -Compress -Depth 4))")
+}
+
+/// Frames a block so the emulator can find it.
+pub(crate) fn frame(name: &str, body: &str) -> String {
+    format!("# azssh:begin {name}\n{body}\n# azssh:end {name}\n")
+}
+
+/// Builds a guest script from steps; `build()` always yields prologue, steps, epilogue.
+#[derive(Debug, Clone, Default)]
+pub struct GuestScript {
+    setup: bool,
+    key: Option<(SshPublicKey, KeyTarget)>,
+    host_keys: bool,
+}
+
+impl GuestScript {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Install OpenSSH (capability) if missing, start sshd, make it Automatic, ensure the
+    /// firewall rule.
+    pub fn setup(mut self) -> Self {
+        self.setup = true;
+        self
+    }
+
+    /// Append `key` to the file sshd reads for `target`, repair encoding, set the ACL.
+    pub fn install_key(mut self, key: SshPublicKey, target: KeyTarget) -> Self {
+        self.key = Some((key, target));
+        self
+    }
+
+    /// Read `ssh_host_*_key.pub`.
+    pub fn read_host_keys(mut self) -> Self {
+        self.host_keys = true;
+        self
+    }
+
+    /// The script text, ready for RunCommand's `RunPowerShellScript`.
+    pub fn build(&self) -> String {
+        let mut script = frame(PROLOGUE, &prologue());
+        if self.setup {
+            script.push_str(&frame(SETUP, &setup::block()));
+        }
+        if let Some((key, target)) = &self.key {
+            script.push_str(&frame(KEY, &authorized_keys::block(key, target)));
+        }
+        if self.host_keys {
+            script.push_str(&frame(HOST_KEYS, &host_keys::block()));
+        }
+        script.push_str(&frame(EPILOGUE, &epilogue()));
+        script
+    }
+}
+
+/// The setup step alone.
+pub fn setup_script() -> String {
+    GuestScript::new().setup().build()
+}
+
+/// The key step alone.
+pub fn install_key_script(key: &SshPublicKey, target: &KeyTarget) -> String {
+    GuestScript::new()
+        .install_key(key.clone(), target.clone())
+        .build()
+}
+
+/// The host-key step alone.
+pub fn host_keys_script() -> String {
+    GuestScript::new().read_host_keys().build()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::windows::authorized_keys::UserName;
+
+    const TEST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJQnYzj9mKCCZE8M3eHtdm9nNOltS0LYhpqLqkyVKFA me@laptop";
+
+    #[test]
+    fn combined_script_frames_every_step_once_in_order() {
+        let key = SshPublicKey::parse(TEST_KEY).unwrap();
+        let script = GuestScript::new()
+            .read_host_keys()
+            .install_key(key, KeyTarget::User(UserName::parse("bob").unwrap()))
+            .setup()
+            .build();
+        let begins: Vec<&str> = script
+            .lines()
+            .filter_map(|l| l.strip_prefix("# azssh:begin "))
+            .collect();
+        assert_eq!(begins, [PROLOGUE, SETUP, KEY, HOST_KEYS, EPILOGUE]);
+        // Only the epilogue writes to the output stream.
+        assert_eq!(script.matches("Write-Output").count(), 1);
+        // RunCommand passes the script through; keep it modest.
+        assert!(script.len() < 8192, "{}", script.len());
+    }
+}
