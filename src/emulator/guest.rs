@@ -1,0 +1,750 @@
+//! The emulated Windows guest inside each VM: what RunCommand and SSH find there.
+//!
+//! It models only what the SSH workflow touches: the OpenSSH server capability, the sshd
+//! service (status and start-up type), Windows Firewall rules, files as bytes with a small ACL
+//! model, local users, host keys and the DefaultShell. PowerShell arrives through
+//! [`Guest::run_powershell`] (RunCommand) or [`Guest::exec`] (SSH) and is interpreted by
+//! `powershell.rs`, which knows azssh's own script blocks and the doc's one-liners and fails
+//! loudly on anything else.
+//!
+//! Behaviours copied from real Windows because automation trips over them:
+//! - the capability install leaves sshd Stopped and Manual;
+//! - sshd generates its host keys on first start (`ssh_host_*_key.pub` appear then);
+//! - Windows OpenSSH reads key files as UTF-8: a BOM or UTF-16 file authorizes nobody;
+//! - for administrators only `administrators_authorized_keys` counts, and StrictModes ignores it
+//!   unless inheritance is off and only Administrators and SYSTEM hold access.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{PrivateKey, PublicKey};
+use sha2::{Digest, Sha256};
+
+use crate::windows::authorized_keys::{ADMINISTRATORS_SID, SYSTEM_SID};
+
+pub use super::powershell::GuestOutput;
+
+/// SID of "Authenticated Users", which ProgramData\ssh grants read access (inherited).
+const AUTHENTICATED_USERS_SID: &str = "S-1-5-11";
+/// First build with the OpenSSH capability (Windows Server 2019).
+pub const FIRST_CAPABILITY_BUILD: u32 = 17763;
+/// HRESULT Windows reports when the capability name is unknown (Server 2016 and older).
+pub const E_UNKNOWN_CAPABILITY: u32 = 0x800f_080c;
+/// HRESULT for "no Windows Update access" (WSUS or offline), the usual Azure failure.
+pub const E_NO_UPDATE_SOURCE: u32 = 0x800f_0954;
+/// The admin key file, as Windows OpenSSH's default `sshd_config` names it.
+pub const ADMIN_KEYS_FILE: &str = r"C:\ProgramData\ssh\administrators_authorized_keys";
+
+/// How a guest is made.
+#[derive(Debug, Clone)]
+pub struct GuestConfig {
+    pub seed: u64,
+    /// 14393 (2016), 17763 (2019), 20348 (2022), 26100 (2025).
+    pub os_build: u32,
+    pub computer_name: String,
+    pub admin_user: String,
+    /// Non-admin local users.
+    pub users: Vec<String>,
+    /// When set, `Add-WindowsCapability` fails with this HRESULT (e.g. [`E_NO_UPDATE_SOURCE`]).
+    pub capability_failure: Option<u32>,
+    /// Hardened images lack the firewall rule after the install; false models them.
+    pub firewall_rule_on_install: bool,
+    /// The Administrators group's localized name ("Administratoren" on a German image).
+    pub admin_group_name: String,
+}
+
+impl GuestConfig {
+    pub fn new(seed: u64, os_build: u32, computer_name: &str, admin_user: &str) -> Self {
+        GuestConfig {
+            seed,
+            os_build,
+            computer_name: computer_name.to_string(),
+            admin_user: admin_user.to_string(),
+            users: Vec::new(),
+            capability_failure: None,
+            firewall_rule_on_install: true,
+            admin_group_name: "Administrators".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceStatus {
+    Stopped,
+    Running,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupType {
+    Manual,
+    Automatic,
+    Disabled,
+}
+
+/// The sshd service, present once OpenSSH is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sshd {
+    pub status: ServiceStatus,
+    pub startup: StartupType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallRule {
+    pub name: String,
+    pub display_name: String,
+    pub enabled: bool,
+    pub local_port: u16,
+}
+
+/// A file's ACL: whether it inherits from its folder, and its explicit grants (SID → rights).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acl {
+    pub inherited: bool,
+    pub grants: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFile {
+    /// The path as first written (Windows paths are case-insensitive; lookups ignore case).
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub acl: Acl,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalUser {
+    pub name: String,
+    pub sid: String,
+    pub admin: bool,
+}
+
+/// What sshd starts for a session (registry `HKLM\SOFTWARE\OpenSSH\DefaultShell`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultShell {
+    Cmd,
+    PowerShell,
+}
+
+/// A capability install failure: the HRESULT and Windows' message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilityError {
+    pub code: u32,
+    pub message: String,
+}
+
+/// One emulated Windows VM's inside.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    config: GuestConfig,
+    capability_installed: bool,
+    sshd: Option<Sshd>,
+    firewall: BTreeMap<String, FirewallRule>,
+    files: BTreeMap<String, GuestFile>,
+    dirs: BTreeSet<String>,
+    users: Vec<LocalUser>,
+    host_keys: Vec<PrivateKey>,
+    host_key_generation: u64,
+    default_shell: DefaultShell,
+}
+
+/// Case-insensitive key for a Windows path.
+pub(crate) fn path_key(path: &str) -> String {
+    path.replace('/', "\\")
+        .trim_end_matches('\\')
+        .to_ascii_lowercase()
+}
+
+fn parent_key(path: &str) -> String {
+    let key = path_key(path);
+    match key.rfind('\\') {
+        Some(i) => key[..i].to_string(),
+        None => key,
+    }
+}
+
+impl Guest {
+    pub fn new(config: GuestConfig) -> Self {
+        let domain = Sha256::digest(format!(
+            "azssh-sid:{}:{}",
+            config.seed, config.computer_name
+        ));
+        let sub =
+            |i: usize| u32::from_le_bytes([domain[i], domain[i + 1], domain[i + 2], domain[i + 3]]);
+        let machine = format!("S-1-5-21-{}-{}-{}", sub(0), sub(4), sub(8));
+        let mut users = vec![LocalUser {
+            name: config.admin_user.clone(),
+            sid: format!("{machine}-500"),
+            admin: true,
+        }];
+        for (i, name) in config.users.iter().enumerate() {
+            users.push(LocalUser {
+                name: name.clone(),
+                sid: format!("{machine}-{}", 1001 + i),
+                admin: false,
+            });
+        }
+        let mut dirs = BTreeSet::new();
+        for d in [r"C:\ProgramData", r"C:\Users", r"C:\Windows"] {
+            dirs.insert(path_key(d));
+        }
+        for u in &users {
+            dirs.insert(path_key(&format!(r"C:\Users\{}", u.name)));
+        }
+        Guest {
+            config,
+            capability_installed: false,
+            sshd: None,
+            firewall: BTreeMap::new(),
+            files: BTreeMap::new(),
+            dirs,
+            users,
+            host_keys: Vec::new(),
+            host_key_generation: 0,
+            default_shell: DefaultShell::Cmd,
+        }
+    }
+
+    pub fn config(&self) -> &GuestConfig {
+        &self.config
+    }
+    pub fn computer_name(&self) -> &str {
+        &self.config.computer_name
+    }
+    pub fn os_build(&self) -> u32 {
+        self.config.os_build
+    }
+    pub fn admin_user(&self) -> &str {
+        &self.config.admin_user
+    }
+    pub fn users(&self) -> &[LocalUser] {
+        &self.users
+    }
+    pub fn default_shell(&self) -> DefaultShell {
+        self.default_shell
+    }
+    pub fn set_default_shell(&mut self, shell: DefaultShell) {
+        self.default_shell = shell;
+    }
+    /// OpenSSH server present (capability or extension).
+    pub fn openssh_installed(&self) -> bool {
+        self.sshd.is_some()
+    }
+    pub fn capability_installed(&self) -> bool {
+        self.capability_installed
+    }
+    pub fn sshd(&self) -> Option<&Sshd> {
+        self.sshd.as_ref()
+    }
+    /// sshd is accepting connections (the SSH side of the emulator asks this).
+    pub fn sshd_running(&self) -> bool {
+        self.sshd
+            .as_ref()
+            .is_some_and(|s| s.status == ServiceStatus::Running)
+    }
+    pub fn firewall_rule(&self, name: &str) -> Option<&FirewallRule> {
+        self.firewall.get(&name.to_ascii_lowercase())
+    }
+    /// The firewall lets TCP `port` in (some enabled rule allows it).
+    pub fn firewall_allows(&self, port: u16) -> bool {
+        self.firewall
+            .values()
+            .any(|r| r.enabled && r.local_port == port)
+    }
+    pub fn file(&self, path: &str) -> Option<&GuestFile> {
+        self.files.get(&path_key(path))
+    }
+    /// sshd's host keys; empty until sshd has started once.
+    pub fn host_keys(&self) -> &[PrivateKey] {
+        &self.host_keys
+    }
+
+    /// Like reimaging the VM's OpenSSH: new host keys are made at the next sshd start, as when
+    /// a VM is rebuilt from its image (clients must then see a changed host key).
+    pub fn rebuild_host_keys(&mut self) {
+        self.host_key_generation += 1;
+        self.host_keys.clear();
+        let dir = path_key(r"C:\ProgramData\ssh");
+        self.files
+            .retain(|k, _| !(k.starts_with(&dir) && k.contains("ssh_host_")));
+        if self.sshd_running() {
+            self.generate_host_keys();
+        }
+    }
+
+    pub(crate) fn user(&self, name: &str) -> Option<&LocalUser> {
+        let short = name.rsplit('\\').next().unwrap_or(name);
+        self.users
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(short))
+    }
+
+    pub(crate) fn dir_exists(&self, path: &str) -> bool {
+        self.dirs.contains(&path_key(path))
+    }
+
+    pub(crate) fn create_dir(&mut self, path: &str) {
+        let mut key = String::new();
+        for part in path_key(path).split('\\') {
+            if !key.is_empty() {
+                key.push('\\');
+            }
+            key.push_str(part);
+            self.dirs.insert(key.clone());
+        }
+    }
+
+    /// Writes (or appends to) a file, creating it with an inheriting ACL like a new NTFS file.
+    /// Fails like .NET when the folder does not exist.
+    pub(crate) fn write_file(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        append: bool,
+    ) -> Result<(), String> {
+        if !self.dir_exists(&parent_key(path)) {
+            return Err(format!("Could not find a part of the path '{path}'."));
+        }
+        let entry = self
+            .files
+            .entry(path_key(path))
+            .or_insert_with(|| GuestFile {
+                path: path.to_string(),
+                bytes: Vec::new(),
+                acl: Acl {
+                    inherited: true,
+                    grants: BTreeMap::new(),
+                },
+            });
+        if !append {
+            entry.bytes.clear();
+        }
+        entry.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    pub(crate) fn file_mut(&mut self, path: &str) -> Option<&mut GuestFile> {
+        self.files.get_mut(&path_key(path))
+    }
+
+    /// The SIDs holding access to a file: explicit grants plus, while it inherits, what its
+    /// folder passes down (ProgramData\ssh: SYSTEM, Administrators, Authenticated Users read;
+    /// a profile: SYSTEM, Administrators, the user).
+    pub(crate) fn effective_sids(&self, file: &GuestFile) -> BTreeSet<String> {
+        let mut sids: BTreeSet<String> = file.acl.grants.keys().cloned().collect();
+        if file.acl.inherited {
+            sids.insert(SYSTEM_SID.into());
+            sids.insert(ADMINISTRATORS_SID.into());
+            let key = path_key(&file.path);
+            if key.starts_with(&path_key(r"C:\ProgramData")) {
+                sids.insert(AUTHENTICATED_USERS_SID.into());
+            } else if let Some(u) = self
+                .users
+                .iter()
+                .find(|u| key.starts_with(&path_key(&format!(r"C:\Users\{}\", u.name))))
+            {
+                sids.insert(u.sid.clone());
+            }
+        }
+        sids
+    }
+
+    /// Resolves an account as `icacls` does: `*SID`, `BUILTIN\Administrators`, the localized
+    /// group name, `SYSTEM`, or a local user. English names fail on a localized guest.
+    pub(crate) fn resolve_account(&self, account: &str) -> Option<String> {
+        if let Some(sid) = account.strip_prefix('*') {
+            return Some(sid.to_string());
+        }
+        let short = account.rsplit('\\').next().unwrap_or(account);
+        if short.eq_ignore_ascii_case(&self.config.admin_group_name) {
+            return Some(ADMINISTRATORS_SID.into());
+        }
+        if short.eq_ignore_ascii_case("SYSTEM") {
+            return Some(SYSTEM_SID.into());
+        }
+        self.user(short).map(|u| u.sid.clone())
+    }
+
+    // ----- OpenSSH server state changes, shared by RunCommand statements and blocks -----
+
+    /// `Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0`.
+    pub(crate) fn add_capability(&mut self) -> Result<bool, CapabilityError> {
+        if self.config.os_build < FIRST_CAPABILITY_BUILD {
+            return Err(CapabilityError {
+                code: E_UNKNOWN_CAPABILITY,
+                message: format!(
+                    "Add-WindowsCapability failed. Error code = 0x{E_UNKNOWN_CAPABILITY:08x}"
+                ),
+            });
+        }
+        if let Some(code) = self.config.capability_failure {
+            return Err(CapabilityError {
+                code,
+                message: format!("Add-WindowsCapability failed. Error code = 0x{code:08x}"),
+            });
+        }
+        if self.capability_installed {
+            return Ok(false);
+        }
+        self.capability_installed = true;
+        self.install_openssh_files(self.config.firewall_rule_on_install);
+        Ok(true)
+    }
+
+    fn install_openssh_files(&mut self, firewall_rule: bool) {
+        if self.sshd.is_none() {
+            self.sshd = Some(Sshd {
+                status: ServiceStatus::Stopped,
+                startup: StartupType::Manual,
+            });
+        }
+        self.create_dir(r"C:\ProgramData\ssh");
+        self.create_dir(r"C:\Windows\System32\OpenSSH");
+        if firewall_rule
+            && self
+                .firewall_rule(crate::windows::setup::FIREWALL_RULE)
+                .is_none()
+        {
+            self.add_firewall_rule(
+                crate::windows::setup::FIREWALL_RULE,
+                "OpenSSH SSH Server (sshd)",
+                22,
+            );
+        }
+    }
+
+    /// The OpenSSH version a build ships (what `sshd.exe`'s ProductVersion says).
+    pub fn openssh_version(&self) -> Option<&'static str> {
+        self.sshd.as_ref()?;
+        Some(match self.config.os_build {
+            b if b < FIRST_CAPABILITY_BUILD => "9.5.0.0",
+            b if b < 26100 => "8.1.0.1",
+            _ => "9.5.4.1",
+        })
+    }
+
+    /// The `WindowsOpenSSH` 3.0 extension: installs OpenSSH on any build and, unlike the
+    /// capability, also starts sshd, sets it Automatic and opens port 22. Returns whether
+    /// anything changed.
+    pub fn install_openssh_extension(&mut self) -> bool {
+        let before = (self.sshd.clone(), self.firewall.clone());
+        self.install_openssh_files(true);
+        if let Some(rule) = self
+            .firewall
+            .get_mut(&crate::windows::setup::FIREWALL_RULE.to_ascii_lowercase())
+        {
+            rule.enabled = true;
+        }
+        let _ = self.set_startup(StartupType::Automatic);
+        let _ = self.start_sshd();
+        before != (self.sshd.clone(), self.firewall.clone())
+    }
+
+    pub(crate) fn start_sshd(&mut self) -> Result<bool, String> {
+        let sshd = self.sshd.as_mut().ok_or_else(no_sshd)?;
+        if sshd.startup == StartupType::Disabled {
+            return Err("Service 'OpenSSH SSH Server (sshd)' cannot be started due to the following error: Cannot start service sshd on computer '.'.".into());
+        }
+        if sshd.status == ServiceStatus::Running {
+            return Ok(false);
+        }
+        sshd.status = ServiceStatus::Running;
+        if self.host_keys.is_empty() {
+            self.generate_host_keys();
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn stop_sshd(&mut self) -> Result<bool, String> {
+        let sshd = self.sshd.as_mut().ok_or_else(no_sshd)?;
+        let changed = sshd.status == ServiceStatus::Running;
+        sshd.status = ServiceStatus::Stopped;
+        Ok(changed)
+    }
+
+    pub(crate) fn set_startup(&mut self, startup: StartupType) -> Result<bool, String> {
+        let sshd = self.sshd.as_mut().ok_or_else(no_sshd)?;
+        let changed = sshd.startup != startup;
+        sshd.startup = startup;
+        Ok(changed)
+    }
+
+    pub(crate) fn add_firewall_rule(&mut self, name: &str, display_name: &str, port: u16) -> bool {
+        let key = name.to_ascii_lowercase();
+        if self.firewall.contains_key(&key) {
+            return false;
+        }
+        self.firewall.insert(
+            key,
+            FirewallRule {
+                name: name.to_string(),
+                display_name: display_name.to_string(),
+                enabled: true,
+                local_port: port,
+            },
+        );
+        true
+    }
+
+    pub(crate) fn set_firewall_enabled(&mut self, name: &str, enabled: bool) -> Option<bool> {
+        let rule = self.firewall.get_mut(&name.to_ascii_lowercase())?;
+        let changed = rule.enabled != enabled;
+        rule.enabled = enabled;
+        Some(changed)
+    }
+
+    /// sshd's first start writes `ssh_host_ed25519_key(.pub)`. Keys derive from the seed, the
+    /// computer name and the rebuild count, so a world is reproducible.
+    fn generate_host_keys(&mut self) {
+        let seed = Sha256::digest(format!(
+            "azssh-host-key:{}:{}:{}",
+            self.config.seed, self.config.computer_name, self.host_key_generation
+        ));
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&seed);
+        let key = PrivateKey::from(Ed25519Keypair::from_seed(&bytes));
+        if let Ok(line) = key.public_key().to_openssh() {
+            let path = r"C:\ProgramData\ssh\ssh_host_ed25519_key.pub";
+            self.create_dir(r"C:\ProgramData\ssh");
+            let _ = self.write_file(path, format!("{line}\r\n").as_bytes(), false);
+        }
+        self.host_keys = vec![key];
+    }
+
+    // ----- what Windows OpenSSH does at login -----
+
+    /// Whether sshd would accept `key` for `user`, reading the key files as Windows OpenSSH
+    /// does: the admin file only for administrators (with StrictModes on its ACL), the
+    /// profile's `authorized_keys` for others, and only UTF-8 text without BOM.
+    pub fn is_authorized(&self, user: &str, key: &PublicKey) -> bool {
+        let Some(account) = self.user(user) else {
+            return false;
+        };
+        let path = if account.admin {
+            ADMIN_KEYS_FILE.to_string()
+        } else {
+            format!(r"C:\Users\{}\.ssh\authorized_keys", account.name)
+        };
+        let Some(file) = self.file(&path) else {
+            return false;
+        };
+        let allowed: BTreeSet<String> = if account.admin {
+            [ADMINISTRATORS_SID, SYSTEM_SID].map(String::from).into()
+        } else {
+            [ADMINISTRATORS_SID, SYSTEM_SID, account.sid.as_str()]
+                .map(String::from)
+                .into()
+        };
+        let sids = self.effective_sids(file);
+        if !sids.is_subset(&allowed) || (account.admin && file.acl.inherited) {
+            tracing::debug!(user, path, "key file ACL refused (StrictModes)");
+            return false;
+        }
+        authorized_keys_contain(&file.bytes, key)
+    }
+}
+
+fn no_sshd() -> String {
+    "Cannot find any service with service name 'sshd'.".into()
+}
+
+/// Reads an authorized_keys file's bytes as sshd does: a BOM, a NUL or invalid UTF-8 makes the
+/// lines unreadable. Options before the key type are allowed, as in OpenSSH.
+pub(crate) fn authorized_keys_contain(bytes: &[u8], key: &PublicKey) -> bool {
+    if matches!(bytes.first(), Some(0xEF | 0xFE | 0xFF)) || bytes.contains(&0) {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    text.lines().any(|line| {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        tokens.windows(2).any(|pair| {
+            PublicKey::from_openssh(&format!("{} {}", pair[0], pair[1]))
+                .is_ok_and(|k| k.key_data() == key.key_data())
+        })
+    })
+}
+
+// ----- the effects of azssh's script blocks (see `crate::windows`), step by step as the
+// PowerShell does them, reported in the same JSON shape -----
+
+const GENERIC_HRESULT: u32 = 0x8013_1500;
+
+fn limit(message: &str) -> String {
+    message.chars().take(200).collect()
+}
+
+impl Guest {
+    /// The `setup` block.
+    pub(crate) fn setup_step(&mut self) -> serde_json::Value {
+        let mut s = serde_json::Map::new();
+        let mut changed = false;
+        s.insert("os_build".into(), self.config.os_build.into());
+        let state = if self.capability_installed {
+            "Installed"
+        } else {
+            "NotPresent"
+        };
+        s.insert("capability".into(), state.into());
+        let outcome = (|| -> Result<(), (String, u32)> {
+            if !self.capability_installed {
+                self.add_capability().map_err(|e| (e.message, e.code))?;
+                changed = true;
+            }
+            changed |= self
+                .set_startup(StartupType::Automatic)
+                .map_err(|m| (m, GENERIC_HRESULT))?;
+            changed |= self.start_sshd().map_err(|m| (m, GENERIC_HRESULT))?;
+            let rule = crate::windows::setup::FIREWALL_RULE;
+            match self.firewall_rule(rule) {
+                None => changed |= self.add_firewall_rule(rule, "OpenSSH SSH Server (sshd)", 22),
+                Some(_) => changed |= self.set_firewall_enabled(rule, true).unwrap_or(false),
+            }
+            Ok(())
+        })();
+        s.insert("changed".into(), changed.into());
+        match outcome {
+            Ok(()) => {
+                let sshd = self.sshd.clone();
+                let status = sshd.as_ref().map(|s| format!("{:?}", s.status));
+                let startup = sshd.as_ref().map(|s| format!("{:?}", s.startup));
+                s.insert("sshd".into(), status.into());
+                s.insert("startup".into(), startup.into());
+                let enabled = self
+                    .firewall_rule(crate::windows::setup::FIREWALL_RULE)
+                    .is_some_and(|r| r.enabled);
+                s.insert("firewall".into(), enabled.into());
+                s.insert("version".into(), self.openssh_version().into());
+            }
+            Err((message, code)) => {
+                s.insert("error".into(), limit(&message).into());
+                s.insert("code".into(), format!("0x{code:08x}").into());
+            }
+        }
+        serde_json::Value::Object(s)
+    }
+
+    /// The `key` block for `user` ('' = the admin file) and a sanitised key line.
+    pub(crate) fn key_step(&mut self, user: &str, key_line: &str) -> serde_json::Value {
+        let mut k = serde_json::Map::new();
+        k.insert("added".into(), false.into());
+        k.insert("repaired".into(), false.into());
+        if let Err(message) = self.key_step_inner(user, key_line, &mut k) {
+            k.insert("error".into(), limit(&message).into());
+        }
+        serde_json::Value::Object(k)
+    }
+
+    fn key_step_inner(
+        &mut self,
+        user: &str,
+        key_line: &str,
+        k: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), String> {
+        let account = if user.is_empty() {
+            None
+        } else {
+            Some(
+                self.user(user)
+                    .cloned()
+                    .ok_or_else(|| format!("User {user} was not found."))?,
+            )
+        };
+        let admin = account.as_ref().is_none_or(|a| a.admin);
+        let (path, owner_sid) = match &account {
+            Some(a) if !a.admin => (
+                format!(r"C:\Users\{}\.ssh\authorized_keys", a.name),
+                a.sid.clone(),
+            ),
+            _ => (ADMIN_KEYS_FILE.to_string(), ADMINISTRATORS_SID.to_string()),
+        };
+        self.create_dir(&parent_key(&path));
+        let mut text = String::new();
+        if let Some(file) = self.file(&path) {
+            let bytes = file.bytes.clone();
+            text = decode_text(&bytes);
+            if bytes.first().is_some_and(|b| *b >= 0xEF) {
+                self.write_file(&path, text.as_bytes(), false)?;
+                k.insert("repaired".into(), true.into());
+            }
+        }
+        let body = key_line.split(' ').nth(1).unwrap_or_default().to_string();
+        let has_body = |t: &str| t.lines().any(|l| l.split_whitespace().any(|w| w == body));
+        if !has_body(&text) {
+            let sep = if !text.is_empty() && !text.ends_with('\n') {
+                "\r\n"
+            } else {
+                ""
+            };
+            self.write_file(&path, format!("{sep}{key_line}\r\n").as_bytes(), true)?;
+            k.insert("added".into(), true.into());
+        }
+        let file = self.file_mut(&path).ok_or("the key file vanished")?;
+        file.acl.inherited = false;
+        file.acl.grants.insert(owner_sid, "F".into());
+        file.acl.grants.insert(SYSTEM_SID.into(), "F".into());
+        let file = self.file(&path).ok_or("the key file vanished")?;
+        let check = file.bytes.clone();
+        let sids: Vec<String> = self.effective_sids(file).into_iter().collect();
+        let inherited = file.acl.inherited;
+        k.insert("path".into(), path.into());
+        k.insert("admin".into(), admin.into());
+        k.insert(
+            "bom".into(),
+            check.first().is_some_and(|b| *b >= 0xEF).into(),
+        );
+        k.insert(
+            "verified".into(),
+            has_body(&String::from_utf8_lossy(&check)).into(),
+        );
+        k.insert("inherited".into(), inherited.into());
+        k.insert("sids".into(), sids.into());
+        Ok(())
+    }
+
+    /// The `host-keys` block: the `ssh_host_*_key.pub` files, sorted by name.
+    pub(crate) fn host_keys_step(&self) -> Result<Vec<String>, String> {
+        let dir = r"C:\ProgramData\ssh";
+        if !self.dir_exists(dir) {
+            return Err(format!(
+                "Cannot find path '{dir}' because it does not exist."
+            ));
+        }
+        let prefix = format!("{}\\ssh_host_", path_key(dir));
+        let mut keys: Vec<(&String, String)> = self
+            .files
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with(&prefix)
+                    && k.ends_with("_key.pub")
+                    && !k[prefix.len()..].contains('\\')
+            })
+            .map(|(k, f)| (k, decode_text(&f.bytes).trim().to_string()))
+            .collect();
+        keys.sort();
+        Ok(keys.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
+/// Decodes a file as .NET's `File.ReadAllText` and `Get-Content` do: by BOM, else UTF-8.
+pub(crate) fn decode_text(bytes: &[u8]) -> String {
+    let utf16 = |b: &[u8], le: bool| {
+        let units: Vec<u16> = b
+            .chunks_exact(2)
+            .map(|p| {
+                if le {
+                    u16::from_le_bytes([p[0], p[1]])
+                } else {
+                    u16::from_be_bytes([p[0], p[1]])
+                }
+            })
+            .collect();
+        String::from_utf16_lossy(&units)
+    };
+    match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8_lossy(rest).into_owned(),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, true),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, false),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
