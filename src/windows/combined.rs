@@ -137,4 +137,20 @@ mod tests {
         // RunCommand passes the script through; keep it modest.
         assert!(script.len() < 8192, "{}", script.len());
     }
+
+    #[test]
+    fn scripts_hold_no_backslash_escape_look_alikes() {
+        // RunCommand's documented known issue: `\n` inside a path (C:\Windows\notepad.exe) is
+        // taken for a newline somewhere on the way to the guest. Keep `\n`, `\r`, `\t` out.
+        let key = SshPublicKey::parse(TEST_KEY).unwrap();
+        let nina = KeyTarget::User(UserName::parse("nina").unwrap());
+        let script = GuestScript::new()
+            .setup()
+            .install_key(key, nina)
+            .read_host_keys()
+            .build();
+        for bad in ["\\n", "\\r", "\\t"] {
+            assert!(!script.contains(bad), "{bad}");
+        }
+    }
 }
