@@ -278,6 +278,9 @@ impl<'g> Interpreter<'g> {
             Some(r) if r.trim_start().starts_with('=') => (true, r.trim_start()[1..].trim()),
             _ => (false, statement),
         };
+        if rest.is_empty() {
+            return Err(unmodelled(statement));
+        }
         if let Some(var) = rest.strip_prefix('$') {
             return self.assignment(statement, var);
         }

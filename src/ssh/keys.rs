@@ -372,7 +372,7 @@ pub fn key_info(path_or_text: &str) -> Result<KeyInfo, KeyError> {
     if looks_like_key_type(trimmed.split_whitespace().next().unwrap_or("")) {
         return Ok(info_of(&SshPublicKey::parse(trimmed)?, None, false, false));
     }
-    let path = PathBuf::from(trimmed);
+    let path = expand_home(trimmed);
     let text = fs::read_to_string(&path).map_err(|source| KeyError::Read {
         path: path.clone(),
         source,
@@ -387,6 +387,18 @@ pub fn key_info(path_or_text: &str) -> Result<KeyInfo, KeyError> {
     }
     let public = SshPublicKey::parse(&text)?;
     Ok(info_of(&public, Some(path), false, false))
+}
+
+/// `~/x` → the home directory's `x`: scripts pass paths the way users type them, and no shell
+/// expands them on the way.
+fn expand_home(path: &str) -> PathBuf {
+    match (
+        path.strip_prefix("~/").or(path.strip_prefix("~\\")),
+        dirs::home_dir(),
+    ) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
 }
 
 fn info_of(key: &SshPublicKey, path: Option<PathBuf>, private: bool, encrypted: bool) -> KeyInfo {
@@ -537,6 +549,10 @@ tExEuK/D4b6NXybQ==
             "SHA256:4jW83MTYX7a5TcyeayO6iqgElcG9g51InTP4MKed390"
         );
 
+        assert_eq!(
+            expand_home("~/x.pub"),
+            dirs::home_dir().unwrap().join("x.pub")
+        );
         let missing = dir.path().join("nope.pub");
         assert_eq!(
             key_info(missing.to_str().unwrap()).unwrap_err().kind(),

@@ -334,3 +334,45 @@ fn error_action_stop_ends_the_script_at_the_first_error() {
     );
     assert_eq!(g.run_powershell("exit 3").exit_code, 3);
 }
+
+#[test]
+fn odd_input_never_panics_and_never_succeeds_silently() {
+    let mut g = guest(17763);
+    let mut inputs: Vec<String> = crate::windows::quote::INJECTION_CORPUS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    inputs.extend(
+        [
+            "'unterminated",
+            "\"unterminated",
+            "# azssh:begin key",
+            "# azssh:begin nope\n# azssh:end nope",
+            "$null =",
+            "$x",
+            "icacls",
+            "icacls x /grant",
+            "Set-Service sshd -StartupType",
+            "| |",
+            ";;;",
+            "Write-Output \u{2019}x\u{2019}\u{2019}",
+            "\u{feff}hostname",
+            "Add-Content",
+            "'a' | Out-File",
+        ]
+        .map(String::from),
+    );
+    for input in inputs {
+        let out = g.run_powershell(&input);
+        let exec = g.exec("azureuser", &input);
+        assert!(
+            out.exit_code != 0
+                || !out.stdout.is_empty()
+                || input.trim().is_empty()
+                || input.trim_matches(';').is_empty(),
+            "{input:?} -> {out:?}"
+        );
+        let _ = exec;
+    }
+    assert!(!g.openssh_installed());
+}
