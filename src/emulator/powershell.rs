@@ -296,6 +296,9 @@ impl<'g> Interpreter<'g> {
         }
         let output = match stages.as_slice() {
             [single] => self.command(statement, &tokenize(single)?)?,
+            [producer, filter] if is_filter(filter) => {
+                self.filtered(statement, &tokenize(producer)?, &tokenize(filter)?)?
+            }
             [value, sink] => {
                 let value = tokenize(value)?;
                 let [Token::Quoted(v) | Token::Word(v)] = value.as_slice() else {
@@ -324,6 +327,11 @@ impl<'g> Interpreter<'g> {
         }
         Ok(())
     }
+}
+
+fn is_filter(stage: &str) -> bool {
+    let name = stage.trim().split_whitespace().next().unwrap_or_default();
+    ["where-object", "select-object"].contains(&name.to_ascii_lowercase().as_str())
 }
 
 /// The two parameter lines of a `key` block, parsed back and re-validated.

@@ -149,6 +149,45 @@ impl Interpreter<'_> {
         }
     }
 
+    /// The two filters people use in the docs: `Get-WindowsCapability -Online | Where-Object
+    /// Name -like 'OpenSSH*'` and `Get-Service sshd | Select-Object Status` (ARM's example).
+    pub(super) fn filtered(
+        &mut self,
+        statement: &str,
+        producer: &[Token],
+        filter: &[Token],
+    ) -> Result<String, StmtError> {
+        let producer_name = producer.first().map(|t| t.text().to_ascii_lowercase());
+        let filter: Vec<String> = filter
+            .iter()
+            .map(|t| t.text().to_ascii_lowercase())
+            .collect();
+        match (producer_name.as_deref(), filter.as_slice()) {
+            (Some("get-windowscapability"), [_, name, like, pattern])
+                if name == "name" && like == "-like" =>
+            {
+                let mut tokens = producer.to_vec();
+                tokens.push(Token::Word("-Name".into()));
+                tokens.push(Token::Quoted(pattern.clone()));
+                self.command(statement, &tokens)
+            }
+            (Some("get-service"), [_, property])
+                if property == "status" || property == "starttype" =>
+            {
+                self.command(statement, producer)?;
+                let sshd = self.guest.sshd().ok_or_else(|| unmodelled(statement))?;
+                let (header, value) = if property == "status" {
+                    ("Status", format!("{:?}", sshd.status))
+                } else {
+                    ("StartType", format!("{:?}", sshd.startup))
+                };
+                let rule = "-".repeat(header.len());
+                Ok(format!("\r\n{header}\r\n{rule}\r\n{value}\r\n\r\n"))
+            }
+            _ => Err(unmodelled(statement)),
+        }
+    }
+
     pub(super) fn pipe_into(
         &mut self,
         statement: &str,

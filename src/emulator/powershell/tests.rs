@@ -376,3 +376,24 @@ fn odd_input_never_panics_and_never_succeeds_silently() {
     }
     assert!(!g.openssh_installed());
 }
+
+#[test]
+fn doc_and_arm_example_filters_are_modelled() {
+    let mut g = guest(17763);
+    let out =
+        g.run_powershell("Get-WindowsCapability -Online | Where-Object Name -like 'OpenSSH*'");
+    assert!(
+        out.stdout.contains("OpenSSH.Client~~~~0.0.1.0")
+            && out.stdout.contains("State : NotPresent"),
+        "{out:?}"
+    );
+    let out = g.run_powershell("Get-Service sshd | Select-Object Status");
+    assert!(out.stderr.contains("Cannot find any service"), "{out:?}");
+    g.run_powershell("Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0");
+    let out =
+        g.run_powershell("$ErrorActionPreference='Stop'\nGet-Service sshd | Select-Object Status");
+    assert_eq!(
+        out.stdout, "\r\nStatus\r\n------\r\nStopped\r\n\r\n",
+        "{out:?}"
+    );
+}
