@@ -330,7 +330,7 @@ impl<'g> Interpreter<'g> {
 }
 
 fn is_filter(stage: &str) -> bool {
-    let name = stage.trim().split_whitespace().next().unwrap_or_default();
+    let name = stage.split_whitespace().next().unwrap_or_default();
     ["where-object", "select-object"].contains(&name.to_ascii_lowercase().as_str())
 }
 
