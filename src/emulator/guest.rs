@@ -121,6 +121,15 @@ pub struct LocalUser {
     pub name: String,
     pub sid: String,
     pub admin: bool,
+    /// The profile folder; `None` until the user has signed in once.
+    pub profile: Option<String>,
+}
+
+impl LocalUser {
+    /// Where sshd reads this (non-admin) user's keys.
+    pub fn authorized_keys_path(&self) -> Option<String> {
+        Some(format!(r"{}\.ssh\authorized_keys", self.profile.as_ref()?))
+    }
 }
 
 /// What sshd starts for a session (registry `HKLM\SOFTWARE\OpenSSH\DefaultShell`).
@@ -180,20 +189,22 @@ impl Guest {
             name: config.admin_user.clone(),
             sid: format!("{machine}-500"),
             admin: true,
+            profile: Some(format!(r"C:\Users\{}", config.admin_user)),
         }];
         for (i, name) in config.users.iter().enumerate() {
             users.push(LocalUser {
                 name: name.clone(),
                 sid: format!("{machine}-{}", 1001 + i),
                 admin: false,
+                profile: Some(format!(r"C:\Users\{name}")),
             });
         }
         let mut dirs = BTreeSet::new();
         for d in [r"C:\ProgramData", r"C:\Users", r"C:\Windows"] {
             dirs.insert(path_key(d));
         }
-        for u in &users {
-            dirs.insert(path_key(&format!(r"C:\Users\{}", u.name)));
+        for profile in users.iter().filter_map(|u| u.profile.as_deref()) {
+            dirs.insert(path_key(profile));
         }
         Guest {
             config,
@@ -276,6 +287,26 @@ impl Guest {
         }
     }
 
+    /// Adds a local user; `signed_in` gives it a profile folder (a user who never signed in
+    /// has none, which is where per-user key files go wrong).
+    pub fn add_user(&mut self, name: &str, admin: bool, signed_in: bool) {
+        let machine = self.users[0]
+            .sid
+            .rsplit_once('-')
+            .map_or("", |(m, _)| m)
+            .to_string();
+        let profile = signed_in.then(|| format!(r"C:\Users\{name}"));
+        if let Some(p) = &profile {
+            self.dirs.insert(path_key(p));
+        }
+        self.users.push(LocalUser {
+            name: name.to_string(),
+            sid: format!("{machine}-{}", 1000 + self.users.len()),
+            admin,
+            profile,
+        });
+    }
+
     pub(crate) fn user(&self, name: &str) -> Option<&LocalUser> {
         let short = name.rsplit('\\').next().unwrap_or(name);
         self.users
@@ -342,11 +373,11 @@ impl Guest {
             let key = path_key(&file.path);
             if key.starts_with(&path_key(r"C:\ProgramData")) {
                 sids.insert(AUTHENTICATED_USERS_SID.into());
-            } else if let Some(u) = self
-                .users
-                .iter()
-                .find(|u| key.starts_with(&path_key(&format!(r"C:\Users\{}\", u.name))))
-            {
+            } else if let Some(u) = self.users.iter().find(|u| {
+                u.profile
+                    .as_ref()
+                    .is_some_and(|p| key.starts_with(&format!("{}\\", path_key(p))))
+            }) {
                 sids.insert(u.sid.clone());
             }
         }
@@ -527,7 +558,10 @@ impl Guest {
         let path = if account.admin {
             ADMIN_KEYS_FILE.to_string()
         } else {
-            format!(r"C:\Users\{}\.ssh\authorized_keys", account.name)
+            let Some(path) = account.authorized_keys_path() else {
+                return false;
+            };
+            path
         };
         let Some(file) = self.file(&path) else {
             return false;

@@ -2,7 +2,8 @@
 //!
 //! Windows OpenSSH's default `sshd_config` sends members of Administrators to
 //! `C:\ProgramData\ssh\administrators_authorized_keys` (their own `~\.ssh\authorized_keys` is
-//! ignored) and everyone else to `C:\Users\<user>\.ssh\authorized_keys`. sshd reads the file as
+//! ignored) and everyone else to `<profile>\.ssh\authorized_keys` (normally
+//! `C:\Users\<user>`). sshd reads the file as
 //! UTF-8/ASCII, so Windows PowerShell 5.1's `>>` (UTF-16LE) or `Add-Content -Encoding UTF8`
 //! (adds a BOM) produce a file that silently authorizes nobody; and StrictModes rejects the
 //! admin file unless only Administrators and SYSTEM hold access. Hence: append through .NET with
@@ -20,6 +21,11 @@ use super::quote::ps_quote;
 pub const ADMINISTRATORS_SID: &str = "S-1-5-32-544";
 /// SID of the local SYSTEM account.
 pub const SYSTEM_SID: &str = "S-1-5-18";
+/// The end of the key step's error for a user who never signed in. Creating `C:\Users\<user>`
+/// ourselves would be wrong: Windows would then make the real profile `C:\Users\<user>.<VM>`
+/// at first sign-in and sshd would look there.
+pub const NO_PROFILE: &str = " has no profile on this VM yet; sign in once (for example over RDP) or install the key for an administrator";
+
 /// Where sshd looks for administrators' keys.
 pub const ADMIN_KEYS_PATH: &str = r"C:\ProgramData\ssh\administrators_authorized_keys";
 
@@ -92,8 +98,10 @@ try {{
         $path = Join-Path $env:ProgramData 'ssh\administrators_authorized_keys'
         $owner = '*{ADMINISTRATORS_SID}:F'
     }} else {{
-        $null = Get-LocalUser -Name $AzsshUser
-        $path = 'C:\Users\' + $AzsshUser + '\.ssh\authorized_keys'
+        $sid = (Get-LocalUser -Name $AzsshUser).SID.Value
+        $profileDir = @(Get-CimInstance -ClassName Win32_UserProfile | Where-Object {{ $_.SID -eq $sid }})[0].LocalPath
+        if (-not $profileDir) {{ throw ('user ' + $AzsshUser + {no_profile}) }}
+        $path = Join-Path $profileDir '.ssh\authorized_keys'
         $owner = $AzsshUser + ':F'
     }}
     $dir = Split-Path -Parent $path
@@ -131,6 +139,7 @@ try {{
 $r.key = $k"#,
         user = ps_quote(&user),
         key = ps_quote(&key.to_line()),
+        no_profile = ps_quote(NO_PROFILE),
     )
 }
 

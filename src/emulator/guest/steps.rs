@@ -2,7 +2,7 @@
 //! step as the PowerShell does them and reported in the same JSON shape.
 
 use super::{ADMIN_KEYS_FILE, Guest, StartupType, parent_key, path_key};
-use crate::windows::authorized_keys::{ADMINISTRATORS_SID, SYSTEM_SID};
+use crate::windows::authorized_keys::{ADMINISTRATORS_SID, NO_PROFILE, SYSTEM_SID};
 
 const GENERIC_HRESULT: u32 = 0x8013_1500;
 
@@ -88,10 +88,12 @@ impl Guest {
         };
         let admin = account.as_ref().is_none_or(|a| a.admin);
         let (path, owner_sid) = match &account {
-            Some(a) if !a.admin => (
-                format!(r"C:\Users\{}\.ssh\authorized_keys", a.name),
-                a.sid.clone(),
-            ),
+            Some(a) if !a.admin => {
+                let path = a
+                    .authorized_keys_path()
+                    .ok_or_else(|| format!("user {user}{NO_PROFILE}"))?;
+                (path, a.sid.clone())
+            }
             _ => (ADMIN_KEYS_FILE.to_string(), ADMINISTRATORS_SID.to_string()),
         };
         self.create_dir(&parent_key(&path));

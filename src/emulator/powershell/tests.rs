@@ -397,3 +397,24 @@ fn doc_and_arm_example_filters_are_modelled() {
         "{out:?}"
     );
 }
+
+#[test]
+fn key_for_a_user_who_never_signed_in_is_refused_not_misplaced() {
+    let mut g = guest(20348);
+    g.add_user("carol", false, false);
+    let carol = KeyTarget::User(UserName::parse("carol").unwrap());
+    let err = run(&mut g, &install_key_script(&key(), &carol))
+        .key_installed()
+        .unwrap_err();
+    assert!(err.to_string().contains("has no profile"), "{err}");
+    assert!(!g.dir_exists(r"C:\Users\carol"), "no stray profile folder");
+    g.add_user("dave", true, false);
+    let dave = KeyTarget::User(UserName::parse("dave").unwrap());
+    assert!(
+        run(&mut g, &install_key_script(&key(), &dave))
+            .key_installed()
+            .unwrap()
+            .admin
+    );
+    assert!(g.is_authorized("dave", key().key()));
+}
