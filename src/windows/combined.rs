@@ -153,4 +153,73 @@ mod tests {
             assert!(!script.contains(bad), "{bad}");
         }
     }
+
+    /// Brackets balance outside strings and comments, as PowerShell's parser requires; catches
+    /// a `{{`/`}}` slip in the `format!` templates. Strings: '…' with doubled quotes, "…" with
+    /// backtick escapes; `#` starts a comment outside strings.
+    fn assert_balanced(script: &str) {
+        let mut stack = Vec::new();
+        let mut chars = script.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => loop {
+                    match chars.next() {
+                        Some('\'') if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                        }
+                        Some('\'') => break,
+                        Some(_) => {}
+                        None => panic!("unterminated single-quoted string"),
+                    }
+                },
+                '"' => loop {
+                    match chars.next() {
+                        Some('`') => {
+                            chars.next();
+                        }
+                        Some('"') => break,
+                        Some(_) => {}
+                        None => panic!("unterminated double-quoted string"),
+                    }
+                },
+                '#' => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                }
+                '(' | '{' | '[' => stack.push(c),
+                ')' | '}' | ']' => {
+                    let open = stack.pop().unwrap_or_else(|| panic!("unbalanced `{c}`"));
+                    let expected = match c {
+                        ')' => '(',
+                        '}' => '{',
+                        _ => '[',
+                    };
+                    assert_eq!(open, expected, "mismatched `{c}`");
+                }
+                _ => {}
+            }
+        }
+        assert!(stack.is_empty(), "unclosed {stack:?}");
+    }
+
+    #[test]
+    fn every_script_has_balanced_brackets_and_quotes() {
+        let key = SshPublicKey::parse(TEST_KEY).unwrap();
+        let bob = KeyTarget::User(UserName::parse("bob").unwrap());
+        for script in [
+            setup_script(),
+            host_keys_script(),
+            install_key_script(&key, &KeyTarget::Administrators),
+            GuestScript::new()
+                .setup()
+                .install_key(key.clone(), bob)
+                .read_host_keys()
+                .build(),
+        ] {
+            assert_balanced(&script);
+        }
+    }
 }
