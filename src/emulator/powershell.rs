@@ -16,8 +16,11 @@
 use super::guest::{DefaultShell, Guest};
 use crate::ssh::keys::SshPublicKey;
 use crate::windows::authorized_keys::{self, KeyTarget, UserName};
-use crate::windows::combined::{self, EPILOGUE, HOST_KEYS, KEY, PROLOGUE, RESULT_MARKER, SETUP};
+use crate::windows::combined::{
+    self, EPILOGUE, HOST_KEYS, KEY, PROLOGUE, RESULT_MARKER, SERVICE, SETUP,
+};
 use crate::windows::quote::{decode_encoded_command, ps_unquote_prefix};
+use crate::windows::setup::SetupMode;
 use crate::windows::{host_keys, setup};
 use syntax::{Token, split_outside_quotes, tokenize};
 
@@ -204,7 +207,8 @@ impl<'g> Interpreter<'g> {
     fn block(&mut self, name: &str, body: &str) -> Result<(), StmtError> {
         let expected = match name {
             PROLOGUE => combined::prologue(),
-            SETUP => setup::block(),
+            SETUP => setup::block(SetupMode::Capability),
+            SERVICE => setup::block(SetupMode::ServiceOnly),
             HOST_KEYS => host_keys::block(),
             EPILOGUE => combined::epilogue(),
             KEY => {
@@ -232,7 +236,10 @@ impl<'g> Interpreter<'g> {
         };
         match name {
             SETUP => {
-                r.insert("setup".into(), self.guest.setup_step());
+                r.insert("setup".into(), self.guest.setup_step(true));
+            }
+            SERVICE => {
+                r.insert("setup".into(), self.guest.setup_step(false));
             }
             KEY => {
                 let (key, target) = key_params(body)?;

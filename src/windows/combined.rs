@@ -10,7 +10,8 @@
 use crate::ssh::keys::SshPublicKey;
 
 use super::authorized_keys::{self, KeyTarget};
-use super::{host_keys, setup};
+use super::host_keys;
+use super::setup::{self, SetupMode};
 
 /// Marks the one line of a script's output that holds its JSON result.
 pub const RESULT_MARKER: &str = "AZSSH-RESULT:";
@@ -21,6 +22,7 @@ pub const RESULT_VERSION: u32 = 1;
 /// Block names, in the order a script runs them.
 pub const PROLOGUE: &str = "prologue";
 pub const SETUP: &str = "setup";
+pub const SERVICE: &str = "service";
 pub const KEY: &str = "key";
 pub const HOST_KEYS: &str = "host-keys";
 pub const EPILOGUE: &str = "epilogue";
@@ -48,7 +50,7 @@ pub(crate) fn frame(name: &str, body: &str) -> String {
 /// Builds a guest script from steps; `build()` always yields prologue, steps, epilogue.
 #[derive(Debug, Clone, Default)]
 pub struct GuestScript {
-    setup: bool,
+    setup: Option<SetupMode>,
     key: Option<(SshPublicKey, KeyTarget)>,
     host_keys: bool,
 }
@@ -61,7 +63,14 @@ impl GuestScript {
     /// Install OpenSSH (capability) if missing, start sshd, make it Automatic, ensure the
     /// firewall rule.
     pub fn setup(mut self) -> Self {
-        self.setup = true;
+        self.setup = Some(SetupMode::Capability);
+        self
+    }
+
+    /// Check and repair an existing sshd (from the `WindowsOpenSSH` extension): Automatic,
+    /// Running, firewall rule on. Reports in the same `setup` result.
+    pub fn ensure_service(mut self) -> Self {
+        self.setup = Some(SetupMode::ServiceOnly);
         self
     }
 
@@ -80,8 +89,14 @@ impl GuestScript {
     /// The script text, ready for RunCommand's `RunPowerShellScript`.
     pub fn build(&self) -> String {
         let mut script = frame(PROLOGUE, &prologue());
-        if self.setup {
-            script.push_str(&frame(SETUP, &setup::block()));
+        match self.setup {
+            Some(SetupMode::Capability) => {
+                script.push_str(&frame(SETUP, &setup::block(SetupMode::Capability)))
+            }
+            Some(SetupMode::ServiceOnly) => {
+                script.push_str(&frame(SERVICE, &setup::block(SetupMode::ServiceOnly)))
+            }
+            None => {}
         }
         if let Some((key, target)) = &self.key {
             script.push_str(&frame(KEY, &authorized_keys::block(key, target)));
@@ -97,6 +112,11 @@ impl GuestScript {
 /// The setup step alone.
 pub fn setup_script() -> String {
     GuestScript::new().setup().build()
+}
+
+/// The service check alone (after the extension).
+pub fn service_script() -> String {
+    GuestScript::new().ensure_service().build()
 }
 
 /// The key step alone.
@@ -211,6 +231,7 @@ mod tests {
         let bob = KeyTarget::User(UserName::parse("bob").unwrap());
         for script in [
             setup_script(),
+            service_script(),
             host_keys_script(),
             install_key_script(&key, &KeyTarget::Administrators),
             GuestScript::new()

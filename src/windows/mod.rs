@@ -18,9 +18,9 @@ pub mod setup;
 
 pub use authorized_keys::{KeyInstalled, KeyTarget, UserName};
 pub use combined::{
-    GuestScript, RESULT_MARKER, host_keys_script, install_key_script, setup_script,
+    GuestScript, RESULT_MARKER, host_keys_script, install_key_script, service_script, setup_script,
 };
 pub use error::WindowsError;
 pub use quote::{encoded_command, powershell_command_line, ps_quote};
 pub use result::ScriptResult;
-pub use setup::SshdState;
+pub use setup::{SetupMode, SshdState};

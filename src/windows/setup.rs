@@ -1,4 +1,5 @@
-//! OpenSSH server setup on Windows Server 2019+ through the built-in capability.
+//! OpenSSH server setup: the built-in capability on Windows Server 2019+, then the service and
+//! the firewall rule (also after the `WindowsOpenSSH` extension, which installs it on 2016).
 //!
 //! The doc's one-liner (`Add-WindowsCapability ...`) only installs the server: sshd stays
 //! Stopped with start-up type Manual, and the firewall rule the capability normally creates can
@@ -14,17 +15,34 @@ pub const CAPABILITY: &str = "OpenSSH.Server~~~~0.0.1.0";
 /// The firewall rule the capability install creates (and we create when it is missing).
 pub const FIREWALL_RULE: &str = "OpenSSH-Server-In-TCP";
 
-/// The setup step's PowerShell, framed as the block `setup`.
-pub(crate) fn block() -> String {
-    format!(
-        r#"$s = [ordered]@{{ changed = $false; os_build = [Environment]::OSVersion.Version.Build }}
-try {{
+/// How OpenSSH gets onto the VM before the service and the firewall rule are ensured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupMode {
+    /// Windows Server 2019+: install the `OpenSSH.Server` capability when it is missing.
+    Capability,
+    /// OpenSSH came another way (the `WindowsOpenSSH` extension on 2016 and older): only check
+    /// and repair the service and the firewall rule.
+    ServiceOnly,
+}
+
+/// The setup step's PowerShell, framed as the block `setup` (capability) or `service`. The
+/// version comes from the service's own binary, wherever the capability or extension put it.
+pub(crate) fn block(mode: SetupMode) -> String {
+    let capability = match mode {
+        SetupMode::Capability => format!(
+            r#"
     $cap = Get-WindowsCapability -Online -Name '{CAPABILITY}'
     $s.capability = [string]$cap.State
     if ($cap.State -ne 'Installed') {{
         $null = Add-WindowsCapability -Online -Name '{CAPABILITY}'
         $s.changed = $true
-    }}
+    }}"#
+        ),
+        SetupMode::ServiceOnly => String::new(),
+    };
+    format!(
+        r#"$s = [ordered]@{{ changed = $false; os_build = [Environment]::OSVersion.Version.Build }}
+try {{{capability}
     if ((Get-Service -Name sshd).StartType -ne 'Automatic') {{
         Set-Service -Name sshd -StartupType Automatic
         $s.changed = $true
@@ -45,7 +63,8 @@ try {{
     $s.sshd = [string]$svc.Status
     $s.startup = [string]$svc.StartType
     $s.firewall = [string](Get-NetFirewallRule -Name '{FIREWALL_RULE}').Enabled -eq 'True'
-    $s.version = (Get-Item -LiteralPath "$env:WINDIR\System32\OpenSSH\sshd.exe").VersionInfo.ProductVersion
+    $exe = (Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
+    $s.version = (Get-Item -LiteralPath $exe).VersionInfo.ProductVersion
 }} catch {{
     $s.error = Limit $_.Exception.Message
     $s.code = '0x{{0:x8}}' -f $_.Exception.HResult
@@ -160,7 +179,7 @@ mod tests {
     #[test]
     fn setup_block_output_is_quiet() {
         // Every cmdlet that writes objects is assigned to $null; nothing else prints.
-        let block = block();
+        let block = block(SetupMode::Capability);
         for line in block.lines() {
             let l = line.trim();
             if l.starts_with("Add-WindowsCapability") || l.starts_with("New-NetFirewallRule") {

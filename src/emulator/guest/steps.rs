@@ -11,8 +11,8 @@ fn limit(message: &str) -> String {
 }
 
 impl Guest {
-    /// The `setup` block.
-    pub(crate) fn setup_step(&mut self) -> serde_json::Value {
+    /// The `setup` block (`install_capability`) or the `service` block.
+    pub(crate) fn setup_step(&mut self, install_capability: bool) -> serde_json::Value {
         let mut s = serde_json::Map::new();
         let mut changed = false;
         s.insert("os_build".into(), self.config.os_build.into());
@@ -21,9 +21,11 @@ impl Guest {
         } else {
             "NotPresent"
         };
-        s.insert("capability".into(), state.into());
+        if install_capability {
+            s.insert("capability".into(), state.into());
+        }
         let outcome = (|| -> Result<(), (String, u32)> {
-            if !self.capability_installed {
+            if install_capability && !self.capability_installed {
                 self.add_capability().map_err(|e| (e.message, e.code))?;
                 changed = true;
             }

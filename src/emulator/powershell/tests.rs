@@ -418,3 +418,28 @@ fn key_for_a_user_who_never_signed_in_is_refused_not_misplaced() {
     );
     assert!(g.is_authorized("dave", key().key()));
 }
+
+#[test]
+fn service_check_after_the_extension_repairs_a_stopped_sshd_without_the_capability() {
+    let mut g = guest(14393);
+    g.install_openssh_extension();
+    g.run_powershell("Stop-Service sshd; Set-Service sshd -StartupType Manual");
+    assert!(!g.sshd_running());
+    let state = run(&mut g, &crate::windows::service_script())
+        .setup_state()
+        .unwrap();
+    assert!(state.changed && g.sshd_running());
+    assert_eq!(state.startup, "Automatic");
+    assert!(
+        !run(&mut g, &crate::windows::service_script())
+            .setup_state()
+            .unwrap()
+            .changed
+    );
+    assert!(!g.capability_installed());
+    let bare = run(&mut guest(14393), &crate::windows::service_script());
+    assert_eq!(
+        bare.setup_state().unwrap_err().kind(),
+        "windows.step_failed"
+    );
+}
