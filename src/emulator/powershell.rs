@@ -44,14 +44,15 @@ impl Guest {
     pub fn exec(&mut self, user: &str, command_line: &str) -> GuestOutput {
         let line = command_line.trim();
         let mut words = line.split_whitespace();
-        let first = words.next().unwrap_or_default().to_ascii_lowercase();
+        let typed = words.next().unwrap_or_default();
+        let first = typed.to_ascii_lowercase();
         if first == "powershell" || first == "powershell.exe" {
             return self.exec_powershell(user, words.collect());
         }
         if self.default_shell() == DefaultShell::PowerShell {
             return Interpreter::new(self, Some(user)).run(line);
         }
-        let rest = line.get(first.len()..).unwrap_or_default().trim();
+        let rest = line.get(typed.len()..).unwrap_or_default().trim();
         match first.as_str() {
             "" => GuestOutput::default(),
             "hostname" => ok(format!("{}\r\n", self.computer_name())),
@@ -63,7 +64,7 @@ impl Guest {
             },
             _ => fail(
                 format!(
-                    "'{first}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+                    "'{typed}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
                 ),
                 1,
             ),
