@@ -101,3 +101,10 @@ fn writing_into_a_missing_folder_fails_like_dotnet() {
     let err = g.write_file(ADMIN_KEYS_FILE, b"x", false).unwrap_err();
     assert!(err.contains("Could not find a part of the path"));
 }
+
+#[test]
+fn guest_can_be_shared_between_the_arm_and_ssh_sides() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Guest>();
+    shareable::<GuestOutput>();
+}
