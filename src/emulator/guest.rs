@@ -23,8 +23,10 @@ use sha2::{Digest, Sha256};
 use crate::windows::authorized_keys::{ADMINISTRATORS_SID, SYSTEM_SID};
 
 pub use super::powershell::GuestOutput;
+pub use shared::SharedGuest;
 pub(crate) use steps::decode_text;
 
+mod shared;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -269,6 +271,19 @@ impl Guest {
     pub fn file(&self, path: &str) -> Option<&GuestFile> {
         self.files.get(&path_key(path))
     }
+    /// The ed25519 host key sshd has (or will generate at its first start, in this rebuild
+    /// generation): derived from the seed, the computer name and the rebuild count, so a world is
+    /// reproducible and the SSH side can ask before sshd ever ran.
+    pub fn host_key(&self) -> PrivateKey {
+        let seed = Sha256::digest(format!(
+            "azssh-host-key:{}:{}:{}",
+            self.config.seed, self.config.computer_name, self.host_key_generation
+        ));
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&seed);
+        PrivateKey::from(Ed25519Keypair::from_seed(&bytes))
+    }
+
     /// sshd's host keys; empty until sshd has started once.
     pub fn host_keys(&self) -> &[PrivateKey] {
         &self.host_keys
@@ -531,13 +546,7 @@ impl Guest {
     /// sshd's first start writes `ssh_host_ed25519_key(.pub)`. Keys derive from the seed, the
     /// computer name and the rebuild count, so a world is reproducible.
     fn generate_host_keys(&mut self) {
-        let seed = Sha256::digest(format!(
-            "azssh-host-key:{}:{}:{}",
-            self.config.seed, self.config.computer_name, self.host_key_generation
-        ));
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(&seed);
-        let key = PrivateKey::from(Ed25519Keypair::from_seed(&bytes));
+        let key = self.host_key();
         if let Ok(line) = key.public_key().to_openssh() {
             let path = r"C:\ProgramData\ssh\ssh_host_ed25519_key.pub";
             self.create_dir(r"C:\ProgramData\ssh");

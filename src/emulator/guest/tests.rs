@@ -108,3 +108,22 @@ fn guest_can_be_shared_between_the_arm_and_ssh_sides() {
     shareable::<Guest>();
     shareable::<GuestOutput>();
 }
+
+#[test]
+fn shared_guest_serves_both_sides_and_its_host_key_is_known_before_sshd_starts() {
+    let shared = SharedGuest::new(
+        Guest::new(GuestConfig::new(9, 17763, "VM-9", "azureuser")),
+        std::path::PathBuf::from("/tmp/vm-9"),
+    );
+    let before = shared.host_key();
+    assert!(!shared.sshd_listening());
+    shared.install_openssh_extension().unwrap();
+    assert!(shared.sshd_running());
+    assert_eq!(
+        shared.lock().host_keys()[0].public_key(),
+        before.public_key()
+    );
+    assert_eq!(shared.exec("azureuser", "hostname").stdout, "VM-9\r\n");
+    assert_eq!(shared.run_powershell("hostname").stdout, "VM-9\r\n");
+    assert!(!shared.is_authorized("azureuser", &key()));
+}
