@@ -139,6 +139,14 @@ struct Interpreter<'g> {
     stop_on_error: bool,
     result: Option<serde_json::Map<String, serde_json::Value>>,
     had_error: bool,
+    /// `$?`: whether the last statement succeeded.
+    last_ok: bool,
+    /// `$LASTEXITCODE`: the last native program's exit code.
+    last_exit_code: Option<i32>,
+    /// Set by a native program during the current statement (its exit code decides `$?`).
+    native_exit: Option<i32>,
+    /// `$azsshOk`/`$azsshCode` captured by the exit-code trailer's first line.
+    trailer: Option<(bool, Option<i32>)>,
 }
 
 impl<'g> Interpreter<'g> {
@@ -150,6 +158,10 @@ impl<'g> Interpreter<'g> {
             stop_on_error: false,
             result: None,
             had_error: false,
+            last_ok: true,
+            last_exit_code: None,
+            native_exit: None,
+            trailer: None,
         }
     }
 
@@ -166,6 +178,7 @@ impl<'g> Interpreter<'g> {
                     Some(n) => {
                         let body = lines[i..i + n].join("\n");
                         i += n + 1;
+                        self.last_ok = true;
                         self.block(name, &body)
                     }
                     None => Err(unmodelled(&format!("unterminated block `{name}`"))),
@@ -272,13 +285,64 @@ impl<'g> Interpreter<'g> {
     // ----- single statements -----
 
     fn line(&mut self, line: &str) -> Result<(), StmtError> {
+        if self.exit_trailer(line) {
+            return Ok(());
+        }
         for statement in split_outside_quotes(line, ';')? {
             let statement = statement.trim();
-            if !statement.is_empty() {
-                self.statement(statement)?;
+            if statement.is_empty() {
+                continue;
+            }
+            self.native_exit = None;
+            match self.statement(statement) {
+                Ok(()) => {
+                    self.last_ok = self.native_exit.is_none_or(|code| code == 0);
+                    if self.native_exit.is_some() {
+                        self.last_exit_code = self.native_exit;
+                    }
+                }
+                // Without `Stop`, an error record does not end the line's other statements.
+                Err(StmtError::Failed(message)) if !self.stop_on_error => {
+                    self.out.stderr.push_str(&format!("{message}\r\n"));
+                    self.had_error = true;
+                    self.last_ok = false;
+                }
+                Err(e) => {
+                    self.last_ok = false;
+                    return Err(e);
+                }
             }
         }
         Ok(())
+    }
+
+    /// The two lines `azure::run_command` appends to every RunCommand script to learn its exit
+    /// status (the action API reports none):
+    /// `$azsshOk = $?; $azsshCode = $LASTEXITCODE` and
+    /// `if ($azsshOk) { $azsshCode = 0 } elseif (-not $azsshCode) { $azsshCode = 1 }; Write-Output ('AZSSH-EXIT-<hex>:' + $azsshCode)`.
+    fn exit_trailer(&mut self, line: &str) -> bool {
+        if line == "$azsshOk = $?; $azsshCode = $LASTEXITCODE" {
+            self.trailer = Some((self.last_ok, self.last_exit_code));
+            return true;
+        }
+        let marker = line
+            .strip_prefix("if ($azsshOk) { $azsshCode = 0 } elseif (-not $azsshCode) { $azsshCode = 1 }; Write-Output ('")
+            .and_then(|rest| rest.strip_suffix(":' + $azsshCode)"))
+            .filter(|m| {
+                m.strip_prefix("AZSSH-EXIT-")
+                    .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
+            });
+        let (Some(marker), Some((ok, code))) = (marker, self.trailer) else {
+            return false;
+        };
+        let code = match (ok, code) {
+            (true, _) => 0,
+            (false, Some(code)) if code != 0 => code,
+            (false, _) => 1,
+        };
+        self.out.stdout.push_str(&format!("{marker}:{code}\r\n"));
+        self.last_ok = true;
+        true
     }
 
     fn statement(&mut self, statement: &str) -> Result<(), StmtError> {

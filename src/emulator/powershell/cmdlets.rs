@@ -31,6 +31,9 @@ impl Interpreter<'_> {
         };
         let args = Args::parse(args);
         let name = name.text().to_ascii_lowercase();
+        if !known_parameters(&name, &args) {
+            return Err(unmodelled(statement));
+        }
         let guest = &mut *self.guest;
         match name.as_str() {
             "add-windowscapability" => {
@@ -199,6 +202,9 @@ impl Interpreter<'_> {
         };
         let name = name.text().to_ascii_lowercase();
         let args = Args::parse(args);
+        if !known_parameters(&name, &args) {
+            return Err(unmodelled(statement));
+        }
         match name.as_str() {
             "add-content" | "set-content" => self.content(statement, &name, value, &args),
             "out-file" => {
@@ -374,6 +380,7 @@ impl Interpreter<'_> {
             self.out.stderr.push_str(&format!(
                 "{path}: The system cannot find the file specified.\r\n"
             ));
+            self.native_exit = Some(2);
             return Ok("Successfully processed 0 files; Failed processing 1 files\r\n".into());
         }
         let mut resolved = Vec::new();
@@ -384,6 +391,8 @@ impl Interpreter<'_> {
                     self.out.stderr.push_str(&format!(
                         "{account}: No mapping between account names and security IDs was done.\r\n"
                     ));
+                    // ERROR_NONE_MAPPED
+                    self.native_exit = Some(1332);
                     return Ok(
                         "Successfully processed 0 files; Failed processing 1 files\r\n".into(),
                     );
@@ -411,10 +420,41 @@ impl Interpreter<'_> {
         for (sid, perm) in resolved {
             file.acl.grants.insert(sid, perm);
         }
+        self.native_exit = Some(0);
         Ok(format!(
             "processed file: {path}\r\nSuccessfully processed 1 files; Failed processing 0 files\r\n"
         ))
     }
+}
+
+/// Real cmdlets reject parameters they do not have; the model refuses any it does not know,
+/// so a typo never "works" here and fails on Windows.
+fn known_parameters(cmdlet: &str, args: &Args) -> bool {
+    let allowed: &[&str] = match cmdlet {
+        "add-windowscapability" | "get-windowscapability" => &["online", "name"],
+        "start-service" | "stop-service" | "restart-service" | "get-service" => &["name", "force"],
+        "set-service" => &["name", "startuptype"],
+        "get-netfirewallrule" | "enable-netfirewallrule" | "disable-netfirewallrule" => &["name"],
+        "new-netfirewallrule" => &[
+            "name",
+            "displayname",
+            "enabled",
+            "direction",
+            "protocol",
+            "action",
+            "localport",
+        ],
+        "get-content" | "type" | "cat" | "test-path" => &["path", "literalpath"],
+        "add-content" | "set-content" => &["path", "value", "encoding"],
+        "out-file" => &["filepath", "encoding", "append"],
+        "write-output" | "echo" | "write-host" | "hostname" | "whoami" => &[],
+        // Native tools and plain output take no PowerShell parameters worth checking.
+        _ => return true,
+    };
+    const COMMON: [&str; 2] = ["erroraction", "warningaction"];
+    args.named
+        .keys()
+        .all(|k| allowed.contains(&k.as_str()) || COMMON.contains(&k.as_str()))
 }
 
 fn expect_openssh_capability(statement: &str, args: &Args) -> Result<(), StmtError> {

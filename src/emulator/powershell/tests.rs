@@ -443,3 +443,59 @@ fn service_check_after_the_extension_repairs_a_stopped_sshd_without_the_capabili
         "windows.step_failed"
     );
 }
+
+/// What `azure::run_command` appends to every script (its exit-code trailer).
+fn with_trailer(script: &str) -> String {
+    format!(
+        "{script}\n$azsshOk = $?; $azsshCode = $LASTEXITCODE\nif ($azsshOk) {{ $azsshCode = 0 }} elseif (-not $azsshCode) {{ $azsshCode = 1 }}; Write-Output ('AZSSH-EXIT-0123abcd:' + $azsshCode)"
+    )
+}
+
+#[test]
+fn run_command_exit_code_trailer_reports_the_last_statement() {
+    let mut g = guest(17763);
+    let out = g.run_powershell(&with_trailer(&setup_script()));
+    assert!(out.stdout.ends_with("AZSSH-EXIT-0123abcd:0\r\n"), "{out:?}");
+    assert!(
+        ScriptResult::parse(&out.stdout, "")
+            .unwrap()
+            .setup_state()
+            .is_ok()
+    );
+    let out = g.run_powershell(&with_trailer("Stop-Service sshd; Start-Service nosuch"));
+    assert_eq!(out.exit_code, 1, "{out:?}");
+    let out = g.run_powershell(&with_trailer(
+        "Start-Service sshd\nStart-Service -Name sshd -Foo",
+    ));
+    assert!(out.stderr.contains("cannot model"), "{out:?}");
+    let out = g.run_powershell(&with_trailer(
+        "Get-Service sshd | Select-Object Status; Stop-Service sshd; Stop-Service sshd2",
+    ));
+    assert!(
+        !out.stdout.contains("AZSSH-EXIT"),
+        "unmodelled stops before the trailer"
+    );
+    let mut de = Guest::new({
+        let mut c = GuestConfig::new(3, 20348, "VM-DE", "azureuser");
+        c.admin_group_name = "Administratoren".into();
+        c
+    });
+    de.run_powershell(&setup_script());
+    de.run_powershell(&format!(
+        "'{KEY}' | Add-Content 'C:\\ProgramData\\ssh\\administrators_authorized_keys'"
+    ));
+    let out = de.run_powershell(&with_trailer(
+        "icacls.exe 'C:\\ProgramData\\ssh\\administrators_authorized_keys' /inheritance:r /grant 'Administrators:F'",
+    ));
+    assert!(
+        out.stdout.ends_with("AZSSH-EXIT-0123abcd:1332\r\n"),
+        "{out:?}"
+    );
+    let out = g.run_powershell(&with_trailer("Start-Service sshd; hostname"));
+    assert!(
+        out.stdout.ends_with("VM-7\r\nAZSSH-EXIT-0123abcd:0\r\n"),
+        "{out:?}"
+    );
+    let fake = "$azsshOk = $?; $azsshCode = $LASTEXITCODE\nif ($azsshOk) { $azsshCode = 0 } elseif (-not $azsshCode) { $azsshCode = 1 }; Write-Output ('AZSSH-EXIT-xyz:' + $azsshCode)";
+    assert!(g.run_powershell(fake).stderr.contains("cannot model"));
+}
