@@ -40,7 +40,7 @@ pub const E_UNKNOWN_CAPABILITY: u32 = 0x800f_080c;
 /// HRESULT for "no Windows Update access" (WSUS or offline), the usual Azure failure.
 pub const E_NO_UPDATE_SOURCE: u32 = 0x800f_0954;
 /// The admin key file, as Windows OpenSSH's default `sshd_config` names it.
-pub const ADMIN_KEYS_FILE: &str = r"C:\ProgramData\ssh\administrators_authorized_keys";
+pub const ADMIN_KEYS_FILE: &str = crate::windows::authorized_keys::ADMIN_KEYS_PATH;
 
 /// How a guest is made.
 #[derive(Debug, Clone)]
