@@ -1,1 +1,2 @@
 //! SSH client on russh.
+pub mod keys;

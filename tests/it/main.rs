@@ -1,6 +1,7 @@
 //! Integration tests: one binary that drives the real `azssh` executable and starts real servers
 //! on ephemeral ports. `Test` is the builder every module uses.
 
+mod guest;
 mod harness;
 mod script;
 

@@ -1,0 +1,129 @@
+//! The guest model's own rules: host keys, the extension, and how sshd reads key files.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJQnYzj9mKCCZE8M3eHtdm9nNOltS0LYhpqLqkyVKFA me@laptop";
+
+fn key() -> PublicKey {
+    PublicKey::from_openssh(KEY).unwrap()
+}
+
+fn admin_file(g: &mut Guest, bytes: &[u8], inherited: bool, sids: &[&str]) {
+    g.create_dir(r"C:\ProgramData\ssh");
+    g.write_file(ADMIN_KEYS_FILE, bytes, false).unwrap();
+    let file = g.file_mut(ADMIN_KEYS_FILE).unwrap();
+    file.acl.inherited = inherited;
+    file.acl.grants = sids
+        .iter()
+        .map(|s| (s.to_string(), "F".to_string()))
+        .collect();
+}
+
+#[test]
+fn host_keys_are_reproducible_per_seed_and_change_after_a_rebuild() {
+    let make = |seed| {
+        let mut g = Guest::new(GuestConfig::new(seed, 20348, "VM-1", "azureuser"));
+        g.install_openssh_extension();
+        g
+    };
+    let (a, b, other) = (make(1), make(1), make(2));
+    let fp = |g: &Guest| {
+        g.host_keys()[0]
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+    };
+    assert_eq!(fp(&a), fp(&b));
+    assert_ne!(fp(&a), fp(&other));
+    let mut rebuilt = make(1);
+    rebuilt.rebuild_host_keys();
+    assert_ne!(fp(&rebuilt), fp(&a));
+    let file = rebuilt
+        .file(r"C:\ProgramData\ssh\ssh_host_ed25519_key.pub")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&file.bytes).starts_with("ssh-ed25519 "));
+}
+
+#[test]
+fn extension_installs_and_starts_sshd_even_on_2016() {
+    let mut g = Guest::new(GuestConfig::new(5, 14393, "OLD", "azureuser"));
+    assert!(g.install_openssh_extension());
+    assert!(g.sshd_running() && g.firewall_allows(22));
+    assert_eq!(g.sshd().unwrap().startup, StartupType::Automatic);
+    assert!(!g.capability_installed());
+    assert!(
+        !g.install_openssh_extension(),
+        "a second install changes nothing"
+    );
+}
+
+#[test]
+fn admin_key_file_needs_strict_acl_and_plain_utf8() {
+    let mut g = Guest::new(GuestConfig::new(5, 17763, "VM", "azureuser"));
+    let good = format!("# azssh\r\nno-pty {KEY}\r\n");
+    let strict = [ADMINISTRATORS_SID, SYSTEM_SID];
+    admin_file(&mut g, good.as_bytes(), false, &strict);
+    assert!(g.is_authorized("azureuser", &key()));
+    assert!(
+        g.is_authorized("AZUREUSER", &key()),
+        "Windows user names ignore case"
+    );
+    assert!(!g.is_authorized("someone", &key()));
+    admin_file(&mut g, good.as_bytes(), true, &[]);
+    assert!(
+        !g.is_authorized("azureuser", &key()),
+        "inherited ACL: Authenticated Users"
+    );
+    admin_file(
+        &mut g,
+        good.as_bytes(),
+        false,
+        &[ADMINISTRATORS_SID, SYSTEM_SID, "S-1-5-11"],
+    );
+    assert!(!g.is_authorized("azureuser", &key()));
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend(good.as_bytes());
+    admin_file(&mut g, &bom, false, &strict);
+    assert!(!g.is_authorized("azureuser", &key()));
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(good.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    admin_file(&mut g, &utf16, false, &strict);
+    assert!(!g.is_authorized("azureuser", &key()));
+    assert_eq!(decode_text(&utf16), good);
+}
+
+#[test]
+fn writing_into_a_missing_folder_fails_like_dotnet() {
+    let mut g = Guest::new(GuestConfig::new(5, 17763, "VM", "azureuser"));
+    let err = g.write_file(ADMIN_KEYS_FILE, b"x", false).unwrap_err();
+    assert!(err.contains("Could not find a part of the path"));
+}
+
+#[test]
+fn guest_can_be_shared_between_the_arm_and_ssh_sides() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Guest>();
+    shareable::<GuestOutput>();
+}
+
+#[test]
+fn shared_guest_serves_both_sides_and_its_host_key_is_known_before_sshd_starts() {
+    let shared = SharedGuest::new(
+        Guest::new(GuestConfig::new(9, 17763, "VM-9", "azureuser")),
+        std::path::PathBuf::from("/tmp/vm-9"),
+    );
+    let before = shared.host_key();
+    assert!(!shared.sshd_listening());
+    shared.install_openssh_extension().unwrap();
+    assert!(shared.sshd_running());
+    assert_eq!(
+        shared.lock().host_keys()[0].public_key(),
+        before.public_key()
+    );
+    assert_eq!(shared.exec("azureuser", "hostname").stdout, "VM-9\r\n");
+    assert_eq!(shared.run_powershell("hostname").stdout, "VM-9\r\n");
+    assert!(!shared.is_authorized("azureuser", &key()));
+}

@@ -1,0 +1,93 @@
+//! Errors from building guest scripts and reading their results.
+
+use crate::error::UserError;
+
+/// Capability install failures that mean "this VM cannot fetch Features on Demand".
+const NO_SOURCE_CODES: [&str; 3] = ["0x800f0950", "0x800f0954", "0x800f081f"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum WindowsError {
+    #[error("`{name}` is not a valid windows user name: {reason}")]
+    InvalidUserName { name: String, reason: String },
+    #[error("the script printed no `AZSSH-RESULT:` line{}", stderr_suffix(.stderr))]
+    NoResult { stderr: String },
+    #[error("the script's result line is malformed: {reason}")]
+    MalformedResult { reason: String },
+    #[error("the script's result has no `{step}` part")]
+    MissingStep { step: &'static str },
+    #[error("installing the OpenSSH server capability failed ({code}): {message}")]
+    CapabilityInstall { code: String, message: String },
+    #[error("{step} failed on the guest: {message}")]
+    StepFailed { step: &'static str, message: String },
+    #[error("the key file `{path}` did not verify: {reason}")]
+    KeyNotVerified { path: String, reason: String },
+    #[error("invalid -EncodedCommand argument: {reason}")]
+    BadEncodedCommand { reason: String },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let tail: String = stderr
+        .trim()
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr ends with: {tail}")
+    }
+}
+
+impl UserError for WindowsError {
+    fn kind(&self) -> &'static str {
+        match self {
+            WindowsError::InvalidUserName { .. } => "windows.invalid_user",
+            WindowsError::NoResult { .. } => "windows.no_result",
+            WindowsError::MalformedResult { .. } => "windows.malformed_result",
+            WindowsError::MissingStep { .. } => "windows.missing_step",
+            WindowsError::CapabilityInstall { code, .. } if code == "0x800f080c" => {
+                "windows.capability_unavailable"
+            }
+            WindowsError::CapabilityInstall { .. } => "windows.capability_install",
+            WindowsError::StepFailed { .. } => "windows.step_failed",
+            WindowsError::KeyNotVerified { .. } => "windows.key_not_verified",
+            WindowsError::BadEncodedCommand { .. } => "windows.bad_encoded_command",
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            WindowsError::CapabilityInstall { code, .. } if NO_SOURCE_CODES.contains(&code.as_str()) => Some(
+                "the VM cannot download Features on Demand (no Windows Update access, or WSUS \
+                 without FoD): set the group policy \"Specify settings for optional component \
+                 installation and component repair\" to contact Windows Update directly, or run \
+                 `Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0 -Source <FoD ISO path> \
+                 -LimitAccess`, or use the WindowsOpenSSH extension (`enable_ssh(vm, #{method: \"extension\"})`)"
+                    .into(),
+            ),
+            WindowsError::CapabilityInstall { .. } => Some(
+                "OpenSSH is built in from Windows Server 2019 (build 17763); on older versions use \
+                 the WindowsOpenSSH extension (`enable_ssh(vm, #{method: \"extension\"})`)"
+                    .into(),
+            ),
+            WindowsError::NoResult { .. } => Some(
+                "RunCommand keeps only the last 4096 bytes of output; run the script again, and \
+                 check the extension log under C:\\WindowsAzure\\Logs\\Plugins\\Microsoft.CPlat.Core.RunCommandWindows"
+                    .into(),
+            ),
+            WindowsError::KeyNotVerified { .. } => Some(
+                "Windows OpenSSH ignores key files with a BOM, UTF-16 text or an ACL granting \
+                 others access; run `copy_key` again to repair it"
+                    .into(),
+            ),
+            WindowsError::InvalidUserName { .. } => Some(
+                "local user names are 1-20 letters, digits, spaces, `.`, `_` or `-`".into(),
+            ),
+            _ => None,
+        }
+    }
+}
