@@ -1,0 +1,557 @@
+//! The emulated guest's SFTP subsystem: a russh-sftp server over the per-VM sandbox directory,
+//! with the path rules of Windows OpenSSH's `sftp-server`.
+//!
+//! The sandbox holds one folder per drive (`<root>/C` is `C:\`). Paths arrive in any of the
+//! shapes Windows OpenSSH accepts: `/C:/Users/me/x`, `C:/Users/me/x`, `C:\Users\me\x`, or relative
+//! to the user's profile `C:\Users\<user>`, which is where a session starts (Win32-OpenSSH's
+//! `realpath(".")` answers `/C:/Users/<user>`). `/` is the virtual list of drives, as on Windows.
+//! Drive-less absolute paths (`/Windows`) resolve on the system drive `C:`.
+//!
+//! Names match case-insensitively, like NTFS, so `c:/users/ME` finds `C:\Users\me`. `..` may not
+//! climb above a drive root and the sandbox never follows a symbolic link, so nothing outside
+//! `<root>` is reachable.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use russh_sftp::protocol::{
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// The most a single SSH_FXP_READ returns; OpenSSH asks for 32 KiB at a time (up to 255 KiB with
+/// the limits extension, which we do not advertise).
+const MAX_READ: u32 = 256 * 1024;
+/// Directory entries per SSH_FXP_NAME reply, so a big folder never exceeds a packet.
+const READDIR_CHUNK: usize = 128;
+/// The drive a session starts on and where drive-less absolute paths land.
+const SYSTEM_DRIVE: char = 'C';
+
+/// A place in the guest's file namespace, already normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowsPath {
+    /// `/`: the list of drives.
+    Drives,
+    /// A drive letter (upper case) and the components under its root.
+    OnDrive { drive: char, parts: Vec<String> },
+}
+
+impl WindowsPath {
+    /// The user's profile folder, `C:\Users\<user>`.
+    pub fn home(user: &str) -> Self {
+        WindowsPath::OnDrive {
+            drive: SYSTEM_DRIVE,
+            parts: vec!["Users".to_string(), user.to_string()],
+        }
+    }
+
+    /// Parses `input` as Windows OpenSSH does, relative paths against `cwd`.
+    pub fn parse(input: &str, cwd: &WindowsPath) -> Result<Self, StatusReply> {
+        let slashed = input.replace('\\', "/");
+        let mut rest = slashed.as_str();
+        // "/C:/x" is how sftp clients spell "C:/x" once they have seen realpath's answer.
+        if let Some(stripped) = rest.strip_prefix('/')
+            && starts_with_drive(stripped)
+        {
+            rest = stripped;
+        }
+        let (mut drive, mut parts) = if starts_with_drive(rest) {
+            let letter = rest.chars().next().unwrap_or(SYSTEM_DRIVE);
+            rest = &rest[2..];
+            (Some(letter.to_ascii_uppercase()), Vec::new())
+        } else if let Some(stripped) = rest.strip_prefix('/') {
+            rest = stripped;
+            (None, Vec::new())
+        } else {
+            match cwd {
+                WindowsPath::Drives => (None, Vec::new()),
+                WindowsPath::OnDrive { drive, parts } => (Some(*drive), parts.clone()),
+            }
+        };
+        for part in rest.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(StatusCode::PermissionDenied
+                            .with_message(format!("`{input}` climbs above the drive root")));
+                    }
+                }
+                name => {
+                    if name.contains([':', '<', '>', '"', '|', '?', '*', '\0']) {
+                        return Err(StatusCode::Failure.with_message(format!(
+                            "the filename, directory name, or volume label syntax is incorrect: `{input}`"
+                        )));
+                    }
+                    drive.get_or_insert(SYSTEM_DRIVE);
+                    parts.push(name.to_string());
+                }
+            }
+        }
+        Ok(match drive {
+            None => WindowsPath::Drives,
+            Some(drive) => WindowsPath::OnDrive { drive, parts },
+        })
+    }
+
+    /// The form Windows OpenSSH reports back: `/C:/Users/me`, or `/` for the drive list.
+    pub fn to_sftp_string(&self) -> String {
+        match self {
+            WindowsPath::Drives => "/".to_string(),
+            WindowsPath::OnDrive { drive, parts } => {
+                let mut s = format!("/{drive}:");
+                if parts.is_empty() {
+                    s.push('/');
+                }
+                for part in parts {
+                    s.push('/');
+                    s.push_str(part);
+                }
+                s
+            }
+        }
+    }
+}
+
+fn starts_with_drive(s: &str) -> bool {
+    let mut chars = s.chars();
+    // `C:x` is drive-relative on Windows; with no per-drive working directory it means `C:/x`.
+    matches!((chars.next(), chars.next()), (Some(letter), Some(':')) if letter.is_ascii_alphabetic())
+}
+
+/// Maps a Windows path to the file in the sandbox, matching each component case-insensitively
+/// and refusing symbolic links (a link could point out of the sandbox).
+pub async fn host_path(root: &Path, path: &WindowsPath) -> Result<PathBuf, StatusReply> {
+    let WindowsPath::OnDrive { drive, parts } = path else {
+        return Err(StatusCode::Failure.with_message("`/` is the list of drives, not a folder"));
+    };
+    let mut host = root.join(drive.to_string());
+    if !tokio::fs::try_exists(&host).await.unwrap_or(false) {
+        return Err(StatusCode::NoSuchFile.with_message(format!(
+            "the system cannot find the drive specified: `{drive}:`"
+        )));
+    }
+    for part in parts {
+        let exact = host.join(part);
+        host = match tokio::fs::symlink_metadata(&exact).await {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(StatusCode::PermissionDenied.with_message("links are not followed"));
+            }
+            Ok(_) => exact,
+            Err(_) => match find_case_insensitive(&host, part).await {
+                Some(found) => found,
+                // Not there: the caller may be about to create it.
+                None => exact,
+            },
+        };
+    }
+    Ok(host)
+}
+
+async fn find_case_insensitive(dir: &Path, name: &str) -> Option<PathBuf> {
+    let wanted = name.to_lowercase();
+    let mut entries = tokio::fs::read_dir(dir).await.ok()?;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name().to_string_lossy().to_lowercase() == wanted {
+            let is_link = entry.file_type().await.ok()?.is_symlink();
+            return (!is_link).then(|| entry.path());
+        }
+    }
+    None
+}
+
+fn io_status(e: std::io::Error) -> StatusReply {
+    let code = match e.kind() {
+        ErrorKind::NotFound => StatusCode::NoSuchFile,
+        ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
+        _ => StatusCode::Failure,
+    };
+    code.with_message(e.to_string())
+}
+
+fn ok(id: u32) -> Status {
+    Status {
+        id,
+        status_code: StatusCode::Ok,
+        error_message: "Ok".to_string(),
+        language_tag: "en-US".to_string(),
+    }
+}
+
+fn drive_attrs() -> FileAttributes {
+    let mut attrs = FileAttributes::dummy();
+    attrs.permissions = Some(0o40755);
+    attrs
+}
+
+enum OpenHandle {
+    File(tokio::fs::File),
+    /// Entries still to send; `None` once the listing has been exhausted.
+    Dir(Vec<File>),
+}
+
+/// One SFTP session for `user` over the sandbox at `root`.
+pub struct GuestSftp {
+    root: PathBuf,
+    home: WindowsPath,
+    handles: HashMap<String, OpenHandle>,
+    next_handle: u64,
+}
+
+impl GuestSftp {
+    pub fn new(root: PathBuf, user: &str) -> Self {
+        GuestSftp {
+            root,
+            home: WindowsPath::home(user),
+            handles: HashMap::new(),
+            next_handle: 0,
+        }
+    }
+
+    async fn resolve(&self, path: &str) -> Result<(WindowsPath, PathBuf), StatusReply> {
+        let win = WindowsPath::parse(path, &self.home)?;
+        let host = host_path(&self.root, &win).await?;
+        Ok((win, host))
+    }
+
+    fn insert(&mut self, handle: OpenHandle) -> String {
+        self.next_handle += 1;
+        let id = self.next_handle.to_string();
+        self.handles.insert(id.clone(), handle);
+        id
+    }
+
+    fn file(&mut self, handle: &str) -> Result<&mut tokio::fs::File, StatusReply> {
+        match self.handles.get_mut(handle) {
+            Some(OpenHandle::File(f)) => Ok(f),
+            _ => Err(StatusCode::Failure.with_message("invalid handle")),
+        }
+    }
+
+    async fn list_drives(&self) -> Result<Vec<File>, StatusReply> {
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.root).await.map_err(io_status)?;
+        while let Some(entry) = entries.next_entry().await.map_err(io_status)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.len() == 1 && name.chars().all(|c| c.is_ascii_uppercase()) {
+                out.push(File::new(format!("{name}:"), drive_attrs()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_dir(host: &Path) -> Result<Vec<File>, StatusReply> {
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(host).await.map_err(io_status)?;
+        while let Some(entry) = entries.next_entry().await.map_err(io_status)? {
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push(File::new(name, FileAttributes::from(&meta)));
+        }
+        Ok(out)
+    }
+
+    async fn stat_path(&self, path: &str) -> Result<FileAttributes, StatusReply> {
+        let (win, host) = self.resolve(path).await?;
+        if win == WindowsPath::Drives {
+            return Ok(drive_attrs());
+        }
+        let meta = tokio::fs::metadata(&host).await.map_err(io_status)?;
+        Ok(FileAttributes::from(&meta))
+    }
+}
+
+impl russh_sftp::server::Handler for GuestSftp {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> Self::Error {
+        StatusCode::OpUnsupported.into()
+    }
+
+    async fn init(
+        &mut self,
+        version: u32,
+        _extensions: HashMap<String, String>,
+    ) -> Result<Version, Self::Error> {
+        tracing::debug!(version, "guest sftp: init");
+        // A Windows user's profile exists once they have logged on; create it on first use.
+        if let Ok(home) = host_path(&self.root, &self.home).await {
+            let _ = tokio::fs::create_dir_all(home).await;
+        }
+        Ok(Version::new())
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
+        let win = WindowsPath::parse(&path, &self.home)?;
+        Ok(Name {
+            id,
+            files: vec![File::dummy(win.to_sftp_string())],
+        })
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        pflags: OpenFlags,
+        _attrs: FileAttributes,
+    ) -> Result<Handle, Self::Error> {
+        let (_, host) = self.resolve(&filename).await?;
+        let options = tokio::fs::OpenOptions::from(std::fs::OpenOptions::from(pflags));
+        let file = options.open(&host).await.map_err(io_status)?;
+        let handle = self.insert(OpenHandle::File(file));
+        Ok(Handle { id, handle })
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
+        match self.handles.remove(&handle) {
+            Some(OpenHandle::File(mut f)) => f.flush().await.map_err(io_status)?,
+            Some(OpenHandle::Dir(_)) => {}
+            None => return Err(StatusCode::Failure.with_message("invalid handle")),
+        }
+        Ok(ok(id))
+    }
+
+    async fn read(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<Data, Self::Error> {
+        let file = self.file(&handle)?;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(io_status)?;
+        let mut data = vec![0u8; len.min(MAX_READ) as usize];
+        let mut filled = 0;
+        while filled < data.len() {
+            let n = file.read(&mut data[filled..]).await.map_err(io_status)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Err(StatusCode::Eof.into());
+        }
+        data.truncate(filled);
+        Ok(Data { id, data })
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Status, Self::Error> {
+        let file = self.file(&handle)?;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(io_status)?;
+        file.write_all(&data).await.map_err(io_status)?;
+        Ok(ok(id))
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        let attrs = self.stat_path(&path).await?;
+        Ok(Attrs { id, attrs })
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        // The sandbox refuses links, so lstat and stat agree.
+        let attrs = self.stat_path(&path).await?;
+        Ok(Attrs { id, attrs })
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
+        let meta = self.file(&handle)?.metadata().await.map_err(io_status)?;
+        Ok(Attrs {
+            id,
+            attrs: FileAttributes::from(&meta),
+        })
+    }
+
+    async fn setstat(
+        &mut self,
+        id: u32,
+        path: String,
+        attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        let (_, host) = self.resolve(&path).await?;
+        if let Some(size) = attrs.size {
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&host)
+                .await
+                .map_err(io_status)?;
+            file.set_len(size).await.map_err(io_status)?;
+        } else {
+            tokio::fs::metadata(&host).await.map_err(io_status)?;
+        }
+        // Windows maps POSIX modes onto a read-only bit at most; owners and times are accepted
+        // and left alone, as `sftp put -p` must not fail on them.
+        Ok(ok(id))
+    }
+
+    async fn fsetstat(
+        &mut self,
+        id: u32,
+        handle: String,
+        attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        let file = self.file(&handle)?;
+        if let Some(size) = attrs.size {
+            file.set_len(size).await.map_err(io_status)?;
+        }
+        Ok(ok(id))
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
+        let (win, host) = self.resolve(&path).await?;
+        let entries = if win == WindowsPath::Drives {
+            self.list_drives().await?
+        } else {
+            Self::list_dir(&host).await?
+        };
+        let handle = self.insert(OpenHandle::Dir(entries));
+        Ok(Handle { id, handle })
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
+        let Some(OpenHandle::Dir(entries)) = self.handles.get_mut(&handle) else {
+            return Err(StatusCode::Failure.with_message("invalid handle"));
+        };
+        if entries.is_empty() {
+            return Err(StatusCode::Eof.into());
+        }
+        let take = entries.len().min(READDIR_CHUNK);
+        let files = entries.drain(..take).collect();
+        Ok(Name { id, files })
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        let (_, host) = self.resolve(&filename).await?;
+        tokio::fs::remove_file(&host).await.map_err(io_status)?;
+        Ok(ok(id))
+    }
+
+    async fn mkdir(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        let (_, host) = self.resolve(&path).await?;
+        tokio::fs::create_dir(&host).await.map_err(io_status)?;
+        Ok(ok(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
+        let (_, host) = self.resolve(&path).await?;
+        tokio::fs::remove_dir(&host).await.map_err(io_status)?;
+        Ok(ok(id))
+    }
+
+    async fn rename(
+        &mut self,
+        id: u32,
+        oldpath: String,
+        newpath: String,
+    ) -> Result<Status, Self::Error> {
+        let (_, from) = self.resolve(&oldpath).await?;
+        let (_, to) = self.resolve(&newpath).await?;
+        // SFTP v3 rename (and Windows MoveFile) fail when the target exists; POSIX would replace.
+        if tokio::fs::try_exists(&to).await.unwrap_or(false) {
+            return Err(StatusCode::Failure.with_message(format!("`{newpath}` already exists")));
+        }
+        tokio::fs::rename(&from, &to).await.map_err(io_status)?;
+        Ok(ok(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<WindowsPath, StatusReply> {
+        WindowsPath::parse(s, &WindowsPath::home("azureuser"))
+    }
+
+    fn on_c(parts: &[&str]) -> WindowsPath {
+        WindowsPath::OnDrive {
+            drive: 'C',
+            parts: parts.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn drive_paths_in_every_spelling_agree() {
+        for spelling in ["/C:/x/y", "C:/x/y", "c:\\x\\y", "/c:/x//./y", "C:x/y"] {
+            assert_eq!(
+                parse(spelling).expect(spelling),
+                on_c(&["x", "y"]),
+                "{spelling}"
+            );
+        }
+    }
+
+    #[test]
+    fn relative_paths_start_in_the_profile() {
+        assert_eq!(parse(".").expect("dot"), on_c(&["Users", "azureuser"]));
+        assert_eq!(
+            parse("notes.txt").expect("file"),
+            on_c(&["Users", "azureuser", "notes.txt"])
+        );
+        assert_eq!(parse("..").expect("up"), on_c(&["Users"]));
+    }
+
+    #[test]
+    fn slash_is_the_drive_list_and_drive_less_paths_land_on_c() {
+        assert_eq!(parse("/").expect("root"), WindowsPath::Drives);
+        assert_eq!(parse("/Windows").expect("windows"), on_c(&["Windows"]));
+        assert_eq!(WindowsPath::Drives.to_sftp_string(), "/");
+        assert_eq!(on_c(&[]).to_sftp_string(), "/C:/");
+        assert_eq!(on_c(&["Users", "me"]).to_sftp_string(), "/C:/Users/me");
+    }
+
+    #[test]
+    fn dot_dot_cannot_escape_the_drive_root() {
+        let err = parse("C:/x/../../etc/passwd").expect_err("escape refused");
+        assert_eq!(err.status_code, StatusCode::PermissionDenied);
+        assert!(parse("/C:/..").is_err());
+        assert_eq!(parse("C:/x/../y").expect("inside"), on_c(&["y"]));
+    }
+
+    #[test]
+    fn reserved_characters_are_refused() {
+        assert!(parse("C:/a/b:c").is_err());
+        assert!(parse("C:/a?").is_err());
+    }
+
+    #[tokio::test]
+    async fn host_path_matches_case_insensitively_and_refuses_links() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("C/Users/Me")).expect("mkdir");
+        let found = host_path(root.path(), &parse("c:/users/ME/new.txt").expect("parse"))
+            .await
+            .expect("resolves");
+        assert_eq!(found, root.path().join("C/Users/Me/new.txt"));
+
+        std::os::unix::fs::symlink("/etc", root.path().join("C/etc")).expect("symlink");
+        let err = host_path(root.path(), &parse("C:/etc/passwd").expect("parse"))
+            .await
+            .expect_err("link refused");
+        assert_eq!(err.status_code, StatusCode::PermissionDenied);
+
+        let err = host_path(root.path(), &parse("D:/x").expect("parse"))
+            .await
+            .expect_err("no drive D");
+        assert_eq!(err.status_code, StatusCode::NoSuchFile);
+    }
+}
