@@ -79,6 +79,14 @@ impl WindowsPath {
                             .with_message(format!("`{input}` climbs above the drive root")));
                     }
                 }
+                // OpenSSH's sftp client makes `C:/Temp` absolute by prefixing its working
+                // directory (`/C:/Users/me/C:/Temp`). A drive can only start a path on Windows
+                // (`:` is not allowed in names), so a drive component restarts from that root,
+                // as joining an absolute path does in Win32 path APIs.
+                name if starts_with_drive(name) && name.len() == 2 => {
+                    drive = name.chars().next().map(|c| c.to_ascii_uppercase());
+                    parts.clear();
+                }
                 name => {
                     if name.contains([':', '<', '>', '"', '|', '?', '*', '\0']) {
                         return Err(StatusCode::Failure.with_message(format!(
@@ -256,10 +264,10 @@ impl GuestSftp {
     }
 
     async fn stat_path(&self, path: &str) -> Result<FileAttributes, StatusReply> {
-        let (win, host) = self.resolve(path).await?;
-        if win == WindowsPath::Drives {
+        if WindowsPath::parse(path, &self.home)? == WindowsPath::Drives {
             return Ok(drive_attrs());
         }
+        let (_, host) = self.resolve(path).await?;
         let meta = tokio::fs::metadata(&host).await.map_err(io_status)?;
         Ok(FileAttributes::from(&meta))
     }
@@ -413,10 +421,10 @@ impl russh_sftp::server::Handler for GuestSftp {
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
-        let (win, host) = self.resolve(&path).await?;
-        let entries = if win == WindowsPath::Drives {
+        let entries = if WindowsPath::parse(&path, &self.home)? == WindowsPath::Drives {
             self.list_drives().await?
         } else {
+            let (_, host) = self.resolve(&path).await?;
             Self::list_dir(&host).await?
         };
         let handle = self.insert(OpenHandle::Dir(entries));
@@ -499,6 +507,22 @@ mod tests {
                 "{spelling}"
             );
         }
+    }
+
+    #[test]
+    fn a_drive_inside_a_path_restarts_from_that_drive() {
+        // What OpenSSH's sftp sends for `put x C:/Temp/x` while in the profile folder.
+        assert_eq!(
+            parse("/C:/Users/azureuser/C:/Temp/x").expect("parse"),
+            on_c(&["Temp", "x"])
+        );
+        assert_eq!(
+            parse("/C:/Users/azureuser/d:/x").expect("parse"),
+            WindowsPath::OnDrive {
+                drive: 'D',
+                parts: vec!["x".to_string()]
+            }
+        );
     }
 
     #[test]
