@@ -171,6 +171,7 @@ async fn find_case_insensitive(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 fn io_status(e: std::io::Error) -> StatusReply {
+    tracing::debug!(error = %e, "guest sftp: i/o error");
     let code = match e.kind() {
         ErrorKind::NotFound => StatusCode::NoSuchFile,
         ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
@@ -277,6 +278,7 @@ impl russh_sftp::server::Handler for GuestSftp {
     type Error = StatusReply;
 
     fn unimplemented(&self) -> Self::Error {
+        tracing::debug!("guest sftp: unsupported request");
         StatusCode::OpUnsupported.into()
     }
 
@@ -286,7 +288,9 @@ impl russh_sftp::server::Handler for GuestSftp {
         _extensions: HashMap<String, String>,
     ) -> Result<Version, Self::Error> {
         tracing::debug!(version, "guest sftp: init");
-        // A Windows user's profile exists once they have logged on; create it on first use.
+        // A Windows user's profile exists once they have logged on; create it on first use
+        // (through `host_path`, so an existing `users` folder is reused whatever its case).
+        let _ = tokio::fs::create_dir_all(self.root.join(SYSTEM_DRIVE.to_string())).await;
         if let Ok(home) = host_path(&self.root, &self.home).await {
             let _ = tokio::fs::create_dir_all(home).await;
         }

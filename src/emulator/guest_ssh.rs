@@ -182,6 +182,58 @@ impl GuestSshServer {
     }
 }
 
+/// Keeps one guest's listener in step with its sshd service, so listeners exist only while the
+/// service runs. The ARM side calls [`GuestSshSwitch::sync`] after anything that may start or
+/// stop sshd (RunCommand, the WindowsOpenSSH extension, VM start/deallocate).
+#[derive(Debug)]
+pub struct GuestSshSwitch {
+    bind: SocketAddr,
+    listening: std::sync::Mutex<Option<GuestSshHandle>>,
+}
+
+impl GuestSshSwitch {
+    /// A switch for the guest reachable at `bind` (its loopback address and the guest port P).
+    pub fn new(bind: SocketAddr) -> Self {
+        GuestSshSwitch {
+            bind,
+            listening: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts the listener if `guest.sshd_running()` and it is not listening, stops it if the
+    /// service stopped. Returns whether it now listens. Needs a tokio runtime to start one.
+    pub fn sync(&self, guest: &Arc<dyn GuestAccess>, admit: &Admission) -> io::Result<bool> {
+        let mut listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (guest.sshd_running(), listening.is_some()) {
+            (true, false) => {
+                *listening = Some(GuestSshServer::start(
+                    self.bind,
+                    guest.clone(),
+                    admit.clone(),
+                )?);
+            }
+            (false, true) => {
+                // Dropping the handle stops the listener and its sessions.
+                *listening = None;
+            }
+            _ => {}
+        }
+        Ok(listening.is_some())
+    }
+
+    /// Where the guest listens right now, if it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(GuestSshHandle::local_addr)
+    }
+}
+
 fn server_config(host_key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
         // What Windows Server 2022's OpenSSH announces, so banners and logs look familiar.
@@ -232,6 +284,7 @@ async fn accept_loop(
             user: None,
             channels: HashMap::new(),
             pty: HashMap::new(),
+            sftp: Default::default(),
         };
         tokio::spawn(serve_connection(
             stream,
@@ -292,6 +345,8 @@ struct GuestSession {
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Channels that asked for a terminal (the shell then echoes input).
     pty: HashMap<ChannelId, bool>,
+    /// Channels running the sftp subsystem.
+    sftp: std::collections::HashSet<ChannelId>,
 }
 
 impl GuestSession {
@@ -431,6 +486,7 @@ impl russh::server::Handler for GuestSession {
             _ => return session.channel_failure(channel_id),
         };
         session.channel_success(channel_id)?;
+        self.sftp.insert(channel_id);
         let sftp = GuestSftp::new(self.guest.sftp_root(), &self.user());
         russh_sftp::server::run(channel.into_stream(), sftp).await;
         Ok(())
@@ -450,6 +506,22 @@ impl russh::server::Handler for GuestSession {
         Ok(())
     }
 
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The client sends EOF once it has every reply it wants. OpenSSH's sshd then reports
+        // sftp-server's exit status 0, and `scp` (which runs over SFTP since OpenSSH 9) fails
+        // without it, so report it, as sshd does, and close.
+        if self.sftp.remove(&channel) {
+            session.exit_status_request(channel, 0)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+        }
+        Ok(())
+    }
+
     async fn channel_close(
         &mut self,
         channel: ChannelId,
@@ -457,6 +529,7 @@ impl russh::server::Handler for GuestSession {
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         self.pty.remove(&channel);
+        self.sftp.remove(&channel);
         Ok(())
     }
 }

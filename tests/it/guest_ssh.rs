@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azssh::emulator::guest_ssh::{
-    Admission, ExecOutcome, GuestAccess, GuestSshHandle, GuestSshServer,
+    Admission, ExecOutcome, GuestAccess, GuestSshHandle, GuestSshServer, GuestSshSwitch,
 };
 use azssh::emulator::rdp::{PROTOCOL_SSL, RdpNegotiation, probe_rdp};
 use russh::ChannelMsg;
@@ -549,4 +549,71 @@ async fn russh_client_round_trip_exec_forward_and_sftp() {
         .disconnect(russh::Disconnect::ByApplication, "", "en")
         .await
         .expect("disconnect");
+}
+
+/// Also guards the sftp subsystem's exit-status 0: OpenSSH 9's scp runs over SFTP and exits 1,
+/// silently, when the server closes the channel without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_scp_copies_both_ways_with_a_drive_path() {
+    let fx = Fixture::start(true);
+    std::fs::create_dir_all(fx.sandbox().join("C/Temp")).expect("C:/Temp");
+    let local = fx.dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &payload).expect("payload");
+    let scp = |from: String, to: String| {
+        let mut cmd = Command::new("scp");
+        cmd.args(fx.openssh_options(&fx.key_path()))
+            .arg("-P")
+            .arg(fx.port().to_string())
+            .arg(from)
+            .arg(to)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+    let remote = format!("{USER}@{GUEST_IP}:C:/Temp/payload.bin");
+    let (code, _, stderr) = output(scp(local.display().to_string(), remote.clone())).await;
+    assert_eq!(code, 0, "upload: {stderr}");
+    assert_eq!(
+        std::fs::read(fx.sandbox().join("C/Temp/payload.bin")).expect("uploaded"),
+        payload
+    );
+    let back = fx.dir.path().join("back.bin");
+    let (code, _, stderr) = output(scp(remote, back.display().to_string())).await;
+    assert_eq!(code, 0, "download: {stderr}");
+    assert_eq!(std::fs::read(&back).expect("downloaded"), payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_listens_only_while_sshd_runs() {
+    let fx = Fixture::start(true);
+    let guest: Arc<dyn GuestAccess> = fx.guest.clone();
+    let admit: Admission = Arc::new(|_, _| true);
+    let switch = GuestSshSwitch::new(SocketAddr::from((Ipv4Addr::new(127, 77, 0, 6), 0)));
+
+    fx.guest.running.store(false, Ordering::SeqCst);
+    assert!(!switch.sync(&guest, &admit).expect("sync"));
+    assert_eq!(switch.local_addr(), None);
+
+    fx.guest.running.store(true, Ordering::SeqCst);
+    assert!(switch.sync(&guest, &admit).expect("sync"));
+    let addr = switch.local_addr().expect("listening");
+    assert_eq!(addr.ip(), IpAddr::V4(Ipv4Addr::new(127, 77, 0, 6)));
+    tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("sshd answers while running");
+
+    fx.guest.running.store(false, Ordering::SeqCst);
+    assert!(!switch.sync(&guest, &admit).expect("sync"));
+    let mut refused = false;
+    for _ in 0..100 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(refused, "a stopped sshd refuses connections");
 }
