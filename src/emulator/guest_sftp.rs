@@ -196,9 +196,29 @@ fn drive_attrs() -> FileAttributes {
 }
 
 enum OpenHandle {
-    File(tokio::fs::File),
+    File(OpenFile),
     /// Entries still to send; `None` once the listing has been exhausted.
     Dir(Vec<File>),
+}
+
+/// An open file and where its cursor is, so sequential reads and writes (what every client
+/// sends) skip the seek, which costs a trip to the blocking pool with tokio's files.
+struct OpenFile {
+    file: tokio::fs::File,
+    pos: u64,
+}
+
+impl OpenFile {
+    async fn seek_to(&mut self, offset: u64) -> Result<(), StatusReply> {
+        if self.pos != offset {
+            self.file
+                .seek(SeekFrom::Start(offset))
+                .await
+                .map_err(io_status)?;
+            self.pos = offset;
+        }
+        Ok(())
+    }
 }
 
 /// One SFTP session for `user` over the sandbox at `root`.
@@ -232,7 +252,7 @@ impl GuestSftp {
         id
     }
 
-    fn file(&mut self, handle: &str) -> Result<&mut tokio::fs::File, StatusReply> {
+    fn file(&mut self, handle: &str) -> Result<&mut OpenFile, StatusReply> {
         match self.handles.get_mut(handle) {
             Some(OpenHandle::File(f)) => Ok(f),
             _ => Err(StatusCode::Failure.with_message("invalid handle")),
@@ -315,13 +335,13 @@ impl russh_sftp::server::Handler for GuestSftp {
         let (_, host) = self.resolve(&filename).await?;
         let options = tokio::fs::OpenOptions::from(std::fs::OpenOptions::from(pflags));
         let file = options.open(&host).await.map_err(io_status)?;
-        let handle = self.insert(OpenHandle::File(file));
+        let handle = self.insert(OpenHandle::File(OpenFile { file, pos: 0 }));
         Ok(Handle { id, handle })
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
         match self.handles.remove(&handle) {
-            Some(OpenHandle::File(mut f)) => f.flush().await.map_err(io_status)?,
+            Some(OpenHandle::File(mut f)) => f.file.flush().await.map_err(io_status)?,
             Some(OpenHandle::Dir(_)) => {}
             None => return Err(StatusCode::Failure.with_message("invalid handle")),
         }
@@ -336,13 +356,16 @@ impl russh_sftp::server::Handler for GuestSftp {
         len: u32,
     ) -> Result<Data, Self::Error> {
         let file = self.file(&handle)?;
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(io_status)?;
+        file.seek_to(offset).await?;
         let mut data = vec![0u8; len.min(MAX_READ) as usize];
         let mut filled = 0;
         while filled < data.len() {
-            let n = file.read(&mut data[filled..]).await.map_err(io_status)?;
+            let n = file
+                .file
+                .read(&mut data[filled..])
+                .await
+                .map_err(io_status)?;
+            file.pos += n as u64;
             if n == 0 {
                 break;
             }
@@ -363,10 +386,9 @@ impl russh_sftp::server::Handler for GuestSftp {
         data: Vec<u8>,
     ) -> Result<Status, Self::Error> {
         let file = self.file(&handle)?;
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(io_status)?;
-        file.write_all(&data).await.map_err(io_status)?;
+        file.seek_to(offset).await?;
+        file.file.write_all(&data).await.map_err(io_status)?;
+        file.pos += data.len() as u64;
         Ok(ok(id))
     }
 
@@ -382,7 +404,12 @@ impl russh_sftp::server::Handler for GuestSftp {
     }
 
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
-        let meta = self.file(&handle)?.metadata().await.map_err(io_status)?;
+        let meta = self
+            .file(&handle)?
+            .file
+            .metadata()
+            .await
+            .map_err(io_status)?;
         Ok(Attrs {
             id,
             attrs: FileAttributes::from(&meta),
@@ -419,7 +446,7 @@ impl russh_sftp::server::Handler for GuestSftp {
     ) -> Result<Status, Self::Error> {
         let file = self.file(&handle)?;
         if let Some(size) = attrs.size {
-            file.set_len(size).await.map_err(io_status)?;
+            file.file.set_len(size).await.map_err(io_status)?;
         }
         Ok(ok(id))
     }
