@@ -182,14 +182,21 @@ impl GuestSshSwitch {
 
 fn server_config(host_key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
-        // What Windows Server 2022's OpenSSH announces, so banners and logs look familiar.
-        server_id: russh::SshId::Standard("SSH-2.0-OpenSSH_for_Windows_9.5".into()),
+        // What the in-box OpenSSH capability of Windows Server 2019/2022 announces, so banners
+        // and logs look familiar.
+        server_id: russh::SshId::Standard("SSH-2.0-OpenSSH_for_Windows_8.1".into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         keys: vec![host_key],
         // OpenSSH probes with `none` first; refusing that must not cost a delay.
         auth_rejection_time: Duration::from_millis(100),
         auth_rejection_time_initial: Some(Duration::ZERO),
         nodelay: true,
+        // Windows' sshd never drops an idle session (ClientAliveInterval 0), and an idle
+        // `ssh -N -L` tunnel must survive; russh's default 10-minute inactivity cut would not.
+        // Keepalives still reap clients that vanished, so dead sessions do not pile up.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(60)),
+        keepalive_max: 3,
         ..Default::default()
     }
 }
