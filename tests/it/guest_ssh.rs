@@ -617,3 +617,35 @@ async fn switch_listens_only_while_sshd_runs() {
     }
     assert!(refused, "a stopped sshd refuses connections");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_shell_with_a_pty_echoes_and_edits_the_line() {
+    let fx = Fixture::start(true);
+    let mut cmd = fx.ssh(&fx.key_path());
+    cmd.arg("-tt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("ssh -tt");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A typo fixed with backspace, as a terminal sends it (CR ends a line).
+    stdin
+        .write_all(b"hostnamx\x7fe\rexit 5\r")
+        .await
+        .expect("type");
+    let out = child.wait_with_output().await.expect("shell ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout.contains("hostnamx\x08 \x08e\r\n"),
+        "echo: {stdout:?}"
+    );
+    assert!(
+        stdout.contains(&format!("{COMPUTER_NAME}\r\n")),
+        "{stdout:?}"
+    );
+    assert_eq!(
+        fx.guest.commands.lock().expect("lock").as_slice(),
+        ["hostname"]
+    );
+}
