@@ -20,7 +20,7 @@ pub(super) struct GuestSession {
     /// Session channels waiting for their exec / subsystem / shell request.
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Channels that asked for a terminal (the shell then echoes input).
-    pty: HashMap<ChannelId, bool>,
+    pty: HashSet<ChannelId>,
     /// Channels running the sftp subsystem.
     sftp: HashSet<ChannelId>,
 }
@@ -31,7 +31,7 @@ impl GuestSession {
             guest,
             user: None,
             channels: HashMap::new(),
-            pty: HashMap::new(),
+            pty: HashSet::new(),
             sftp: HashSet::new(),
         }
     }
@@ -131,7 +131,7 @@ impl russh::server::Handler for GuestSession {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.pty.insert(channel, true);
+        self.pty.insert(channel);
         session.channel_success(channel)
     }
 
@@ -187,7 +187,7 @@ impl russh::server::Handler for GuestSession {
             return session.channel_failure(channel_id);
         };
         session.channel_success(channel_id)?;
-        let echo = self.pty.remove(&channel_id).unwrap_or(false);
+        let echo = self.pty.remove(&channel_id);
         tokio::spawn(run_shell(channel, self.guest.clone(), self.user(), echo));
         Ok(())
     }
@@ -243,7 +243,9 @@ async fn run_exec(
     user: String,
     command: String,
 ) {
-    tracing::debug!(%user, %command, "guest exec");
+    // Only the program name: a command line may carry a password or token.
+    let program = command.split_whitespace().next().unwrap_or_default();
+    tracing::debug!(%user, program, "guest exec");
     let outcome = guest_exec(guest, user, command).await;
     let _ = channel.data(&outcome.stdout[..]).await;
     let _ = channel.extended_data(1, &outcome.stderr[..]).await;
