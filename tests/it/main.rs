@@ -2,6 +2,7 @@
 //! on ephemeral ports. `Test` is the builder every module uses.
 
 mod guest;
+mod guest_ssh;
 mod harness;
 mod script;
 
