@@ -70,6 +70,11 @@ pub fn from_json(v: &Value) -> Dynamic {
     }
 }
 
+/// Any serialisable Rust value (a result struct) → script value, through its JSON form.
+pub fn to_dynamic<T: serde::Serialize>(v: &T) -> Dynamic {
+    serde_json::to_value(v).map_or(Dynamic::UNIT, |j| from_json(&j))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

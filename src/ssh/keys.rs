@@ -401,7 +401,7 @@ pub fn key_info(path_or_text: &str) -> Result<KeyInfo, KeyError> {
 
 /// `~/x` → the home directory's `x`: scripts pass paths the way users type them, and no shell
 /// expands them on the way.
-fn expand_home(path: &str) -> PathBuf {
+pub fn expand_home(path: &str) -> PathBuf {
     match (
         path.strip_prefix("~/").or(path.strip_prefix("~\\")),
         dirs::home_dir(),

@@ -380,3 +380,26 @@ fn docs_writes_definition_files() {
         .collect();
     assert!(all.contains("fn sleep("), "definitions lack sleep");
 }
+
+#[test]
+fn generate_key_then_key_info_agree() {
+    Test::new()
+        .file(
+            "k.rhai",
+            "let k = generate_key(\"id_test\", #{comment: \"ops@contoso\"});\nlet i = key_info(\"id_test.pub\");\n[k.fingerprint == i.fingerprint, i.algorithm, i.comment, key_info(\"id_test\").private]",
+        )
+        .args(&["run", "k.rhai", "-o", "jsonl"])
+        .stdout("true\n\"ssh-ed25519\"\n\"ops@contoso\"\ntrue\n")
+        .run();
+}
+
+#[test]
+fn generate_key_refuses_an_unknown_option() {
+    Test::new()
+        .file("k.rhai", "generate_key(\"x\", #{bitz: 4096})")
+        .args(&["run", "k.rhai"])
+        .status(1)
+        .stderr_contains("error: `generate_key` has no option `bitz`")
+        .stderr_contains("hint: its options are `bits`, `comment`")
+        .run();
+}

@@ -8,9 +8,12 @@ use rhai::Engine;
 use crate::script::context::ScriptContext;
 
 pub mod core;
+pub mod keys;
+pub mod options;
 
 pub fn register_all(engine: &mut Engine, ctx: &Arc<ScriptContext>) {
     core::register(engine, ctx);
+    keys::register(engine, ctx);
 }
 
 /// The map form of an azssh custom type (a `Vm`, a `Session`...), for JSON and table output.
