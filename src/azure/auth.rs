@@ -26,7 +26,10 @@ pub trait FetchToken: Send + Sync {
     /// What to call it in "tried: ..." messages, e.g. "Azure CLI".
     fn name(&self) -> &str;
     /// Fetch a fresh token; the error string says why this source could not.
-    fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, std::result::Result<AccessToken, String>>;
+    fn fetch<'a>(
+        &'a self,
+        scope: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<AccessToken, String>>;
 }
 
 /// Where the client gets its tokens.
@@ -64,7 +67,10 @@ impl FetchToken for IdentityLink {
         self.name
     }
 
-    fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, std::result::Result<AccessToken, String>> {
+    fn fetch<'a>(
+        &'a self,
+        scope: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<AccessToken, String>> {
         Box::pin(async move {
             let scopes = [scope];
             let call = self.credential.get_token(&scopes, None);
@@ -81,7 +87,11 @@ impl FetchToken for IdentityLink {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("failed").to_string()
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("failed")
+        .to_string()
 }
 
 /// A link that cannot be built (e.g. missing variables) still appears in the error message.
@@ -94,7 +104,10 @@ impl FetchToken for UnavailableLink {
     fn name(&self) -> &str {
         self.name
     }
-    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, std::result::Result<AccessToken, String>> {
+    fn fetch<'a>(
+        &'a self,
+        _scope: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<AccessToken, String>> {
         let reason = self.reason.clone();
         Box::pin(async move { Err(reason) })
     }
@@ -106,34 +119,43 @@ impl TokenSource {
     pub fn default_chain(cloud: Cloud, env: &dyn Fn(&str) -> Option<String>) -> TokenSource {
         use azure_identity::*;
         let core_cloud = Some(Arc::new(cloud.core_configuration()));
-        let client_options = || azure_core::http::ClientOptions { cloud: core_cloud.clone(), ..Default::default() };
+        let client_options = || azure_core::http::ClientOptions {
+            cloud: core_cloud.clone(),
+            ..Default::default()
+        };
         let mut links: Vec<Arc<dyn FetchToken>> = Vec::new();
 
         let tenant = env("AZURE_TENANT_ID");
         let client = env("AZURE_CLIENT_ID");
         match (&tenant, &client, env("AZURE_CLIENT_SECRET")) {
             (Some(t), Some(c), Some(s)) => {
-                let options = ClientSecretCredentialOptions { client_options: client_options() };
+                let options = ClientSecretCredentialOptions {
+                    client_options: client_options(),
+                };
                 links.push(identity_or_unavailable(
                     "environment service principal",
-                    ClientSecretCredential::new(t, c.clone(), s.into(), Some(options)).map(|c| c as _),
+                    ClientSecretCredential::new(t, c.clone(), s.into(), Some(options))
+                        .map(|c| c as _),
                     Duration::from_secs(30),
                 ));
             }
             _ => links.push(Arc::new(UnavailableLink {
                 name: "environment service principal",
-                reason: "`AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET` are not all set".into(),
+                reason:
+                    "`AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET` are not all set"
+                        .into(),
             })),
         }
 
         match env("AZURE_FEDERATED_TOKEN_FILE") {
             Some(file) => {
                 let options = WorkloadIdentityCredentialOptions {
-                    credential_options: ClientAssertionCredentialOptions { client_options: client_options() },
+                    credential_options: ClientAssertionCredentialOptions {
+                        client_options: client_options(),
+                    },
                     client_id: client.clone(),
                     tenant_id: tenant.clone(),
                     token_file_path: Some(file.into()),
-                    ..Default::default()
                 };
                 links.push(identity_or_unavailable(
                     "workload identity",
@@ -153,7 +175,10 @@ impl TokenSource {
         } else {
             Duration::from_secs(3)
         };
-        let mi_options = ManagedIdentityCredentialOptions { client_options: client_options(), ..Default::default() };
+        let mi_options = ManagedIdentityCredentialOptions {
+            client_options: client_options(),
+            ..Default::default()
+        };
         links.push(identity_or_unavailable(
             "managed identity",
             ManagedIdentityCredential::new(Some(mi_options)).map(|c| c as _),
@@ -179,8 +204,15 @@ fn identity_or_unavailable(
     timeout: Duration,
 ) -> Arc<dyn FetchToken> {
     match built {
-        Ok(credential) => Arc::new(IdentityLink { name, credential, timeout }),
-        Err(e) => Arc::new(UnavailableLink { name, reason: first_line(&e.to_string()) }),
+        Ok(credential) => Arc::new(IdentityLink {
+            name,
+            credential,
+            timeout,
+        }),
+        Err(e) => Arc::new(UnavailableLink {
+            name,
+            reason: first_line(&e.to_string()),
+        }),
     }
 }
 
@@ -260,7 +292,11 @@ impl TokenProvider {
             return Err(AzureError::NoCredential { tried: vec![] });
         };
         use std::sync::atomic::Ordering;
-        let first = self.inner.winner.load(Ordering::Relaxed).min(links.len().saturating_sub(1));
+        let first = self
+            .inner
+            .winner
+            .load(Ordering::Relaxed)
+            .min(links.len().saturating_sub(1));
         let order = std::iter::once(first).chain((0..links.len()).filter(|&i| i != first));
         let mut tried = Vec::new();
         for i in order {
@@ -297,7 +333,10 @@ mod tests {
         fn name(&self) -> &str {
             if self.fail { "broken" } else { "counting" }
         }
-        fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, std::result::Result<AccessToken, String>> {
+        fn fetch<'a>(
+            &'a self,
+            _scope: &'a str,
+        ) -> BoxFuture<'a, std::result::Result<AccessToken, String>> {
             Box::pin(async move {
                 let n = self.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::task::yield_now().await;
@@ -313,7 +352,11 @@ mod tests {
     }
 
     fn counting(lifetime: time::Duration, fail: bool) -> Arc<Counting> {
-        Arc::new(Counting { calls: AtomicUsize::new(0), lifetime, fail })
+        Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime,
+            fail,
+        })
     }
 
     #[tokio::test]
@@ -343,23 +386,45 @@ mod tests {
     async fn failing_chain_lists_every_link_tried() {
         let provider = TokenProvider::new(
             TokenSource::Chain(vec![
-                Arc::new(UnavailableLink { name: "environment service principal", reason: "not set".into() }),
+                Arc::new(UnavailableLink {
+                    name: "environment service principal",
+                    reason: "not set".into(),
+                }),
                 counting(time::Duration::hours(1), true),
             ]),
             "scope",
         );
-        let err = provider.token().await.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("environment service principal: not set"), "{err}");
+        let err = provider
+            .token()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("environment service principal: not set"),
+            "{err}"
+        );
         assert!(err.contains("broken: not logged in"), "{err}");
     }
 
     #[tokio::test]
     async fn chain_falls_through_to_the_first_working_link() {
         let provider = TokenProvider::new(
-            TokenSource::Chain(vec![counting(time::Duration::hours(1), true), counting(time::Duration::hours(1), false)]),
+            TokenSource::Chain(vec![
+                counting(time::Duration::hours(1), true),
+                counting(time::Duration::hours(1), false),
+            ]),
             "scope",
         );
-        assert_eq!(provider.token().await.ok().map(|t| t.expose().clone()).as_deref(), Some("token-0"));
+        assert_eq!(
+            provider
+                .token()
+                .await
+                .ok()
+                .map(|t| t.expose().clone())
+                .as_deref(),
+            Some("token-0")
+        );
     }
 
     #[test]

@@ -120,12 +120,24 @@ impl ThrottleBudget {
             ("x-ms-ratelimit-remaining-subscription-reads", &c.reads),
             ("x-ms-ratelimit-remaining-subscription-writes", &c.writes),
             ("x-ms-ratelimit-remaining-subscription-deletes", &c.deletes),
-            ("x-ms-ratelimit-remaining-subscription-global-reads", &c.global_reads),
-            ("x-ms-ratelimit-remaining-subscription-global-writes", &c.global_writes),
-            ("x-ms-ratelimit-remaining-subscription-global-deletes", &c.global_deletes),
+            (
+                "x-ms-ratelimit-remaining-subscription-global-reads",
+                &c.global_reads,
+            ),
+            (
+                "x-ms-ratelimit-remaining-subscription-global-writes",
+                &c.global_writes,
+            ),
+            (
+                "x-ms-ratelimit-remaining-subscription-global-deletes",
+                &c.global_deletes,
+            ),
         ];
         for (name, slot) in slots {
-            let value = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+            let value = headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok());
             if let Some(v) = value.filter(|v| *v >= 0) {
                 slot.store(v, Ordering::Relaxed);
             }
@@ -143,14 +155,26 @@ mod tests {
         let b = ThrottleBudget::default();
         assert_eq!(b.remaining_reads(), None);
         let mut h = HeaderMap::new();
-        h.insert("x-ms-ratelimit-remaining-subscription-reads", HeaderValue::from_static("249"));
-        h.insert("x-ms-ratelimit-remaining-subscription-global-reads", HeaderValue::from_static("3749"));
-        h.insert("x-ms-ratelimit-remaining-subscription-writes", HeaderValue::from_static("1195"));
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-reads",
+            HeaderValue::from_static("249"),
+        );
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-global-reads",
+            HeaderValue::from_static("3749"),
+        );
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-writes",
+            HeaderValue::from_static("1195"),
+        );
         b.observe(&h);
         assert_eq!(b.remaining_reads(), Some(249));
         assert_eq!(b.remaining_writes(), Some(1195));
         let mut h = HeaderMap::new();
-        h.insert("x-ms-ratelimit-remaining-subscription-global-reads", HeaderValue::from_static("12"));
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-global-reads",
+            HeaderValue::from_static("12"),
+        );
         b.observe(&h);
         assert_eq!(b.remaining_reads(), Some(12));
         assert_eq!(b.remaining_deletes(), None);

@@ -83,7 +83,11 @@ impl ArmResponse {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
     }
 
     /// `Retry-After` in seconds (ARM sends seconds, ARM.md §1.3/§9).
@@ -193,20 +197,39 @@ impl ArmClient {
             .or_else(|_| self.inner.endpoint.join(raw.trim_start_matches('/')))
             .map_err(|e| AzureError::InvalidInput(format!("bad URL from Resource Manager: {e}")))?;
         if url.origin() != self.inner.endpoint.origin() {
-            return Err(AzureError::ForeignHost { host: url.host_str().unwrap_or("?").to_string() });
+            return Err(AzureError::ForeignHost {
+                host: url.host_str().unwrap_or("?").to_string(),
+            });
         }
         Ok(url)
     }
 
     /// GET a resource and decode it.
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, provider: Provider, query: &[(&str, &str)]) -> Result<T> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        provider: Provider,
+        query: &[(&str, &str)],
+    ) -> Result<T> {
         let url = self.url(path, provider, query)?;
-        let resp = self.send(Call { method: Method::GET, url: url.clone(), body: None, retry: Retry::Idempotent }).await?;
+        let resp = self
+            .send(Call {
+                method: Method::GET,
+                url: url.clone(),
+                body: None,
+                retry: Retry::Idempotent,
+            })
+            .await?;
         decode(&Method::GET, &url, &resp)
     }
 
     /// GET a resource, `None` on 404.
-    pub async fn get_optional<T: DeserializeOwned>(&self, path: &str, provider: Provider, query: &[(&str, &str)]) -> Result<Option<T>> {
+    pub async fn get_optional<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        provider: Provider,
+        query: &[(&str, &str)],
+    ) -> Result<Option<T>> {
         match self.get_json(path, provider, query).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.status() == Some(404) => Ok(None),
@@ -215,15 +238,35 @@ impl ArmClient {
     }
 
     /// A POST that is not a long-running operation (Resource Graph, JIT initiate).
-    pub async fn post_json<T: DeserializeOwned>(&self, path: &str, provider: Provider, body: &Value, retry: Retry) -> Result<T> {
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        provider: Provider,
+        body: &Value,
+        retry: Retry,
+    ) -> Result<T> {
         let url = self.url(path, provider, &[])?;
-        let body = Bytes::from(serde_json::to_vec(body).map_err(|e| AzureError::InvalidInput(e.to_string()))?);
-        let resp = self.send(Call { method: Method::POST, url: url.clone(), body: Some(body), retry }).await?;
+        let body = Bytes::from(
+            serde_json::to_vec(body).map_err(|e| AzureError::InvalidInput(e.to_string()))?,
+        );
+        let resp = self
+            .send(Call {
+                method: Method::POST,
+                url: url.clone(),
+                body: Some(body),
+                retry,
+            })
+            .await?;
         decode(&Method::POST, &url, &resp)
     }
 
     /// Every item of a pageable list, following `nextLink` until it is absent (ARM.md §1.4).
-    pub async fn list<T: DeserializeOwned>(&self, path: &str, provider: Provider, query: &[(&str, &str)]) -> Result<Vec<T>> {
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        provider: Provider,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>> {
         let mut items = Vec::new();
         self.for_each_page(path, provider, query, |page: Vec<T>| {
             items.extend(page);
@@ -251,7 +294,14 @@ impl ArmClient {
         let mut url = self.url(path, provider, query)?;
         let mut seen = std::collections::HashSet::new();
         loop {
-            let resp = self.send(Call { method: Method::GET, url: url.clone(), body: None, retry: Retry::Idempotent }).await?;
+            let resp = self
+                .send(Call {
+                    method: Method::GET,
+                    url: url.clone(),
+                    body: None,
+                    retry: Retry::Idempotent,
+                })
+                .await?;
             let page: Page<T> = decode(&Method::GET, &url, &resp)?;
             if !each(page.value) {
                 return Ok(());
@@ -289,16 +339,32 @@ impl ArmClient {
                 Ok(resp) => {
                     let status = resp.status.as_u16();
                     let ra = resp.retry_after();
-                    let err = AzureError::from_response(call.method.as_str(), &path, status, &resp.body, ra.map(|d| d.as_secs()));
+                    let err = AzureError::from_response(
+                        call.method.as_str(),
+                        &path,
+                        status,
+                        &resp.body,
+                        ra.map(|d| d.as_secs()),
+                    );
                     match status {
                         429 => {
                             self.inner.budget.count_throttled();
-                            (err, ra.unwrap_or_else(|| backoff(policy, attempt)), "throttled (429)", true)
+                            (
+                                err,
+                                ra.unwrap_or_else(|| backoff(policy, attempt)),
+                                "throttled (429)",
+                                true,
+                            )
                         }
-                        500 | 502 | 503 | 504 if call.retry == Retry::Idempotent => {
-                            (err, ra.unwrap_or_else(|| backoff(policy, attempt)), "server error", true)
-                        }
-                        409 if call.retry == (Retry::Once { busy: true }) && err.is_run_command_busy() => {
+                        500 | 502 | 503 | 504 if call.retry == Retry::Idempotent => (
+                            err,
+                            ra.unwrap_or_else(|| backoff(policy, attempt)),
+                            "server error",
+                            true,
+                        ),
+                        409 if call.retry == (Retry::Once { busy: true })
+                            && err.is_run_command_busy() =>
+                        {
                             if start.elapsed() + busy_delay > policy.busy_deadline {
                                 return Err(err);
                             }
@@ -309,7 +375,12 @@ impl ArmClient {
                         401 if !self.inner.static_token && !refreshed_token => {
                             refreshed_token = true;
                             self.inner.tokens.invalidate().await;
-                            (err, Duration::ZERO, "token refused (401), fetching a new one", false)
+                            (
+                                err,
+                                Duration::ZERO,
+                                "token refused (401), fetching a new one",
+                                false,
+                            )
                         }
                         _ => return Err(err),
                     }
@@ -341,10 +412,23 @@ impl ArmClient {
         }
     }
 
-    async fn attempt(&self, call: &Call, request_id: &str) -> std::result::Result<ArmResponse, AttemptError> {
-        let token = self.inner.tokens.token().await.map_err(AttemptError::Fatal)?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| AttemptError::Fatal(AzureError::InvalidInput("the access token contains invalid characters".into())))?;
+    async fn attempt(
+        &self,
+        call: &Call,
+        request_id: &str,
+    ) -> std::result::Result<ArmResponse, AttemptError> {
+        let token = self
+            .inner
+            .tokens
+            .token()
+            .await
+            .map_err(AttemptError::Fatal)?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                AttemptError::Fatal(AzureError::InvalidInput(
+                    "the access token contains invalid characters".into(),
+                ))
+            })?;
         // Keeps the value out of hyper's and reqwest's Debug output and trace logs.
         auth.set_sensitive(true);
         let mut req = self
@@ -355,7 +439,9 @@ impl ArmClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .header("x-ms-client-request-id", request_id);
         if let Some(body) = &call.body {
-            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
         } else if call.method == Method::POST || call.method == Method::PUT {
             // ARM wants a Content-Length on body-less POSTs (`start`), or it answers 411.
             req = req.header(reqwest::header::CONTENT_LENGTH, "0");
@@ -366,9 +452,15 @@ impl ArmClient {
         let transport = |e: reqwest::Error| {
             let connect = e.is_connect();
             let error = if e.is_timeout() {
-                AzureError::Timeout { method: call.method.to_string(), path: path.clone() }
+                AzureError::Timeout {
+                    method: call.method.to_string(),
+                    path: path.clone(),
+                }
             } else {
-                AzureError::Transport { endpoint: origin(&call.url), reason: error_chain(&e) }
+                AzureError::Transport {
+                    endpoint: origin(&call.url),
+                    reason: error_chain(&e),
+                }
             };
             AttemptError::Transport { error, connect }
         };
@@ -378,7 +470,11 @@ impl ArmClient {
         self.inner.budget.observe(&headers);
         let body = resp.bytes().await.map_err(transport)?;
         tracing::debug!(method = %call.method, path = %path, status = status.as_u16(), bytes = body.len(), "ARM response");
-        Ok(ArmResponse { status, headers, body })
+        Ok(ArmResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -421,14 +517,24 @@ impl WithoutUrlRef for reqwest::Error {
 /// Exponential back-off with jitter in [50 %, 100 %] so a fleet does not retry in lockstep.
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     use rand::Rng;
-    let exp = policy.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let exp = policy
+        .base_delay
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let capped = exp.min(policy.max_delay);
     capped.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(method: &Method, url: &Url, resp: &ArmResponse) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    method: &Method,
+    url: &Url,
+    resp: &ArmResponse,
+) -> Result<T> {
     let body = strip_bom(&resp.body);
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"null" } else { body };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        body
+    };
     serde_json::from_slice(body).map_err(|e| AzureError::Decode {
         method: method.to_string(),
         path: redact(url),
@@ -441,24 +547,42 @@ mod tests {
     use super::*;
 
     fn client() -> Option<ArmClient> {
-        ArmClient::new(ArmConfig::with_static_token("https://management.azure.com", "sub", "t").ok()?).ok()
+        ArmClient::new(
+            ArmConfig::with_static_token("https://management.azure.com", "sub", "t").ok()?,
+        )
+        .ok()
     }
 
     #[test]
     fn urls_carry_the_providers_api_version() {
         let c = client();
-        let url = c.and_then(|c| c.url("/subscriptions/sub/resourceGroups/rg", Provider::Network, &[("$expand", "instanceView")]).ok());
+        let url = c.and_then(|c| {
+            c.url(
+                "/subscriptions/sub/resourceGroups/rg",
+                Provider::Network,
+                &[("$expand", "instanceView")],
+            )
+            .ok()
+        });
         assert_eq!(
             url.map(|u| u.to_string()).as_deref(),
-            Some("https://management.azure.com/subscriptions/sub/resourceGroups/rg?%24expand=instanceView&api-version=2024-07-01")
+            Some(
+                "https://management.azure.com/subscriptions/sub/resourceGroups/rg?%24expand=instanceView&api-version=2024-07-01"
+            )
         );
     }
 
     #[test]
     fn foreign_hosts_never_get_the_token() {
         let Some(c) = client() else { return };
-        assert!(c.absolute_url("https://management.azure.com/x?api-version=1").is_ok());
-        assert!(matches!(c.absolute_url("https://foo.com/operationstatus"), Err(AzureError::ForeignHost { .. })));
+        assert!(
+            c.absolute_url("https://management.azure.com/x?api-version=1")
+                .is_ok()
+        );
+        assert!(matches!(
+            c.absolute_url("https://foo.com/operationstatus"),
+            Err(AzureError::ForeignHost { .. })
+        ));
     }
 
     #[test]

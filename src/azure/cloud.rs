@@ -15,7 +15,11 @@ pub enum Cloud {
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 3] = [Cloud::AzureCloud, Cloud::AzureUSGovernment, Cloud::AzureChinaCloud];
+    pub const ALL: [Cloud; 3] = [
+        Cloud::AzureCloud,
+        Cloud::AzureUSGovernment,
+        Cloud::AzureChinaCloud,
+    ];
 
     /// The name `az cloud list` uses, which `--cloud` / `AZURE_CLOUD` accept.
     pub fn name(self) -> &'static str {
@@ -81,16 +85,29 @@ mod tests {
     #[test]
     fn cloud_names_parse_case_insensitively() {
         assert_eq!("azurecloud".parse::<Cloud>().ok(), Some(Cloud::AzureCloud));
-        assert_eq!(" AZUREUSGOVERNMENT ".parse::<Cloud>().ok(), Some(Cloud::AzureUSGovernment));
-        assert_eq!("AzureChinaCloud".parse::<Cloud>().ok(), Some(Cloud::AzureChinaCloud));
+        assert_eq!(
+            " AZUREUSGOVERNMENT ".parse::<Cloud>().ok(),
+            Some(Cloud::AzureUSGovernment)
+        );
+        assert_eq!(
+            "AzureChinaCloud".parse::<Cloud>().ok(),
+            Some(Cloud::AzureChinaCloud)
+        );
     }
 
     #[test]
     fn unknown_cloud_lists_valid_names() {
-        let err = "AzureGermanCloud".parse::<Cloud>().err().map(|e| e.to_string());
+        let err = "AzureGermanCloud"
+            .parse::<Cloud>()
+            .err()
+            .map(|e| e.to_string());
         let msg = err.unwrap_or_default();
         assert!(msg.contains("`AzureGermanCloud`"));
-        assert!(msg.contains("AzureCloud") && msg.contains("AzureUSGovernment") && msg.contains("AzureChinaCloud"));
+        assert!(
+            msg.contains("AzureCloud")
+                && msg.contains("AzureUSGovernment")
+                && msg.contains("AzureChinaCloud")
+        );
     }
 
     #[test]

@@ -97,7 +97,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Some(Duration::from_secs(10)), request: Some(Duration::from_secs(120)) }
+        Timeouts {
+            connect: Some(Duration::from_secs(10)),
+            request: Some(Duration::from_secs(120)),
+        }
     }
 }
 
@@ -162,11 +165,15 @@ pub fn resolve(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>) -> Res
         Some(name) => name.parse::<Cloud>()?,
         None => Cloud::AzureCloud,
     };
-    let endpoint = match nonempty(flags.arm_endpoint.clone()).or_else(|| nonempty(env("AZSSH_ARM_ENDPOINT"))) {
+    let endpoint = match nonempty(flags.arm_endpoint.clone())
+        .or_else(|| nonempty(env("AZSSH_ARM_ENDPOINT")))
+    {
         Some(e) => normalize_endpoint(&e)?,
         None => cloud.arm_endpoint().to_string(),
     };
-    let subscription = match nonempty(flags.subscription.clone()).or_else(|| nonempty(env("AZURE_SUBSCRIPTION_ID"))) {
+    let subscription = match nonempty(flags.subscription.clone())
+        .or_else(|| nonempty(env("AZURE_SUBSCRIPTION_ID")))
+    {
         Some(s) => s,
         None => az_default_subscription(env).ok_or(AzureError::NoSubscription)?,
     };
@@ -190,7 +197,8 @@ pub fn resolve(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>) -> Res
 /// Any absolute http(s) URL; `http://` is allowed for the emulator and tests on loopback.
 pub fn normalize_endpoint(raw: &str) -> Result<String> {
     let trimmed = raw.trim().trim_end_matches('/');
-    let parsed = reqwest::Url::parse(trimmed).map_err(|_| AzureError::BadEndpoint(raw.to_string()))?;
+    let parsed =
+        reqwest::Url::parse(trimmed).map_err(|_| AzureError::BadEndpoint(raw.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(AzureError::BadEndpoint(raw.to_string()));
     }
@@ -228,7 +236,11 @@ pub fn parse_az_profile(bytes: &[u8]) -> Option<String> {
         is_default: bool,
     }
     let profile: Profile = serde_json::from_slice(super::error::strip_bom(bytes)).ok()?;
-    profile.subscriptions.into_iter().find(|s| s.is_default).map(|s| s.id)
+    profile
+        .subscriptions
+        .into_iter()
+        .find(|s| s.is_default)
+        .map(|s| s.id)
 }
 
 #[cfg(test)]
@@ -236,8 +248,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -248,12 +263,26 @@ mod tests {
     #[test]
     fn flag_beats_environment() {
         let (k, v) = no_profile();
-        let env = env_of(&[("AZURE_SUBSCRIPTION_ID", "from-env"), ("AZURE_CLOUD", "AzureChinaCloud"), (k, &v)]);
-        let flags = ConfigFlags { subscription: Some("from-flag".into()), cloud: Some("azureusgovernment".into()), arm_endpoint: None };
+        let env = env_of(&[
+            ("AZURE_SUBSCRIPTION_ID", "from-env"),
+            ("AZURE_CLOUD", "AzureChinaCloud"),
+            (k, &v),
+        ]);
+        let flags = ConfigFlags {
+            subscription: Some("from-flag".into()),
+            cloud: Some("azureusgovernment".into()),
+            arm_endpoint: None,
+        };
         let c = resolve(&flags, &env).ok();
-        assert_eq!(c.as_ref().map(|c| c.subscription.as_str()), Some("from-flag"));
+        assert_eq!(
+            c.as_ref().map(|c| c.subscription.as_str()),
+            Some("from-flag")
+        );
         assert_eq!(c.as_ref().map(|c| c.cloud), Some(Cloud::AzureUSGovernment));
-        assert_eq!(c.as_ref().map(|c| c.endpoint.as_str()), Some("https://management.usgovcloudapi.net"));
+        assert_eq!(
+            c.as_ref().map(|c| c.endpoint.as_str()),
+            Some("https://management.usgovcloudapi.net")
+        );
     }
 
     #[test]
@@ -264,7 +293,10 @@ mod tests {
             ("AZSSH_ACCESS_TOKEN", "tok"),
         ]);
         let c = resolve(&ConfigFlags::default(), &env).ok();
-        assert_eq!(c.as_ref().map(|c| c.endpoint.as_str()), Some("http://127.0.0.1:4000"));
+        assert_eq!(
+            c.as_ref().map(|c| c.endpoint.as_str()),
+            Some("http://127.0.0.1:4000")
+        );
         assert!(matches!(c.map(|c| c.token), Some(TokenSource::Static(t)) if t.expose() == "tok"));
     }
 
@@ -288,15 +320,27 @@ mod tests {
         use crate::error::UserError;
         let hint = err.as_ref().and_then(|e| e.hint()).unwrap_or_default();
         assert_eq!(err.map(|e| e.kind()), Some("azure.no_subscription"));
-        assert!(hint.contains("--subscription") && hint.contains("AZURE_SUBSCRIPTION_ID"), "{hint}");
+        assert!(
+            hint.contains("--subscription") && hint.contains("AZURE_SUBSCRIPTION_ID"),
+            "{hint}"
+        );
     }
 
     #[test]
     fn bad_cloud_and_endpoint_are_errors() {
         let env = env_of(&[("AZURE_SUBSCRIPTION_ID", "s"), ("AZURE_CLOUD", "Mars")]);
-        assert!(matches!(resolve(&ConfigFlags::default(), &env), Err(AzureError::UnknownCloud(_))));
-        let env = env_of(&[("AZURE_SUBSCRIPTION_ID", "s"), ("AZSSH_ARM_ENDPOINT", "management.azure.com")]);
-        assert!(matches!(resolve(&ConfigFlags::default(), &env), Err(AzureError::BadEndpoint(_))));
+        assert!(matches!(
+            resolve(&ConfigFlags::default(), &env),
+            Err(AzureError::UnknownCloud(_))
+        ));
+        let env = env_of(&[
+            ("AZURE_SUBSCRIPTION_ID", "s"),
+            ("AZSSH_ARM_ENDPOINT", "management.azure.com"),
+        ]);
+        assert!(matches!(
+            resolve(&ConfigFlags::default(), &env),
+            Err(AzureError::BadEndpoint(_))
+        ));
     }
 
     #[test]

@@ -21,20 +21,8 @@ pub struct ErrorDetail {
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
     /// ARM answered with a status and an error envelope.
-    #[error("{method} `{path}` failed with {status} {code}: {message}")]
-    Api {
-        status: u16,
-        method: String,
-        /// The request path without its query string (queries may carry `$skipToken`s and
-        /// signatures, so they never reach messages).
-        path: String,
-        code: String,
-        message: String,
-        target: Option<String>,
-        details: Vec<ErrorDetail>,
-        /// Seconds from `Retry-After`, kept so a throttled caller can say when to come back.
-        retry_after: Option<u64>,
-    },
+    #[error("{0}")]
+    Api(Box<ApiError>),
     /// ARM answered with a status but the body was not an error envelope.
     #[error("{method} `{path}` failed with {status}: {excerpt}")]
     UnexpectedResponse {
@@ -69,7 +57,9 @@ pub enum AzureError {
     NoCredential { tried: Vec<String> },
     #[error("no subscription is configured")]
     NoSubscription,
-    #[error("unknown cloud `{0}`; valid names: `AzureCloud`, `AzureUSGovernment`, `AzureChinaCloud`")]
+    #[error(
+        "unknown cloud `{0}`; valid names: `AzureCloud`, `AzureUSGovernment`, `AzureChinaCloud`"
+    )]
     UnknownCloud(String),
     #[error("invalid Resource Manager endpoint `{0}`: it must be an absolute http(s) URL")]
     BadEndpoint(String),
@@ -84,13 +74,40 @@ pub enum AzureError {
     NotFound(String),
 }
 
+/// The fields of an ARM error answer (boxed in `AzureError::Api` to keep results small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub method: String,
+    /// The request path without its query string (queries may carry `$skipToken`s and
+    /// signatures, so they never reach messages).
+    pub path: String,
+    pub code: String,
+    pub message: String,
+    pub target: Option<String>,
+    pub details: Vec<ErrorDetail>,
+    /// Seconds from `Retry-After`, kept so a throttled caller can say when to come back.
+    pub retry_after: Option<u64>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} `{}` failed with {} {}: {}",
+            self.method, self.path, self.status, self.code, self.message
+        )
+    }
+}
+
 pub type Result<T, E = AzureError> = std::result::Result<T, E>;
 
 impl AzureError {
     /// The ARM error code when there is one (`ResourceNotFound`, `Conflict`, ...).
     pub fn code(&self) -> Option<&str> {
         match self {
-            AzureError::Api { code, .. } | AzureError::OperationFailed { code, .. } => Some(code),
+            AzureError::Api(a) => Some(&a.code),
+            AzureError::OperationFailed { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -98,9 +115,8 @@ impl AzureError {
     /// The HTTP status, when the error came from a response.
     pub fn status(&self) -> Option<u16> {
         match self {
-            AzureError::Api { status, .. } | AzureError::UnexpectedResponse { status, .. } => {
-                Some(*status)
-            }
+            AzureError::Api(a) => Some(a.status),
+            AzureError::UnexpectedResponse { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -115,7 +131,7 @@ impl AzureError {
         retry_after: Option<u64>,
     ) -> Self {
         match parse_envelope(body) {
-            Some(detail) => AzureError::Api {
+            Some(detail) => AzureError::Api(Box::new(ApiError {
                 status,
                 method: method.to_string(),
                 path: path.to_string(),
@@ -124,7 +140,7 @@ impl AzureError {
                 target: detail.target,
                 details: detail.details,
                 retry_after,
-            },
+            })),
             None => AzureError::UnexpectedResponse {
                 status,
                 method: method.to_string(),
@@ -137,8 +153,8 @@ impl AzureError {
     /// RunCommand is one-at-a-time per VM; ARM answers a second invoke with 409 `Conflict`
     /// "Run command extension execution is in progress" (azure-cli#32305).
     pub fn is_run_command_busy(&self) -> bool {
-        matches!(self, AzureError::Api { status: 409, message, .. }
-            if message.to_ascii_lowercase().contains("execution is in progress"))
+        matches!(self, AzureError::Api(a)
+            if a.status == 409 && a.message.to_ascii_lowercase().contains("execution is in progress"))
     }
 
     fn matches_code(&self, wanted: &str) -> bool {
@@ -153,10 +169,10 @@ pub fn parse_envelope(body: &[u8]) -> Option<ErrorDetail> {
         error: ErrorDetail,
     }
     let body = strip_bom(body);
-    if let Ok(w) = serde_json::from_slice::<Wrapped>(body) {
-        if !w.error.code.is_empty() || !w.error.message.is_empty() {
-            return Some(w.error);
-        }
+    if let Ok(w) = serde_json::from_slice::<Wrapped>(body)
+        && (!w.error.code.is_empty() || !w.error.message.is_empty())
+    {
+        return Some(w.error);
     }
     match serde_json::from_slice::<ErrorDetail>(body) {
         Ok(d) if !d.code.is_empty() => Some(d),
@@ -165,7 +181,8 @@ pub fn parse_envelope(body: &[u8]) -> Option<ErrorDetail> {
 }
 
 pub(crate) fn strip_bom(body: &[u8]) -> &[u8] {
-    body.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(body)
+    body.strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(body)
 }
 
 /// A short, single-line excerpt of a body for messages.
@@ -186,7 +203,8 @@ impl UserError for AzureError {
     fn kind(&self) -> &'static str {
         use AzureError::*;
         match self {
-            Api { status, .. } => {
+            Api(a) => {
+                let status = &a.status;
                 if self.matches_code("ResourceNotFound")
                     || self.matches_code("NotFound")
                     || self.matches_code("ResourceGroupNotFound")
@@ -245,8 +263,8 @@ impl UserError for AzureError {
             (_, "azure.unauthorized") | (NoCredential { .. }, _) => {
                 "run `az login` (or set `AZSSH_ACCESS_TOKEN`, or `AZURE_TENANT_ID`/`AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`)".to_string()
             }
-            (Api { message, .. }, "azure.rule_conflict") => {
-                format!("another rule already uses this priority and direction ({message}); pick a free priority")
+            (Api(a), "azure.rule_conflict") => {
+                format!("another rule already uses this priority and direction ({}); pick a free priority", a.message)
             }
             (_, "azure.run_command_busy") => {
                 "RunCommand runs one script at a time per VM; wait for the running one to finish".to_string()
@@ -254,7 +272,8 @@ impl UserError for AzureError {
             (_, "azure.operation_not_allowed") => {
                 "the VM may not be running: start it with `start()` or `ensure_running()`".to_string()
             }
-            (Api { retry_after: Some(s), .. }, "azure.throttled") => {
+            (Api(a), "azure.throttled") if a.retry_after.is_some() => {
+                let s = a.retry_after.unwrap_or_default();
                 format!("Resource Manager is throttling this subscription; retry in {s}s or lower the concurrency")
             }
             (_, "azure.throttled") => {
@@ -281,13 +300,19 @@ mod tests {
     #[test]
     fn wrapped_envelope_is_parsed_into_fields() {
         let body = br#"{"error":{"code":"BadRequest","message":"bad query","details":[{"code":"InvalidQuery","message":"q"},{"code":"ParserFailure","line":1}]}}"#;
-        let e = AzureError::from_response("POST", "/providers/Microsoft.ResourceGraph/resources", 400, body, None);
+        let e = AzureError::from_response(
+            "POST",
+            "/providers/Microsoft.ResourceGraph/resources",
+            400,
+            body,
+            None,
+        );
         match &e {
-            AzureError::Api { code, message, details, .. } => {
-                assert_eq!(code, "BadRequest");
-                assert_eq!(message, "bad query");
-                assert_eq!(details.len(), 2);
-                assert_eq!(details[1].code, "ParserFailure");
+            AzureError::Api(a) => {
+                assert_eq!(a.code, "BadRequest");
+                assert_eq!(a.message, "bad query");
+                assert_eq!(a.details.len(), 2);
+                assert_eq!(a.details[1].code, "ParserFailure");
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -305,25 +330,63 @@ mod tests {
 
     #[test]
     fn non_json_body_keeps_status_and_excerpt() {
-        let e = AzureError::from_response("GET", "/x", 502, b"<html>\n  Bad   gateway</html>", None);
+        let e =
+            AzureError::from_response("GET", "/x", 502, b"<html>\n  Bad   gateway</html>", None);
         assert_eq!(e.status(), Some(502));
-        assert_eq!(e.to_string(), "GET `/x` failed with 502: <html> Bad gateway</html>");
+        assert_eq!(
+            e.to_string(),
+            "GET `/x` failed with 502: <html> Bad gateway</html>"
+        );
     }
 
     #[test]
     fn hints_for_common_codes() {
         let cases = [
-            (404, r#"{"error":{"code":"ResourceNotFound","message":"m"}}"#, "azure.not_found", "resource group"),
-            (403, r#"{"error":{"code":"AuthorizationFailed","message":"m"}}"#, "azure.forbidden", "Contributor"),
-            (401, r#"{"error":{"code":"InvalidAuthenticationToken","message":"m"}}"#, "azure.unauthorized", "az login"),
-            (400, r#"{"error":{"code":"SecurityRuleConflict","message":"Security rule a conflicts with rule b."}}"#, "azure.rule_conflict", "conflicts with rule b"),
-            (409, r#"{"error":{"code":"OperationNotAllowed","message":"VM is deallocated"}}"#, "azure.operation_not_allowed", "start()"),
-            (409, r#"{"error":{"code":"Conflict","message":"Run command extension execution is in progress. Please wait for completion before invoking a run command."}}"#, "azure.run_command_busy", "one script at a time"),
+            (
+                404,
+                r#"{"error":{"code":"ResourceNotFound","message":"m"}}"#,
+                "azure.not_found",
+                "resource group",
+            ),
+            (
+                403,
+                r#"{"error":{"code":"AuthorizationFailed","message":"m"}}"#,
+                "azure.forbidden",
+                "Contributor",
+            ),
+            (
+                401,
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"m"}}"#,
+                "azure.unauthorized",
+                "az login",
+            ),
+            (
+                400,
+                r#"{"error":{"code":"SecurityRuleConflict","message":"Security rule a conflicts with rule b."}}"#,
+                "azure.rule_conflict",
+                "conflicts with rule b",
+            ),
+            (
+                409,
+                r#"{"error":{"code":"OperationNotAllowed","message":"VM is deallocated"}}"#,
+                "azure.operation_not_allowed",
+                "start()",
+            ),
+            (
+                409,
+                r#"{"error":{"code":"Conflict","message":"Run command extension execution is in progress. Please wait for completion before invoking a run command."}}"#,
+                "azure.run_command_busy",
+                "one script at a time",
+            ),
         ];
         for (status, body, kind, hint) in cases {
             let e = AzureError::from_response("GET", "/x", status, body.as_bytes(), None);
             assert_eq!(e.kind(), kind, "{body}");
-            assert!(e.hint().unwrap_or_default().contains(hint), "{body}: {:?}", e.hint());
+            assert!(
+                e.hint().unwrap_or_default().contains(hint),
+                "{body}: {:?}",
+                e.hint()
+            );
         }
     }
 

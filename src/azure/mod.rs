@@ -22,6 +22,8 @@ pub use auth::{AccessToken, FetchToken, TokenProvider, TokenSource};
 pub use budget::{BudgetSnapshot, ThrottleBudget};
 pub use client::{ArmClient, ArmResponse, Call, Retry};
 pub use cloud::Cloud;
-pub use config::{ApiVersions, ArmConfig, ConfigFlags, Provider, RetryPolicy, StatusHook, Timeouts, resolve};
+pub use config::{
+    ApiVersions, ArmConfig, ConfigFlags, Provider, RetryPolicy, StatusHook, Timeouts, resolve,
+};
 pub use error::{AzureError, ErrorDetail};
 pub use resource_id::ResourceId;

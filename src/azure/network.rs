@@ -73,7 +73,10 @@ impl NetworkInterface {
     /// The ip configuration marked `primary`, else the first.
     pub fn primary_ip_configuration(&self) -> Option<&IpConfiguration> {
         let configs = &self.properties.ip_configurations;
-        configs.iter().find(|c| c.properties.primary == Some(true)).or_else(|| configs.first())
+        configs
+            .iter()
+            .find(|c| c.properties.primary == Some(true))
+            .or_else(|| configs.first())
     }
 }
 
@@ -259,12 +262,20 @@ pub fn free_priority(rules: &[SecurityRule], direction: &str, preferred: i32) ->
         .filter(|r| r.properties.direction.eq_ignore_ascii_case(direction))
         .map(|r| r.properties.priority)
         .collect();
-    (preferred.max(100)..=4096).chain(100..preferred.clamp(100, 4097)).find(|p| !used.contains(p))
+    (preferred.max(100)..=4096)
+        .chain(100..preferred.clamp(100, 4097))
+        .find(|p| !used.contains(p))
 }
 
-async fn get_typed<T: serde::de::DeserializeOwned>(client: &ArmClient, id: &str, type_: &str) -> Result<T> {
+async fn get_typed<T: serde::de::DeserializeOwned>(
+    client: &ArmClient,
+    id: &str,
+    type_: &str,
+) -> Result<T> {
     let id = ResourceId::parse_typed(id, type_)?;
-    client.get_json(&id.to_string(), Provider::Network, &[]).await
+    client
+        .get_json(&id.to_string(), Provider::Network, &[])
+        .await
 }
 
 pub async fn get_network_interface(client: &ArmClient, id: &str) -> Result<NetworkInterface> {
@@ -279,14 +290,19 @@ pub async fn get_public_ip(client: &ArmClient, id: &str) -> Result<PublicIpAddre
     get_typed(client, id, "Microsoft.Network/publicIPAddresses").await
 }
 
-pub async fn get_network_security_group(client: &ArmClient, id: &str) -> Result<NetworkSecurityGroup> {
+pub async fn get_network_security_group(
+    client: &ArmClient,
+    id: &str,
+) -> Result<NetworkSecurityGroup> {
     get_typed(client, id, "Microsoft.Network/networkSecurityGroups").await
 }
 
 fn rule_path(nsg_id: &str, name: &str) -> Result<String> {
     let nsg = ResourceId::parse_typed(nsg_id, "Microsoft.Network/networkSecurityGroups")?;
     if name.is_empty() || name.contains(['/', '?', '#']) {
-        return Err(AzureError::InvalidInput(format!("`{name}` is not a valid security rule name")));
+        return Err(AzureError::InvalidInput(format!(
+            "`{name}` is not a valid security rule name"
+        )));
     }
     Ok(nsg.child("securityRules", name).to_string())
 }
@@ -294,12 +310,20 @@ fn rule_path(nsg_id: &str, name: &str) -> Result<String> {
 /// The NSG's own rules (not the default ones), all pages.
 pub async fn list_security_rules(client: &ArmClient, nsg_id: &str) -> Result<Vec<SecurityRule>> {
     let nsg = ResourceId::parse_typed(nsg_id, "Microsoft.Network/networkSecurityGroups")?;
-    client.list(&format!("{nsg}/securityRules"), Provider::Network, &[]).await
+    client
+        .list(&format!("{nsg}/securityRules"), Provider::Network, &[])
+        .await
 }
 
 /// One rule, `None` when it does not exist.
-pub async fn get_security_rule(client: &ArmClient, nsg_id: &str, name: &str) -> Result<Option<SecurityRule>> {
-    client.get_optional(&rule_path(nsg_id, name)?, Provider::Network, &[]).await
+pub async fn get_security_rule(
+    client: &ArmClient,
+    nsg_id: &str,
+    name: &str,
+) -> Result<Option<SecurityRule>> {
+    client
+        .get_optional(&rule_path(nsg_id, name)?, Provider::Network, &[])
+        .await
 }
 
 /// PUT the rule and wait (the network RP answers 201 `Updating` + `Azure-AsyncOperation`, then
@@ -312,13 +336,26 @@ pub async fn create_or_update_security_rule(
 ) -> Result<SecurityRule> {
     let path = rule_path(nsg_id, name)?;
     let what = format!("security rule `{name}`");
-    client.put_lro(&path, Provider::Network, &properties.to_request_body(), &what).await
+    client
+        .put_lro(
+            &path,
+            Provider::Network,
+            &properties.to_request_body(),
+            &what,
+        )
+        .await
 }
 
 /// DELETE the rule and wait; deleting a missing rule succeeds.
 pub async fn delete_security_rule(client: &ArmClient, nsg_id: &str, name: &str) -> Result<()> {
     let path = rule_path(nsg_id, name)?;
-    client.delete_lro(&path, Provider::Network, &format!("deletion of security rule `{name}`")).await
+    client
+        .delete_lro(
+            &path,
+            Provider::Network,
+            &format!("deletion of security rule `{name}`"),
+        )
+        .await
 }
 
 #[cfg(test)]
@@ -327,21 +364,30 @@ mod tests {
 
     fn rule(direction: &str, priority: i32) -> SecurityRule {
         SecurityRule {
-            properties: SecurityRuleProperties { direction: direction.into(), priority, ..Default::default() },
+            properties: SecurityRuleProperties {
+                direction: direction.into(),
+                priority,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
 
     #[test]
     fn free_priority_skips_used_ones_in_the_same_direction() {
-        let rules = [rule("Inbound", 1000), rule("Inbound", 1001), rule("Outbound", 1002)];
+        let rules = [
+            rule("Inbound", 1000),
+            rule("Inbound", 1001),
+            rule("Outbound", 1002),
+        ];
         assert_eq!(free_priority(&rules, "inbound", 1000), Some(1002));
         assert_eq!(free_priority(&rules, "Outbound", 1000), Some(1000));
     }
 
     #[test]
     fn ssh_rule_body_has_the_documented_shape() {
-        let body = SecurityRuleProperties::allow_inbound("Tcp", 22, "203.0.113.7/32", 1000).to_request_body();
+        let body = SecurityRuleProperties::allow_inbound("Tcp", 22, "203.0.113.7/32", 1000)
+            .to_request_body();
         assert_eq!(
             body,
             serde_json::json!({"properties": {"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "22",

@@ -202,7 +202,8 @@ pub fn power_state(statuses: &[InstanceViewStatus]) -> String {
         .iter()
         .find_map(|s| {
             let (kind, value) = s.code.split_once('/')?;
-            kind.eq_ignore_ascii_case("PowerState").then(|| value.to_ascii_lowercase())
+            kind.eq_ignore_ascii_case("PowerState")
+                .then(|| value.to_ascii_lowercase())
         })
         .unwrap_or_else(|| "unknown".to_string())
 }
@@ -216,16 +217,26 @@ impl Vm {
         let view = p.instance_view.as_ref();
         Ok(Vm {
             id: json.id.clone(),
-            name: if json.name.is_empty() { id.name().to_string() } else { json.name.clone() },
+            name: if json.name.is_empty() {
+                id.name().to_string()
+            } else {
+                json.name.clone()
+            },
             resource_group: id.resource_group().unwrap_or_default().to_string(),
             subscription: id.subscription().to_string(),
             location: json.location.clone(),
             size: p.hardware_profile.as_ref().and_then(|h| h.vm_size.clone()),
-            os_type: storage.and_then(|s| s.os_disk.as_ref()).and_then(|d| d.os_type.clone()),
+            os_type: storage
+                .and_then(|s| s.os_disk.as_ref())
+                .and_then(|d| d.os_type.clone()),
             os_name: view.and_then(|v| v.os_name.clone()),
             os_version: view.and_then(|v| v.os_version.clone()),
-            image_sku: storage.and_then(|s| s.image_reference.as_ref()).and_then(|i| i.sku.clone()),
-            power_state: view.map(|v| power_state(&v.statuses)).unwrap_or_else(|| "unknown".into()),
+            image_sku: storage
+                .and_then(|s| s.image_reference.as_ref())
+                .and_then(|i| i.sku.clone()),
+            power_state: view
+                .map(|v| power_state(&v.statuses))
+                .unwrap_or_else(|| "unknown".into()),
             provisioning_state: p.provisioning_state.clone(),
             public_ip: None,
             private_ip: None,
@@ -254,19 +265,25 @@ impl Vm {
         subnet: Option<&network::Subnet>,
     ) {
         let config = nic.primary_ip_configuration();
-        self.nic_id = Some(nic.id.clone()).filter(|s| !s.is_empty()).or(self.nic_id.take());
+        self.nic_id = Some(nic.id.clone())
+            .filter(|s| !s.is_empty())
+            .or(self.nic_id.take());
         self.private_ip = config.and_then(|c| c.properties.private_ip_address.clone());
-        self.public_ip_id = config.and_then(|c| c.properties.public_ip_address.as_ref()).map(|r| r.id.clone());
-        self.subnet_id = config.and_then(|c| c.properties.subnet.as_ref()).map(|r| r.id.clone());
+        self.public_ip_id = config
+            .and_then(|c| c.properties.public_ip_address.as_ref())
+            .map(|r| r.id.clone());
+        self.subnet_id = config
+            .and_then(|c| c.properties.subnet.as_ref())
+            .map(|r| r.id.clone());
         self.public_ip = public_ip.and_then(|p| p.properties.ip_address.clone());
         let mut nsgs = Vec::new();
         if let Some(n) = &nic.properties.network_security_group {
             nsgs.push(n.id.clone());
         }
-        if let Some(n) = subnet.and_then(|s| s.properties.network_security_group.as_ref()) {
-            if !nsgs.iter().any(|x| super::resource_id::same_id(x, &n.id)) {
-                nsgs.push(n.id.clone());
-            }
+        if let Some(n) = subnet.and_then(|s| s.properties.network_security_group.as_ref())
+            && !nsgs.iter().any(|x| super::resource_id::same_id(x, &n.id))
+        {
+            nsgs.push(n.id.clone());
         }
         self.nsg_ids = nsgs;
         self.network_resolved = true;
@@ -277,7 +294,9 @@ impl Vm {
     }
 
     pub fn is_windows(&self) -> bool {
-        self.os_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("windows"))
+        self.os_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("windows"))
     }
 }
 
@@ -293,7 +312,9 @@ fn primary_nic_id(p: &VmPropertiesJson) -> Option<String> {
 fn vm_path(client: &ArmClient, resource_group: &str, name: &str) -> Result<String> {
     for (what, v) in [("resource group", resource_group), ("VM name", name)] {
         if v.trim().is_empty() || v.contains(['/', '?', '#']) {
-            return Err(AzureError::InvalidInput(format!("`{v}` is not a valid {what}")));
+            return Err(AzureError::InvalidInput(format!(
+                "`{v}` is not a valid {what}"
+            )));
         }
     }
     Ok(ResourceId::virtual_machine(client.subscription(), resource_group, name).to_string())
@@ -311,7 +332,9 @@ pub async fn get_vm_by_id(client: &ArmClient, id: &str) -> Result<Vm> {
 }
 
 async fn get_vm_at(client: &ArmClient, path: &str) -> Result<Vm> {
-    let json: VirtualMachineJson = client.get_json(path, Provider::Compute, &[("$expand", "instanceView")]).await?;
+    let json: VirtualMachineJson = client
+        .get_json(path, Provider::Compute, &[("$expand", "instanceView")])
+        .await?;
     let mut vm = Vm::from_json(&json)?;
     resolve_network(client, &mut vm).await?;
     Ok(vm)
@@ -325,8 +348,12 @@ pub async fn resolve_network(client: &ArmClient, vm: &mut Vm) -> Result<()> {
     };
     let nic = network::get_network_interface(client, &nic_id).await?;
     let config = nic.primary_ip_configuration();
-    let pip_id = config.and_then(|c| c.properties.public_ip_address.as_ref()).map(|r| r.id.clone());
-    let subnet_id = config.and_then(|c| c.properties.subnet.as_ref()).map(|r| r.id.clone());
+    let pip_id = config
+        .and_then(|c| c.properties.public_ip_address.as_ref())
+        .map(|r| r.id.clone());
+    let subnet_id = config
+        .and_then(|c| c.properties.subnet.as_ref())
+        .map(|r| r.id.clone());
     let pip = async {
         match &pip_id {
             Some(id) => missing_is_none(network::get_public_ip(client, id).await),
@@ -359,9 +386,13 @@ pub async fn list_vms(client: &ArmClient, resource_group: Option<&str>) -> Resul
     let path = match resource_group {
         Some(rg) => {
             if rg.trim().is_empty() || rg.contains(['/', '?', '#']) {
-                return Err(AzureError::InvalidInput(format!("`{rg}` is not a valid resource group")));
+                return Err(AzureError::InvalidInput(format!(
+                    "`{rg}` is not a valid resource group"
+                )));
             }
-            client.subscription_path(&format!("/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"))
+            client.subscription_path(&format!(
+                "/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
+            ))
         }
         None => client.subscription_path("/providers/Microsoft.Compute/virtualMachines"),
     };
@@ -396,29 +427,49 @@ pub struct VmFilter {
 impl VmFilter {
     /// Everything but the power state, which a listed VM does not know.
     pub fn matches_listed(&self, vm: &Vm) -> bool {
-        let rg_ok = self.resource_group.as_ref().is_none_or(|rg| rg.eq_ignore_ascii_case(&vm.resource_group));
-        let name_ok = self.name.as_ref().is_none_or(|pat| glob_match(pat, &vm.name));
+        let rg_ok = self
+            .resource_group
+            .as_ref()
+            .is_none_or(|rg| rg.eq_ignore_ascii_case(&vm.resource_group));
+        let name_ok = self
+            .name
+            .as_ref()
+            .is_none_or(|pat| glob_match(pat, &vm.name));
         let tags_ok = self.tags.iter().all(|(k, v)| {
-            vm.tags.iter().any(|(vk, vv)| vk.eq_ignore_ascii_case(k) && vv == v)
+            vm.tags
+                .iter()
+                .any(|(vk, vv)| vk.eq_ignore_ascii_case(k) && vv == v)
         });
         rg_ok && name_ok && tags_ok
     }
 
     pub fn matches(&self, vm: &Vm) -> bool {
         self.matches_listed(vm)
-            && self.power_state.as_ref().is_none_or(|p| p.eq_ignore_ascii_case(&vm.power_state))
+            && self
+                .power_state
+                .as_ref()
+                .is_none_or(|p| p.eq_ignore_ascii_case(&vm.power_state))
     }
 }
 
 /// Lists, filters cheaply, then reads `detail` for the survivors with at most `concurrency`
 /// requests in flight (ARM's read budget is shared by the whole subscription).
-pub async fn find_vms(client: &ArmClient, filter: &VmFilter, detail: Detail, concurrency: usize) -> Result<Vec<Vm>> {
+pub async fn find_vms(
+    client: &ArmClient,
+    filter: &VmFilter,
+    detail: Detail,
+    concurrency: usize,
+) -> Result<Vec<Vm>> {
     let listed: Vec<Vm> = list_vms(client, filter.resource_group.as_deref())
         .await?
         .into_iter()
         .filter(|vm| filter.matches_listed(vm))
         .collect();
-    let detail = if filter.power_state.is_some() && detail == Detail::Listed { Detail::PowerState } else { detail };
+    let detail = if filter.power_state.is_some() && detail == Detail::Listed {
+        Detail::PowerState
+    } else {
+        detail
+    };
     let vms: Vec<Vm> = match detail {
         Detail::Listed => listed,
         _ => {
@@ -427,8 +478,9 @@ pub async fn find_vms(client: &ArmClient, filter: &VmFilter, detail: Detail, con
                     match detail {
                         Detail::Full => get_vm_by_id(client, &vm.id).await,
                         _ => {
-                            let json: VirtualMachineJson =
-                                client.get_json(&vm.id, Provider::Compute, &[("$expand", "instanceView")]).await?;
+                            let json: VirtualMachineJson = client
+                                .get_json(&vm.id, Provider::Compute, &[("$expand", "instanceView")])
+                                .await?;
                             Vm::from_json(&json)
                         }
                     }
@@ -446,12 +498,23 @@ pub async fn find_vms(client: &ArmClient, filter: &VmFilter, detail: Detail, con
 pub async fn start_vm(client: &ArmClient, vm_id: &str) -> Result<Vm> {
     let id = ResourceId::parse_typed(vm_id, "Microsoft.Compute/virtualMachines")?;
     let what = format!("`start` of VM `{}`", id.name());
-    client.post_lro(&format!("{id}/start"), Provider::Compute, None, Retry::Idempotent, &what).await?;
+    client
+        .post_lro(
+            &format!("{id}/start"),
+            Provider::Compute,
+            None,
+            Retry::Idempotent,
+            &what,
+        )
+        .await?;
     let mut vm = get_vm_by_id(client, vm_id).await?;
     let policy = client.retry_policy().clone();
     let mut waited = std::time::Duration::ZERO;
     while vm.power_state != "running" && waited < policy.max_poll_delay * 4 {
-        client.status(&format!("waiting for VM `{}` to report running (now {})", vm.name, vm.power_state));
+        client.status(&format!(
+            "waiting for VM `{}` to report running (now {})",
+            vm.name, vm.power_state
+        ));
         tokio::time::sleep(policy.poll_delay).await;
         waited += policy.poll_delay;
         vm = get_vm_by_id(client, vm_id).await?;
@@ -508,8 +571,14 @@ mod tests {
 
     #[test]
     fn power_state_is_the_lower_case_suffix() {
-        let s = |c: &str| InstanceViewStatus { code: c.into(), ..Default::default() };
-        assert_eq!(power_state(&[s("ProvisioningState/succeeded"), s("PowerState/running")]), "running");
+        let s = |c: &str| InstanceViewStatus {
+            code: c.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            power_state(&[s("ProvisioningState/succeeded"), s("PowerState/running")]),
+            "running"
+        );
         assert_eq!(power_state(&[s("PowerState/Deallocated")]), "deallocated");
         assert_eq!(power_state(&[s("ProvisioningState/succeeded")]), "unknown");
         assert_eq!(power_state(&[]), "unknown");
@@ -534,12 +603,19 @@ mod tests {
             tags: [("Env".to_string(), "prod".to_string())].into(),
             ..Default::default()
         };
-        let mut f = VmFilter { resource_group: Some("rg".into()), name: Some("web-*".into()), ..Default::default() };
+        let mut f = VmFilter {
+            resource_group: Some("rg".into()),
+            name: Some("web-*".into()),
+            ..Default::default()
+        };
         f.tags.insert("env".into(), "prod".into());
         assert!(f.matches(&vm));
         f.tags.insert("env".into(), "Prod".into());
         assert!(!f.matches(&vm));
-        let f = VmFilter { power_state: Some("deallocated".into()), ..Default::default() };
+        let f = VmFilter {
+            power_state: Some("deallocated".into()),
+            ..Default::default()
+        };
         assert!(f.matches_listed(&vm) && !f.matches(&vm));
     }
 }
