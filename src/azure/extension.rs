@@ -159,6 +159,18 @@ pub async fn get_extension(
         .await
 }
 
+/// DELETE the extension and wait (recorded: 202 with both `Azure-AsyncOperation` and `Location`).
+pub async fn delete_extension(client: &ArmClient, vm_id: &str, name: &str) -> Result<()> {
+    let path = extension_path(vm_id, name)?;
+    client
+        .delete_lro(
+            &path,
+            Provider::Compute,
+            &format!("deletion of extension `{name}`"),
+        )
+        .await
+}
+
 /// All extensions of a VM (`{"value": [...]}`, not paged).
 pub async fn list_extensions(client: &ArmClient, vm_id: &str) -> Result<Vec<VmExtension>> {
     let vm = ResourceId::parse_typed(vm_id, "Microsoft.Compute/virtualMachines")?;

@@ -311,7 +311,10 @@ mod tests {
     fn output_at_the_tail_limit_is_truncated_but_keeps_the_trailer() {
         let t = ExitTrailer::new();
         let trailer = format!("{}:0\n", t.marker());
-        let out = format!("{}{trailer}", "x\n".repeat((OUTPUT_TAIL_BYTES - trailer.len()) / 2));
+        let out = format!(
+            "{}{trailer}",
+            "x\n".repeat((OUTPUT_TAIL_BYTES - trailer.len()) / 2)
+        );
         let parsed = parse_output(&result(&out, ""), Some(&t), 0);
         assert!(parsed.truncated);
         assert_eq!(parsed.exit_code, Some(0));

@@ -1,1 +1,5 @@
 //! Integration tests: one binary that drives the real `azssh` executable.
+
+mod azure;
+mod azure_contract;
+mod azure_fake;
