@@ -333,9 +333,14 @@ impl ArmClient {
         let mut refreshed_token = false;
         loop {
             attempt += 1;
-            let outcome = self.attempt(&call, &request_id).await;
-            let (err, delay, reason, counts_attempt) = match outcome {
+            let (err, why, retry_after) = match self.attempt(&call, &request_id).await {
                 Ok(resp) if resp.status.is_success() => return Ok(resp),
+                Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Transport { error, connect }) => {
+                    // A failed connect never reached the server, so even actions may repeat it.
+                    let retryable = call.retry == Retry::Idempotent || connect;
+                    (error, retryable.then_some(Why::Connection), None)
+                }
                 Ok(resp) => {
                     let status = resp.status.as_u16();
                     let ra = resp.retry_after();
@@ -346,68 +351,57 @@ impl ArmClient {
                         &resp.body,
                         ra.map(|d| d.as_secs()),
                     );
-                    match status {
+                    let why = match status {
                         429 => {
                             self.inner.budget.count_throttled();
-                            (
-                                err,
-                                ra.unwrap_or_else(|| backoff(policy, attempt)),
-                                "throttled (429)",
-                                true,
-                            )
+                            Some(Why::Throttled)
                         }
-                        500 | 502 | 503 | 504 if call.retry == Retry::Idempotent => (
-                            err,
-                            ra.unwrap_or_else(|| backoff(policy, attempt)),
-                            "server error",
-                            true,
-                        ),
+                        500 | 502 | 503 | 504 if call.retry == Retry::Idempotent => {
+                            Some(Why::ServerError)
+                        }
                         409 if call.retry == (Retry::Once { busy: true })
                             && err.is_run_command_busy() =>
                         {
-                            if start.elapsed() + busy_delay > policy.busy_deadline {
-                                return Err(err);
-                            }
-                            let d = busy_delay;
-                            busy_delay = (busy_delay * 2).min(Duration::from_secs(60));
-                            (err, d, "RunCommand busy (409)", false)
+                            Some(Why::Busy)
                         }
                         401 if !self.inner.static_token && !refreshed_token => {
-                            refreshed_token = true;
-                            self.inner.tokens.invalidate().await;
-                            (
-                                err,
-                                Duration::ZERO,
-                                "token refused (401), fetching a new one",
-                                false,
-                            )
+                            Some(Why::TokenRefused)
                         }
-                        _ => return Err(err),
-                    }
-                }
-                Err(AttemptError::Fatal(e)) => return Err(e),
-                Err(AttemptError::Transport { error, connect }) => {
-                    if call.retry == Retry::Idempotent || connect {
-                        (error, backoff(policy, attempt), "connection failed", true)
-                    } else {
-                        return Err(error);
-                    }
+                        _ => None,
+                    };
+                    (err, why, ra)
                 }
             };
-            if counts_attempt && attempt >= policy.max_attempts {
-                return Err(err);
-            }
-            if reason != "RunCommand busy (409)" && start.elapsed() + delay > policy.deadline {
-                return Err(err);
-            }
-            if !counts_attempt {
-                attempt -= 1;
-            }
+            let Some(why) = why else { return Err(err) };
+            let delay = match why {
+                Why::Busy => {
+                    // RunCommand runs one script at a time per VM and a script may run for
+                    // minutes: wait longer than for throttling, with its own deadline.
+                    if start.elapsed() + busy_delay > policy.busy_deadline {
+                        return Err(err);
+                    }
+                    attempt -= 1;
+                    let d = busy_delay;
+                    busy_delay = (busy_delay * 2).min(Duration::from_secs(60));
+                    self.status("waiting for the VM's running RunCommand to finish");
+                    d
+                }
+                Why::TokenRefused => {
+                    refreshed_token = true;
+                    attempt -= 1;
+                    self.inner.tokens.invalidate().await;
+                    Duration::ZERO
+                }
+                Why::Throttled | Why::ServerError | Why::Connection => {
+                    let d = retry_after.unwrap_or_else(|| backoff(policy, attempt));
+                    if attempt >= policy.max_attempts || start.elapsed() + d > policy.deadline {
+                        return Err(err);
+                    }
+                    d
+                }
+            };
             self.inner.budget.count_retry();
-            tracing::debug!(method = %call.method, path = %path, reason, delay_ms = delay.as_millis() as u64, attempt, "retrying ARM request");
-            if reason == "RunCommand busy (409)" {
-                self.status("waiting for the VM's running RunCommand to finish");
-            }
+            tracing::debug!(method = %call.method, path = %path, reason = why.as_str(), delay_ms = delay.as_millis() as u64, attempt, "retrying ARM request");
             tokio::time::sleep(delay).await;
         }
     }
@@ -475,6 +469,28 @@ impl ArmClient {
             headers,
             body,
         })
+    }
+}
+
+/// Why a request is repeated.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    Throttled,
+    ServerError,
+    Busy,
+    TokenRefused,
+    Connection,
+}
+
+impl Why {
+    fn as_str(self) -> &'static str {
+        match self {
+            Why::Throttled => "throttled (429)",
+            Why::ServerError => "server error (5xx)",
+            Why::Busy => "RunCommand busy (409)",
+            Why::TokenRefused => "token refused (401), fetching a new one",
+            Why::Connection => "connection failed",
+        }
     }
 }
 

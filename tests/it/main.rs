@@ -3,3 +3,5 @@
 mod azure;
 mod azure_contract;
 mod azure_fake;
+mod azure_replay;
+mod azure_retry;
