@@ -14,9 +14,11 @@ pub mod graph;
 pub mod jit;
 mod lro;
 pub mod network;
+mod paging;
 pub mod resource_id;
 pub mod run_command;
 pub mod vm;
+pub mod vm_filter;
 
 pub use auth::{AccessToken, FetchToken, TokenProvider, TokenSource};
 pub use budget::{BudgetSnapshot, ThrottleBudget};

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use azssh::azure::{self, run_command, vm};
+use azssh::azure::{self, run_command, vm, vm_filter};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -279,13 +279,13 @@ async fn find_vms_filters_by_tag_name_and_power_state() {
     fake.on("GET", &list, vec![Canned::json(200, json!({"value": [vm_body(&fake, "web1", "running"), vm_body(&fake, "web2", "deallocated"), other]}))]);
     serve_vm(&fake, "web1", "running");
     serve_vm(&fake, "web2", "deallocated");
-    let filter = vm::VmFilter {
+    let filter = vm_filter::VmFilter {
         resource_group: Some(RG.into()),
         tags: [("ENV".to_string(), "prod".to_string())].into(),
         name: Some("web*".into()),
         power_state: Some("running".into()),
     };
-    let found = vm::find_vms(&fake.client(), &filter, vm::Detail::Full, 4)
+    let found = vm_filter::find_vms(&fake.client(), &filter, vm_filter::Detail::Full, 4)
         .await
         .expect("find");
     let names: Vec<&str> = found.iter().map(|v| v.name.as_str()).collect();
