@@ -364,3 +364,149 @@ async fn vm_lookup_and_run_powershell_survive_a_429() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn openssh_extension_is_created_and_read_back() {
+    let fake = ArmFake::start();
+    let vm_id = vm_path(&fake, "old2016");
+    let ext = format!("{vm_id}/extensions/WindowsOpenSSH");
+    let op = fake.sub_path("/providers/Microsoft.Compute/locations/westus/operations/ext1");
+    let body = |state: &str| {
+        json!({"id": ext, "name": "WindowsOpenSSH", "type": "Microsoft.Compute/virtualMachines/extensions",
+            "location": "westus", "properties": {"publisher": "Microsoft.Azure.OpenSSH", "type": "WindowsOpenSSH",
+            "typeHandlerVersion": "3.0", "autoUpgradeMinorVersion": true, "provisioningState": state}})
+    };
+    fake.on(
+        "PUT",
+        &ext,
+        vec![
+            Canned::json(201, body("Creating"))
+                .header(
+                    "Azure-AsyncOperation",
+                    &format!("{{base}}{op}?api-version=2025-04-01"),
+                )
+                .header("Azure-AsyncNotification", "Enabled"),
+        ],
+    );
+    fake.on(
+        "GET",
+        &op,
+        vec![
+            Canned::json(200, json!({"status": "InProgress"})),
+            Canned::json(200, json!({"status": "Succeeded"})),
+        ],
+    );
+    fake.on("GET", &ext, vec![Canned::json(200, body("Succeeded"))]);
+    let client = fake.client();
+    let wanted = azure::extension::VmExtension::windows_openssh("westus");
+    let done =
+        azure::extension::create_or_update_extension(&client, &vm_id, "WindowsOpenSSH", &wanted)
+            .await
+            .expect("created");
+    assert_eq!(
+        done.properties.provisioning_state.as_deref(),
+        Some("Succeeded")
+    );
+    assert!(done.is_windows_openssh());
+    assert_eq!(fake.requests()[0].json(), wanted.to_request_body());
+    let read = azure::extension::get_extension(&client, &vm_id, "WindowsOpenSSH")
+        .await
+        .expect("get");
+    assert!(read.is_some_and(|e| e.is_windows_openssh()));
+    let missing = azure::extension::get_extension(&client, &vm_id, "Other")
+        .await
+        .expect("get");
+    assert!(missing.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn jit_access_is_requested_on_the_policy_naming_the_vm() {
+    let fake = ArmFake::start();
+    let vm_id = vm_path(&fake, "web1");
+    let list = fake.sub_path(&format!(
+        "/resourceGroups/{RG}/providers/Microsoft.Security/jitNetworkAccessPolicies"
+    ));
+    let policy = fake.sub_path(&format!("/resourceGroups/{RG}/providers/Microsoft.Security/locations/westus/jitNetworkAccessPolicies/default"));
+    fake.on("GET", &list, vec![Canned::json(200, json!({"value": [
+        {"id": policy.replace("/default", "/other"), "name": "other", "properties": {"virtualMachines": [{"id": vm_path(&fake, "db1"), "ports": []}]}},
+        {"id": policy, "name": "default", "kind": "Basic", "properties": {"virtualMachines": [{"id": vm_id.to_lowercase(),
+            "ports": [{"number": 22, "protocol": "*", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"}]}]}}]}))]);
+    fake.on_fn("POST", &format!("{policy}/initiate"), |r| {
+        let port = r.json()["virtualMachines"][0]["ports"][0].clone();
+        Canned::json(202, json!({"virtualMachines": [{"id": r.json()["virtualMachines"][0]["id"],
+            "ports": [{"number": port["number"], "endTimeUtc": port["endTimeUtc"], "allowedSourceAddressPrefix": "198.51.100.4",
+                "status": "Initiating", "statusReason": "UserRequested"}]}], "requestor": "me"}))
+    });
+    let req = azure::jit::request_vm_access(
+        &fake.client(),
+        &vm_id,
+        22,
+        Some("198.51.100.4"),
+        Duration::from_secs(3 * 3600),
+    )
+    .await
+    .expect("requested");
+    assert_eq!(
+        req.virtual_machines[0].ports[0].status.as_deref(),
+        Some("Initiating")
+    );
+    let post = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .expect("initiate");
+    assert_eq!(
+        post.query_param("api-version").as_deref(),
+        Some("2020-01-01")
+    );
+    let port = &post.json()["virtualMachines"][0]["ports"][0];
+    assert_eq!(port["number"], 22);
+    assert_eq!(port["allowedSourceAddressPrefix"], "198.51.100.4");
+    assert!(
+        port["endTimeUtc"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_with_only_a_location_header_polls_it_until_done() {
+    let fake = ArmFake::start();
+    serve_vm(&fake, "web1", "running");
+    let op = fake.sub_path("/providers/Microsoft.Compute/locations/westus/operations/st2");
+    fake.on(
+        "POST",
+        &format!("{}/start", vm_path(&fake, "web1")),
+        vec![
+            Canned::empty(202)
+                .header(
+                    "Location",
+                    &format!("{{base}}{op}?monitor=true&api-version=2025-04-01"),
+                )
+                .header("Retry-After", "5"),
+        ],
+    );
+    fake.on(
+        "GET",
+        &op,
+        vec![
+            Canned::empty(202).header("Retry-After", "5"),
+            Canned::empty(200),
+        ],
+    );
+    let start = Instant::now();
+    let v = vm::start_vm(&fake.client(), &vm_path(&fake, "web1"))
+        .await
+        .expect("started");
+    assert_eq!(v.power_state, "running");
+    assert!(
+        start.elapsed() >= Duration::from_secs(10),
+        "both Retry-After values are honoured"
+    );
+    let polls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/st2"))
+        .count();
+    assert_eq!(polls, 2);
+}

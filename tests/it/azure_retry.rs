@@ -410,3 +410,136 @@ async fn token_never_appears_in_trace_logs() {
     assert!(!logs.contains(TOKEN), "token leaked into logs");
     assert!(!logs.contains("fake-arm-token"), "token leaked into logs");
 }
+
+#[tokio::test(start_paused = true)]
+async fn connection_refused_is_retried_then_reported() {
+    // Bind then drop: nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut config =
+        azure::ArmConfig::with_static_token(&format!("http://127.0.0.1:{port}"), "sub", TOKEN)
+            .expect("config");
+    config.timeouts = azure::Timeouts {
+        connect: None,
+        request: None,
+    };
+    let client = azure::ArmClient::new(config).expect("client");
+    let err = vm::get_vm(&client, RG, "web1").await.expect_err("refused");
+    assert_eq!(err.kind(), "azure.transport");
+    assert!(err.hint().is_some_and(|h| h.contains("AZSSH_ARM_ENDPOINT")));
+    assert_eq!(
+        client.budget().requests_sent(),
+        6,
+        "the default policy makes 6 attempts"
+    );
+    assert!(
+        !err.to_string().contains("api-version"),
+        "no query strings in messages: {err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_dropped_mid_request_is_retried_for_gets() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().take(2).enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            if i == 1 {
+                let body = r#"{"name":"ok"}"#;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            // The first connection is closed without an answer, like a reset by a proxy.
+        }
+    });
+    let mut config = azure::ArmConfig::with_static_token(&format!("http://{addr}"), "sub", TOKEN)
+        .expect("config");
+    config.timeouts = azure::Timeouts {
+        connect: None,
+        request: None,
+    };
+    let client = azure::ArmClient::new(config).expect("client");
+    let v: serde_json::Value = client
+        .get_json("/subscriptions/sub/x", azure::Provider::Compute, &[])
+        .await
+        .expect("second try");
+    assert_eq!(v["name"], "ok");
+    assert_eq!(client.budget().retries(), 1);
+}
+
+/// A credential that hands out `token-0`, `token-1`, ... and counts its calls.
+struct Rotating(std::sync::atomic::AtomicUsize);
+
+impl azure::FetchToken for Rotating {
+    fn name(&self) -> &str {
+        "rotating"
+    }
+    fn fetch<'a>(
+        &'a self,
+        _scope: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<azure::AccessToken, String>> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            Ok(azure::AccessToken {
+                token: azssh::secret::Secret::new(format!("token-{n}")),
+                expires_on: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            })
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_token_is_replaced_once() {
+    let fake = ArmFake::start();
+    let path = vm_path(&fake, "web1");
+    fake.on_fn("GET", &path, |r| {
+        match r.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            Some("Bearer token-1") => Canned::json(200, json!({"name": "web1"})),
+            _ => Canned::error(
+                401,
+                "InvalidAuthenticationToken",
+                "The access token has been revoked.",
+            ),
+        }
+    });
+    let link = Arc::new(Rotating(std::sync::atomic::AtomicUsize::new(0)));
+    let mut config =
+        azure::ArmConfig::with_static_token(&fake.base, "sub", "unused").expect("config");
+    config.token = azure::TokenSource::Chain(vec![link.clone()]);
+    config.timeouts = azure::Timeouts {
+        connect: None,
+        request: None,
+    };
+    let client = azure::ArmClient::new(config).expect("client");
+    let v: serde_json::Value = client
+        .get_json(&path, azure::Provider::Compute, &[])
+        .await
+        .expect("after refresh");
+    assert_eq!(v["name"], "web1");
+    assert_eq!(link.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // A token that is refused again is reported, not retried in a loop.
+    let denied = fake.sub_path("/denied");
+    fake.on(
+        "GET",
+        &denied,
+        vec![Canned::error(401, "InvalidAuthenticationToken", "nope")],
+    );
+    let err = client
+        .get_json::<serde_json::Value>(&denied, azure::Provider::Compute, &[])
+        .await
+        .expect_err("401");
+    assert_eq!(err.kind(), "azure.unauthorized");
+    assert_eq!(
+        fake.requests().iter().filter(|r| r.path == denied).count(),
+        2
+    );
+}
