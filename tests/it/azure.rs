@@ -510,3 +510,53 @@ async fn start_with_only_a_location_header_polls_it_until_done() {
         .count();
     assert_eq!(polls, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn graph_listing_builds_vms_and_filters_them_locally() {
+    let fake = ArmFake::start();
+    let row = |name: &str, power: &str, env: &str| {
+        json!({"id": vm_path(&fake, name).to_lowercase(), "name": name, "resourceGroup": RG, "location": "westus",
+            "tags": {"env": env}, "size": "Standard_B2s", "osType": "Windows", "sku": "2019-Datacenter", "osName": "",
+            "osVersion": "", "power": format!("PowerState/{power}"), "adminUsername": "azureuser", "computerName": name,
+            "nicId": "", "privateIp": "10.0.0.9", "pipId": "", "publicIp": "", "nicNsg": ""})
+    };
+    let rows = json!([
+        row("web1", "running", "prod"),
+        row("web2", "deallocated", "prod"),
+        row("db1", "running", "dev")
+    ]);
+    fake.on(
+        "POST",
+        "/providers/Microsoft.ResourceGraph/resources",
+        vec![Canned::json(
+            200,
+            json!({"totalRecords": 3, "count": 3, "resultTruncated": "false", "data": rows}),
+        )],
+    );
+    let filter = vm_filter::VmFilter {
+        tags: [("env".to_string(), "prod".to_string())].into(),
+        power_state: Some("running".into()),
+        ..Default::default()
+    };
+    let vms = vm_filter::find_vms_graph(&fake.client(), &filter)
+        .await
+        .expect("graph");
+    assert_eq!(vms.len(), 1);
+    let v = &vms[0];
+    assert_eq!(
+        (
+            v.name.as_str(),
+            v.power_state.as_str(),
+            v.resource_group.as_str()
+        ),
+        ("web1", "running", RG)
+    );
+    assert_eq!(v.private_ip.as_deref(), Some("10.0.0.9"));
+    assert_eq!(
+        v.public_ip, None,
+        "empty strings from Resource Graph are absent values"
+    );
+    assert!(!v.network_resolved);
+    let sent = fake.requests()[0].json();
+    assert_eq!(sent["query"], vm_filter::VM_GRAPH_QUERY);
+}
