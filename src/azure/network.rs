@@ -358,6 +358,128 @@ pub async fn delete_security_rule(client: &ArmClient, nsg_id: &str, name: &str) 
         .await
 }
 
+/// What `open_port(vm, #{port, source, priority, name, protocol})` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenPort {
+    pub port: u16,
+    /// Required: a CIDR, an address, or `*`/`Internet` spelled out by the caller (DESIGN.md:
+    /// opening a port to the world must be asked for explicitly).
+    pub source: String,
+    /// Preferred priority (default 1000); the next free one in the direction is used.
+    pub priority: Option<i32>,
+    /// Default `allow-SSH` for 22, else `allow-<port>`.
+    pub name: Option<String>,
+    /// Default `Tcp`.
+    pub protocol: Option<String>,
+}
+
+impl OpenPort {
+    pub fn rule_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            if self.port == 22 {
+                "allow-SSH".into()
+            } else {
+                format!("allow-{}", self.port)
+            }
+        })
+    }
+}
+
+/// The NSG to change for a VM: the NIC's, else the subnet's.
+fn first_nsg(vm: &super::vm::Vm) -> Result<&str> {
+    vm.nsg_ids.first().map(String::as_str).ok_or_else(|| {
+        AzureError::NotFound(format!(
+            "VM `{}` has no network security group on its NIC or subnet",
+            vm.name
+        ))
+    })
+}
+
+/// Allows inbound `port` from `source` on the VM's NSG: reuses the rule of the same name (and its
+/// priority), else takes the first free priority at or after the preferred one. If another writer
+/// takes that priority first (`SecurityRuleConflict`), looks again once.
+pub async fn open_port(
+    client: &ArmClient,
+    vm: &super::vm::Vm,
+    req: &OpenPort,
+) -> Result<SecurityRule> {
+    if req.source.trim().is_empty() {
+        return Err(AzureError::InvalidInput(
+            "`source` is required: give an address or CIDR, or `*` to open the port to the Internet".into(),
+        ));
+    }
+    let nsg = first_nsg(vm)?;
+    let name = req.rule_name();
+    let protocol = req.protocol.clone().unwrap_or_else(|| "Tcp".into());
+    for attempt in 0..2 {
+        let rules = list_security_rules(client, nsg).await?;
+        let existing = rules.iter().find(|r| {
+            r.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+        });
+        let priority = match (existing, req.priority) {
+            (Some(r), None) => r.properties.priority,
+            _ => {
+                let others: Vec<SecurityRule> = rules
+                    .iter()
+                    .filter(|r| {
+                        !r.name
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                    })
+                    .cloned()
+                    .collect();
+                free_priority(&others, "Inbound", req.priority.unwrap_or(1000)).ok_or_else(
+                    || {
+                        AzureError::InvalidInput(format!(
+                            "no free inbound priority left in `{nsg}`"
+                        ))
+                    },
+                )?
+            }
+        };
+        let props =
+            SecurityRuleProperties::allow_inbound(&protocol, req.port, req.source.trim(), priority);
+        match create_or_update_security_rule(client, nsg, &name, &props).await {
+            Err(e)
+                if attempt == 0
+                    && e.code()
+                        .is_some_and(|c| c.eq_ignore_ascii_case("SecurityRuleConflict")) =>
+            {
+                tracing::debug!(rule = %name, priority, "priority taken meanwhile; choosing again");
+            }
+            other => return other,
+        }
+    }
+    Err(AzureError::InvalidInput(format!(
+        "could not find a free priority for `{name}`"
+    )))
+}
+
+/// Removes the rule from whichever of the VM's NSGs holds it; `false` when none did.
+pub async fn close_port(client: &ArmClient, vm: &super::vm::Vm, name: &str) -> Result<bool> {
+    for nsg in &vm.nsg_ids {
+        if get_security_rule(client, nsg, name).await?.is_some() {
+            delete_security_rule(client, nsg, name).await?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The rules of every NSG that applies to the VM (NIC's first, then subnet's).
+pub async fn vm_security_rules(
+    client: &ArmClient,
+    vm: &super::vm::Vm,
+) -> Result<Vec<SecurityRule>> {
+    let mut all = Vec::new();
+    for nsg in &vm.nsg_ids {
+        all.extend(list_security_rules(client, nsg).await?);
+    }
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

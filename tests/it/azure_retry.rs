@@ -543,3 +543,57 @@ async fn a_refused_token_is_replaced_once() {
         2
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
+    let fake = ArmFake::start();
+    serve_vm(&fake, "web1", "running");
+    let nsg = net_id(&fake, "networkSecurityGroups/nic-nsg");
+    let rule = format!("{nsg}/securityRules/allow-SSH");
+    let taken = |p: i32| json!({"name": format!("r{p}"), "properties": {"protocol": "*", "access": "Allow", "priority": p, "direction": "Inbound"}});
+    fake.on(
+        "GET",
+        &format!("{nsg}/securityRules"),
+        vec![
+            Canned::json(200, json!({"value": [taken(1000)]})),
+            Canned::json(200, json!({"value": [taken(1000), taken(1001)]})),
+        ],
+    );
+    fake.on_fn("PUT", &rule, |r| {
+        if r.json()["properties"]["priority"] == 1001 {
+            Canned::error(400, "SecurityRuleConflict", "Security rule allow-SSH conflicts with rule r1001. Rules cannot have the same Priority and Direction.")
+        } else {
+            Canned::json(200, json!({"name": "allow-SSH", "properties": r.json()["properties"]}))
+        }
+    });
+    let client = fake.client();
+    let v = vm::get_vm(&client, RG, "web1").await.expect("vm");
+    let missing = network::open_port(
+        &client,
+        &v,
+        &network::OpenPort {
+            port: 22,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(AzureError::InvalidInput(_))),
+        "a source is required"
+    );
+    let req = network::OpenPort {
+        port: 22,
+        source: "203.0.113.7/32".into(),
+        ..Default::default()
+    };
+    let opened = network::open_port(&client, &v, &req).await.expect("opened");
+    assert_eq!(opened.properties.priority, 1002);
+    assert_eq!(
+        opened.properties.destination_port_range.as_deref(),
+        Some("22")
+    );
+    assert_eq!(
+        opened.properties.source_address_prefix.as_deref(),
+        Some("203.0.113.7/32")
+    );
+}
