@@ -597,3 +597,49 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
         Some("203.0.113.7/32")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn put_without_async_headers_polls_the_resource_until_terminal() {
+    let fake = ArmFake::start();
+    let ext = format!("{}/extensions/WindowsOpenSSH", vm_path(&fake, "web1"));
+    let body = |state: &str| json!({"id": ext, "properties": {"publisher": "Microsoft.Azure.OpenSSH", "type": "WindowsOpenSSH", "provisioningState": state}});
+    fake.on("PUT", &ext, vec![Canned::json(201, body("Creating"))]);
+    fake.on(
+        "GET",
+        &ext,
+        vec![
+            Canned::json(200, body("Creating")),
+            Canned::json(200, body("Succeeded")),
+        ],
+    );
+    let client = fake.client();
+    let wanted = azure::extension::VmExtension::windows_openssh("westus");
+    let done = azure::extension::create_or_update_extension(
+        &client,
+        &vm_path(&fake, "web1"),
+        "WindowsOpenSSH",
+        &wanted,
+    )
+    .await
+    .expect("provisioned");
+    assert_eq!(
+        done.properties.provisioning_state.as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(fake.requests().len(), 3);
+
+    fake.on("PUT", &ext, vec![Canned::json(201, body("Creating"))]);
+    fake.on("GET", &ext, vec![Canned::json(200, body("Failed"))]);
+    let err = azure::extension::create_or_update_extension(
+        &client,
+        &vm_path(&fake, "web1"),
+        "WindowsOpenSSH",
+        &wanted,
+    )
+    .await
+    .expect_err("failed");
+    assert!(
+        matches!(&err, AzureError::OperationFailed { status, .. } if status == "Failed"),
+        "{err:?}"
+    );
+}
