@@ -1,6 +1,11 @@
 //! Integration tests: one binary that drives the real `azssh` executable and starts real servers
 //! on ephemeral ports. `Test` is the builder every module uses.
 
+mod azure;
+mod azure_contract;
+mod azure_fake;
+mod azure_replay;
+mod azure_retry;
 mod guest;
 mod guest_ssh;
 mod harness;
