@@ -386,7 +386,7 @@ fn generate_key_then_key_info_agree() {
     Test::new()
         .file(
             "k.rhai",
-            "let k = generate_key(\"id_test\", #{comment: \"ops@contoso\"});\nlet i = key_info(\"id_test.pub\");\n[k.fingerprint == i.fingerprint, i.algorithm, i.comment, key_info(\"id_test\").private]",
+            "let k = generate_key(\"id_test\", #{comment: \"ops@contoso\"});\nlet i = key_info(\"id_test.pub\");\n[k.fingerprint == i.fingerprint, i.algorithm, i.comment, key_info(\"id_test\")[\"private\"]]",
         )
         .args(&["run", "k.rhai", "-o", "jsonl"])
         .stdout("true\n\"ssh-ed25519\"\n\"ops@contoso\"\ntrue\n")
