@@ -7,16 +7,18 @@ use rhai::Engine;
 
 use crate::script::context::ScriptContext;
 
+pub mod azure;
 pub mod core;
 pub mod keys;
 pub mod options;
 
 pub fn register_all(engine: &mut Engine, ctx: &Arc<ScriptContext>) {
     core::register(engine, ctx);
+    azure::register(engine, ctx);
     keys::register(engine, ctx);
 }
 
 /// The map form of an azssh custom type (a `Vm`, a `Session`...), for JSON and table output.
-pub fn as_map(_value: &rhai::Dynamic) -> Option<rhai::Map> {
-    None
+pub fn as_map(value: &rhai::Dynamic) -> Option<rhai::Map> {
+    azure::vm_map(value)
 }
