@@ -1,1 +1,2 @@
 //! Integration tests: one binary that drives the real `azssh` executable.
+mod emulator;
