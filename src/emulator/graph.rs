@@ -497,9 +497,16 @@ fn row(world: &World, group: u16, kind: &str, mut resource: Value, tags: Value) 
     })
 }
 
-fn rows(world: &World, only: Option<&str>) -> Vec<Value> {
+/// The rows of the given type (or all) that pass `keep`, filtered as they are rendered so a
+/// query over a big world never holds every row at once.
+fn rows(world: &World, only: Option<&str>, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
     let want = |t: &str| only.is_none_or(|o| o == t);
     let mut out = Vec::new();
+    let mut push = |r: Value| {
+        if keep(&r) {
+            out.push(r);
+        }
+    };
     for vm in 0..world.vms.len() {
         let v = &world.vms[vm];
         if want("microsoft.compute/virtualmachines") {
@@ -511,10 +518,10 @@ fn rows(world: &World, only: Option<&str>) -> Vec<Value> {
                 tags(world, vm),
             );
             r["properties"]["extended"] = json!({"instanceView": {"powerState": {"code": v.power.code(), "level": "Info", "displayStatus": v.power.display()}, "osName": v.release.os_name(), "osVersion": v.os_version(), "computerName": v.computer_name()}});
-            out.push(r);
+            push(r);
         }
         if want("microsoft.network/networkinterfaces") {
-            out.push(row(
+            push(row(
                 world,
                 v.group,
                 "microsoft.network/networkinterfaces",
@@ -523,7 +530,7 @@ fn rows(world: &World, only: Option<&str>) -> Vec<Value> {
             ));
         }
         if v.public_ip.is_some() && want("microsoft.network/publicipaddresses") {
-            out.push(row(
+            push(row(
                 world,
                 v.group,
                 "microsoft.network/publicipaddresses",
@@ -534,7 +541,7 @@ fn rows(world: &World, only: Option<&str>) -> Vec<Value> {
     }
     if want("microsoft.network/networksecuritygroups") {
         for n in 0..world.nsgs.len() {
-            out.push(row(
+            push(row(
                 world,
                 world.nsgs[n].group,
                 "microsoft.network/networksecuritygroups",
@@ -601,14 +608,24 @@ pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
                 .collect()
         })
         .unwrap_or_default();
+    // Leading `where` stages run while rows are rendered; the rest on what survives.
+    let leading = stages
+        .iter()
+        .take_while(|s| matches!(s, Stage::Where(_)))
+        .count();
+    let keep = |r: &Value| {
+        stages[..leading]
+            .iter()
+            .all(|s| matches!(s, Stage::Where(e) if truthy(&eval(e, r))))
+    };
     let mut data = if subs.is_empty() || subs.contains(&world.subscription.to_lowercase()) {
-        rows(&world, pinned_type(&stages).as_deref())
+        rows(&world, pinned_type(&stages).as_deref(), keep)
     } else {
         Vec::new()
     };
     drop(world);
     let mut columns: Option<Vec<String>> = None;
-    for stage in &stages {
+    for stage in &stages[leading..] {
         match stage {
             Stage::Where(e) => data.retain(|r| truthy(&eval(e, r))),
             Stage::Limit(n) => data.truncate(*n),
@@ -743,7 +760,7 @@ mod tests {
         let Stage::Where(e) = &stages[0] else {
             panic!()
         };
-        let all = rows(&w, pinned_type(&stages).as_deref());
+        let all = rows(&w, pinned_type(&stages).as_deref(), |_| true);
         let hits = all.iter().filter(|r| truthy(&eval(e, r))).count();
         assert_eq!(hits, w.vms.iter().filter(|v| v.env == 0).count());
         assert!(hits > 0);

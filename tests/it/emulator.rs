@@ -1043,3 +1043,83 @@ async fn fault_injection_is_reproducible_from_the_seed() {
     }
     assert!(a.iter().any(|s| s.starts_with('5')));
 }
+
+/// Microsoft's Python SDKs against the emulator (`tests/sdk/check_sdk.py`). Needs a virtualenv
+/// with `azure-mgmt-compute` and `azure-mgmt-network`: `tests/sdk/run.sh` makes one and sets
+/// `AZSSH_SDK_PYTHON`; without it the test says so and skips, unless `AZSSH_REQUIRE_SDK=1`.
+#[tokio::test]
+async fn microsoft_python_sdk_accepts_the_emulator() {
+    let Ok(python) = std::env::var("AZSSH_SDK_PYTHON") else {
+        assert!(
+            std::env::var("AZSSH_REQUIRE_SDK").as_deref() != Ok("1"),
+            "AZSSH_REQUIRE_SDK=1 but AZSSH_SDK_PYTHON is not set"
+        );
+        eprintln!(
+            "notice: skipping the SDK acceptance check (set AZSSH_SDK_PYTHON, see tests/sdk/run.sh)"
+        );
+        return;
+    };
+    // Small pages so the SDK follows `nextLink`.
+    let emu = Emu::start(EmulatorConfig {
+        vms: 24,
+        speed: 1000.0,
+        page_size: 10,
+        ..Default::default()
+    })
+    .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/check_sdk.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .env("AZSSH_ARM_ENDPOINT", emu.handle.endpoint())
+        .env("AZSSH_ACCESS_TOKEN", emu.handle.token().expose())
+        .env("AZURE_SUBSCRIPTION_ID", emu.handle.subscription_id())
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "the SDK check failed:\n{text}");
+    assert!(text.contains("SDK acceptance check passed"));
+}
+
+#[tokio::test]
+async fn lro_fail_fault_ends_the_operation_failed() {
+    let faults = "lro_fail=1".parse().unwrap();
+    let emu = Emu::start(EmulatorConfig {
+        faults,
+        speed: 1000.0,
+        ..Default::default()
+    })
+    .await;
+    let (rg, name) = emu.running_vm();
+    let body = json!({"commandId": "RunPowerShellScript", "script": ["hostname"]});
+    let start = emu
+        .call(
+            Method::POST,
+            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
+            COMPUTE,
+            Some(body.clone()),
+        )
+        .await;
+    let seen = emu
+        .poll(start.header("azure-asyncoperation").unwrap())
+        .await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["status"], "Failed");
+    assert!(last["error"]["code"].is_string() && last["error"]["message"].is_string());
+    // The VM is free again for the next command.
+    let again = emu
+        .call(
+            Method::POST,
+            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
+            COMPUTE,
+            Some(body),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(emu.handle.stats().faults.get("lro_fail"), Some(&1));
+}
