@@ -6,18 +6,23 @@
 //! # Layout
 //! - `world` — the seeded subscription (VMs, NICs, subnets, public IPs, NSGs) and the guest seam
 //!   (`GuestRuntime`, `GuestFactory`); `nsg` — rules, their validation and evaluation.
-//! - `server` — HTTP front end: faults, bearer token, api-version, throttling, routing.
-//! - `compute`, `network`, `graph`, `security` — one file per resource provider.
+//! - `server` — HTTP front end: faults, bearer token, api-version, throttling; `routes` — the
+//!   routing table.
+//! - `compute`, `extension`, `network`, `graph` (+ `kql`, its query language), `security` — one
+//!   file per resource provider or resource kind.
 //! - `lro` — long-running operations; `throttle` — ARM's token buckets; `faults` — seeded faults.
 
 pub mod compute;
 pub mod error;
+pub mod extension;
 pub mod faults;
 pub mod graph;
+pub mod kql;
 pub mod lro;
 pub mod network;
 pub mod nsg;
 pub mod reply;
+pub mod routes;
 pub mod security;
 pub mod server;
 pub mod throttle;
