@@ -410,14 +410,13 @@ fn render(
             (e.status, e.headers, Some(body))
         }
     };
+    let has_body = body.is_some();
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    if !h.contains_key(header::CONTENT_TYPE)
-        && status != StatusCode::NO_CONTENT
-        && status != StatusCode::ACCEPTED
-    {
+    // The recorded 202s carry no body and no content type.
+    if has_body {
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),

@@ -2,7 +2,7 @@
 # SDK acceptance check: Microsoft's azure-mgmt-compute and azure-mgmt-network against the emulator.
 #
 # Creates a throwaway virtualenv (reused if present), then runs the integration test
-# `emulator::microsoft_python_sdk_accepts_the_emulator`, which starts the emulator in-process on
+# `emulator::behaviour::microsoft_python_sdk_accepts_the_emulator`, which starts the emulator in-process on
 # 127.0.0.1:0 and runs tests/sdk/check_sdk.py against it.
 #
 # .ci/run should call:   AZSSH_REQUIRE_SDK=1 tests/sdk/run.sh
@@ -16,4 +16,4 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import azure.mgmt.com
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet azure-mgmt-compute azure-mgmt-network azure-core
 fi
-AZSSH_SDK_PYTHON="$VENV/bin/python" cargo test --test integration emulator::microsoft_python_sdk_accepts_the_emulator -- --nocapture
+AZSSH_SDK_PYTHON="$VENV/bin/python" cargo test --test integration microsoft_python_sdk_accepts_the_emulator -- --nocapture
