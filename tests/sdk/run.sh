@@ -7,8 +7,10 @@
 #
 # .ci/run should call:   AZSSH_REQUIRE_SDK=1 tests/sdk/run.sh
 #
-# To check a standalone `azssh emulator` instead (once the command is wired in):
-#   eval "$(azssh emulator --port 0 --speed 100 &)"; "$VENV/bin/python" tests/sdk/check_sdk.py
+# To check a standalone `azssh emulator` instead (once the command and the guest model are wired
+# in; without a guest the WindowsOpenSSH extension ends `Failed`, as it says):
+#   azssh emulator --port 0 --speed 100 > /tmp/emu.env & sleep 1; . /tmp/emu.env
+#   "$VENV/bin/python" tests/sdk/check_sdk.py
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV="${AZSSH_SDK_VENV:-${TMPDIR:-/tmp}/azssh-sdkvenv}"
