@@ -8,8 +8,8 @@
 //!   (`GuestRuntime`, `GuestFactory`); `nsg` — rules, their validation and evaluation.
 //! - `server` — HTTP front end: faults, bearer token, api-version, throttling; `routes` — the
 //!   routing table.
-//! - `compute`, `extension`, `network`, `graph` (+ `kql`, its query language), `security` — one
-//!   file per resource provider or resource kind.
+//! - `compute`, `extension`, `network`, `graph` (+ `kql`, its query language), `security`,
+//!   `resources` — one file per resource provider or resource kind.
 //! - `lro` — long-running operations; `throttle` — ARM's token buckets; `faults` — seeded faults.
 
 pub mod compute;
@@ -22,6 +22,7 @@ pub mod lro;
 pub mod network;
 pub mod nsg;
 pub mod reply;
+pub mod resources;
 pub mod routes;
 pub mod security;
 pub mod server;

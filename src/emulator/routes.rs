@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 
 use super::reply::{ArmError, Reply};
 use super::server::{App, Req, lock};
-use super::{compute, extension, graph, lro, network, security};
+use super::{compute, extension, graph, lro, network, resources, security};
 
 fn with_kind(
     kind: &'static str,
@@ -135,6 +135,9 @@ fn route_group(
     match (m, l) {
         ("GET", ["providers", "microsoft.compute", "virtualmachines"]) => {
             with_kind("vm.list", compute::list(app, req, Some(group)))
+        }
+        ("GET", ["resources"]) => {
+            with_kind("resources.list", resources::list_by_group(app, req, group))
         }
         (
             _,

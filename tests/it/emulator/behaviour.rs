@@ -434,3 +434,32 @@ async fn lro_fail_fault_ends_the_operation_failed() {
     assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(emu.handle.stats().faults.get("lro_fail"), Some(&1));
 }
+
+#[tokio::test]
+async fn az_ssh_resource_type_lookup_finds_the_vm() {
+    let emu = Emu::fast().await;
+    let (rg, name) = emu.running_vm();
+    let found = emu
+        .get(
+            &format!(
+                "{}/resourceGroups/{rg}/resources?$filter=name eq '{name}'",
+                emu.sub()
+            ),
+            "2021-04-01",
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
+    let value = found.body["value"].as_array().unwrap();
+    assert_eq!(value.len(), 1);
+    assert_eq!(value[0]["type"], "Microsoft.Compute/virtualMachines");
+    let bad = emu
+        .get(
+            &format!(
+                "{}/resourceGroups/{rg}/resources?$filter=substringof('x', name)",
+                emu.sub()
+            ),
+            "2021-04-01",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
