@@ -6,6 +6,7 @@ mod azure_contract;
 mod azure_fake;
 mod azure_replay;
 mod azure_retry;
+mod emulator;
 mod guest;
 mod guest_ssh;
 mod harness;

@@ -1,0 +1,375 @@
+//! Microsoft.Network: NIC, subnet, public IP and NSG reads, and security rule
+//! list/get/put/delete with the recorded LRO headers (PUT: 201/200 + `Azure-AsyncOperation`
+//! only; DELETE: 202 + `Azure-AsyncOperation` and `Location`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::compute::{group_prefix, vm_id};
+use super::lro::{OpState, Provider};
+use super::nsg::{Rule, default_rules};
+use super::reply::{ArmError, Reply};
+use super::server::{App, Req, lock};
+use super::world::World;
+
+/// How long Azure takes to program a rule, before `--speed` scaling.
+const RULE_TIME: Duration = Duration::from_secs(3);
+
+fn not_found(world: &World, group: u16, kind: &str, name: &str) -> ArmError {
+    ArmError::not_found(kind, name, &world.groups[group as usize].name)
+}
+
+fn etag(n: u64) -> String {
+    format!("W/\"{:08x}-1d2c-4c3b-9a5e-{:012x}\"", n, n)
+}
+
+pub fn nsg_id(world: &World, nsg: u32) -> String {
+    let n = &world.nsgs[nsg as usize];
+    format!(
+        "{}/providers/Microsoft.Network/networkSecurityGroups/{}",
+        group_prefix(world, n.group),
+        n.name
+    )
+}
+
+fn nic_id(world: &World, vm: usize) -> String {
+    let v = &world.vms[vm];
+    format!(
+        "{}/providers/Microsoft.Network/networkInterfaces/{}",
+        group_prefix(world, v.group),
+        v.nic_name()
+    )
+}
+
+fn pip_id(world: &World, vm: usize) -> String {
+    let v = &world.vms[vm];
+    format!(
+        "{}/providers/Microsoft.Network/publicIPAddresses/{}",
+        group_prefix(world, v.group),
+        v.pip_name()
+    )
+}
+
+fn subnet_id(world: &World, subnet: u32) -> String {
+    let s = &world.subnets[subnet as usize];
+    format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/{}/subnets/{}",
+        group_prefix(world, s.group),
+        s.vnet,
+        s.name
+    )
+}
+
+pub fn render_nic(world: &World, vm: usize) -> Value {
+    let v = &world.vms[vm];
+    let id = nic_id(world, vm);
+    let mut ipconfig = json!({
+        "provisioningState": "Succeeded",
+        "privateIPAddress": v.private_ip.to_string(),
+        "privateIPAllocationMethod": "Dynamic",
+        "subnet": {"id": subnet_id(world, v.subnet)},
+        "primary": true,
+        "privateIPAddressVersion": "IPv4",
+    });
+    if v.public_ip.is_some() {
+        ipconfig["publicIPAddress"] = json!({"id": pip_id(world, vm)});
+    }
+    let mac = v.vm_id.as_bytes();
+    let mut props = json!({
+        "provisioningState": "Succeeded",
+        "resourceGuid": v.vm_id.to_string(),
+        "ipConfigurations": [{
+            "name": "ipconfig1",
+            "id": format!("{id}/ipConfigurations/ipconfig1"),
+            "etag": etag(1),
+            "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
+            "properties": ipconfig,
+        }],
+        "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
+        "macAddress": format!("00-0D-3A-{:02X}-{:02X}-{:02X}", mac[0], mac[1], mac[2]),
+        "enableAcceleratedNetworking": false,
+        "enableIPForwarding": false,
+        "primary": true,
+        "virtualMachine": {"id": vm_id(world, vm)},
+        "nicType": "Standard",
+    });
+    if let Some(n) = v.nic_nsg {
+        props["networkSecurityGroup"] = json!({"id": nsg_id(world, n)});
+    }
+    json!({
+        "name": v.nic_name(), "id": id, "etag": etag(1),
+        "type": "Microsoft.Network/networkInterfaces",
+        "location": world.location_of(vm),
+        "properties": props,
+    })
+}
+
+pub fn render_public_ip(world: &World, vm: usize) -> Value {
+    let v = &world.vms[vm];
+    let mut props = json!({
+        "provisioningState": "Succeeded",
+        "resourceGuid": v.vm_id.to_string(),
+        "publicIPAddressVersion": "IPv4",
+        "publicIPAllocationMethod": "Static",
+        "idleTimeoutInMinutes": 4,
+        "ipTags": [],
+        "ipConfiguration": {"id": format!("{}/ipConfigurations/ipconfig1", nic_id(world, vm))},
+    });
+    if let Some(ip) = v.public_ip {
+        props["ipAddress"] = json!(ip.to_string());
+    }
+    json!({
+        "name": v.pip_name(), "id": pip_id(world, vm), "etag": etag(1),
+        "type": "Microsoft.Network/publicIPAddresses",
+        "location": world.location_of(vm),
+        "sku": {"name": "Standard", "tier": "Regional"},
+        "properties": props,
+    })
+}
+
+pub fn render_nsg(world: &World, nsg: u32) -> Value {
+    let n = &world.nsgs[nsg as usize];
+    let id = nsg_id(world, nsg);
+    let nics: Vec<Value> = world
+        .vms
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.nic_nsg == Some(nsg))
+        .map(|(i, _)| json!({"id": nic_id(world, i)}))
+        .collect();
+    let subnets: Vec<Value> = (0..world.subnets.len() as u32)
+        .filter(|s| world.subnets[*s as usize].nsg == Some(nsg))
+        .map(|s| json!({"id": subnet_id(world, s)}))
+        .collect();
+    let mut props = json!({
+        "provisioningState": "Succeeded",
+        "resourceGuid": uuid::Uuid::from_u128(nsg as u128 + 0x5eed).to_string(),
+        "securityRules": n.rules.iter().map(|r| r.render(&id, "securityRules")).collect::<Vec<_>>(),
+        "defaultSecurityRules": default_rules().iter().map(|r| r.render(&id, "defaultSecurityRules")).collect::<Vec<_>>(),
+    });
+    if !nics.is_empty() {
+        props["networkInterfaces"] = json!(nics);
+    }
+    if !subnets.is_empty() {
+        props["subnets"] = json!(subnets);
+    }
+    json!({
+        "name": n.name, "id": id, "etag": etag(n.rules.iter().map(|r| r.etag as u64).sum::<u64>() + 1),
+        "type": "Microsoft.Network/networkSecurityGroups",
+        "location": world.groups[n.group as usize].location,
+        "properties": props,
+    })
+}
+
+pub fn get_nic(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    let vm = world
+        .vm_by_nic(group, name)
+        .ok_or_else(|| not_found(&world, group, "Microsoft.Network/networkInterfaces", name))?;
+    Ok(Reply::ok(render_nic(&world, vm)))
+}
+
+pub fn get_public_ip(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    let vm = world
+        .vm_by_pip(group, name)
+        .ok_or_else(|| not_found(&world, group, "Microsoft.Network/publicIPAddresses", name))?;
+    Ok(Reply::ok(render_public_ip(&world, vm)))
+}
+
+pub fn get_subnet(app: &Arc<App>, group: u16, vnet: &str, name: &str) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    let s = world.subnet(group, vnet, name).ok_or_else(|| {
+        not_found(
+            &world,
+            group,
+            "Microsoft.Network/virtualNetworks/subnets",
+            &format!("{vnet}/{name}"),
+        )
+    })?;
+    let subnet = &world.subnets[s as usize];
+    let mut props = json!({"addressPrefix": subnet.prefix, "provisioningState": "Succeeded", "privateEndpointNetworkPolicies": "Disabled", "privateLinkServiceNetworkPolicies": "Enabled"});
+    if let Some(n) = subnet.nsg {
+        props["networkSecurityGroup"] = json!({"id": nsg_id(&world, n)});
+    }
+    Ok(Reply::ok(json!({
+        "id": subnet_id(&world, s), "name": subnet.name, "etag": etag(1),
+        "type": "Microsoft.Network/virtualNetworks/subnets",
+        "properties": props,
+    })))
+}
+
+fn nsg_or_404(app: &Arc<App>, world: &mut World, group: u16, name: &str) -> Result<u32, ArmError> {
+    let n = world.nsg(group, name).ok_or_else(|| {
+        not_found(
+            world,
+            group,
+            "Microsoft.Network/networkSecurityGroups",
+            name,
+        )
+    })?;
+    let _ = app;
+    world.nsgs[n as usize].purge_expired(tokio::time::Instant::now());
+    Ok(n)
+}
+
+pub fn get_nsg(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
+    let mut world = lock(&app.world);
+    let n = nsg_or_404(app, &mut world, group, name)?;
+    Ok(Reply::ok(render_nsg(&world, n)))
+}
+
+pub fn list_rules(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
+    let mut world = lock(&app.world);
+    let n = nsg_or_404(app, &mut world, group, name)?;
+    let id = nsg_id(&world, n);
+    let value: Vec<Value> = world.nsgs[n as usize]
+        .rules
+        .iter()
+        .map(|r| r.render(&id, "securityRules"))
+        .collect();
+    Ok(Reply::ok(json!({ "value": value })))
+}
+
+pub fn list_default_rules(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
+    let mut world = lock(&app.world);
+    let n = nsg_or_404(app, &mut world, group, name)?;
+    let id = nsg_id(&world, n);
+    let value: Vec<Value> = default_rules()
+        .iter()
+        .map(|r| r.render(&id, "defaultSecurityRules"))
+        .collect();
+    Ok(Reply::ok(json!({ "value": value })))
+}
+
+pub fn get_rule(app: &Arc<App>, group: u16, name: &str, rule: &str) -> Result<Reply, ArmError> {
+    let mut world = lock(&app.world);
+    let n = nsg_or_404(app, &mut world, group, name)?;
+    let nsg = &world.nsgs[n as usize];
+    let r = nsg.rule(rule).ok_or_else(|| {
+        not_found(
+            &world,
+            group,
+            "Microsoft.Network/networkSecurityGroups/securityRules",
+            &format!("{name}/{rule}"),
+        )
+    })?;
+    Ok(Reply::ok(
+        nsg.rules[r].render(&nsg_id(&world, n), "securityRules"),
+    ))
+}
+
+pub fn put_rule(
+    app: &Arc<App>,
+    req: &Req,
+    group: u16,
+    name: &str,
+    rule: &str,
+) -> Result<Reply, ArmError> {
+    let body = req.json()?;
+    let mut new = Rule::from_body(rule, &body)?;
+    let (status, rendered, region, sub) = {
+        let mut world = lock(&app.world);
+        let n = nsg_or_404(app, &mut world, group, name)?;
+        let id = nsg_id(&world, n);
+        let nsg = &mut world.nsgs[n as usize];
+        nsg.check_conflict(&new)?;
+        let status = match nsg.rule(rule) {
+            Some(i) => {
+                new.name = nsg.rules[i].name.clone();
+                new.etag = nsg.rules[i].etag + 1;
+                nsg.rules[i] = new;
+                StatusCode::OK
+            }
+            None => {
+                nsg.rules.push(new);
+                StatusCode::CREATED
+            }
+        };
+        let i = nsg.rule(rule).unwrap_or(0);
+        let rendered = nsg.rules[i].render(&id, "securityRules");
+        let region = world.groups[group as usize].location;
+        (status, rendered, region, world.subscription.clone())
+    };
+    let urls = lock(&app.ops).begin(
+        Provider::Network,
+        &app.endpoint,
+        &sub,
+        region,
+        &req.api_version,
+    );
+    let app = app.clone();
+    let (id, nsg_name, rule_name) = (urls.id.clone(), name.to_string(), rule.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(app.scaled(RULE_TIME)).await;
+        let fail = app.lro_fails();
+        {
+            let mut world = lock(&app.world);
+            if let Some(n) = world.nsg(group, &nsg_name) {
+                let nsg = &mut world.nsgs[n as usize];
+                if let Some(i) = nsg.rule(&rule_name) {
+                    nsg.rules[i].provisioning_state = if fail { "Failed" } else { "Succeeded" };
+                }
+            }
+        }
+        let state = if fail {
+            OpState::Failed {
+                code: "InternalServerError".into(),
+                message: "An error occurred.".into(),
+            }
+        } else {
+            OpState::Succeeded(None)
+        };
+        lock(&app.ops).finish(&id, state);
+    });
+    Ok(Reply::status(status, Some(rendered)).header("azure-asyncoperation", urls.async_operation))
+}
+
+pub fn delete_rule(
+    app: &Arc<App>,
+    req: &Req,
+    group: u16,
+    name: &str,
+    rule: &str,
+) -> Result<Reply, ArmError> {
+    let (region, sub) = {
+        let mut world = lock(&app.world);
+        let n = nsg_or_404(app, &mut world, group, name)?;
+        let nsg = &mut world.nsgs[n as usize];
+        let Some(i) = nsg.rule(rule) else {
+            return Ok(Reply::status(StatusCode::NO_CONTENT, None));
+        };
+        nsg.rules[i].provisioning_state = "Deleting";
+        (
+            world.groups[group as usize].location,
+            world.subscription.clone(),
+        )
+    };
+    let urls = lock(&app.ops).begin(
+        Provider::Network,
+        &app.endpoint,
+        &sub,
+        region,
+        &req.api_version,
+    );
+    let app = app.clone();
+    let (id, nsg_name, rule_name) = (urls.id.clone(), name.to_string(), rule.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(app.scaled(RULE_TIME)).await;
+        {
+            let mut world = lock(&app.world);
+            if let Some(n) = world.nsg(group, &nsg_name) {
+                world.nsgs[n as usize]
+                    .rules
+                    .retain(|r| !r.name.eq_ignore_ascii_case(&rule_name));
+            }
+        }
+        lock(&app.ops).finish(&id, OpState::Succeeded(None));
+    });
+    Ok(Reply::status(StatusCode::ACCEPTED, None)
+        .header("azure-asyncoperation", urls.async_operation)
+        .header("location", urls.location))
+}

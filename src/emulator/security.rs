@@ -1,0 +1,250 @@
+//! Microsoft.Security just-in-time VM access: one policy named `default` per resource group and
+//! region holding the group's JIT VMs (ports 22 and 3389, up to PT3H), and `initiate`, which adds
+//! a time-boxed allow rule to the VM's NSGs and answers 202 with the request (not an LRO).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::compute::{group_prefix, vm_id};
+use super::nsg::Rule;
+use super::reply::{ArmError, Reply};
+use super::server::{App, Req, lock};
+use super::world::World;
+
+/// The longest access a request may ask for (`maxRequestAccessDuration` of every port).
+const MAX_ACCESS: time::Duration = time::Duration::hours(3);
+const JIT_PORTS: [u16; 2] = [22, 3389];
+
+fn policy_vms(world: &World, group: u16) -> Vec<usize> {
+    (0..world.vms.len())
+        .filter(|i| world.vms[*i].group == group && world.vms[*i].jit)
+        .collect()
+}
+
+fn render_policy(world: &World, group: u16) -> Value {
+    let location = world.groups[group as usize].location;
+    let vms: Vec<Value> = policy_vms(world, group)
+        .into_iter()
+        .map(|vm| {
+            let mut entry = json!({
+                "id": vm_id(world, vm),
+                "ports": JIT_PORTS.iter().map(|p| json!({"number": p, "protocol": "*", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"})).collect::<Vec<_>>(),
+            });
+            if let Some(ip) = world.vms[vm].public_ip {
+                entry["publicIpAddress"] = json!(ip.to_string());
+            }
+            entry
+        })
+        .collect();
+    let requests: Vec<Value> = world
+        .jit_requests
+        .iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(_, r)| r.clone())
+        .collect();
+    json!({
+        "id": format!("{}/providers/Microsoft.Security/locations/{location}/jitNetworkAccessPolicies/default", group_prefix(world, group)),
+        "name": "default",
+        "type": "Microsoft.Security/locations/jitNetworkAccessPolicies",
+        "kind": "Basic",
+        "location": location,
+        "properties": {"virtualMachines": vms, "requests": requests, "provisioningState": "Succeeded"},
+    })
+}
+
+fn has_policy(world: &World, group: u16) -> bool {
+    world.vms.iter().any(|v| v.group == group && v.jit)
+}
+
+pub fn list(app: &Arc<App>, group: Option<u16>, location: Option<&str>) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    let value: Vec<Value> = (0..world.groups.len() as u16)
+        .filter(|g| group.is_none_or(|x| x == *g))
+        .filter(|g| {
+            location.is_none_or(|l| world.groups[*g as usize].location.eq_ignore_ascii_case(l))
+        })
+        .filter(|g| has_policy(&world, *g))
+        .map(|g| render_policy(&world, g))
+        .collect();
+    Ok(Reply::ok(json!({ "value": value })))
+}
+
+fn policy_or_404(world: &World, group: u16, location: &str, name: &str) -> Result<(), ArmError> {
+    if name.eq_ignore_ascii_case("default")
+        && world.groups[group as usize]
+            .location
+            .eq_ignore_ascii_case(location)
+        && has_policy(world, group)
+    {
+        Ok(())
+    } else {
+        Err(ArmError::not_found(
+            "Microsoft.Security/locations/jitNetworkAccessPolicies",
+            &format!("{location}/{name}"),
+            &world.groups[group as usize].name,
+        ))
+    }
+}
+
+pub fn get(app: &Arc<App>, group: u16, location: &str, name: &str) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    policy_or_404(&world, group, location, name)?;
+    Ok(Reply::ok(render_policy(&world, group)))
+}
+
+fn bad(message: impl Into<String>) -> ArmError {
+    ArmError::bad_request("BadRequest", message)
+}
+
+/// One validated port of an initiate request.
+struct Grant {
+    vm: usize,
+    port: u16,
+    source: String,
+    end: OffsetDateTime,
+}
+
+fn parse_grants(
+    world: &World,
+    group: u16,
+    body: &Value,
+    caller: IpAddr,
+) -> Result<Vec<Grant>, ArmError> {
+    let vms = body
+        .get("virtualMachines")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("`virtualMachines` is required."))?;
+    let in_policy = policy_vms(world, group);
+    let now = OffsetDateTime::now_utc();
+    let mut grants = Vec::new();
+    for entry in vms {
+        let id = entry.get("id").and_then(Value::as_str).unwrap_or_default();
+        let vm = in_policy
+            .iter()
+            .copied()
+            .find(|vm| vm_id(world, *vm).eq_ignore_ascii_case(id))
+            .ok_or_else(|| {
+                bad(format!(
+                    "Virtual machine '{id}' is not part of the just-in-time network access policy."
+                ))
+            })?;
+        for port in entry
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let number = port
+                .get("number")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("Each port needs a `number`."))?;
+            let number = u16::try_from(number)
+                .map_err(|_| bad(format!("Port {number} is out of range.")))?;
+            if !JIT_PORTS.contains(&number) {
+                return Err(bad(format!(
+                    "Port {number} is not configured in the just-in-time network access policy."
+                )));
+            }
+            let end = port
+                .get("endTimeUtc")
+                .and_then(Value::as_str)
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                .ok_or_else(|| bad("Each port needs an `endTimeUtc` (ISO 8601)."))?;
+            if end <= now || end - now > MAX_ACCESS + time::Duration::minutes(1) {
+                return Err(bad(format!(
+                    "The requested end time must be in the future and at most {} hours away.",
+                    MAX_ACCESS.whole_hours()
+                )));
+            }
+            // "If omitted, the request will be for the source IP address of the initiate request."
+            let source = port
+                .get("allowedSourceAddressPrefix")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| caller.to_string());
+            grants.push(Grant {
+                vm,
+                port: number,
+                source,
+                end,
+            });
+        }
+    }
+    Ok(grants)
+}
+
+pub fn initiate(
+    app: &Arc<App>,
+    req: &Req,
+    group: u16,
+    location: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
+    let body = req.json()?;
+    let mut world = lock(&app.world);
+    policy_or_404(&world, group, location, name)?;
+    let grants = parse_grants(&world, group, &body, req.peer.ip())?;
+    let wall_now = OffsetDateTime::now_utc();
+    let now = tokio::time::Instant::now();
+    let mut per_vm: Vec<(usize, Vec<Value>)> = Vec::new();
+    for g in &grants {
+        let remaining = (g.end - wall_now).try_into().unwrap_or_default();
+        let vm_name = world.vms[g.vm].name.clone();
+        for nsg in world.inbound_nsgs(g.vm) {
+            let nsg = &mut world.nsgs[nsg as usize];
+            nsg.purge_expired(now);
+            let Some(priority) = nsg.free_priority(100) else {
+                return Err(ArmError::conflict(
+                    "Conflict",
+                    "No free priority is left in the network security group for a just-in-time rule.",
+                ));
+            };
+            let mut rule = Rule::allow_tcp(
+                &format!("SecurityCenter-JITRule_{}_{}_allow", vm_name, g.port),
+                priority,
+                &g.source,
+                &g.port.to_string(),
+            );
+            rule.expires = Some(now + remaining);
+            if let Some(i) = nsg.rule(&rule.name) {
+                nsg.rules[i] = rule;
+            } else {
+                nsg.rules.push(rule);
+            }
+        }
+        let port = json!({
+            "number": g.port,
+            "allowedSourceAddressPrefix": g.source,
+            "endTimeUtc": g.end.format(&Rfc3339).unwrap_or_default(),
+            "status": "Initiating",
+            "statusReason": "UserRequested",
+        });
+        match per_vm.iter_mut().find(|(vm, _)| *vm == g.vm) {
+            Some((_, ports)) => ports.push(port),
+            None => per_vm.push((g.vm, vec![port])),
+        }
+    }
+    let response = json!({
+        "virtualMachines": per_vm.iter().map(|(vm, ports)| json!({"id": vm_id(&world, *vm), "ports": ports})).collect::<Vec<_>>(),
+        "startTimeUtc": super::reply::now(),
+        "requestor": "azssh-emulator-user",
+        "justification": body.get("justification").cloned().unwrap_or(Value::Null),
+    });
+    let mut stored = response.clone();
+    for vm in stored["virtualMachines"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        for port in vm["ports"].as_array_mut().into_iter().flatten() {
+            port["status"] = json!("Initiated");
+        }
+    }
+    world.jit_requests.push((group, stored));
+    Ok(Reply::status(StatusCode::ACCEPTED, Some(response)))
+}
