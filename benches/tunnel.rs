@@ -1,0 +1,2 @@
+//! Tunnel throughput benchmark (placeholder until written).
+fn main() {}
