@@ -204,9 +204,11 @@ async fn load_key(path: &Path, creds: &Credentials) -> Result<PrivateKey, String
             "key is encrypted and no passphrase was given (set `{PASSPHRASE_ENV}`)"
         ));
     };
-    russh::keys::load_secret_key(path, Some(passphrase.expose())).map_err(|e| match e {
-        russh::keys::Error::KeyIsEncrypted => "wrong passphrase".to_string(),
-        other => format!("cannot decrypt: {other}"),
+    // A wrong passphrase surfaces as a generic decryption error (the padding or checksum of
+    // the decrypted block does not verify), not as a distinct variant.
+    russh::keys::load_secret_key(path, Some(passphrase.expose())).map_err(|e| {
+        tracing::debug!(path = %path.display(), "cannot decrypt key: {e}");
+        "wrong passphrase (or a damaged key)".to_string()
     })
 }
 

@@ -1,1 +1,3 @@
 //! Integration tests: one binary that drives the real `azssh` executable.
+mod ssh;
+mod sshd;
