@@ -49,22 +49,43 @@ pub(crate) async fn authenticate(
     creds: &Credentials,
 ) -> Result<(), SshError> {
     let mut attempts = Vec::new();
-    if creds.use_agent && try_agent(handle, user, creds, &mut attempts).await? {
-        return Ok(());
-    }
-    for path in &creds.identity_files {
-        if try_key_file(handle, user, path, creds, &mut attempts).await? {
-            return Ok(());
-        }
-    }
-    if try_password(handle, user, host, creds, &mut attempts).await? {
-        return Ok(());
+    match try_all(handle, host, user, creds, &mut attempts).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        // sshd drops the connection after `MaxAuthTries` (6 by default) failed attempts, and
+        // every key offered counts: report what was tried rather than a bare disconnect.
+        Err(SshError::Disconnected) => attempts.push(AuthAttempt {
+            method: "next method".to_string(),
+            outcome: "the server closed the connection (too many keys offered? sshd's \
+                      `MaxAuthTries` counts each one)"
+                .to_string(),
+        }),
+        Err(e) => return Err(e),
     }
     Err(SshError::AuthFailed {
         user: user.to_string(),
         host: host.to_string(),
         attempts,
     })
+}
+
+/// OpenSSH's order: agent keys, identity files, then password. `Ok(true)` once one succeeds.
+async fn try_all(
+    handle: &mut Handle<ClientHandler>,
+    host: &str,
+    user: &str,
+    creds: &Credentials,
+    attempts: &mut Vec<AuthAttempt>,
+) -> Result<bool, SshError> {
+    if creds.use_agent && try_agent(handle, user, creds, attempts).await? {
+        return Ok(true);
+    }
+    for path in &creds.identity_files {
+        if try_key_file(handle, user, path, creds, attempts).await? {
+            return Ok(true);
+        }
+    }
+    try_password(handle, user, host, creds, attempts).await
 }
 
 fn outcome(result: &AuthResult) -> String {

@@ -147,8 +147,9 @@ impl client::Handler for ClientHandler {
     }
 }
 
-/// An authenticated SSH connection. Cheap to share: channels (exec, tunnels, SFTP) open
-/// concurrently over it.
+/// An authenticated SSH connection. Cheap to clone and share: channels (exec, tunnels, SFTP)
+/// open concurrently over it.
+#[derive(Clone)]
 pub struct Session {
     pub(crate) handle: Arc<Handle<ClientHandler>>,
     host: String,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use azssh::error::UserError;
 use azssh::secret::Secret;
 use azssh::ssh::known_hosts::HostKeyPolicy;
+use azssh::ssh::shell::ShellIo;
 use azssh::ssh::{
     ConnectOptions, ExecOptions, KnownHosts, LocalForward, Session, SshError, StrictHostKeyChecking,
 };
@@ -138,9 +139,15 @@ async fn auth_failure_lists_each_method_tried() {
     o.identity_files.push(sshd.dir.path().join("missing_key"));
     o.use_agent = true;
     o.agent_socket = Some(agent.socket.clone());
+    o.password = Some(Secret::new("hunter2-not-the-password".to_string()));
     let e = connect_err(o).await;
     assert_eq!(e.kind(), "ssh.auth_failed");
     let msg = e.to_string();
+    assert!(msg.contains("password (refused by the server)"), "{msg}");
+    assert!(
+        !format!("{msg} {e:?}").contains("hunter2"),
+        "the password leaked: {msg}"
+    );
     assert!(msg.contains("the agent holds no keys"), "{msg}");
     assert!(
         msg.contains("id_stranger` (refused by the server)"),
@@ -500,4 +507,33 @@ async fn sftp_round_trips_a_file_and_a_directory() {
         .await
         .expect_err("missing file");
     assert_eq!(e.kind(), "ssh.sftp");
+}
+
+#[tokio::test]
+async fn shell_runs_on_a_pty_of_the_requested_size() {
+    let Some(sshd) = sshd::start("shell") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let (keys, input) = tokio::sync::mpsc::channel(4);
+    let (_resize_tx, resize) = tokio::sync::mpsc::channel(1);
+    keys.send(b"stty size; echo marker-$((6*7)); exit 7\n".to_vec())
+        .await
+        .expect("send");
+    let mut screen = Vec::new();
+    let io = ShellIo {
+        term: "dumb".to_string(),
+        size: (120, 33),
+        input,
+        resize,
+        output: &mut screen,
+    };
+    let code = session.shell_with(io).await.expect("shell");
+    let screen = String::from_utf8_lossy(&screen);
+    assert_eq!(code, Some(7), "{screen}");
+    assert!(
+        screen.contains("33 120"),
+        "the PTY has the requested size: {screen}"
+    );
+    assert!(screen.contains("marker-42"), "{screen}");
 }
