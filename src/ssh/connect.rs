@@ -109,8 +109,11 @@ pub(crate) fn client_config(keepalive: Option<Duration>) -> client::Config {
         nodelay: true,
         keepalive_interval: keepalive,
         keepalive_max: 3,
-        window_size: 2 * 1024 * 1024,
-        maximum_packet_size: 32 * 1024,
+        // A larger window than russh's 2 MiB and the largest packet russh accepts (OpenSSH
+        // sends up to our maximum): fewer window adjustments and packets per byte pulled
+        // through a tunnel, measured ≈ 0.6× → 0.9× of `ssh -L` on pull (benches/tunnel.rs).
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
         preferred: Preferred {
             kex: Cow::Borrowed(KEX),
             cipher: Cow::Borrowed(CIPHERS),
