@@ -94,7 +94,7 @@ async fn run(
                 }
                 ChannelMsg::ExitStatus { exit_status } => result.exit_code = Some(exit_status),
                 ChannelMsg::ExitSignal { signal_name, .. } => {
-                    result.signal = Some(format!("{signal_name:?}"));
+                    result.signal = Some(signal_name_of(&signal_name));
                 }
                 ChannelMsg::Close => break,
                 _ => {}
@@ -116,6 +116,14 @@ async fn run(
         None => collect.await,
     }?;
     Ok(result)
+}
+
+/// The name as the protocol carries it (`KILL`, `TERM`); russh keeps its own private.
+fn signal_name_of(sig: &russh::Sig) -> String {
+    match sig {
+        russh::Sig::Custom(name) => name.clone(),
+        known => format!("{known:?}"),
+    }
 }
 
 async fn forward(to: &mut Option<StreamTo>, data: &[u8]) -> Result<(), SshError> {

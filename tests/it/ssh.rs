@@ -66,6 +66,14 @@ async fn ed25519_key_auth_then_exec_keeps_exit_code_and_stderr_apart() {
         .await
         .expect("exec");
     assert!(ok.success());
+    let killed = session
+        .exec("kill -KILL $$", ExecOptions::default())
+        .await
+        .expect("exec");
+    assert_eq!(
+        (killed.exit_code, killed.signal.as_deref()),
+        (None, Some("KILL"))
+    );
 }
 
 #[tokio::test]
