@@ -545,3 +545,20 @@ async fn shell_runs_on_a_pty_of_the_requested_size() {
     );
     assert!(screen.contains("marker-42"), "{screen}");
 }
+
+#[tokio::test]
+async fn keys_pinned_ahead_of_time_are_trusted_under_strict_yes() {
+    // The workflow reads a VM's host keys through Azure's control plane and pins them before
+    // the first connection, so strict checking never has to trust on first use.
+    let Some(sshd) = sshd::start("pinned_keys") else {
+        return;
+    };
+    let host_key = std::fs::read_to_string(&sshd.host_key_pub).expect("host key");
+    let key = russh::keys::PublicKey::from_openssh(host_key.trim()).expect("parse");
+    let file = sshd.dir.path().join("pinned").join("known_hosts");
+    let added = azssh::ssh::known_hosts::pin("127.0.0.1", sshd.port, &[key], &file).expect("pin");
+    assert_eq!(added, 1);
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::Yes, file);
+    connect(o).await;
+}
