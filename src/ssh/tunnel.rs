@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use russh::ChannelMsg;
 use russh::client::Handle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -209,15 +211,63 @@ async fn carry(
             return;
         }
     };
-    let mut stream = channel.into_stream();
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        r = tokio::io::copy_bidirectional_with_sizes(&mut socket, &mut stream, BRIDGE_BUFFER, BRIDGE_BUFFER) => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, "forwarded connection ended: {e}");
+    let (mut from_remote, to_remote) = channel.split();
+    let (mut local_read, mut local_write) = socket.split();
+    // Local → remote: 64 KiB reads, each sent as channel data (russh cuts packets).
+    let up = async {
+        let mut buf = vec![0u8; BRIDGE_BUFFER];
+        loop {
+            let n = local_read
+                .read(&mut buf)
+                .await
+                .map_err(|e| SshError::io("forwarded connection", e))?;
+            if n == 0 {
+                // Half-close: the remote side still gets to answer.
+                to_remote.eof().await?;
+                return Ok::<_, SshError>(());
+            }
+            to_remote.data(&buf[..n]).await?;
+        }
+    };
+    // Remote → local: each packet written as it is, with no intermediate copy; ends when the
+    // server closes the channel.
+    let down = async {
+        while let Some(msg) = from_remote.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => local_write
+                    .write_all(&data)
+                    .await
+                    .map_err(|e| SshError::io("forwarded connection", e))?,
+                ChannelMsg::Eof => {
+                    let _ = local_write.shutdown().await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        Ok::<_, SshError>(())
+    };
+    tokio::pin!(up, down);
+    let mut up_done = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            r = &mut up, if !up_done => {
+                up_done = true;
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "forwarded connection ended: {e}");
+                    break;
+                }
+            }
+            r = &mut down => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "forwarded connection ended: {e}");
+                }
+                break;
             }
         }
     }
+    let _ = to_remote.close().await;
 }
 
 #[cfg(test)]
