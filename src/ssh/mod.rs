@@ -1,2 +1,29 @@
-//! SSH client on russh.
+//! SSH client on russh: connect and authenticate, verify host keys, run commands and
+//! PowerShell, interactive shells, local port forwards and SFTP. Knows nothing of Rhai.
+//!
+//! # Layout
+//! - `connect` — `ConnectOptions`, `Session::connect`, algorithm preferences.
+//! - `auth` — agent, key files and password, in OpenSSH's order.
+//! - `keys` — public-key parsing, fingerprints, key generation.
+//! - `known_hosts` — `known_hosts` files, strict/accept-new/ask, `pin`.
+//! - `config` — the `~/.ssh/config` keywords azssh honours.
+//! - `exec` — `Session::exec`, `Session::powershell`; `shell` — interactive PTY.
+//! - `tunnel` — `Session::forward` and `Tunnel`; `sftp` — `Session::upload`/`download`.
+//! - `error` — `SshError`.
+
+pub mod auth;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod exec;
 pub mod keys;
+pub mod known_hosts;
+pub mod sftp;
+pub mod shell;
+pub mod tunnel;
+
+pub use connect::{ConnectOptions, Session};
+pub use error::{AuthAttempt, SshError};
+pub use exec::{ExecOptions, ExecResult};
+pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KnownHosts, StrictHostKeyChecking};
+pub use tunnel::{LocalForward, Tunnel};

@@ -11,5 +11,7 @@ mod guest;
 mod guest_ssh;
 mod harness;
 mod script;
+mod ssh;
+mod sshd;
 
 pub use harness::Test;

@@ -1,0 +1,250 @@
+//! Tunnel throughput and connect latency: azssh (russh) against the OpenSSH client, both to the
+//! same local OpenSSH `sshd` and the same sink server. Run by hand:
+//! `cargo bench --bench tunnel` (`AZSSH_BENCH_MIB=512` to move more data).
+//!
+//! Push: the client writes N bytes, the sink reads them all and answers one byte.
+//! Pull: the sink writes N bytes and closes. Each is timed from connect to the last byte.
+
+#[path = "../tests/it/sshd.rs"]
+mod sshd;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use azssh::ssh::known_hosts::HostKeyPolicy;
+use azssh::ssh::{
+    ConnectOptions, ExecOptions, KnownHosts, LocalForward, Session, StrictHostKeyChecking,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const CHUNK: usize = 1024 * 1024;
+
+/// The sink: `P<len>` = read len bytes then answer one byte; `G<len>` = send len bytes.
+async fn sink_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut head = [0u8; 9];
+                if s.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let len = u64::from_le_bytes(head[1..].try_into().unwrap_or([0; 8]));
+                let mut buf = vec![0u8; CHUNK];
+                if head[0] == b'P' {
+                    let mut left = len;
+                    while left > 0 {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => left = left.saturating_sub(n as u64),
+                        }
+                    }
+                    let _ = s.write_all(b"k").await;
+                } else {
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(CHUNK as u64) as usize;
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n as u64;
+                    }
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// MB/s (10^6 bytes) of one push or pull of `len` bytes through `port`.
+async fn transfer(port: u16, push: bool, len: u64) -> f64 {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let _ = s.set_nodelay(true);
+    let mut head = [0u8; 9];
+    head[0] = if push { b'P' } else { b'G' };
+    head[1..].copy_from_slice(&len.to_le_bytes());
+    s.write_all(&head).await.expect("head");
+    let mut buf = vec![0x5au8; CHUNK];
+    if push {
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            s.write_all(&buf[..n]).await.expect("write");
+            left -= n as u64;
+        }
+        let mut ack = [0u8; 1];
+        s.read_exact(&mut ack).await.expect("ack");
+    } else {
+        let mut got = 0u64;
+        loop {
+            let n = s.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        assert_eq!(got, len, "pull lost bytes");
+    }
+    len as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn ssh_args(sshd: &sshd::Sshd) -> Vec<String> {
+    vec![
+        "-p".into(),
+        sshd.port.to_string(),
+        "-i".into(),
+        sshd.ed25519_key.display().to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        format!(
+            "UserKnownHostsFile={}",
+            sshd.trusted_known_hosts().display()
+        ),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-F".into(),
+        "/dev/null".into(),
+    ]
+}
+
+/// `ssh -N -L local:127.0.0.1:sink`, waiting until the forward listens.
+fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child, u16) {
+    let local = free_port();
+    let mut cmd = Command::new("ssh");
+    cmd.args(ssh_args(sshd))
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("{local}:127.0.0.1:{sink}"));
+    if let Some(c) = cipher {
+        cmd.args(["-c", c]);
+    }
+    cmd.arg(format!("{}@127.0.0.1", sshd.user));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn ssh");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
+        assert!(Instant::now() < deadline, "ssh -L did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, local)
+}
+
+fn options(sshd: &sshd::Sshd) -> ConnectOptions {
+    let mut o = ConnectOptions::new("127.0.0.1");
+    o.port = Some(sshd.port);
+    o.user = Some(sshd.user.clone());
+    o.identity_files = vec![sshd.ed25519_key.clone()];
+    o.use_agent = false;
+    o.ssh_config = Some(sshd.dir.path().join("none"));
+    o.host_keys = HostKeyPolicy {
+        mode: StrictHostKeyChecking::Yes,
+        known_hosts: KnownHosts::single(sshd.trusted_known_hosts()),
+        ask: None,
+    };
+    o
+}
+
+fn median_ms(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() {
+    let Some(sshd) = sshd::start("bench tunnel") else {
+        return;
+    };
+    let mib: u64 = std::env::var("AZSSH_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let len = mib * 1024 * 1024;
+    let sink = sink_server().await;
+
+    let session = Session::connect(options(&sshd)).await.expect("connect");
+    let tunnel = session
+        .forward(LocalForward::new(0, "127.0.0.1", sink))
+        .await
+        .expect("forward");
+    let (mut ssh_default, default_port) = openssh_tunnel(&sshd, sink, None);
+    let (mut ssh_gcm, gcm_port) = openssh_tunnel(&sshd, sink, Some("aes256-gcm@openssh.com"));
+    let contenders = [
+        ("azssh (aes256-gcm)", tunnel.local_port()),
+        ("ssh -L (default cipher)", default_port),
+        ("ssh -L -c aes256-gcm", gcm_port),
+    ];
+    // Rounds interleave the contenders so that load from other processes on a shared machine
+    // hits all of them alike; each keeps its best round.
+    let mut results = [(0.0f64, 0.0f64); 3];
+    for _ in 0..3 {
+        for (i, (_, port)) in contenders.iter().enumerate() {
+            results[i].0 = results[i].0.max(transfer(*port, true, len).await);
+            results[i].1 = results[i].1.max(transfer(*port, false, len).await);
+        }
+    }
+    tunnel.close().await;
+    for child in [&mut ssh_default, &mut ssh_gcm] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!("tunnel throughput, {mib} MiB each way, best of 3 interleaved rounds (MB/s):");
+    let (az_push, az_pull) = results[0];
+    for (i, (label, _)) in contenders.iter().enumerate() {
+        let (push, pull) = results[i];
+        print!("  {label:<25} push {push:8.1}   pull {pull:8.1}");
+        if i > 0 {
+            print!(
+                "   azssh/ssh: push {:.2}x pull {:.2}x",
+                az_push / push,
+                az_pull / pull
+            );
+        }
+        println!();
+    }
+
+    const RUNS: usize = 10;
+    let mut az = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let s = Session::connect(options(&sshd)).await.expect("connect");
+        let r = s.exec("true", ExecOptions::default()).await.expect("exec");
+        assert!(r.success());
+        az.push(start.elapsed());
+        let _ = s.close().await;
+    }
+    let mut ossh = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let status = Command::new("ssh")
+            .args(ssh_args(&sshd))
+            .arg(format!("{}@127.0.0.1", sshd.user))
+            .arg("true")
+            .stdin(Stdio::null())
+            .status()
+            .expect("ssh");
+        assert!(status.success());
+        ossh.push(start.elapsed());
+    }
+    let (a, o) = (median_ms(az), median_ms(ossh));
+    println!(
+        "connect + auth + exec `true`, median of {RUNS}: azssh {a:.1} ms, `ssh host true` {o:.1} ms ({:.2}x)",
+        o / a
+    );
+}

@@ -1,0 +1,270 @@
+//! User authentication in OpenSSH's order: agent keys, then key files, then password. Every
+//! attempt is recorded so that a final failure says what was tried and why each failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client::{AuthResult, Handle};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+
+use super::connect::ClientHandler;
+use super::error::{AuthAttempt, SshError};
+use super::known_hosts::fingerprint;
+use crate::secret::Secret;
+
+/// Asks the user for a secret (the argument is the prompt, e.g. "passphrase for key `…`: ");
+/// `None` when the user declines. Called on a blocking thread, so it may read a terminal.
+pub type PromptSecret = Arc<dyn Fn(&str) -> Option<Secret<String>> + Send + Sync>;
+
+/// Environment variable holding the passphrase of encrypted keys in unattended runs.
+pub const PASSPHRASE_ENV: &str = "AZSSH_KEY_PASSPHRASE";
+
+pub(crate) struct Credentials {
+    pub identity_files: Vec<PathBuf>,
+    pub password: Option<Secret<String>>,
+    pub passphrase: Option<Secret<String>>,
+    pub prompt: Option<PromptSecret>,
+    pub use_agent: bool,
+    /// `None`: `SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
+}
+
+/// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`: the files OpenSSH offers by default, when present.
+pub fn default_identity_files() -> Vec<PathBuf> {
+    let Some(home) = dirs::home_dir() else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|n| home.join(".ssh").join(n))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+pub(crate) async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    host: &str,
+    user: &str,
+    creds: &Credentials,
+) -> Result<(), SshError> {
+    let mut attempts = Vec::new();
+    match try_all(handle, host, user, creds, &mut attempts).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        // sshd drops the connection after `MaxAuthTries` (6 by default) failed attempts, and
+        // every key offered counts: report what was tried rather than a bare disconnect.
+        Err(SshError::Disconnected) => attempts.push(AuthAttempt {
+            method: "next method".to_string(),
+            outcome: "the server closed the connection (too many keys offered? sshd's \
+                      `MaxAuthTries` counts each one)"
+                .to_string(),
+        }),
+        Err(e) => return Err(e),
+    }
+    Err(SshError::AuthFailed {
+        user: user.to_string(),
+        host: host.to_string(),
+        attempts,
+    })
+}
+
+/// OpenSSH's order: agent keys, identity files, then password. `Ok(true)` once one succeeds.
+async fn try_all(
+    handle: &mut Handle<ClientHandler>,
+    host: &str,
+    user: &str,
+    creds: &Credentials,
+    attempts: &mut Vec<AuthAttempt>,
+) -> Result<bool, SshError> {
+    if creds.use_agent && try_agent(handle, user, creds, attempts).await? {
+        return Ok(true);
+    }
+    for path in &creds.identity_files {
+        if try_key_file(handle, user, path, creds, attempts).await? {
+            return Ok(true);
+        }
+    }
+    try_password(handle, user, host, creds, attempts).await
+}
+
+fn outcome(result: &AuthResult) -> String {
+    match result {
+        AuthResult::Success => "accepted".to_string(),
+        AuthResult::Failure {
+            partial_success: true,
+            ..
+        } => "accepted, but the server wants another method too".to_string(),
+        AuthResult::Failure { .. } => "refused by the server".to_string(),
+    }
+}
+
+async fn try_agent(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    creds: &Credentials,
+    attempts: &mut Vec<AuthAttempt>,
+) -> Result<bool, SshError> {
+    let socket = match &creds.agent_socket {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(p) => PathBuf::from(p),
+            // No agent is the common case on servers; not worth listing as an attempt.
+            None => return Ok(false),
+        },
+    };
+    let mut agent = match AgentClient::connect_uds(&socket).await {
+        Ok(a) => a,
+        Err(e) => {
+            attempts.push(AuthAttempt {
+                method: format!("agent `{}`", socket.display()),
+                outcome: format!("cannot connect: {e}"),
+            });
+            return Ok(false);
+        }
+    };
+    let identities = agent.request_identities().await.unwrap_or_default();
+    if identities.is_empty() {
+        attempts.push(AuthAttempt {
+            method: format!("agent `{}`", socket.display()),
+            outcome: "the agent holds no keys".to_string(),
+        });
+    }
+    for identity in identities {
+        let key = identity.public_key().into_owned();
+        let method = format!("agent key {}", fingerprint(&key));
+        let hash = if key.algorithm().is_rsa() {
+            handle.best_supported_rsa_hash().await?.flatten()
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+        {
+            Ok(AuthResult::Success) => return Ok(true),
+            Ok(r) => attempts.push(AuthAttempt {
+                method,
+                outcome: outcome(&r),
+            }),
+            Err(e) => attempts.push(AuthAttempt {
+                method,
+                outcome: format!("agent could not sign: {e}"),
+            }),
+        }
+    }
+    Ok(false)
+}
+
+async fn try_key_file(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    path: &Path,
+    creds: &Credentials,
+    attempts: &mut Vec<AuthAttempt>,
+) -> Result<bool, SshError> {
+    let method = format!("publickey `{}`", path.display());
+    let key = match load_key(path, creds).await {
+        Ok(k) => k,
+        Err(reason) => {
+            attempts.push(AuthAttempt {
+                method,
+                outcome: reason,
+            });
+            return Ok(false);
+        }
+    };
+    // OpenSSH ≥ 8.8 refuses SHA-1 `ssh-rsa` signatures: ask the server (server-sig-algs)
+    // which of rsa-sha2-512/256 it takes.
+    let hash = if key.algorithm().is_rsa() {
+        handle.best_supported_rsa_hash().await?.flatten()
+    } else {
+        None
+    };
+    let result = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+        .await?;
+    if result.success() {
+        return Ok(true);
+    }
+    attempts.push(AuthAttempt {
+        method,
+        outcome: outcome(&result),
+    });
+    Ok(false)
+}
+
+/// Loads a private key (OpenSSH or PEM), decrypting it with the given passphrase,
+/// `AZSSH_KEY_PASSPHRASE`, or the prompt, in that order. The error is the reason shown to
+/// the user.
+async fn load_key(path: &Path, creds: &Credentials) -> Result<PrivateKey, String> {
+    match russh::keys::load_secret_key(path, None) {
+        Ok(k) => return Ok(k),
+        Err(russh::keys::Error::KeyIsEncrypted) => {}
+        Err(russh::keys::Error::IO(e)) => return Err(format!("cannot read: {e}")),
+        Err(e) => return Err(format!("not a usable private key: {e}")),
+    }
+    let passphrase = match creds.passphrase.clone() {
+        Some(p) => Some(p),
+        None => match std::env::var(PASSPHRASE_ENV) {
+            Ok(p) => Some(Secret::new(p)),
+            Err(_) => match creds.prompt.clone() {
+                Some(prompt) => {
+                    let question = format!("passphrase for key `{}`: ", path.display());
+                    tokio::task::spawn_blocking(move || prompt(&question))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                None => None,
+            },
+        },
+    };
+    let Some(passphrase) = passphrase else {
+        return Err(format!(
+            "key is encrypted and no passphrase was given (set `{PASSPHRASE_ENV}`)"
+        ));
+    };
+    // A wrong passphrase surfaces as a generic decryption error (the padding or checksum of
+    // the decrypted block does not verify), not as a distinct variant.
+    russh::keys::load_secret_key(path, Some(passphrase.expose())).map_err(|e| {
+        tracing::debug!(path = %path.display(), "cannot decrypt key: {e}");
+        "wrong passphrase (or a damaged key)".to_string()
+    })
+}
+
+async fn try_password(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    host: &str,
+    creds: &Credentials,
+    attempts: &mut Vec<AuthAttempt>,
+) -> Result<bool, SshError> {
+    let password = match (&creds.password, &creds.prompt) {
+        (Some(p), _) => p.clone(),
+        (None, Some(prompt)) => {
+            let prompt = prompt.clone();
+            let question = format!("password for `{user}@{host}`: ");
+            match tokio::task::spawn_blocking(move || prompt(&question))
+                .await
+                .ok()
+                .flatten()
+            {
+                Some(p) => p,
+                None => return Ok(false),
+            }
+        }
+        (None, None) => return Ok(false),
+    };
+    let result = handle
+        .authenticate_password(user, password.expose().as_str())
+        .await?;
+    if result.success() {
+        return Ok(true);
+    }
+    attempts.push(AuthAttempt {
+        method: "password".to_string(),
+        outcome: outcome(&result),
+    });
+    Ok(false)
+}

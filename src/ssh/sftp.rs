@@ -1,0 +1,251 @@
+//! File transfer over the SFTP subsystem: upload and download of files and whole directories,
+//! with Windows paths (`C:\x\y`, `C:/x/y`) mapped to the form Windows OpenSSH's sftp-server
+//! expects (`/C:/x/y`).
+
+use std::path::{Path, PathBuf};
+
+use russh_sftp::client::SftpSession;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::connect::Session;
+use super::error::SshError;
+
+/// Read size per call: russh-sftp pipelines up to 16 writes of 32 KiB, so feeding it large
+/// reads keeps the pipeline full.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// What a transfer moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transferred {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Maps a Windows path to SFTP form: `C:\x\y` and `C:/x/y` become `/C:/x/y`. Anything else is
+/// passed through (POSIX servers, or paths relative to the login directory).
+pub fn to_sftp_path(path: &str) -> String {
+    let b = path.as_bytes();
+    let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    if drive && (b.len() == 2 || b[2] == b'\\' || b[2] == b'/') {
+        let rest = path[2..].replace('\\', "/");
+        let rest = if rest.is_empty() {
+            "/".to_string()
+        } else {
+            rest
+        };
+        return format!("/{}:{}", &path[..1], rest);
+    }
+    path.to_string()
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn sftp_err(operation: &'static str, path: &str, e: impl std::fmt::Display) -> SshError {
+    SshError::Sftp {
+        operation,
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Session {
+    /// Opens the SFTP subsystem on a new channel.
+    pub async fn sftp(&self) -> Result<SftpSession, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.request_subsystem(true, "sftp").await?;
+        SftpSession::new(channel.into_stream())
+            .await
+            .map_err(|e| sftp_err("start", "sftp", e))
+    }
+
+    /// Copies a local file or directory (recursively) to `remote`.
+    pub async fn upload(&self, local: &Path, remote: &str) -> Result<Transferred, SshError> {
+        let sftp = self.sftp().await?;
+        let remote = to_sftp_path(remote);
+        let mut total = Transferred::default();
+        let result = upload_any(&sftp, local, &remote, &mut total).await;
+        let _ = sftp.close().await;
+        result.map(|_| total)
+    }
+
+    /// Copies a remote file or directory (recursively) to `local`.
+    pub async fn download(&self, remote: &str, local: &Path) -> Result<Transferred, SshError> {
+        let sftp = self.sftp().await?;
+        let remote = to_sftp_path(remote);
+        let mut total = Transferred::default();
+        let result = download_any(&sftp, &remote, local, &mut total).await;
+        let _ = sftp.close().await;
+        result.map(|_| total)
+    }
+}
+
+async fn upload_any(
+    sftp: &SftpSession,
+    local: &Path,
+    remote: &str,
+    total: &mut Transferred,
+) -> Result<(), SshError> {
+    let meta = tokio::fs::metadata(local)
+        .await
+        .map_err(|e| SshError::io(format!("cannot read `{}`", local.display()), e))?;
+    if !meta.is_dir() {
+        return upload_file(sftp, local, remote, total).await;
+    }
+    // Iterative walk: recursion in async fns needs boxing, a stack does not.
+    let mut pending = vec![(local.to_path_buf(), remote.to_string())];
+    while let Some((dir, rdir)) = pending.pop() {
+        if !sftp.try_exists(rdir.as_str()).await.unwrap_or(false) {
+            sftp.create_dir(rdir.as_str())
+                .await
+                .map_err(|e| sftp_err("mkdir", &rdir, e))?;
+        }
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(|e| SshError::io(format!("cannot list `{}`", dir.display()), e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| SshError::io(format!("cannot list `{}`", dir.display()), e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let target = join(&rdir, &name);
+            let is_dir = entry
+                .file_type()
+                .await
+                .map(|t| t.is_dir())
+                .map_err(|e| SshError::io(format!("cannot read `{}`", path.display()), e))?;
+            if is_dir {
+                pending.push((path, target));
+            } else {
+                upload_file(sftp, &path, &target, total).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn upload_file(
+    sftp: &SftpSession,
+    local: &Path,
+    remote: &str,
+    total: &mut Transferred,
+) -> Result<(), SshError> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| SshError::io(format!("cannot open `{}`", local.display()), e))?;
+    let mut reader = BufReader::with_capacity(COPY_BUFFER, file);
+    let mut out = sftp
+        .create(remote)
+        .await
+        .map_err(|e| sftp_err("create", remote, e))?;
+    let bytes = tokio::io::copy_buf(&mut reader, &mut out)
+        .await
+        .map_err(|e| sftp_err("write", remote, e))?;
+    // Writes are pipelined: shutdown waits for every acknowledgement.
+    out.shutdown()
+        .await
+        .map_err(|e| sftp_err("write", remote, e))?;
+    total.files += 1;
+    total.bytes += bytes;
+    Ok(())
+}
+
+async fn download_any(
+    sftp: &SftpSession,
+    remote: &str,
+    local: &Path,
+    total: &mut Transferred,
+) -> Result<(), SshError> {
+    let meta = sftp
+        .metadata(remote)
+        .await
+        .map_err(|e| sftp_err("stat", remote, e))?;
+    if !meta.is_dir() {
+        return download_file(sftp, remote, local, total).await;
+    }
+    let mut pending: Vec<(String, PathBuf)> = vec![(remote.to_string(), local.to_path_buf())];
+    while let Some((rdir, dir)) = pending.pop() {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| SshError::io(format!("cannot create `{}`", dir.display()), e))?;
+        let entries = sftp
+            .read_dir(rdir.as_str())
+            .await
+            .map_err(|e| sftp_err("list", &rdir, e))?;
+        for entry in entries {
+            let name = entry.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let source = join(&rdir, &name);
+            let target = dir.join(&name);
+            if entry.file_type().is_dir() {
+                pending.push((source, target));
+            } else {
+                download_file(sftp, &source, &target, total).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn download_file(
+    sftp: &SftpSession,
+    remote: &str,
+    local: &Path,
+    total: &mut Transferred,
+) -> Result<(), SshError> {
+    let mut input = sftp
+        .open(remote)
+        .await
+        .map_err(|e| sftp_err("open", remote, e))?;
+    let mut out = tokio::fs::File::create(local)
+        .await
+        .map_err(|e| SshError::io(format!("cannot create `{}`", local.display()), e))?;
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut bytes = 0u64;
+    loop {
+        let n = input
+            .read(&mut buf)
+            .await
+            .map_err(|e| sftp_err("read", remote, e))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| SshError::io(format!("cannot write `{}`", local.display()), e))?;
+        bytes += n as u64;
+    }
+    out.flush()
+        .await
+        .map_err(|e| SshError::io(format!("cannot write `{}`", local.display()), e))?;
+    total.files += 1;
+    total.bytes += bytes;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_paths_map_to_sftp_form() {
+        assert_eq!(
+            to_sftp_path(r"C:\ProgramData\ssh\sshd_config"),
+            "/C:/ProgramData/ssh/sshd_config"
+        );
+        assert_eq!(to_sftp_path("C:/Users/az/x.txt"), "/C:/Users/az/x.txt");
+        assert_eq!(to_sftp_path("d:"), "/d:/");
+        assert_eq!(to_sftp_path("/home/az/x"), "/home/az/x");
+        assert_eq!(to_sftp_path("relative/x"), "relative/x");
+        assert_eq!(to_sftp_path("ab:c"), "ab:c");
+    }
+}

@@ -1,0 +1,564 @@
+//! The SSH client against the real OpenSSH server: authentication (keys, agent), host-key
+//! policy, exec, tunnels, SFTP and the connect errors users hit when an NSG or sshd is missing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use azssh::error::UserError;
+use azssh::secret::Secret;
+use azssh::ssh::known_hosts::HostKeyPolicy;
+use azssh::ssh::shell::ShellIo;
+use azssh::ssh::{
+    ConnectOptions, ExecOptions, KnownHosts, LocalForward, Session, SshError, StrictHostKeyChecking,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::sshd::{self, Agent, Sshd};
+
+/// Options that touch nothing of the user's own setup: no agent, no `~/.ssh/config`, a
+/// known_hosts file trusting this sshd.
+fn options(sshd: &Sshd, key: Option<&Path>) -> ConnectOptions {
+    let mut o = ConnectOptions::new("127.0.0.1");
+    o.port = Some(sshd.port);
+    o.user = Some(sshd.user.clone());
+    o.identity_files = key.map(|k| vec![k.to_path_buf()]).unwrap_or_default();
+    o.use_agent = false;
+    o.ssh_config = Some(sshd.dir.path().join("no_ssh_config"));
+    o.host_keys = HostKeyPolicy {
+        mode: StrictHostKeyChecking::Yes,
+        known_hosts: KnownHosts::single(sshd.trusted_known_hosts()),
+        ask: None,
+    };
+    o
+}
+
+async fn connect(o: ConnectOptions) -> Session {
+    match Session::connect(o).await {
+        Ok(s) => s,
+        Err(e) => panic!("connect failed: {e} (hint: {:?})", e.hint()),
+    }
+}
+
+async fn connect_err(o: ConnectOptions) -> SshError {
+    match Session::connect(o).await {
+        Ok(_) => panic!("connect should have failed"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn ed25519_key_auth_then_exec_keeps_exit_code_and_stderr_apart() {
+    let Some(sshd) = sshd::start("ed25519_key_auth") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let r = session
+        .exec("echo out; echo err >&2; exit 3", ExecOptions::default())
+        .await
+        .expect("exec");
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(r.stdout, b"out\n");
+    assert_eq!(r.stderr, b"err\n");
+    assert_eq!(r.signal, None);
+    let ok = session
+        .exec("true", ExecOptions::default())
+        .await
+        .expect("exec");
+    assert!(ok.success());
+    let killed = session
+        .exec("kill -KILL $$", ExecOptions::default())
+        .await
+        .expect("exec");
+    assert_eq!(
+        (killed.exit_code, killed.signal.as_deref()),
+        (None, Some("KILL"))
+    );
+}
+
+#[tokio::test]
+async fn rsa_pem_key_auth_signs_with_sha2() {
+    // OpenSSH ≥ 8.8 refuses `ssh-rsa` (SHA-1) signatures: this passes only with rsa-sha2-*.
+    let Some(sshd) = sshd::start("rsa_pem_key_auth") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.rsa_key))).await;
+    let r = session
+        .exec("whoami", ExecOptions::default())
+        .await
+        .expect("exec");
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), sshd.user);
+}
+
+#[tokio::test]
+async fn encrypted_key_opens_with_its_passphrase_and_fails_clearly_without() {
+    let Some(sshd) = sshd::start("encrypted_key") else {
+        return;
+    };
+    let mut o = options(&sshd, Some(&sshd.encrypted_key));
+    o.passphrase = Some(Secret::new(sshd::PASSPHRASE.to_string()));
+    let session = connect(o).await;
+    assert!(
+        session
+            .exec("true", ExecOptions::default())
+            .await
+            .expect("exec")
+            .success()
+    );
+
+    let mut o = options(&sshd, Some(&sshd.encrypted_key));
+    o.passphrase = Some(Secret::new("wrong".to_string()));
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.auth_failed");
+    assert!(e.to_string().contains("wrong passphrase"), "{e}");
+    assert!(
+        !e.to_string().contains("wrong\""),
+        "the passphrase must not leak: {e}"
+    );
+}
+
+#[tokio::test]
+async fn agent_keys_are_offered_first() {
+    let Some(sshd) = sshd::start("agent_auth") else {
+        return;
+    };
+    let agent = Agent::start();
+    agent.add(&sshd.ed25519_key);
+    let mut o = options(&sshd, None);
+    o.use_agent = true;
+    o.agent_socket = Some(agent.socket.clone());
+    let session = connect(o).await;
+    assert!(
+        session
+            .exec("true", ExecOptions::default())
+            .await
+            .expect("exec")
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn auth_failure_lists_each_method_tried() {
+    let Some(sshd) = sshd::start("auth_failure") else {
+        return;
+    };
+    let agent = Agent::start();
+    let mut o = options(&sshd, Some(&sshd.stranger_key));
+    o.identity_files.push(sshd.dir.path().join("missing_key"));
+    o.use_agent = true;
+    o.agent_socket = Some(agent.socket.clone());
+    o.password = Some(Secret::new("hunter2-not-the-password".to_string()));
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.auth_failed");
+    let msg = e.to_string();
+    assert!(msg.contains("password (refused by the server)"), "{msg}");
+    assert!(
+        !format!("{msg} {e:?}").contains("hunter2"),
+        "the password leaked: {msg}"
+    );
+    assert!(msg.contains("the agent holds no keys"), "{msg}");
+    assert!(
+        msg.contains("id_stranger` (refused by the server)"),
+        "{msg}"
+    );
+    assert!(msg.contains("missing_key` (cannot read"), "{msg}");
+    assert!(e.hint().unwrap_or_default().contains("azssh copy-key"));
+}
+
+fn policy(mode: StrictHostKeyChecking, file: PathBuf) -> HostKeyPolicy {
+    HostKeyPolicy {
+        mode,
+        known_hosts: KnownHosts::single(file),
+        ask: None,
+    }
+}
+
+#[tokio::test]
+async fn accept_new_writes_known_hosts_and_strict_then_trusts_it() {
+    let Some(sshd) = sshd::start("accept_new") else {
+        return;
+    };
+    let file = sshd.dir.path().join("learned").join("known_hosts");
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::AcceptNew, file.clone());
+    connect(o.clone()).await;
+    let written = std::fs::read_to_string(&file).expect("known_hosts written");
+    assert_eq!(written, sshd.known_hosts_line());
+
+    o.host_keys.mode = StrictHostKeyChecking::Yes;
+    connect(o).await;
+}
+
+#[tokio::test]
+async fn strict_yes_refuses_an_unknown_host() {
+    let Some(sshd) = sshd::start("strict_unknown") else {
+        return;
+    };
+    let file = sshd.dir.path().join("empty_known_hosts");
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::Yes, file.clone());
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.unknown_host");
+    assert!(e.to_string().contains("SHA256:"), "{e}");
+    assert!(e.hint().unwrap_or_default().contains("pin_host_keys"));
+    assert!(!file.exists(), "a refused key must not be written");
+}
+
+#[tokio::test]
+async fn ask_mode_shows_the_fingerprint_and_honours_the_answer() {
+    let Some(sshd) = sshd::start("ask_mode") else {
+        return;
+    };
+    let file = sshd.dir.path().join("asked_known_hosts");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::Ask, file.clone());
+    let record = seen.clone();
+    o.host_keys.ask = Some(std::sync::Arc::new(move |q| {
+        if let Ok(mut v) = record.lock() {
+            v.push(q.fingerprint.clone());
+        }
+        false
+    }));
+    let e = connect_err(o.clone()).await;
+    assert_eq!(e.kind(), "ssh.host_key_rejected");
+    let fingerprints = seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(fingerprints.len(), 1);
+    assert!(fingerprints[0].starts_with("SHA256:"));
+
+    o.host_keys.ask = Some(std::sync::Arc::new(|_| true));
+    connect(o).await;
+    assert!(
+        std::fs::read_to_string(&file)
+            .expect("written")
+            .contains("ssh-ed25519")
+    );
+}
+
+#[tokio::test]
+async fn changed_host_key_is_refused_even_with_accept_new() {
+    let Some(sshd) = sshd::start("changed_host_key") else {
+        return;
+    };
+    // Line 2 claims this host has a different ed25519 key.
+    let stranger = std::fs::read_to_string(sshd.stranger_key.with_extension("pub")).expect("pub");
+    let mut fields = stranger.split_whitespace();
+    let (algo, body) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+    let file = sshd.dir.path().join("stale_known_hosts");
+    std::fs::write(
+        &file,
+        format!("# old VM\n[127.0.0.1]:{} {algo} {body}\n", sshd.port),
+    )
+    .expect("write");
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::AcceptNew, file.clone());
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.host_key_changed");
+    let msg = e.to_string();
+    assert!(
+        msg.matches("SHA256:").count() == 2,
+        "both fingerprints: {msg}"
+    );
+    assert!(
+        msg.contains(&format!("{}:2", file.display())),
+        "file:line: {msg}"
+    );
+    assert!(e.hint().unwrap_or_default().contains("remove line 2"));
+}
+
+#[tokio::test]
+async fn connection_refused_hints_at_enable_ssh() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut o = ConnectOptions::new("127.0.0.1");
+    o.port = Some(port);
+    o.use_agent = false;
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.connect_refused");
+    assert!(e.hint().unwrap_or_default().contains("azssh enable-ssh"));
+}
+
+#[tokio::test]
+async fn silent_listener_times_out_with_nsg_hint() {
+    // Accepts TCP but never sends the SSH banner, like a half-dead sshd or a middlebox.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let mut o = ConnectOptions::new("127.0.0.1");
+    o.port = Some(port);
+    o.use_agent = false;
+    o.connect_timeout = Duration::from_millis(300);
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.connect_timeout");
+    assert!(e.hint().unwrap_or_default().contains("azssh open-port"));
+    hold.abort();
+}
+
+#[tokio::test]
+async fn exec_timeout_and_parallel_execs_on_one_session() {
+    let Some(sshd) = sshd::start("exec_timeout") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let slow = ExecOptions {
+        timeout: Some(Duration::from_millis(200)),
+        ..ExecOptions::default()
+    };
+    let e = session
+        .exec("sleep 30", slow)
+        .await
+        .expect_err("must time out");
+    assert_eq!(e.kind(), "ssh.exec_timeout");
+
+    let runs = (0..8).map(|i| {
+        let s = &session;
+        async move { s.exec(&format!("echo {i}"), ExecOptions::default()).await }
+    });
+    for (i, r) in futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(r.expect("exec").stdout, format!("{i}\n").into_bytes());
+    }
+}
+
+#[tokio::test]
+async fn exec_streams_output_as_it_arrives() {
+    let Some(sshd) = sshd::start("exec_stream") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let (tx, mut rx) = tokio::io::duplex(1 << 16);
+    let opts = ExecOptions {
+        stdout_to: Some(Box::new(tx)),
+        ..ExecOptions::default()
+    };
+    let r = session.exec("printf 'a\\nb\\n'", opts).await.expect("exec");
+    let mut streamed = Vec::new();
+    rx.read_to_end(&mut streamed).await.expect("read");
+    assert_eq!(streamed, r.stdout);
+    assert_eq!(streamed, b"a\nb\n");
+}
+
+#[tokio::test]
+async fn ssh_config_alias_supplies_host_port_user_and_key() {
+    let Some(sshd) = sshd::start("ssh_config") else {
+        return;
+    };
+    let config = sshd.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host myvm\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            sshd.port,
+            sshd.user,
+            sshd.ed25519_key.display()
+        ),
+    )
+    .expect("write");
+    let mut o = ConnectOptions::new("myvm");
+    o.use_agent = false;
+    o.ssh_config = Some(config);
+    o.host_keys = policy(StrictHostKeyChecking::Yes, sshd.trusted_known_hosts());
+    let session = connect(o).await;
+    assert_eq!((session.host(), session.port()), ("127.0.0.1", sshd.port));
+}
+
+/// Echoes everything back until EOF, then closes.
+async fn echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `data` through the tunnel and returns the SHA-256 of what came back.
+async fn round_trip(port: u16, data: Vec<u8>) -> [u8; 32] {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (mut r, mut w) = s.split();
+    let send = async {
+        w.write_all(&data).await.expect("write");
+        w.shutdown().await.expect("shutdown");
+    };
+    let recv = async {
+        let mut back = Vec::with_capacity(data.len());
+        r.read_to_end(&mut back).await.expect("read");
+        back
+    };
+    let ((), back) = tokio::join!(send, recv);
+    Sha256::digest(&back).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_carries_many_concurrent_connections_byte_exact() {
+    let Some(sshd) = sshd::start("tunnel") else {
+        return;
+    };
+    let echo = echo_server().await;
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let tunnel = session
+        .forward(LocalForward::parse(&format!("0:127.0.0.1:{echo}")).expect("spec"))
+        .await
+        .expect("forward");
+    let port = tunnel.local_port();
+    assert_ne!(port, 0);
+
+    let mut jobs = Vec::new();
+    for i in 0..32u64 {
+        let data = payload(i, 128 * 1024 + i as usize);
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        jobs.push(tokio::spawn(
+            async move { (round_trip(port, data).await, want) },
+        ));
+    }
+    // Large enough to cross many 2 MiB window adjustments; a debug build makes more slow.
+    let big = payload(99, 16 * 1024 * 1024);
+    let big_want: [u8; 32] = Sha256::digest(&big).into();
+    assert_eq!(round_trip(port, big).await, big_want, "16 MiB payload");
+    for job in jobs {
+        let (got, want) = job.await.expect("join");
+        assert_eq!(got, want);
+    }
+
+    tunnel.close().await;
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+    assert!(refused.is_err(), "a closed tunnel must stop listening");
+}
+
+#[tokio::test]
+async fn sftp_round_trips_a_file_and_a_directory() {
+    let Some(sshd) = sshd::start("sftp") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let local = tempfile::tempdir().expect("tmp");
+    let tree = local.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub").join("deeper")).expect("mkdir");
+    std::fs::write(tree.join("a.txt"), b"alpha").expect("write");
+    std::fs::write(
+        tree.join("sub").join("b.bin"),
+        payload(1, 3 * 1024 * 1024 + 7),
+    )
+    .expect("write");
+    std::fs::write(tree.join("sub").join("deeper").join("empty"), b"").expect("write");
+
+    // sshd runs on this machine, so the "remote" side is another temp dir here.
+    let remote = tempfile::tempdir().expect("tmp");
+    let remote_tree = remote.path().join("uploaded");
+    let up = session
+        .upload(&tree, &remote_tree.to_string_lossy())
+        .await
+        .expect("upload dir");
+    assert_eq!(up.files, 3);
+    let back = local.path().join("back");
+    let down = session
+        .download(&remote_tree.to_string_lossy(), &back)
+        .await
+        .expect("download dir");
+    assert_eq!(down, up);
+    for rel in ["a.txt", "sub/b.bin", "sub/deeper/empty"] {
+        assert_eq!(
+            std::fs::read(tree.join(rel)).expect("orig"),
+            std::fs::read(back.join(rel)).expect("copy"),
+            "{rel}"
+        );
+    }
+
+    let single = remote.path().join("single.txt");
+    session
+        .upload(&tree.join("a.txt"), &single.to_string_lossy())
+        .await
+        .expect("upload file");
+    let copy = local.path().join("single.txt");
+    session
+        .download(&single.to_string_lossy(), &copy)
+        .await
+        .expect("download file");
+    assert_eq!(std::fs::read(copy).expect("read"), b"alpha");
+
+    let e = session
+        .download("/definitely/not/here", &local.path().join("x"))
+        .await
+        .expect_err("missing file");
+    assert_eq!(e.kind(), "ssh.sftp");
+}
+
+#[tokio::test]
+async fn shell_runs_on_a_pty_of_the_requested_size() {
+    let Some(sshd) = sshd::start("shell") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let (keys, input) = tokio::sync::mpsc::channel(4);
+    let (_resize_tx, resize) = tokio::sync::mpsc::channel(1);
+    keys.send(b"stty size; echo marker-$((6*7)); exit 7\n".to_vec())
+        .await
+        .expect("send");
+    let mut screen = Vec::new();
+    let io = ShellIo {
+        term: "dumb".to_string(),
+        size: (120, 33),
+        input,
+        resize,
+        output: &mut screen,
+    };
+    let code = session.shell_with(io).await.expect("shell");
+    let screen = String::from_utf8_lossy(&screen);
+    assert_eq!(code, Some(7), "{screen}");
+    assert!(
+        screen.contains("33 120"),
+        "the PTY has the requested size: {screen}"
+    );
+    assert!(screen.contains("marker-42"), "{screen}");
+}
+
+#[tokio::test]
+async fn keys_pinned_ahead_of_time_are_trusted_under_strict_yes() {
+    // The workflow reads a VM's host keys through Azure's control plane and pins them before
+    // the first connection, so strict checking never has to trust on first use.
+    let Some(sshd) = sshd::start("pinned_keys") else {
+        return;
+    };
+    let host_key = std::fs::read_to_string(&sshd.host_key_pub).expect("host key");
+    let key = russh::keys::PublicKey::from_openssh(host_key.trim()).expect("parse");
+    let file = sshd.dir.path().join("pinned").join("known_hosts");
+    let added = azssh::ssh::known_hosts::pin("127.0.0.1", sshd.port, &[key], &file).expect("pin");
+    assert_eq!(added, 1);
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::Yes, file);
+    connect(o).await;
+}
