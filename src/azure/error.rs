@@ -72,6 +72,19 @@ pub enum AzureError {
     /// A lookup that found nothing, where ARM itself did not answer 404 (e.g. no JIT policy).
     #[error("{0}")]
     NotFound(String),
+    /// `open_port` was asked for a priority another rule of the same direction holds.
+    #[error("priority {priority} is taken by rule `{holder}` in `{nsg}`")]
+    PriorityTaken {
+        priority: i32,
+        holder: String,
+        nsg: String,
+    },
+    /// An NSG rule source that is neither an address, a CIDR nor a service tag.
+    #[error("`{source_prefix}` is not a valid rule source: {reason}")]
+    InvalidSource {
+        source_prefix: String,
+        reason: String,
+    },
 }
 
 /// The fields of an ARM error answer (boxed in `AzureError::Api` to keep results small).
@@ -248,6 +261,8 @@ impl UserError for AzureError {
             ForeignHost { .. } => "azure.foreign_host",
             InvalidInput(_) => "azure.invalid_input",
             NotFound(_) => "azure.not_found",
+            PriorityTaken { .. } => "azure.priority_taken",
+            InvalidSource { .. } => "azure.invalid_source",
         }
     }
 
@@ -284,6 +299,12 @@ impl UserError for AzureError {
             }
             (BadEndpoint(_), _) => "set `AZSSH_ARM_ENDPOINT` like `https://management.azure.com`".to_string(),
             (Transport { .. }, _) => "check the network and `AZSSH_ARM_ENDPOINT`".to_string(),
+            (PriorityTaken { .. }, _) => {
+                "leave `priority` out to take the next free one, or pick another (100-4096)".to_string()
+            }
+            (InvalidSource { .. }, _) => {
+                "give your address (`203.0.113.7`), a CIDR (`203.0.113.0/24`), a service tag (`VirtualNetwork`), or `*` to open the port to the Internet".to_string()
+            }
             (BadResourceId { .. }, _) => {
                 "ids look like `/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<name>`".to_string()
             }

@@ -191,3 +191,198 @@ pub async fn request_vm_access(
     let request = JitInitiateRequest::single(vm_id, port, source, &end, Some("requested by azssh"));
     initiate_jit(client, &policy.id, &request).await
 }
+/// Parses the ISO 8601 durations JIT uses (`PT3H`, `PT30M`, `PT1H30M`, `P1D`); plain seconds
+/// (`3600`) are accepted too.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let bad = || {
+        AzureError::InvalidInput(format!(
+            "`{text}` is not an ISO 8601 duration such as `PT3H` or `PT30M`"
+        ))
+    };
+    let t = text.trim().to_ascii_uppercase();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let rest = t.strip_prefix('P').ok_or_else(bad)?;
+    let (days, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, t),
+        None => (rest, ""),
+    };
+    let mut secs: u64 = 0;
+    let mut any = false;
+    for (part, units) in [
+        (days, &[('D', 86_400u64)][..]),
+        (time, &[('H', 3600), ('M', 60), ('S', 1)][..]),
+    ] {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let unit = units.iter().find(|(u, _)| *u == c).ok_or_else(bad)?;
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            secs = secs.saturating_add(n.saturating_mul(unit.1));
+            number.clear();
+            any = true;
+        }
+        if !number.is_empty() {
+            return Err(bad());
+        }
+    }
+    if !any {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// The policy's longest allowed access for `port` on the VM, when it names one.
+pub fn max_access(policy: &JitPolicy, vm_id: &str, port: u16) -> Option<std::time::Duration> {
+    policy
+        .properties
+        .virtual_machines
+        .iter()
+        .filter(|v| same_id(&v.id, vm_id))
+        .flat_map(|v| v.ports.iter())
+        .find(|p| p.number == port)
+        .and_then(|p| p.max_request_access_duration.as_deref())
+        .and_then(|d| parse_duration(d).ok())
+}
+
+/// The port of an active (`Initiated`) request for the VM, from the policy's `requests`.
+pub fn active_request(policy: &JitPolicy, vm_id: &str, port: u16) -> Option<JitRequestPort> {
+    policy
+        .properties
+        .requests
+        .iter()
+        .rev()
+        .flat_map(|r| r.virtual_machines.iter())
+        .filter(|v| same_id(&v.id, vm_id))
+        .flat_map(|v| v.ports.iter())
+        .find(|p| {
+            p.number == port
+                && p.status
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("Initiated"))
+        })
+        .cloned()
+}
+
+/// What `jit_request` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct JitAccess {
+    pub policy: String,
+    pub port: u16,
+    pub source: Option<String>,
+    pub end_time_utc: String,
+    pub status: String,
+}
+
+/// Finds the VM's policy, checks the port and duration against it, initiates, then re-reads the
+/// policy until the request shows `Initiated` (the initiate call answers `202` and is not an
+/// LRO, ARM.md §11). Gives up after the client's LRO deadline.
+pub async fn request_and_wait(
+    client: &ArmClient,
+    vm_id: &str,
+    port: u16,
+    source: Option<&str>,
+    duration: std::time::Duration,
+) -> Result<JitAccess> {
+    let policy = get_vm_jit_policy(client, vm_id).await?.ok_or_else(|| {
+        AzureError::NotFound(format!(
+            "no just-in-time policy covers VM `{}`",
+            ResourceId::parse(vm_id)
+                .map(|id| id.name().to_string())
+                .unwrap_or_else(|_| vm_id.to_string())
+        ))
+    })?;
+    let covered = policy
+        .properties
+        .virtual_machines
+        .iter()
+        .filter(|v| same_id(&v.id, vm_id))
+        .any(|v| v.ports.iter().any(|p| p.number == port));
+    if !covered {
+        return Err(AzureError::InvalidInput(format!(
+            "the just-in-time policy `{}` does not configure port {port} for this VM",
+            policy.name
+        )));
+    }
+    if let Some(max) = max_access(&policy, vm_id, port)
+        && duration > max
+    {
+        return Err(AzureError::InvalidInput(format!(
+            "the policy allows at most {} minutes on port {port}; ask for less",
+            max.as_secs() / 60
+        )));
+    }
+    let end = time::OffsetDateTime::now_utc() + duration;
+    let end = end
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| AzureError::InvalidInput(e.to_string()))?;
+    let request = JitInitiateRequest::single(vm_id, port, source, &end, Some("requested by azssh"));
+    initiate_jit(client, &policy.id, &request).await?;
+    let poll = client.retry_policy().poll_delay;
+    let deadline = tokio::time::Instant::now() + client.retry_policy().max_poll_delay * 30;
+    loop {
+        let fresh = get_vm_jit_policy(client, vm_id).await?;
+        if let Some(p) = fresh.as_ref().and_then(|p| active_request(p, vm_id, port)) {
+            return Ok(JitAccess {
+                policy: policy.id.clone(),
+                port,
+                source: p.allowed_source_address_prefix.clone(),
+                end_time_utc: p.end_time_utc.clone(),
+                status: p.status.unwrap_or_default(),
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AzureError::OperationTimeout {
+                what: format!("just-in-time access to port {port}"),
+                seconds: client.retry_policy().max_poll_delay.as_secs() * 30,
+            });
+        }
+        client.status(&format!("waiting for just-in-time access to port {port}"));
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations_parse() {
+        let d = |s: &str| parse_duration(s).map(|d| d.as_secs()).ok();
+        assert_eq!(d("PT3H"), Some(3 * 3600));
+        assert_eq!(d("pt30m"), Some(1800));
+        assert_eq!(d("PT1H30M"), Some(5400));
+        assert_eq!(d("P1D"), Some(86_400));
+        assert_eq!(d("900"), Some(900));
+        for bad in ["", "3H", "PT", "PTH", "PT3X", "PT3"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn active_request_needs_initiated_status_for_the_port() {
+        let vm = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v";
+        let mut policy = JitPolicy::default();
+        policy.properties.requests.push(JitRequest {
+            virtual_machines: vec![JitRequestVm {
+                id: vm.to_uppercase(),
+                ports: vec![JitRequestPort {
+                    number: 22,
+                    end_time_utc: "2030-01-01T00:00:00Z".into(),
+                    status: Some("Initiating".into()),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        });
+        assert!(active_request(&policy, vm, 22).is_none());
+        policy.properties.requests[0].virtual_machines[0].ports[0].status =
+            Some("Initiated".into());
+        assert!(active_request(&policy, vm, 22).is_some());
+        assert!(active_request(&policy, vm, 3389).is_none());
+    }
+}

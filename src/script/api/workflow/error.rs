@@ -1,0 +1,100 @@
+//! Errors of the workflow functions: their own failures, and the domain errors they pass on
+//! unchanged (so scripts still match `azure.*`, `windows.*`, `ssh.*` kinds).
+
+use crate::azure::error::AzureError;
+use crate::error::UserError;
+use crate::ssh::error::SshError;
+use crate::ssh::keys::KeyError;
+use crate::windows::WindowsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    #[error(transparent)]
+    Windows(#[from] WindowsError),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("VM `{vm}` has no public IP address{}", private_suffix(.private_ip))]
+    NoPublicIp {
+        vm: String,
+        private_ip: Option<String>,
+    },
+    #[error("VM `{vm}` is {power_state}")]
+    NotRunning { vm: String, power_state: String },
+    #[error("VM `{vm}` runs {os}, not Windows")]
+    NotWindows { vm: String, os: String },
+    #[error("the extension `{name}` ended {state}")]
+    ExtensionFailed { name: String, state: String },
+    #[error("no private key found for `{public}`")]
+    NoPrivateKey { public: String },
+    #[error("the check over SSH failed: `{command}` exited {code}: {stderr}")]
+    CheckFailed {
+        command: String,
+        code: String,
+        stderr: String,
+    },
+    #[error("the guest reported no SSH host keys")]
+    NoHostKeys,
+}
+
+fn private_suffix(ip: &Option<String>) -> String {
+    ip.as_ref()
+        .map(|ip| format!(" (its private address is {ip})"))
+        .unwrap_or_default()
+}
+
+impl UserError for WorkflowError {
+    fn kind(&self) -> &'static str {
+        match self {
+            WorkflowError::Azure(e) => e.kind(),
+            WorkflowError::Windows(e) => e.kind(),
+            WorkflowError::Ssh(e) => e.kind(),
+            WorkflowError::Key(e) => e.kind(),
+            WorkflowError::NoPublicIp { .. } => "workflow.no_public_ip",
+            WorkflowError::NotRunning { .. } => "workflow.not_running",
+            WorkflowError::NotWindows { .. } => "workflow.not_windows",
+            WorkflowError::ExtensionFailed { .. } => "workflow.extension_failed",
+            WorkflowError::NoPrivateKey { .. } => "workflow.no_private_key",
+            WorkflowError::CheckFailed { .. } => "workflow.check_failed",
+            WorkflowError::NoHostKeys => "workflow.no_host_keys",
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            WorkflowError::Azure(e) => e.hint(),
+            WorkflowError::Windows(e) => e.hint(),
+            WorkflowError::Ssh(e) => e.hint(),
+            WorkflowError::Key(e) => e.hint(),
+            WorkflowError::NoPublicIp { .. } => Some(
+                "attach a public IP (`az network public-ip create` + `az network nic ip-config update`), \
+                 or reach the private address over VPN, peering or Azure Bastion and pass \
+                 `prefer_private_ip: true` (`--prefer-private-ip`)"
+                    .into(),
+            ),
+            WorkflowError::NotRunning { .. } => {
+                Some("start it first (`v.start()`), or pass `start: true`".into())
+            }
+            WorkflowError::NotWindows { .. } => Some(
+                "this workflow configures Windows guests; Linux VMs have sshd already".into(),
+            ),
+            WorkflowError::ExtensionFailed { .. } => Some(
+                "see the extension's status with `az vm extension show`; the VM agent must be \
+                 running and reach Azure storage"
+                    .into(),
+            ),
+            WorkflowError::NoPrivateKey { .. } => Some(
+                "keep the private key next to the public one (`id_ed25519` beside \
+                 `id_ed25519.pub`) or pass `identity` (`-i`)"
+                    .into(),
+            ),
+            WorkflowError::CheckFailed { .. } => None,
+            WorkflowError::NoHostKeys => Some(
+                "Windows sshd creates its host keys on first start; run `enable_ssh` first".into(),
+            ),
+        }
+    }
+}

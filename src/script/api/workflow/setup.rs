@@ -1,0 +1,268 @@
+//! `setup_ssh`: the whole documented workflow for one VM, as timed steps. Ensure running, find
+//! the address, then enable + key + host-key read in ONE RunCommand (each costs ≥ 20 s on Azure
+//! and only one runs per VM at a time), open the port, pin the host keys read through the
+//! control plane, and prove it with a strict-host-key SSH login running `hostname`/`whoami`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::error::WorkflowError;
+use super::guest::{self, MethodChoice};
+use super::pin;
+use crate::azure::client::ArmClient;
+use crate::azure::network::{self, OpenPort};
+use crate::azure::vm::{self, Vm};
+use crate::ssh::connect::{ConnectOptions, Session};
+use crate::ssh::exec::ExecOptions;
+use crate::ssh::keys::SshPublicKey;
+use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts, StrictHostKeyChecking};
+use crate::windows::{KeyTarget, UserName};
+
+/// What `setup_ssh` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SetupRequest {
+    pub user: UserName,
+    pub key: SshPublicKey,
+    pub identity: PathBuf,
+    pub source: String,
+    pub port: u16,
+    pub priority: Option<i32>,
+    pub method: MethodChoice,
+    pub prefer_private_ip: bool,
+    /// Start a stopped VM (default) rather than fail.
+    pub start: bool,
+    pub known_hosts: PathBuf,
+}
+
+/// One step of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub ok: bool,
+    pub duration_ms: u64,
+    pub detail: Value,
+}
+
+/// The whole run; `failed` names the step that stopped it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupReport {
+    pub vm: String,
+    pub resource_group: String,
+    pub host: Option<String>,
+    pub ssh_port: u16,
+    pub user: String,
+    pub ok: bool,
+    pub failed: Option<&'static str>,
+    pub steps: Vec<Step>,
+    pub total_ms: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Run {
+    report: SetupReport,
+    started: Instant,
+}
+
+impl Run {
+    /// Times `fut`; records a failed step and returns the error with the report so far.
+    async fn step<T>(
+        &mut self,
+        name: &'static str,
+        fut: impl std::future::Future<Output = Result<(T, Value), WorkflowError>>,
+    ) -> Result<T, WorkflowError> {
+        let t = Instant::now();
+        let outcome = fut.await;
+        let duration_ms = ms(t.elapsed());
+        match outcome {
+            Ok((value, detail)) => {
+                self.report.steps.push(Step {
+                    step: name,
+                    ok: true,
+                    duration_ms,
+                    detail,
+                });
+                Ok(value)
+            }
+            Err(e) => {
+                self.report.steps.push(Step {
+                    step: name,
+                    ok: false,
+                    duration_ms,
+                    detail: json!({"kind": crate::error::UserError::kind(&e), "message": e.to_string()}),
+                });
+                self.report.failed = Some(name);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs the workflow. On failure the report (with the failed step) comes back with the error.
+pub async fn setup_ssh(
+    arm: &ArmClient,
+    vm: &Vm,
+    req: &SetupRequest,
+) -> Result<SetupReport, Box<(SetupReport, WorkflowError)>> {
+    let mut run = Run {
+        report: SetupReport {
+            vm: vm.name.clone(),
+            resource_group: vm.resource_group.clone(),
+            host: None,
+            ssh_port: pin::ssh_port(req.port),
+            user: req.user.as_str().to_string(),
+            ok: false,
+            failed: None,
+            steps: Vec::new(),
+            total_ms: 0,
+        },
+        started: Instant::now(),
+    };
+    match steps(arm, vm, req, &mut run).await {
+        Ok(()) => {
+            run.report.ok = true;
+            run.report.total_ms = ms(run.started.elapsed());
+            Ok(run.report)
+        }
+        Err(e) => {
+            run.report.total_ms = ms(run.started.elapsed());
+            Err(Box::new((run.report, e)))
+        }
+    }
+}
+
+async fn steps(
+    arm: &ArmClient,
+    vm: &Vm,
+    req: &SetupRequest,
+    run: &mut Run,
+) -> Result<(), WorkflowError> {
+    let fresh = run
+        .step("running", async {
+            if req.start {
+                let (fresh, started) = vm::ensure_running(arm, vm).await?;
+                Ok((fresh, json!({"started": started})))
+            } else {
+                let fresh = vm::get_vm_by_id(arm, &vm.id).await?;
+                guest::check_windows_running(&fresh)?;
+                Ok((fresh, json!({"started": false})))
+            }
+        })
+        .await?;
+    let host = run
+        .step("address", async {
+            let (host, kind) = match (&fresh.public_ip, &fresh.private_ip) {
+                (_, Some(private)) if req.prefer_private_ip => (private.clone(), "private"),
+                (Some(public), _) => (public.clone(), "public"),
+                (None, private) => {
+                    return Err(WorkflowError::NoPublicIp {
+                        vm: fresh.name.clone(),
+                        private_ip: private.clone(),
+                    });
+                }
+            };
+            let detail = json!({"address": host, "kind": kind, "public_ip": fresh.public_ip, "private_ip": fresh.private_ip});
+            Ok((host, detail))
+        })
+        .await?;
+    run.report.host = Some(host.clone());
+    let enabled = run
+        .step("enable", async {
+            let target = KeyTarget::User(req.user.clone());
+            let e = guest::enable(arm, &fresh, req.method, Some((req.key.clone(), target))).await?;
+            let key = e.key.clone();
+            let detail = json!({
+                "method": e.method, "changed": e.changed, "extension_installed": e.extension_installed,
+                "sshd": e.sshd.sshd, "startup": e.sshd.startup, "firewall": e.sshd.firewall,
+                "version": e.sshd.version, "os_build": e.sshd.os_build,
+                "key_path": key.as_ref().map(|k| k.path.clone()),
+                "key_added": key.as_ref().map(|k| k.added),
+                "key_fingerprint": req.key.fingerprint(),
+                "host_keys": e.host_keys.iter().map(SshPublicKey::fingerprint).collect::<Vec<_>>(),
+            });
+            Ok((e, detail))
+        })
+        .await?;
+    run.step("open-port", async {
+        let outcome = network::open_port(
+            arm,
+            &fresh,
+            &OpenPort {
+                port: req.port,
+                source: req.source.clone(),
+                priority: req.priority,
+                name: None,
+                protocol: None,
+            },
+        )
+        .await?;
+        Ok(((), super::nsg::outcome_json(&outcome)))
+    })
+    .await?;
+    let ssh_port = run.report.ssh_port;
+    run.step("pin-host-keys", async {
+        let pinned = pin::pin_keys(
+            &req.known_hosts,
+            &pin::vm_addresses(&fresh),
+            ssh_port,
+            &enabled.host_keys,
+            false,
+        )?;
+        Ok(((), serde_json::to_value(&pinned).unwrap_or(Value::Null)))
+    })
+    .await?;
+    run.step("ssh", async {
+        let detail = check_login(req, &host, ssh_port).await?;
+        Ok(((), detail))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Logs in with the user's key, verifying the host strictly against the pinned file only, and
+/// runs `hostname` and `whoami` (both exist in cmd and PowerShell, whatever DefaultShell is).
+async fn check_login(req: &SetupRequest, host: &str, port: u16) -> Result<Value, WorkflowError> {
+    let mut opts = ConnectOptions::new(host);
+    opts.port = Some(port);
+    opts.user = Some(req.user.as_str().to_string());
+    opts.identity_files = vec![req.identity.clone()];
+    opts.use_agent = false;
+    opts.host_keys = HostKeyPolicy {
+        mode: StrictHostKeyChecking::Yes,
+        known_hosts: KnownHosts::single(&req.known_hosts),
+        ask: None,
+    };
+    let session = Session::connect(opts).await?;
+    let mut out = serde_json::Map::new();
+    for command in ["hostname", "whoami"] {
+        let r = session.exec(command, ExecOptions::default()).await?;
+        if !r.success() {
+            let _ = session.close().await;
+            return Err(WorkflowError::CheckFailed {
+                command: command.into(),
+                code: r
+                    .exit_code
+                    .map_or("without a status".into(), |c| c.to_string()),
+                stderr: String::from_utf8_lossy(&r.stderr).trim().to_string(),
+            });
+        }
+        let text = String::from_utf8_lossy(&r.stdout).trim().to_string();
+        out.insert(command.into(), Value::String(text));
+    }
+    let _ = session.close().await;
+    out.insert("host".into(), json!(host));
+    out.insert("port".into(), json!(port));
+    Ok(Value::Object(out))
+}
+
+/// The private key for a public key file: the same path without `.pub`.
+pub fn private_key_beside(public: &std::path::Path) -> Option<PathBuf> {
+    let s = public.to_str()?;
+    let private = PathBuf::from(s.strip_suffix(".pub")?);
+    private.is_file().then_some(private)
+}
