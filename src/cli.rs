@@ -49,6 +49,125 @@ pub enum Command {
     Runbooks,
     /// Print the function reference (markdown), or write editor definition files
     Docs(DocsArgs),
+    /// Enable the OpenSSH server on a Windows VM (runbook `enable-ssh`)
+    #[command(name = "enable-ssh")]
+    EnableSsh(EnableSshArgs),
+    /// Allow inbound SSH from a source in the VM's NSG (runbook `open-ssh-port`)
+    #[command(name = "open-port")]
+    OpenPort(OpenPortArgs),
+    /// Install a public key for SSH logins on a Windows VM (runbook `copy-key`)
+    #[command(name = "copy-key")]
+    CopyKey(CopyKeyArgs),
+    /// Do the whole workflow: start, enable, key, port, pin host keys, log in (runbook `setup-ssh`)
+    Setup(SetupArgs),
+    /// Request just-in-time access to the VM's SSH port and wait for it (runbook `jit-connect`)
+    Jit(JitArgs),
+}
+
+/// The VM a workflow verb works on, named as `az` does.
+#[derive(Debug, Args, Clone)]
+pub struct VmArgs {
+    /// Resource group of the VM
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_group: String,
+    /// Name of the VM
+    #[arg(
+        short = 'n',
+        long = "name",
+        visible_alias = "vm-name",
+        value_name = "VM"
+    )]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableSshArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// How to install OpenSSH: auto (capability on 2019+, extension before), capability or extension
+    #[arg(long, default_value = "auto", value_parser = ["auto", "capability", "extension"])]
+    pub method: String,
+    /// Start the VM if it is stopped (default: refuse)
+    #[arg(long)]
+    pub start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenPortArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Who may connect: your address, a CIDR or a service tag; `*` opens the port to everyone
+    #[arg(long, value_name = "CIDR")]
+    pub source: String,
+    /// Destination port
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// Rule priority (100-4096; must be free). Default 1000, or the next free one
+    #[arg(long, value_parser = clap::value_parser!(i64).range(100..=4096))]
+    pub priority: Option<i64>,
+    /// Rule name (default allow-SSH for port 22)
+    #[arg(long = "rule-name")]
+    pub rule_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyKeyArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Public key file or key text (default ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub)
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Local user whose key file to write (default: administrators_authorized_keys)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Local user to log in as (default: the VM's admin)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// Who may connect: your address, a CIDR or a service tag; `*` opens the port to everyone
+    #[arg(long, value_name = "CIDR")]
+    pub source: String,
+    /// Public key file to install (default ~/.ssh/id_ed25519.pub, ...)
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Private key to log in with (default: --key without .pub)
+    #[arg(short = 'i', value_name = "PRIVATE_KEY")]
+    pub identity: Option<String>,
+    /// SSH port to open in the NSG
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// NSG rule priority (100-4096; must be free). Default 1000, or the next free one
+    #[arg(long, value_parser = clap::value_parser!(i64).range(100..=4096))]
+    pub priority: Option<i64>,
+    /// How to install OpenSSH: auto, capability or extension
+    #[arg(long, default_value = "auto", value_parser = ["auto", "capability", "extension"])]
+    pub method: String,
+    /// Connect to the private IP (you bring VPN, peering or Bastion)
+    #[arg(long)]
+    pub prefer_private_ip: bool,
+    /// Fail instead of starting a stopped VM
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JitArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Address or CIDR to allow (default: your address as Azure sees it)
+    #[arg(long, value_name = "CIDR")]
+    pub source: Option<String>,
+    /// Port to open
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// How long, ISO 8601 (PT3H, PT30M); at most the policy's maximum
+    #[arg(long, default_value = "PT3H")]
+    pub duration: String,
 }
 
 #[derive(Debug, Args)]

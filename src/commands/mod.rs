@@ -17,6 +17,7 @@ use crate::script::run::Script;
 pub mod docs;
 pub mod run;
 pub mod runbooks;
+pub mod workflow;
 
 pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
     let global = cli.global;
@@ -24,6 +25,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Run(args) => run::run(&global, args).await,
         Command::Runbooks => runbooks::list(&global),
         Command::Docs(args) => docs::docs(&global, args),
+        Command::EnableSsh(args) => workflow::enable_ssh(&global, args).await,
+        Command::OpenPort(args) => workflow::open_port(&global, args).await,
+        Command::CopyKey(args) => workflow::copy_key(&global, args).await,
+        Command::Setup(args) => workflow::setup(&global, args).await,
+        Command::Jit(args) => workflow::jit(&global, args).await,
     }
 }
 

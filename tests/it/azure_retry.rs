@@ -578,7 +578,7 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
     )
     .await;
     assert!(
-        matches!(missing, Err(AzureError::InvalidInput(_))),
+        matches!(missing, Err(AzureError::InvalidSource { .. })),
         "a source is required"
     );
     let req = network::OpenPort {
@@ -587,13 +587,13 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
         ..Default::default()
     };
     let opened = network::open_port(&client, &v, &req).await.expect("opened");
-    assert_eq!(opened.properties.priority, 1002);
+    assert_eq!(opened.rule.properties.priority, 1002);
     assert_eq!(
-        opened.properties.destination_port_range.as_deref(),
+        opened.rule.properties.destination_port_range.as_deref(),
         Some("22")
     );
     assert_eq!(
-        opened.properties.source_address_prefix.as_deref(),
+        opened.rule.properties.source_address_prefix.as_deref(),
         Some("203.0.113.7/32")
     );
 }

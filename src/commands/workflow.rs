@@ -1,0 +1,167 @@
+//! The Azure-side workflow verbs: `enable-ssh`, `open-port`, `copy-key`, `setup`, `jit`. Each
+//! turns its az-style flags into the `ARGS` of its bundled runbook and runs it, so the runbooks
+//! stay the single source of truth for the workflow.
+
+use rhai::{Dynamic, Map};
+
+use crate::cli::{
+    CopyKeyArgs, EnableSshArgs, GlobalArgs, JitArgs, OpenPortArgs, SetupArgs, VmArgs,
+};
+use crate::error::AppError;
+use crate::script::engine::Limits;
+
+/// Builds `ARGS` from `(key, value)` pairs, leaving out the `None`s.
+struct ArgsMap(Map);
+
+impl ArgsMap {
+    fn new(vm: &VmArgs) -> Self {
+        let mut m = Map::new();
+        m.insert("resource_group".into(), vm.resource_group.clone().into());
+        m.insert("name".into(), vm.name.clone().into());
+        ArgsMap(m)
+    }
+
+    fn set(mut self, key: &str, value: impl Into<Dynamic>) -> Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    fn opt<T: Into<Dynamic>>(self, key: &str, value: Option<T>) -> Self {
+        match value {
+            Some(v) => self.set(key, v),
+            None => self,
+        }
+    }
+}
+
+/// Runs bundled runbook `name` with `args` and prints its result.
+async fn run_runbook(global: &GlobalArgs, name: &str, args: ArgsMap) -> Result<(), AppError> {
+    let script = super::load_script(name)?;
+    let value = super::run_blocking(
+        super::settings(global),
+        Limits::default(),
+        None,
+        move |ctx| crate::script::run::run(&ctx, &script, args.0, |_| {}),
+    )
+    .await?;
+    super::print_result(global, &value)
+}
+
+pub async fn enable_ssh(global: &GlobalArgs, a: EnableSshArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm)
+        .set("method", a.method)
+        .set("start", a.start);
+    run_runbook(global, "enable-ssh", args).await
+}
+
+pub async fn open_port(global: &GlobalArgs, a: OpenPortArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm)
+        .set("source", a.source)
+        .set("port", i64::from(a.port))
+        .opt("priority", a.priority)
+        .opt("rule_name", a.rule_name);
+    run_runbook(global, "open-ssh-port", args).await
+}
+
+pub async fn copy_key(global: &GlobalArgs, a: CopyKeyArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm)
+        .opt("key", a.key)
+        .opt("user", a.local_user);
+    run_runbook(global, "copy-key", args).await
+}
+
+pub async fn setup(global: &GlobalArgs, a: SetupArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm)
+        .set("source", a.source)
+        .opt("user", a.local_user)
+        .opt("key", a.key)
+        .opt("identity", a.identity)
+        .set("port", i64::from(a.port))
+        .opt("priority", a.priority)
+        .set("method", a.method)
+        .set("prefer_private_ip", a.prefer_private_ip)
+        .set("start", !a.no_start);
+    run_runbook(global, "setup-ssh", args).await
+}
+
+pub async fn jit(global: &GlobalArgs, a: JitArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm)
+        .opt("source", a.source)
+        .set("port", i64::from(a.port))
+        .set("duration", a.duration);
+    run_runbook(global, "jit-connect", args).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
+        crate::cli::Cli::try_parse_from(std::iter::once("azssh").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn verbs_take_az_style_flags() {
+        let cli = parse(&[
+            "open-port",
+            "-g",
+            "rg",
+            "-n",
+            "web01",
+            "--source",
+            "203.0.113.7",
+            "--priority",
+            "1100",
+        ])
+        .unwrap();
+        match cli.command {
+            crate::cli::Command::OpenPort(a) => {
+                assert_eq!(
+                    (a.vm.resource_group.as_str(), a.vm.name.as_str()),
+                    ("rg", "web01")
+                );
+                assert_eq!((a.port, a.priority), (22, Some(1100)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&[
+                "setup",
+                "--resource-group",
+                "rg",
+                "--name",
+                "v",
+                "--local-user",
+                "u",
+                "--source",
+                "*",
+                "-i",
+                "k"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn missing_or_bad_flags_are_usage_errors() {
+        for bad in [
+            &["open-port", "-g", "rg", "-n", "v"][..],
+            &["enable-ssh", "-n", "v"],
+            &["enable-ssh", "-g", "rg", "-n", "v", "--method", "msi"],
+            &[
+                "open-port",
+                "-g",
+                "rg",
+                "-n",
+                "v",
+                "--source",
+                "x",
+                "--priority",
+                "50",
+            ],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+}
