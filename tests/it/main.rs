@@ -13,5 +13,6 @@ mod harness;
 mod script;
 mod ssh;
 mod sshd;
+mod workflow;
 
 pub use harness::Test;

@@ -1,0 +1,367 @@
+//! The workflow verbs and runbooks (`enable-ssh`, `open-port`, `copy-key`, `check-prereqs`,
+//! `jit`, `setup`) run by the real binary against the in-process emulator, whose Windows guest
+//! model shows the end state: sshd running and Automatic, firewall rule on, key file UTF-8
+//! without BOM with the SID-based ACL, host keys pinned.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use azssh::emulator::guest::{Guest, GuestConfig, ServiceStatus, SharedGuest, StartupType};
+use azssh::emulator::{
+    Emulator, EmulatorConfig, EmulatorHandle, GuestFactory, GuestOutput, GuestRuntime, GuestSpec,
+    PowerState, WindowsRelease,
+};
+use serde_json::Value;
+
+use crate::harness::{Test, stdout_of};
+
+/// `SharedGuest` behind the emulator's guest seam.
+struct Runtime(Arc<SharedGuest>);
+
+impl GuestRuntime for Runtime {
+    fn run_powershell(&self, script: &str) -> GuestOutput {
+        let out = self.0.run_powershell(script);
+        GuestOutput {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        }
+    }
+    fn install_openssh_extension(&self) -> Result<(), String> {
+        self.0.install_openssh_extension()
+    }
+    fn sshd_listening(&self) -> bool {
+        self.0.sshd_listening()
+    }
+}
+
+/// Makes the model guests and keeps them for the tests to inspect; `fail_capability` names VMs
+/// whose `Add-WindowsCapability` fails with 0x800f0954 (no Windows Update access).
+#[derive(Default)]
+struct Guests {
+    made: Mutex<HashMap<String, Arc<SharedGuest>>>,
+    fail_capability: Mutex<Vec<String>>,
+    root: PathBuf,
+}
+
+impl GuestFactory for Guests {
+    fn create(&self, spec: &GuestSpec) -> Arc<dyn GuestRuntime> {
+        let mut config = GuestConfig::new(
+            7,
+            spec.release.build(),
+            &spec.computer_name,
+            &spec.admin_username,
+        );
+        if self.fail_capability.lock().unwrap().contains(&spec.name) {
+            config.capability_failure = Some(azssh::emulator::guest::E_NO_UPDATE_SOURCE);
+        }
+        let shared = Arc::new(SharedGuest::new(
+            Guest::new(config),
+            self.root.join(&spec.name),
+        ));
+        self.made
+            .lock()
+            .unwrap()
+            .insert(spec.name.clone(), shared.clone());
+        Arc::new(Runtime(shared))
+    }
+}
+
+struct Env {
+    handle: EmulatorHandle,
+    guests: Arc<Guests>,
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let home = tempfile::tempdir().unwrap();
+        let guests = Arc::new(Guests {
+            root: home.path().join("guests"),
+            ..Default::default()
+        });
+        let handle = Emulator::start(EmulatorConfig {
+            vms: 40,
+            seed: 3,
+            speed: 1000.0,
+            throttling: false,
+            guests: Some(guests.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        Env {
+            handle,
+            guests,
+            home,
+        }
+    }
+
+    /// The binary, pointed at the emulator, with its own home and config dir.
+    fn azssh(&self, args: &[&str]) -> Test {
+        Test::new()
+            .args(args)
+            .env("AZSSH_ARM_ENDPOINT", self.handle.endpoint())
+            .env("AZSSH_ACCESS_TOKEN", self.handle.token().expose())
+            .env("AZURE_SUBSCRIPTION_ID", self.handle.subscription_id())
+            .env("AZSSH_OUTPUT", "json")
+            .env("HOME", &self.home.path().display().to_string())
+            .env(
+                "XDG_CONFIG_HOME",
+                &self.home.path().join("config").display().to_string(),
+            )
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.home.path().join("config/azssh/known_hosts")
+    }
+
+    /// A VM of `release` in `power` state, with (or without) a public IP.
+    fn pick(
+        &self,
+        release: Option<WindowsRelease>,
+        power: PowerState,
+        public: bool,
+    ) -> (String, String) {
+        self.handle
+            .vms()
+            .into_iter()
+            .find(|v| {
+                release.is_none_or(|r| v.release == r)
+                    && v.power_state == power
+                    && v.public_ip.is_some() == public
+                    && !self.guests.made.lock().unwrap().contains_key(&v.name)
+            })
+            .map(|v| (v.resource_group, v.name))
+            .unwrap_or_else(|| panic!("no {release:?} VM {power:?} public={public} in the world"))
+    }
+
+    fn guest(&self, name: &str) -> Arc<SharedGuest> {
+        self.guests.made.lock().unwrap()[name].clone()
+    }
+
+    fn key(&self) -> (PathBuf, String) {
+        let path = self.home.path().join("id_ed25519");
+        let k =
+            azssh::ssh::keys::generate_key(&path, azssh::ssh::keys::KeyKind::Ed25519, "me@laptop")
+                .unwrap();
+        (k.public, k.fingerprint)
+    }
+}
+
+/// Runs the binary off the async runtime (the emulator serves on it meanwhile).
+async fn run(t: Test) -> Value {
+    let out = tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let text = stdout_of(&out);
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn assert_sshd_ready(g: &SharedGuest) {
+    let guest = g.lock();
+    let sshd = guest.sshd().expect("sshd installed");
+    assert_eq!(sshd.status, ServiceStatus::Running);
+    assert_eq!(sshd.startup, StartupType::Automatic);
+    assert!(guest.firewall_allows(22), "firewall rule on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_ssh_uses_the_capability_on_2022_and_is_idempotent() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2022), PowerState::Running, true);
+    let first = run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name])).await;
+    assert_eq!(first["method"], "capability");
+    assert_eq!(first["changed"], true);
+    assert_eq!(first["sshd"], "Running");
+    assert_eq!(first["startup"], "Automatic");
+    assert!(!first["host_keys"].as_array().unwrap().is_empty());
+    assert_sshd_ready(&env.guest(&name));
+    let again = run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name])).await;
+    assert_eq!(again["changed"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_ssh_uses_the_extension_on_2016_then_repairs_the_service() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2016), PowerState::Running, true);
+    let r = run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name])).await;
+    assert_eq!(r["method"], "extension");
+    assert_eq!(r["changed"], true);
+    assert_sshd_ready(&env.guest(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_without_windows_update_fails_with_the_documented_fix() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2019), PowerState::Running, true);
+    env.guests
+        .fail_capability
+        .lock()
+        .unwrap()
+        .push(name.clone());
+    let t = env
+        .azssh(&["enable-ssh", "-g", &rg, "-n", &name])
+        .status(1)
+        .stderr_contains("0x800f0954")
+        .stderr_contains("Features on Demand");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    // The documented way out: the extension.
+    let r = run(env.azssh(&[
+        "enable-ssh",
+        "-g",
+        &rg,
+        "-n",
+        &name,
+        "--method",
+        "extension",
+    ]))
+    .await;
+    assert_eq!(r["method"], "extension");
+    assert_sshd_ready(&env.guest(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_vm_is_refused_or_started() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(None, PowerState::Deallocated, true);
+    let t = env
+        .azssh(&["enable-ssh", "-g", &rg, "-n", &name])
+        .status(1)
+        .stderr_contains("is deallocated")
+        .stderr_contains("--start");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let r = run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name, "--start"])).await;
+    assert_eq!(r["started"], true);
+    assert_eq!(r["sshd"], "Running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_key_writes_utf8_without_bom_with_the_sid_acl_once() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2025), PowerState::Running, true);
+    let (public, fingerprint) = env.key();
+    let public = public.display().to_string();
+    run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name])).await;
+    let first = run(env.azssh(&["copy-key", "-g", &rg, "-n", &name, "--key", &public])).await;
+    assert_eq!(first["added"], true);
+    assert_eq!(first["fingerprint"], fingerprint.as_str());
+    let path = first["path"].as_str().unwrap().to_string();
+    assert!(path.ends_with("administrators_authorized_keys"), "{path}");
+    {
+        let guest = env.guest(&name);
+        let g = guest.lock();
+        let file = g.file(&path).expect("key file");
+        assert!(!file.bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
+        let text = String::from_utf8(file.bytes.clone()).expect("utf-8");
+        assert_eq!(text.matches("ssh-ed25519 ").count(), 1);
+        assert!(!file.acl.inherited);
+        let sids: Vec<&str> = file.acl.grants.keys().map(String::as_str).collect();
+        assert_eq!(sids, ["S-1-5-18", "S-1-5-32-544"]);
+    }
+    let again = run(env.azssh(&["copy-key", "-g", &rg, "-n", &name, "--key", &public])).await;
+    assert_eq!(again["added"], false, "key already present");
+    let text =
+        String::from_utf8(env.guest(&name).lock().file(&path).unwrap().bytes.clone()).unwrap();
+    assert_eq!(text.matches("ssh-ed25519 ").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_port_reports_priority_moves_refuses_taken_ones_and_is_idempotent() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(None, PowerState::Running, true);
+    let src = "203.0.113.7/32";
+    let first = run(env.azssh(&["open-port", "-g", &rg, "-n", &name, "--source", src])).await;
+    assert_eq!(first["name"], "allow-SSH");
+    assert_eq!(first["changed"], true);
+    let priority = first["priority"].as_i64().unwrap();
+    let again = run(env.azssh(&["open-port", "-g", &rg, "-n", &name, "--source", src])).await;
+    assert_eq!(
+        (again["changed"].clone(), again["priority"].as_i64()),
+        (Value::Bool(false), Some(priority))
+    );
+
+    // Another rule asking for the taken priority is refused, naming the holder.
+    let p = priority.to_string();
+    let t = env
+        .azssh(&[
+            "open-port",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--source",
+            src,
+            "--port",
+            "3389",
+            "--priority",
+            &p,
+        ])
+        .status(1)
+        .stderr_contains(&format!("priority {priority} is taken by rule `allow-SSH`"));
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    // Without a priority it moves on and says so.
+    let rdp = run(env.azssh(&[
+        "open-port",
+        "-g",
+        &rg,
+        "-n",
+        &name,
+        "--source",
+        src,
+        "--port",
+        "3389",
+    ]))
+    .await;
+    assert_eq!(rdp["name"], "allow-3389");
+    assert!(rdp["priority"].as_i64().unwrap() > 1000);
+    assert_eq!(rdp["priority_moved_from"], 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_port_needs_a_valid_source_and_warns_for_the_internet() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(None, PowerState::Running, true);
+    let t = env.azssh(&["open-port", "-g", &rg, "-n", &name]).status(2);
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let t = env
+        .azssh(&[
+            "open-port",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--source",
+            "1.2.3.4;rm",
+        ])
+        .status(1)
+        .stderr_contains("not a valid rule source");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let t = env
+        .azssh(&["open-port", "-g", &rg, "-n", &name, "--source", "*"])
+        .stderr_contains("open to the whole Internet");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prereqs_lists_what_is_missing() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(None, PowerState::Running, false);
+    let r = run(env.azssh(&[
+        "run",
+        "check-prereqs",
+        "--arg",
+        &format!("resource_group={rg}"),
+        "--arg",
+        &format!("name={name}"),
+    ]))
+    .await;
+    assert_eq!(r["ready"], false);
+    let problems: Vec<&str> = r["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(problems.contains(&"public_ip"), "{problems:?}");
+}
