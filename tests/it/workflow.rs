@@ -365,3 +365,165 @@ async fn check_prereqs_lists_what_is_missing() {
         .collect();
     assert!(problems.contains(&"public_ip"), "{problems:?}");
 }
+
+/// Runs an inline script against the emulator and returns its JSON result.
+async fn script(env: &Env, text: &str) -> Value {
+    let t = env.azssh(&["run", "inline.rhai"]).file("inline.rhai", text);
+    run(t).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_host_keys_pins_every_address_and_never_overwrites_a_changed_key() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2022), PowerState::Running, true);
+    run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name])).await;
+    let pin = format!("let v = vm(\"{rg}\", \"{name}\"); pin_host_keys(v)");
+    let first = script(&env, &pin).await;
+    let hosts: Vec<&str> = first["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(hosts.len(), 2, "public and private address: {hosts:?}");
+    assert!(first["added"].as_i64().unwrap() >= 2);
+    let pinned = std::fs::read_to_string(env.known_hosts()).unwrap();
+    for h in &hosts {
+        assert!(
+            pinned.lines().any(|l| l.starts_with(&format!("{h} "))),
+            "{h} in\n{pinned}"
+        );
+    }
+    let again = script(&env, &pin).await;
+    assert_eq!(again["added"], 0);
+
+    // A rebuilt VM: Azure reports new keys, which must not silently replace the pinned ones.
+    env.guest(&name).lock().rebuild_host_keys();
+    let t = env
+        .azssh(&["run", "inline.rhai"])
+        .file("inline.rhai", &pin)
+        .stderr_contains("changed");
+    let changed = run(t).await;
+    assert_eq!(changed["added"], 0);
+    assert_eq!(changed["conflicts"].as_array().unwrap().len(), hosts.len());
+    assert_eq!(std::fs::read_to_string(env.known_hosts()).unwrap(), pinned);
+
+    let replace = format!("let v = vm(\"{rg}\", \"{name}\"); pin_host_keys(v, #{{replace: true}})");
+    let replaced = script(&env, &replace).await;
+    assert!(replaced["conflicts"].as_array().unwrap().is_empty());
+    assert_ne!(std::fs::read_to_string(env.known_hosts()).unwrap(), pinned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_key_for_a_standard_user_goes_to_their_profile() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2019), PowerState::Running, true);
+    let (public, _) = env.key();
+    run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name])).await;
+    env.guest(&name).lock().add_user("nina", false, true);
+    let k = run(env.azssh(&[
+        "copy-key",
+        "-g",
+        &rg,
+        "-n",
+        &name,
+        "--key",
+        &public.display().to_string(),
+        "--local-user",
+        "nina",
+    ]))
+    .await;
+    assert_eq!(k["admin"], false);
+    let path = k["path"].as_str().unwrap();
+    assert!(
+        path.to_lowercase().ends_with(r"nina\.ssh\authorized_keys"),
+        "{path}"
+    );
+    let t = env
+        .azssh(&[
+            "copy-key",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--key",
+            &public.display().to_string(),
+            "--local-user",
+            "bad'user",
+        ])
+        .status(1)
+        .stderr_contains("not a valid windows user name");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jit_requests_access_and_waits_until_it_is_active() {
+    let env = Env::start().await;
+    let found = script(
+        &env,
+        r#"let jit = vms().filter(|v| v.power_state == "running" && nsg_rules(v).some(|r| r.name.starts_with("SecurityCenter-JITRule") && r.name.contains(v.name)));
+           let plain = vms().filter(|v| v.power_state == "running" && !nsg_rules(v).some(|r| r.name.starts_with("SecurityCenter-JITRule")));
+           #{jit: [jit[0].resource_group, jit[0].name], plain: [plain[0].resource_group, plain[0].name]}"#,
+    )
+    .await;
+    let (rg, name) = (
+        found["jit"][0].as_str().unwrap(),
+        found["jit"][1].as_str().unwrap(),
+    );
+    let r = run(env.azssh(&[
+        "jit",
+        "-g",
+        rg,
+        "-n",
+        name,
+        "--source",
+        "203.0.113.7",
+        "--duration",
+        "PT1H",
+    ]))
+    .await;
+    assert_eq!(r["access"]["status"], "Initiated");
+    assert_eq!(r["access"]["source"], "203.0.113.7");
+    assert_eq!(r["access"]["port"], 22);
+
+    let (rg, name) = (
+        found["plain"][0].as_str().unwrap(),
+        found["plain"][1].as_str().unwrap(),
+    );
+    let t = env
+        .azssh(&["jit", "-g", rg, "-n", name])
+        .status(1)
+        .stderr_contains("no just-in-time policy covers");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let t = env
+        .azssh(&["jit", "-g", rg, "-n", name, "--duration", "soon"])
+        .status(1)
+        .stderr_contains("ISO 8601");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_without_a_public_ip_says_how_to_reach_the_private_one() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(None, PowerState::Running, false);
+    let (public, _) = env.key();
+    let t = env
+        .azssh(&[
+            "setup",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--local-user",
+            "azureuser",
+            "--source",
+            "203.0.113.7",
+            "--key",
+            &public.display().to_string(),
+        ])
+        .status(1)
+        .stderr_contains("step `address` failed")
+        .stderr_contains("has no public IP address")
+        .stderr_contains("prefer_private_ip");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+}
