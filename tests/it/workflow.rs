@@ -527,3 +527,29 @@ async fn setup_without_a_public_ip_says_how_to_reach_the_private_one() {
         .stderr_contains("prefer_private_ip");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_port_uses_the_subnet_nsg_when_the_nic_has_none() {
+    let env = Env::start().await;
+    let r = script(
+        &env,
+        r#"let scopes = [];
+           for v in vms().filter(|v| v.power_state == "running").extract(0, 8) {
+               let rule = open_port(v, #{source: "VirtualNetwork", port: 5986});
+               scopes.push(rule.scope);
+               if !v.nsg_ids.contains(rule.nsg_id) { throw `rule went to ${rule.nsg_id}, not one of ${v.nsg_ids}`; }
+           }
+           scopes"#,
+    )
+    .await;
+    let scopes: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        scopes.contains(&"nic") && scopes.contains(&"subnet"),
+        "{scopes:?}"
+    );
+}
