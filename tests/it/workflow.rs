@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use azssh::emulator::guest::{Guest, GuestConfig, ServiceStatus, SharedGuest, StartupType};
+use azssh::emulator::guest_ssh::{
+    ExecOutcome, GuestAccess, GuestPort, GuestSshHandle, GuestSshServer, reserve_guest_port,
+};
 use azssh::emulator::{
     Emulator, EmulatorConfig, EmulatorHandle, GuestFactory, GuestOutput, GuestRuntime, GuestSpec,
     PowerState, WindowsRelease,
@@ -34,6 +37,29 @@ impl GuestRuntime for Runtime {
     }
     fn sshd_listening(&self) -> bool {
         self.0.sshd_listening()
+    }
+}
+
+impl GuestAccess for Runtime {
+    fn host_key(&self) -> russh::keys::PrivateKey {
+        self.0.host_key()
+    }
+    fn sshd_running(&self) -> bool {
+        self.0.sshd_running()
+    }
+    fn is_authorized(&self, user: &str, key: &russh::keys::PublicKey) -> bool {
+        self.0.is_authorized(user, key)
+    }
+    fn exec(&self, user: &str, command_line: &str) -> ExecOutcome {
+        let out = self.0.exec(user, command_line);
+        ExecOutcome {
+            stdout: out.stdout.into_bytes(),
+            stderr: out.stderr.into_bytes(),
+            exit_code: out.exit_code as u32,
+        }
+    }
+    fn sftp_root(&self) -> PathBuf {
+        self.0.sftp_root()
     }
 }
 
@@ -70,7 +96,7 @@ impl GuestFactory for Guests {
 }
 
 struct Env {
-    handle: EmulatorHandle,
+    handle: Arc<EmulatorHandle>,
     guests: Arc<Guests>,
     home: tempfile::TempDir,
 }
@@ -93,7 +119,7 @@ impl Env {
         .await
         .unwrap();
         Env {
-            handle,
+            handle: Arc::new(handle),
             guests,
             home,
         }
@@ -112,6 +138,39 @@ impl Env {
                 "XDG_CONFIG_HOME",
                 &self.home.path().join("config").display().to_string(),
             )
+    }
+
+    /// Serves the VM's guest sshd on its loopback "public IP" (admitting only what its NSGs
+    /// admit), as the emulator does once wired; the host key is the guest's at this moment.
+    async fn serve_ssh(&self, rg: &str, name: &str, port: &GuestPort) -> GuestSshHandle {
+        let ip = self
+            .handle
+            .vms()
+            .into_iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.public_ip)
+            .unwrap();
+        self.handle.guest(rg, name).unwrap();
+        let access: Arc<dyn GuestAccess> = Arc::new(Runtime(self.guest(name)));
+        let (h, rg, name) = (self.handle.clone(), rg.to_string(), name.to_string());
+        let admit: azssh::emulator::guest_ssh::Admission =
+            Arc::new(move |source: std::net::IpAddr, port: u16| match source {
+                std::net::IpAddr::V4(v4) => h.admits(&rg, &name, v4, port).unwrap_or(false),
+                std::net::IpAddr::V6(_) => false,
+            });
+        // A listener just shut down closes asynchronously: retry the bind until it is free.
+        let mut tries = 0;
+        loop {
+            match GuestSshServer::start((ip, port.port()).into(), access.clone(), admit.clone()) {
+                Ok(handle) => return handle,
+                Err(e) if tries < 200 => {
+                    tries += 1;
+                    tracing::debug!("guest sshd bind: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("guest sshd bind: {e}"),
+            }
+        }
     }
 
     fn known_hosts(&self) -> PathBuf {
@@ -552,4 +611,75 @@ async fn open_port_uses_the_subnet_nsg_when_the_nic_has_none() {
         scopes.contains(&"nic") && scopes.contains(&"subnet"),
         "{scopes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_does_the_whole_workflow_then_refuses_a_rebuilt_host() {
+    let env = Env::start().await;
+    let (rg, name) = env.pick(Some(WindowsRelease::Ws2019), PowerState::Running, true);
+    let (public, fingerprint) = env.key();
+    let port = reserve_guest_port(0).unwrap();
+    let mut sshd = env.serve_ssh(&rg, &name, &port).await;
+    let ssh_port = port.port().to_string();
+    let setup = |env: &Env| {
+        env.azssh(&[
+            "setup",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--source",
+            "127.0.0.0/8",
+            "--key",
+            &public.display().to_string(),
+        ])
+        .env("AZSSH_SSH_PORT", &ssh_port)
+    };
+    let report = run(setup(&env)).await;
+    assert_eq!(report["ok"], true);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "running",
+            "address",
+            "enable",
+            "open-port",
+            "pin-host-keys",
+            "ssh"
+        ]
+    );
+    let enable = &report["steps"][2]["detail"];
+    assert_eq!(enable["method"], "capability");
+    assert_eq!(enable["key_added"], true);
+    assert_eq!(enable["key_fingerprint"], fingerprint.as_str());
+    let ssh = &report["steps"][5]["detail"];
+    let user = report["user"].as_str().unwrap().to_lowercase();
+    let whoami = ssh["whoami"].as_str().unwrap().to_lowercase();
+    assert!(whoami.ends_with(&format!("\\{user}")), "{ssh}");
+    assert!(!ssh["hostname"].as_str().unwrap().is_empty());
+    assert_sshd_ready(&env.guest(&name));
+
+    // Again: nothing to change, and the key is not added twice.
+    let again = run(setup(&env)).await;
+    assert_eq!(again["steps"][2]["detail"]["changed"], false);
+    assert_eq!(again["steps"][2]["detail"]["key_added"], false);
+    assert_eq!(again["steps"][3]["detail"]["changed"], false);
+
+    // The VM is rebuilt: new host keys. Pinning reports it and the SSH step refuses the host.
+    env.guest(&name).lock().rebuild_host_keys();
+    sshd.shutdown();
+    drop(sshd);
+    sshd = env.serve_ssh(&rg, &name, &port).await;
+    let t = setup(&env)
+        .status(1)
+        .stderr_contains("step `ssh` failed")
+        .stderr_contains("host key of");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    drop(sshd);
 }
