@@ -79,6 +79,9 @@ pub enum AzureError {
         holder: String,
         nsg: String,
     },
+    /// No just-in-time policy in the VM's resource group lists the VM.
+    #[error("no just-in-time policy covers VM `{vm}`")]
+    NoJitPolicy { vm: String },
     /// An NSG rule source that is neither an address, a CIDR nor a service tag.
     #[error("`{source_prefix}` is not a valid rule source: {reason}")]
     InvalidSource {
@@ -263,6 +266,7 @@ impl UserError for AzureError {
             NotFound(_) => "azure.not_found",
             PriorityTaken { .. } => "azure.priority_taken",
             InvalidSource { .. } => "azure.invalid_source",
+            NoJitPolicy { .. } => "azure.no_jit_policy",
         }
     }
 
@@ -299,6 +303,9 @@ impl UserError for AzureError {
             }
             (BadEndpoint(_), _) => "set `AZSSH_ARM_ENDPOINT` like `https://management.azure.com`".to_string(),
             (Transport { .. }, _) => "check the network and `AZSSH_ARM_ENDPOINT`".to_string(),
+            (NoJitPolicy { .. }, _) => {
+                "enable just-in-time VM access for it in Microsoft Defender for Cloud (Defender for Servers plan), or open the port with `open_port`".to_string()
+            }
             (PriorityTaken { .. }, _) => {
                 "leave `priority` out to take the next free one, or pick another (100-4096)".to_string()
             }

@@ -288,14 +288,14 @@ pub async fn request_and_wait(
     source: Option<&str>,
     duration: std::time::Duration,
 ) -> Result<JitAccess> {
-    let policy = get_vm_jit_policy(client, vm_id).await?.ok_or_else(|| {
-        AzureError::NotFound(format!(
-            "no just-in-time policy covers VM `{}`",
-            ResourceId::parse(vm_id)
-                .map(|id| id.name().to_string())
-                .unwrap_or_else(|_| vm_id.to_string())
-        ))
-    })?;
+    let policy =
+        get_vm_jit_policy(client, vm_id)
+            .await?
+            .ok_or_else(|| AzureError::NoJitPolicy {
+                vm: ResourceId::parse(vm_id)
+                    .map(|id| id.name().to_string())
+                    .unwrap_or_else(|_| vm_id.to_string()),
+            })?;
     let covered = policy
         .properties
         .virtual_machines

@@ -552,7 +552,8 @@ async fn jit_requests_access_and_waits_until_it_is_active() {
     let t = env
         .azssh(&["jit", "-g", rg, "-n", name])
         .status(1)
-        .stderr_contains("no just-in-time policy covers");
+        .stderr_contains("no just-in-time policy covers")
+        .stderr_contains("Defender for Cloud");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     let t = env
         .azssh(&["jit", "-g", rg, "-n", name, "--duration", "soon"])
