@@ -290,6 +290,23 @@ async fn stopped_vm_is_refused_or_started() {
         .stderr_contains("is deallocated")
         .stderr_contains("--start");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let (public, _) = env.key();
+    let t = env
+        .azssh(&[
+            "setup",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--source",
+            "10.0.0.0/8",
+            "--no-start",
+        ])
+        .args(&["--key", &public.display().to_string()])
+        .status(1)
+        .stderr_contains("step `running` failed")
+        .stderr_contains("is deallocated");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     let r = run(env.azssh(&["enable-ssh", "-g", &rg, "-n", &name, "--start"])).await;
     assert_eq!(r["started"], true);
     assert_eq!(r["sshd"], "Running");
