@@ -34,6 +34,25 @@ impl ArgsMap {
     }
 }
 
+/// Flag values the runbook would refuse anyway, checked first so they are usage errors (exit 2).
+fn check_source(source: Option<&str>) -> Result<(), AppError> {
+    match source {
+        Some(s) => crate::azure::network::validate_source(s)
+            .map(|_| ())
+            .map_err(|e| AppError::usage_from(&e)),
+        None => Ok(()),
+    }
+}
+
+fn check_user(user: Option<&str>) -> Result<(), AppError> {
+    match user {
+        Some(u) => crate::windows::UserName::parse(u)
+            .map(|_| ())
+            .map_err(|e| AppError::usage_from(&e)),
+        None => Ok(()),
+    }
+}
+
 /// Runs bundled runbook `name` with `args` and prints its result.
 async fn run_runbook(global: &GlobalArgs, name: &str, args: ArgsMap) -> Result<(), AppError> {
     let script = super::load_script(name)?;
@@ -55,6 +74,7 @@ pub async fn enable_ssh(global: &GlobalArgs, a: EnableSshArgs) -> Result<(), App
 }
 
 pub async fn open_port(global: &GlobalArgs, a: OpenPortArgs) -> Result<(), AppError> {
+    check_source(Some(&a.source))?;
     let args = ArgsMap::new(&a.vm)
         .set("source", a.source)
         .set("port", i64::from(a.port))
@@ -64,6 +84,7 @@ pub async fn open_port(global: &GlobalArgs, a: OpenPortArgs) -> Result<(), AppEr
 }
 
 pub async fn copy_key(global: &GlobalArgs, a: CopyKeyArgs) -> Result<(), AppError> {
+    check_user(a.local_user.as_deref())?;
     let args = ArgsMap::new(&a.vm)
         .opt("key", a.key)
         .opt("user", a.local_user);
@@ -71,6 +92,8 @@ pub async fn copy_key(global: &GlobalArgs, a: CopyKeyArgs) -> Result<(), AppErro
 }
 
 pub async fn setup(global: &GlobalArgs, a: SetupArgs) -> Result<(), AppError> {
+    check_source(Some(&a.source))?;
+    check_user(a.local_user.as_deref())?;
     let args = ArgsMap::new(&a.vm)
         .set("source", a.source)
         .opt("user", a.local_user)
@@ -85,6 +108,8 @@ pub async fn setup(global: &GlobalArgs, a: SetupArgs) -> Result<(), AppError> {
 }
 
 pub async fn jit(global: &GlobalArgs, a: JitArgs) -> Result<(), AppError> {
+    check_source(a.source.as_deref())?;
+    crate::azure::jit::parse_duration(&a.duration).map_err(|e| AppError::usage_from(&e))?;
     let args = ArgsMap::new(&a.vm)
         .opt("source", a.source)
         .set("port", i64::from(a.port))

@@ -410,13 +410,34 @@ async fn open_port_needs_a_valid_source_and_warns_for_the_internet() {
             "--source",
             "1.2.3.4;rm",
         ])
-        .status(1)
+        .status(2)
         .stderr_contains("not a valid rule source");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     let t = env
         .azssh(&["open-port", "-g", &rg, "-n", &name, "--source", "*"])
         .stderr_contains("open to the whole Internet");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    // Scripts catch the same refusals as values.
+    let kinds = script(
+        &env,
+        &format!(
+            r#"let v = vm("{rg}", "{name}");
+               let kinds = [];
+               for o in [#{{}}, #{{source: "$(whoami)"}}, #{{source: "10.0.0.0/8", priority: 50}}] {{
+                   try {{ open_port(v, o); kinds.push("opened"); }} catch (e) {{ kinds.push(e.kind); }}
+               }}
+               kinds"#
+        ),
+    )
+    .await;
+    assert_eq!(
+        kinds,
+        serde_json::json!([
+            "script.bad_argument",
+            "azure.invalid_source",
+            "script.bad_argument"
+        ])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,7 +548,7 @@ async fn copy_key_for_a_standard_user_goes_to_their_profile() {
             "--local-user",
             "bad'user",
         ])
-        .status(1)
+        .status(2)
         .stderr_contains("not a valid windows user name");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
 }
@@ -574,7 +595,7 @@ async fn jit_requests_access_and_waits_until_it_is_active() {
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     let t = env
         .azssh(&["jit", "-g", rg, "-n", name, "--duration", "soon"])
-        .status(1)
+        .status(2)
         .stderr_contains("ISO 8601");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
 }
