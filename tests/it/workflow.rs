@@ -390,6 +390,17 @@ async fn open_port_reports_priority_moves_refuses_taken_ones_and_is_idempotent()
     ]))
     .await;
     assert_eq!(rdp["name"], "allow-3389");
+    let closed = script(
+        &env,
+        &format!(
+            r#"let v = vm("{rg}", "{name}");
+               let first = close_port(v, "allow-3389");
+               let second = close_port(v, "allow-3389");
+               [first, second, nsg_rules(v).filter(|r| r.name == "allow-3389").len()]"#
+        ),
+    )
+    .await;
+    assert_eq!(closed, serde_json::json!([true, false, 0]));
     assert!(rdp["priority"].as_i64().unwrap() > 1000);
     assert_eq!(rdp["priority_moved_from"], 1000);
 }
