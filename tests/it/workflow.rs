@@ -2,6 +2,11 @@
 //! `jit`, `setup`) run by the real binary against the in-process emulator, whose Windows guest
 //! model shows the end state: sshd running and Automatic, firewall rule on, key file UTF-8
 //! without BOM with the SID-based ACL, host keys pinned.
+//!
+//! The tests plug the guest model (`SharedGuest`) into the emulator's guest seam themselves and
+//! serve a guest's sshd on its loopback "public IP" with `GuestSshServer`, admitting only what
+//! the VM's NSGs admit, so they control per-VM faults (a failing capability install) and the
+//! moment a rebuilt host key is served.
 #![allow(clippy::unwrap_used)]
 
 mod setup;
