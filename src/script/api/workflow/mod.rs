@@ -195,7 +195,8 @@ fn register_keys(engine: &mut Engine, ctx: &Ctx) {
 /// (`<config dir>/azssh/known_hosts`, which `ssh()` reads) for the VM's public and private
 /// addresses (with the emulator's `AZSSH_SSH_PORT`, as `[ip]:port`). A key that differs from
 /// one already pinned is not written: it is listed in `conflicts` and SSH refuses the host until
-/// you pin with `#{replace: true}`. Returns `#{known_hosts, hosts, fingerprints, added,
+/// you pin with `#{replace: true}`. Options: `replace`, `port` (the SSH port clients use),
+/// `known_hosts` (another file). Returns `#{known_hosts, hosts, fingerprints, added,
 /// conflicts}`.
 ///
 /// # Example
@@ -245,7 +246,10 @@ fn pin_host_keys(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
         &["replace", "port", "known_hosts"],
     )?;
     let replace = o.bool("replace")?.unwrap_or(false);
-    let port = pin::ssh_port(o.int_in("port", 1..=65535)?.unwrap_or(22) as u16);
+    let port = match o.int_in("port", 1..=65535)? {
+        Some(p) => p as u16,
+        None => pin::ssh_port(22),
+    };
     let file = o
         .string("known_hosts")?
         .map(|p| keys::expand_home(&p))
