@@ -266,3 +266,35 @@ pub fn private_key_beside(public: &std::path::Path) -> Option<PathBuf> {
     let private = PathBuf::from(s.strip_suffix(".pub")?);
     private.is_file().then_some(private)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::UserError;
+
+    #[test]
+    fn the_private_key_is_found_beside_the_public_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("id_ed25519");
+        let public = dir.path().join("id_ed25519.pub");
+        std::fs::write(&public, "x").unwrap();
+        assert_eq!(private_key_beside(&public), None, "no private key yet");
+        std::fs::write(&private, "x").unwrap();
+        assert_eq!(private_key_beside(&public), Some(private));
+        assert_eq!(private_key_beside(&dir.path().join("key.txt")), None);
+    }
+
+    #[test]
+    fn no_public_ip_names_the_private_one_and_the_ways_to_reach_it() {
+        let err = WorkflowError::NoPublicIp {
+            vm: "web01".into(),
+            private_ip: Some("10.0.0.4".into()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "VM `web01` has no public IP address (its private address is 10.0.0.4)"
+        );
+        assert_eq!(err.kind(), "workflow.no_public_ip");
+        assert!(err.hint().unwrap().contains("prefer_private_ip"));
+    }
+}
