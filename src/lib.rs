@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod emulator;
 pub mod error;
+pub mod fleet;
 pub mod output;
 pub mod script;
 pub mod secret;

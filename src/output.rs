@@ -12,6 +12,8 @@ pub enum OutputFormat {
     Json,
     Jsonl,
     Table,
+    /// JUnit XML (fleet runs: one test case per VM); other commands print JSON instead.
+    Junit,
 }
 
 impl OutputFormat {
@@ -92,7 +94,34 @@ pub fn render(value: &Value, format: OutputFormat) -> String {
             other => format!("{other}\n"),
         },
         OutputFormat::Table => render_table(value),
+        OutputFormat::Junit => render(value, OutputFormat::Json),
     }
+}
+
+/// Whether progress may be drawn in place (a bar) rather than as plain lines.
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// A progress bar drawn on stderr (fleet runs): done/total, rate, ETA and a message.
+pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} {msg}  {per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Raw text on stdout (a structured document such as JUnit XML).
+pub fn data(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 fn cell(v: &Value) -> String {
