@@ -49,6 +49,8 @@ pub enum Command {
     Runbooks,
     /// Print the function reference (markdown), or write editor definition files
     Docs(DocsArgs),
+    /// Run a script or runbook once per VM across a fleet, paced by ARM's throttling, resumable
+    Fleet(FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,4 +95,60 @@ pub struct DocsArgs {
     /// Write Rhai definition files (`.d.rhai`) for editors into this directory instead
     #[arg(long, value_name = "DIR")]
     pub definitions: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// A `.rhai` file, or the name of a bundled runbook; each run sees `vm` and `ARGS`
+    pub script: String,
+    /// VMs of this resource group (repeatable)
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Only VMs carrying this tag (repeatable, all must match); alone, searches the subscription
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// VMs returned by this Resource Graph query (rows need an `id` column)
+    #[arg(long, value_name = "KQL")]
+    pub query: Option<String>,
+    /// VM resource ids from a file: one a line, or a JSON array of ids or of objects with `id`
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// Every VM in the subscription
+    #[arg(long)]
+    pub all: bool,
+    /// VMs running at once
+    #[arg(long, default_value_t = 32, env = "AZSSH_FLEET_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Deadline per VM (e.g. `10m`), retries included
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Run a VM's script again after a transient failure (throttling, 5xx, reset, failed operation)
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Append one JSON line per VM here as each finishes (fsynced), for `--resume`
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Continue the run recorded in `--journal`: skip VMs already done (or failed)
+    #[arg(long)]
+    pub resume: bool,
+    /// With `--resume`: run the VMs that failed (or were interrupted) again
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Take only shard I of N (`I/N`, from 0); `/N` takes I from `JOB_COMPLETION_INDEX`
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Stop starting new VMs once more than this percentage of the targets failed
+    #[arg(long, value_name = "PERCENT")]
+    pub max_fail: Option<f64>,
+    /// List the targets (after shard and journal) and exit without running anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds running VMs get to finish after Ctrl-C before they are cancelled
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }

@@ -109,9 +109,9 @@ pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
         Some(total),
         indicatif::ProgressDrawTarget::stderr(),
     );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} {msg}  {per_sec} eta {eta}",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}  {per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     bar

@@ -219,8 +219,14 @@ mod tests {
     fn fresh_run_refuses_a_used_journal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        Journal::open(&path, false).unwrap().append(&entry("/a", Status::Ok)).unwrap();
-        assert!(matches!(Journal::open(&path, false), Err(FleetError::JournalExists { .. })));
+        Journal::open(&path, false)
+            .unwrap()
+            .append(&entry("/a", Status::Ok))
+            .unwrap();
+        assert!(matches!(
+            Journal::open(&path, false),
+            Err(FleetError::JournalExists { .. })
+        ));
         assert!(Journal::open(&path, true).is_ok());
     }
 
@@ -233,13 +239,19 @@ mod tests {
         assert_eq!(resume_action(Some(&ok), true), ResumeAction::Skip);
         assert_eq!(resume_action(Some(&failed), false), ResumeAction::Skip);
         assert_eq!(resume_action(Some(&failed), true), ResumeAction::Run);
-        assert_eq!(resume_action(Some(&running), false), ResumeAction::MarkInterrupted);
+        assert_eq!(
+            resume_action(Some(&running), false),
+            ResumeAction::MarkInterrupted
+        );
     }
 
     #[test]
     fn secrets_are_redacted_at_any_depth() {
         let mut v = json!({"user": "a", "Password": "p", "nested": [{"access_token": "t", "privateKey": "k"}]});
         redact(&mut v);
-        assert_eq!(v, json!({"user": "a", "Password": "<redacted>", "nested": [{"access_token": "<redacted>", "privateKey": "<redacted>"}]}));
+        assert_eq!(
+            v,
+            json!({"user": "a", "Password": "<redacted>", "nested": [{"access_token": "<redacted>", "privateKey": "<redacted>"}]})
+        );
     }
 }

@@ -43,8 +43,13 @@ impl BudgetGate {
     }
 
     fn low(&self) -> bool {
-        self.budget.remaining_reads().is_some_and(|r| r < self.reserve_reads)
-            || self.budget.remaining_writes().is_some_and(|w| w < self.reserve_writes)
+        self.budget
+            .remaining_reads()
+            .is_some_and(|r| r < self.reserve_reads)
+            || self
+                .budget
+                .remaining_writes()
+                .is_some_and(|w| w < self.reserve_writes)
     }
 
     /// Returns when a new VM run may start. Whether it had to wait is returned for the counters.
@@ -76,14 +81,21 @@ mod tests {
     fn budget_with(reads: &'static str) -> ThrottleBudget {
         let b = ThrottleBudget::default();
         let mut h = HeaderMap::new();
-        h.insert("x-ms-ratelimit-remaining-subscription-reads", HeaderValue::from_static(reads));
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-reads",
+            HeaderValue::from_static(reads),
+        );
         b.observe(&h);
         b
     }
 
     #[tokio::test(start_paused = true)]
     async fn unknown_or_ample_budget_admits_at_once() {
-        assert!(!BudgetGate::new(ThrottleBudget::default(), 10, 10).admit().await);
+        assert!(
+            !BudgetGate::new(ThrottleBudget::default(), 10, 10)
+                .admit()
+                .await
+        );
         assert!(!BudgetGate::new(budget_with("200"), 10, 10).admit().await);
     }
 
@@ -92,7 +104,10 @@ mod tests {
         let gate = BudgetGate::new(budget_with("3"), 10, 10);
         let start = Instant::now();
         assert!(!gate.admit().await, "the first run probes");
-        assert!(gate.admit().await, "the second waits for the next probe slot");
+        assert!(
+            gate.admit().await,
+            "the second waits for the next probe slot"
+        );
         assert!(Instant::now().duration_since(start) >= Duration::from_millis(500));
     }
 }

@@ -24,7 +24,11 @@ impl Counters {
 }
 
 /// Draws until `stop` fires. `total` is the number of VMs this run will try.
-pub fn spawn(total: u64, counters: Arc<Counters>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    total: u64,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let started = std::time::Instant::now();
     if output::stderr_is_terminal() {
         let bar = output::progress_bar(total);
@@ -51,7 +55,10 @@ pub fn spawn(total: u64, counters: Arc<Counters>, stop: CancellationToken) -> to
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
-                output::log(output::Level::Info, &plain_line(total, &counters, started.elapsed()));
+                output::log(
+                    output::Level::Info,
+                    &plain_line(total, &counters, started.elapsed()),
+                );
             }
         })
     }

@@ -29,10 +29,16 @@ pub struct Report {
 
 impl Report {
     pub fn ok(&self) -> usize {
-        self.entries.iter().filter(|e| e.status == Status::Ok).count()
+        self.entries
+            .iter()
+            .filter(|e| e.status == Status::Ok)
+            .count()
     }
     pub fn failed(&self) -> usize {
-        self.entries.iter().filter(|e| e.status != Status::Ok).count()
+        self.entries
+            .iter()
+            .filter(|e| e.status != Status::Ok)
+            .count()
     }
     /// Exit status 0 only when every VM is ok.
     pub fn all_ok(&self) -> bool {
@@ -225,11 +231,17 @@ mod tests {
 
     fn entry(name: &str, status: Status, error: Option<(&str, &str)>, ms: u64) -> Entry {
         Entry {
-            id: format!("/subscriptions/s/resourceGroups/rg-x/providers/Microsoft.Compute/virtualMachines/{name}"),
+            id: format!(
+                "/subscriptions/s/resourceGroups/rg-x/providers/Microsoft.Compute/virtualMachines/{name}"
+            ),
             name: name.into(),
             status,
             result: (status == Status::Ok).then(|| json!({"changed": true})),
-            error: error.map(|(k, m)| ErrorInfo { kind: k.into(), message: m.into(), hint: None }),
+            error: error.map(|(k, m)| ErrorInfo {
+                kind: k.into(),
+                message: m.into(),
+                hint: None,
+            }),
             attempts: 1,
             duration_ms: ms,
             finished_at: "2026-01-01T00:00:00Z".into(),
@@ -240,8 +252,18 @@ mod tests {
         Report {
             entries: vec![
                 entry("a", Status::Ok, None, 100),
-                entry("b", Status::Failed, Some(("azure.throttled", "too many requests")), 900),
-                entry("c", Status::Failed, Some(("azure.throttled", "too many requests")), 50),
+                entry(
+                    "b",
+                    Status::Failed,
+                    Some(("azure.throttled", "too many requests")),
+                    900,
+                ),
+                entry(
+                    "c",
+                    Status::Failed,
+                    Some(("azure.throttled", "too many requests")),
+                    50,
+                ),
                 entry("d", Status::Failed, Some(("script.runtime", "x < y")), 70),
             ],
             ..Report::default()
@@ -254,7 +276,10 @@ mod tests {
         assert_eq!(groups[0].1, vec!["b", "c"]);
         assert_eq!(groups[1].0, "script.runtime: x < y");
         let summary = sample().summary();
-        assert!(summary.contains("4 VMs: 1 ok, 3 failed, 0 not started"), "{summary}");
+        assert!(
+            summary.contains("4 VMs: 1 ok, 3 failed, 0 not started"),
+            "{summary}"
+        );
         assert!(summary.contains("slowest: b 0.9s, a 0.1s"), "{summary}");
         assert!(summary.contains("b, c (2)"), "{summary}");
     }
@@ -263,14 +288,21 @@ mod tests {
     fn junit_has_a_case_per_vm_and_escapes() {
         let x = sample().junit();
         assert!(x.contains("tests=\"4\" failures=\"3\""), "{x}");
-        assert!(x.contains("<testcase classname=\"rg-x\" name=\"a\" time=\"0.100\"/>"), "{x}");
+        assert!(
+            x.contains("<testcase classname=\"rg-x\" name=\"a\" time=\"0.100\"/>"),
+            "{x}"
+        );
         assert!(x.contains("message=\"x &lt; y\""), "{x}");
     }
 
     #[test]
     fn not_started_vms_appear_in_rows() {
         let mut r = sample();
-        r.not_started.push(Target { id: "/x".into(), name: "e".into(), resource_group: "rg".into() });
+        r.not_started.push(Target {
+            id: "/x".into(),
+            name: "e".into(),
+            resource_group: "rg".into(),
+        });
         assert!(!r.all_ok());
         assert_eq!(r.rows().last().unwrap()["status"], "not_started");
         assert!(r.junit().contains("<skipped"));

@@ -69,7 +69,10 @@ impl Controls {
         self.stop.cancel();
     }
     pub fn reason(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -159,7 +162,10 @@ fn collect(
 async fn run_vm(s: &Shared, target: Target) -> Entry {
     s.gate.admit().await;
     let started = Instant::now();
-    write_journal(s, &entry(&target, Status::Running, Ok(Value::Null), 0, started));
+    write_journal(
+        s,
+        &entry(&target, Status::Running, Ok(Value::Null), 0, started),
+    );
     s.counters.running.fetch_add(1, Ordering::Relaxed);
     let cancel = Cancel::new(s.job.timeout);
     let mut attempts = 0;
@@ -327,7 +333,10 @@ fn evaluate(
     let owned = id.to_string();
     let found = ctx
         .bridge
-        .block_on("reading VM", async move { vm::get_vm_by_id(&arm, &owned).await })
+        .block_on(
+            "reading VM",
+            async move { vm::get_vm_by_id(&arm, &owned).await },
+        )
         .map_err(|e| diagnose(&e))?;
     let mut scope = Scope::new();
     scope.push_constant("ARGS", job.args.clone());

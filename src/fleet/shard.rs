@@ -23,16 +23,29 @@ impl Shard {
         };
         let (index, count) = match spec.split_once('/') {
             Some((i, n)) if !i.trim().is_empty() => (i.trim().to_string(), n),
-            Some((_, n)) => (env_index(index_env).ok_or_else(|| bad("`JOB_COMPLETION_INDEX` is not set"))?, n),
-            None => (env_index(index_env).ok_or_else(|| bad("`JOB_COMPLETION_INDEX` is not set"))?, spec),
+            Some((_, n)) => (
+                env_index(index_env).ok_or_else(|| bad("`JOB_COMPLETION_INDEX` is not set"))?,
+                n,
+            ),
+            None => (
+                env_index(index_env).ok_or_else(|| bad("`JOB_COMPLETION_INDEX` is not set"))?,
+                spec,
+            ),
         };
-        let index: u64 = index.parse().map_err(|_| bad("the index is not a number"))?;
-        let count: u64 = count.trim().parse().map_err(|_| bad("the count is not a number"))?;
+        let index: u64 = index
+            .parse()
+            .map_err(|_| bad("the index is not a number"))?;
+        let count: u64 = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("the count is not a number"))?;
         if count == 0 {
             return Err(bad("the count must be at least 1"));
         }
         if index >= count {
-            return Err(bad("the index must be below the count (shards count from 0)"));
+            return Err(bad(
+                "the index must be below the count (shards count from 0)",
+            ));
         }
         Ok(Shard { index, count })
     }
@@ -43,7 +56,10 @@ impl Shard {
 }
 
 fn env_index(value: Option<&str>) -> Option<String> {
-    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// The shard (0..count) owning a lower-cased resource id.
@@ -78,7 +94,10 @@ mod tests {
 
     #[test]
     fn index_comes_from_job_completion_index() {
-        assert_eq!(Shard::parse("/4", Some("3")).unwrap(), Shard { index: 3, count: 4 });
+        assert_eq!(
+            Shard::parse("/4", Some("3")).unwrap(),
+            Shard { index: 3, count: 4 }
+        );
         assert_eq!(Shard::parse("4", Some("0")).unwrap().count, 4);
         assert!(Shard::parse("/4", None).is_err());
     }
@@ -91,6 +110,9 @@ mod tests {
 
     #[test]
     fn shard_ignores_id_case() {
-        assert_eq!(shard_of("/a/b", 13), shard_of(&"/a/b".to_ascii_lowercase(), 13));
+        assert_eq!(
+            shard_of("/a/b", 13),
+            shard_of(&"/a/b".to_ascii_lowercase(), 13)
+        );
     }
 }

@@ -24,7 +24,8 @@ pub struct Target {
 
 impl Target {
     pub fn from_id(id: &str) -> Option<Target> {
-        let parsed = ResourceId::parse_typed(id.trim(), "Microsoft.Compute/virtualMachines").ok()?;
+        let parsed =
+            ResourceId::parse_typed(id.trim(), "Microsoft.Compute/virtualMachines").ok()?;
         Some(Target {
             id: id.trim().to_string(),
             name: parsed.name().to_string(),
@@ -82,11 +83,10 @@ pub fn parse_tags(pairs: &[String]) -> Result<BTreeMap<String, String>, FleetErr
 pub fn parse_targets_file(path: &str, text: &str) -> Result<Vec<String>, FleetError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let value: Value =
-            serde_json::from_str(trimmed).map_err(|e| FleetError::TargetsFile {
-                path: path.to_string(),
-                reason: format!("invalid JSON: {e}"),
-            })?;
+        let value: Value = serde_json::from_str(trimmed).map_err(|e| FleetError::TargetsFile {
+            path: path.to_string(),
+            reason: format!("invalid JSON: {e}"),
+        })?;
         let items = value.as_array().cloned().unwrap_or_default();
         return items
             .iter()
@@ -157,7 +157,10 @@ pub async fn select(client: &ArmClient, sel: &Selection) -> Result<Vec<Target>, 
         let groups: Vec<Option<&str>> = if sel.resource_groups.is_empty() {
             vec![None]
         } else {
-            sel.resource_groups.iter().map(|g| Some(g.as_str())).collect()
+            sel.resource_groups
+                .iter()
+                .map(|g| Some(g.as_str()))
+                .collect()
         };
         for group in groups {
             let listed = list_vms(client, group).await?;
@@ -188,8 +191,10 @@ pub fn dedupe(ids: Vec<String>) -> Vec<Target> {
 mod tests {
     use super::*;
 
-    const A: &str = "/subscriptions/s/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/web01";
-    const B: &str = "/subscriptions/s/resourceGroups/rg-b/providers/Microsoft.Compute/virtualMachines/db01";
+    const A: &str =
+        "/subscriptions/s/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/web01";
+    const B: &str =
+        "/subscriptions/s/resourceGroups/rg-b/providers/Microsoft.Compute/virtualMachines/db01";
 
     #[test]
     fn targets_file_reads_lines_with_comments() {
@@ -211,7 +216,11 @@ mod tests {
 
     #[test]
     fn dedupe_ignores_id_case_and_sorts() {
-        let out = dedupe(vec![A.into(), B.into(), A.to_uppercase().replace("SUBSCRIPTIONS", "subscriptions")]);
+        let out = dedupe(vec![
+            A.into(),
+            B.into(),
+            A.to_uppercase().replace("SUBSCRIPTIONS", "subscriptions"),
+        ]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].name, "web01");
         assert_eq!(out[1].resource_group, "rg-b");

@@ -11,11 +11,13 @@ pub mod azure;
 pub mod core;
 pub mod keys;
 pub mod options;
+pub mod parallel;
 
 pub fn register_all(engine: &mut Engine, ctx: &Arc<ScriptContext>) {
     core::register(engine, ctx);
     azure::register(engine, ctx);
     keys::register(engine, ctx);
+    parallel::register(engine, ctx);
 }
 
 /// The map form of an azssh custom type (a `Vm`, a `Session`...), for JSON and table output.
