@@ -7,6 +7,7 @@ mod azure_fake;
 mod azure_replay;
 mod azure_retry;
 mod emulator;
+mod fleet;
 mod guest;
 mod guest_ssh;
 mod harness;
