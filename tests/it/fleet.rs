@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use crate::harness::{Test, stdout_of};
 
-/// A setup-like script: one RunCommand per VM, a map as result.
+/// A setup-like script: start the VM if needed, one RunCommand, a map as result.
 const SETUP: &str = r#"
+vm.ensure_running();
 let r = run_powershell(vm, "Get-Service sshd");
 if ARGS.fail_on != () && vm.name.contains(ARGS.fail_on) { throw `refusing ${vm.name}` }
 #{ name: vm.name, exit_code: r.exit_code, token: "must-not-be-journaled" }
