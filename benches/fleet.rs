@@ -82,12 +82,21 @@ async fn main() {
         eprintln!("cannot write the script: {e}");
         std::process::exit(1);
     }
-    println!("fleet bench: {vms} VMs, concurrency {concurrency}, RunCommand {RUN_COMMAND_SECS} s, throttling on");
+    println!(
+        "fleet bench: {vms} VMs, concurrency {concurrency}, RunCommand {RUN_COMMAND_SECS} s, throttling on"
+    );
     let started = Instant::now();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_azssh"));
     cmd.arg("fleet")
         .arg(&script)
-        .args(["--all", "--concurrency", &concurrency, "-o", "json", "--journal"])
+        .args([
+            "--all",
+            "--concurrency",
+            &concurrency,
+            "-o",
+            "json",
+            "--journal",
+        ])
         .arg(&journal)
         .env("AZSSH_ARM_ENDPOINT", emu.endpoint())
         .env("AZSSH_ACCESS_TOKEN", emu.token().expose())
@@ -122,8 +131,7 @@ async fn main() {
     let write_secs = ((needed_writes - WRITE_CAPACITY) / WRITE_REFILL).max(0.0);
     let bound = Duration::from_secs_f64(read_secs.max(write_secs) + RUN_COMMAND_SECS);
 
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap_or_default();
     let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["status"] != "ok").collect();
     let throttled_failures = failed
         .iter()
@@ -143,12 +151,18 @@ async fn main() {
         "  lower bound          {:.1} s (reads {read_secs:.1} s, writes {write_secs:.1} s, + RunCommand {RUN_COMMAND_SECS} s)",
         bound.as_secs_f64()
     );
-    println!("  ratio                {:.2} (goal <= 1.15)", wall.as_secs_f64() / bound.as_secs_f64());
+    println!(
+        "  ratio                {:.2} (goal <= 1.15)",
+        wall.as_secs_f64() / bound.as_secs_f64()
+    );
     println!("  429s received        {}", stats.throttled);
     println!(
         "  VMs failed           {} ({} by throttling; goal 0)",
         failed.len(),
         throttled_failures
     );
-    println!("  peak RSS (azssh)     {:.1} MB (goal <= 150)", children_peak_rss_mb());
+    println!(
+        "  peak RSS (azssh)     {:.1} MB (goal <= 150)",
+        children_peak_rss_mb()
+    );
 }

@@ -57,6 +57,9 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
     let ast = compile(&script, &settings, &limits)?;
     let arm =
         crate::script::context::arm_client(&settings).map_err(|e| AppError::usage_from(&e))?;
+    // One pacer for every VM's calls: requests wait for ARM's tokens instead of drawing 429s.
+    arm.budget()
+        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::default()));
 
     let mut all = targets::select(&arm, &selection)
         .await
