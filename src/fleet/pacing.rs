@@ -4,7 +4,8 @@
 //!   ARM's token bucket for its kind should have a token: a local estimate of the bucket
 //!   (ARM's documented per-subscription defaults: reads 250 refilled at 25/s, writes and deletes
 //!   200 at 10/s), spent as requests go out and lowered to the `remaining` count each answer
-//!   reports. A larger bucket reported by ARM raises the estimate's capacity.
+//!   reports. A larger bucket reported by ARM raises the estimate's capacity; an endpoint that
+//!   never reports a count is not paced.
 //! - `BudgetGate`: VM runs wait here before starting while ARM says the subscription's read or
 //!   write budget (`x-ms-ratelimit-remaining-subscription-*`) is below a reserve, so a blocking
 //!   thread is not taken by a run that would only wait for tokens.
@@ -30,6 +31,9 @@ struct Bucket {
     capacity: f64,
     refill_per_sec: f64,
     at: Instant,
+    /// Whether ARM ever reported a remaining count: an endpoint that never does (an emulator
+    /// with throttling off, a proxy stripping headers) is not paced on a guess.
+    reported: bool,
 }
 
 impl Bucket {
@@ -39,6 +43,7 @@ impl Bucket {
             capacity,
             refill_per_sec,
             at: Instant::now(),
+            reported: false,
         }
     }
 
@@ -51,8 +56,8 @@ impl Bucket {
     /// Takes a token, or says how long until one is there.
     fn take(&mut self, now: Instant) -> Option<Duration> {
         self.refill(now);
-        if self.tokens >= FLOOR + 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= FLOOR + 1.0 || !self.reported {
+            self.tokens = (self.tokens - 1.0).max(0.0);
             None
         } else {
             Some(Duration::from_secs_f64(
@@ -65,6 +70,7 @@ impl Bucket {
     /// the estimate; a count above our capacity means a bigger bucket than we assumed.
     fn observe(&mut self, remaining: u64, now: Instant) {
         self.refill(now);
+        self.reported = true;
         let r = remaining as f64;
         if r > self.capacity {
             self.capacity = r;
@@ -187,6 +193,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn pacer_spends_the_bucket_then_follows_the_refill_rate() {
         let pacer = TokenPacer::default();
+        pacer.observe(Operation::Write, 200);
         let start = Instant::now();
         for _ in 0..194 {
             pacer.acquire(Operation::Write).await;
@@ -201,9 +208,11 @@ mod tests {
         }
         let waited = Instant::now().duration_since(start);
         assert!(waited >= Duration::from_millis(900), "{waited:?}");
-        // Reads are a separate bucket.
+        // Reads are a separate bucket, and never reported: not paced.
         let t = Instant::now();
-        pacer.acquire(Operation::Read).await;
+        for _ in 0..1000 {
+            pacer.acquire(Operation::Read).await;
+        }
         assert_eq!(Instant::now(), t);
     }
 
