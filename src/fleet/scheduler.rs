@@ -311,7 +311,13 @@ fn evaluate(
         job.limits.clone(),
         job.arm.clone(),
     ));
-    let engine = engine::build(&ctx);
+    let mut engine = engine::build(&ctx);
+    // stdout carries the fleet's structured results; a VM's `print` goes to stderr, prefixed
+    // with the VM's name so interleaved lines stay attributable (as `pssh -i` does).
+    let vm_name = crate::fleet::targets::Target::from_id(id)
+        .map(|t| t.name)
+        .unwrap_or_default();
+    engine.on_print(move |text| output::status(&format!("{vm_name}: {text}\n")));
     let diagnose = |e: &rhai::EvalAltResult| {
         let d = error::from_eval(
             e,

@@ -547,3 +547,19 @@ fn ctrl_c_writes_journal_and_summary_and_exits_nonzero() {
         "running VMs finished within the grace: {last:?}"
     );
 }
+
+#[test]
+fn vm_print_goes_to_stderr_with_the_vm_name_and_stdout_stays_json() {
+    let emu = Emu::start(3, FaultSpec::default(), false);
+    let first = emu.handle.vms()[0].name.clone();
+    let t = emu
+        .test()
+        .file(
+            "hello.rhai",
+            "print(`hello from ${vm.name}`); vm.power_state",
+        )
+        .args(&["fleet", "hello.rhai", "--all", "-o", "json"])
+        .stderr_contains(&format!("{first}: hello from {first}"));
+    let out = t.run();
+    assert_eq!(json_rows(&out).len(), 3);
+}
