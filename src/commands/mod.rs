@@ -14,9 +14,11 @@ use crate::script::engine::Limits;
 use crate::script::error::Diagnostic;
 use crate::script::run::Script;
 
+pub mod demo;
 pub mod docs;
 pub mod run;
 pub mod runbooks;
+pub mod session;
 
 pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
     let global = cli.global;
@@ -24,6 +26,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Run(args) => run::run(&global, args).await,
         Command::Runbooks => runbooks::list(&global),
         Command::Docs(args) => docs::docs(&global, args),
+        Command::Connect(args) => session::connect(&global, args).await,
+        Command::Tunnel(args) => session::tunnel(&global, args).await,
+        Command::Rdp(args) => session::rdp(&global, args).await,
+        Command::Cp(args) => session::cp(&global, args).await,
+        Command::Demo(args) => demo::demo(&global, args).await,
     }
 }
 
