@@ -11,6 +11,7 @@ mod guest;
 mod guest_ssh;
 mod harness;
 mod script;
+mod session;
 mod ssh;
 mod sshd;
 

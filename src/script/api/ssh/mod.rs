@@ -326,7 +326,7 @@ fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
         .register_get("user", |s: &mut ScriptSession| s.inner.user().to_string())
         .register_get("host", |s: &mut ScriptSession| s.inner.host().to_string())
         .register_get("port", |s: &mut ScriptSession| i64::from(s.inner.port()))
-        .register_get("is_closed", |s: &mut ScriptSession| s.inner.is_closed())
+        .register_get("is_closed", |s: &mut ScriptSession| s.is_closed())
         .register_fn("to_string", |s: &mut ScriptSession| {
             format!("Session({})", s.label())
         })
@@ -373,6 +373,7 @@ fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
         .register_into_engine(engine, move |s: &mut ScriptSession| -> RhaiResult<()> {
             let tunnels = s.take_tunnels();
             let session = s.inner.clone();
+            s.mark_closed();
             c.bridge
                 .block_on(&format!("closing `{}`", s.label()), async move {
                     for t in tunnels {

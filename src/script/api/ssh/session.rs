@@ -4,7 +4,7 @@
 //! calls `close()` or when the engine (the script run, the REPL) goes away.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rhai::{Dynamic, Map};
@@ -18,6 +18,8 @@ pub struct ScriptSession {
     pub(super) inner: Session,
     id: u64,
     tunnels: Tunnels,
+    /// Set by `close()`: russh notices the disconnect a moment later, the script at once.
+    closed: Arc<AtomicBool>,
 }
 
 /// A script's local forward. Cloning shares the tunnel; `close()` on any clone stops it.
@@ -41,6 +43,7 @@ impl ScriptSession {
             inner,
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             tunnels,
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -53,10 +56,18 @@ impl ScriptSession {
         )
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) || self.inner.is_closed()
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
     /// Refuses work on a session the script (or the server) closed, with a clear message
     /// rather than russh's "channel send error".
     pub fn open(&self) -> Result<Session, SessionError> {
-        if self.inner.is_closed() {
+        if self.is_closed() {
             return Err(SessionError::SessionClosed {
                 session: self.label(),
             });
@@ -85,7 +96,7 @@ impl ScriptSession {
         m.insert("user".into(), self.inner.user().into());
         m.insert("host".into(), self.inner.host().into());
         m.insert("port".into(), Dynamic::from(i64::from(self.inner.port())));
-        m.insert("closed".into(), self.inner.is_closed().into());
+        m.insert("closed".into(), self.is_closed().into());
         m
     }
 }
