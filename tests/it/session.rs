@@ -489,3 +489,59 @@ fn docs_describe_sessions_and_tunnels_with_examples() {
         assert!(text.contains(needle), "docs lack {needle:?}");
     }
 }
+
+#[test]
+fn tunnels_outlive_their_value_and_stop_when_the_script_ends() {
+    use azssh::script::bridge::{Bridge, Cancel};
+    use azssh::script::context::{ScriptContext, Settings};
+    use azssh::script::engine::Limits;
+    use azssh::script::run::{self, Script};
+
+    let Some(sshd) = sshd::start("tunnels_stop_with_script") else {
+        return;
+    };
+    let rdp = rdp_listener();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bridge = Bridge::new(rt.handle().clone(), Cancel::new(None));
+    let ctx = std::sync::Arc::new(ScriptContext::new(
+        bridge,
+        Settings::default(),
+        Limits::default(),
+    ));
+    // The script drops the tunnel value at once; the tunnel must keep working while the script
+    // runs, and stop with it.
+    let script = Script {
+        name: "t.rhai".into(),
+        text: format!(
+            "{CONNECT}
+let s = ssh(\"127.0.0.1\", opts);
+let port = s.forward(0, \"127.0.0.1\", ARGS.rdp).local_port;
+#{{port: port, security: rdp_probe(port).security}}"
+        ),
+    };
+    let mut args = rhai::Map::new();
+    args.insert("port".into(), rhai::Dynamic::from(i64::from(sshd.port)));
+    args.insert("user".into(), sshd.user.clone().into());
+    args.insert("key".into(), sshd.ed25519_key.display().to_string().into());
+    args.insert(
+        "known_hosts".into(),
+        sshd.trusted_known_hosts().display().to_string().into(),
+    );
+    args.insert("rdp".into(), rhai::Dynamic::from(i64::from(rdp)));
+    let result = std::thread::spawn(move || run::run(&ctx, &script, args, |_| {}))
+        .join()
+        .expect("script thread")
+        .unwrap_or_else(|d| panic!("{}", d.render()));
+    let map = result.cast::<rhai::Map>();
+    assert_eq!(map["security"].clone().into_string().unwrap(), "tls");
+    let port = map["port"].as_int().unwrap() as u16;
+    // Stopping is asynchronous (the listener task sees the cancel); poll, without timing it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the tunnel outlived the script that opened it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
