@@ -15,25 +15,26 @@
 //! - `lro` — long-running operations; `throttle` — ARM's token buckets; `faults` — seeded faults.
 
 pub mod compute;
-pub mod guest;
-pub mod guest_sftp;
-pub mod guest_ssh;
-pub mod powershell;
-pub mod rdp;
 pub mod error;
 pub mod extension;
 pub mod faults;
 pub mod graph;
+pub mod guest;
+pub mod guest_sftp;
+pub mod guest_ssh;
 pub mod kql;
 pub mod lro;
 pub mod network;
 pub mod nsg;
+pub mod powershell;
+pub mod rdp;
 pub mod reply;
 pub mod resources;
 pub mod routes;
 pub mod security;
 pub mod server;
 pub mod throttle;
+pub mod windows_guests;
 pub mod world;
 
 use std::net::{Ipv4Addr, SocketAddr};
