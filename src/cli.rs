@@ -60,6 +60,8 @@ pub enum Command {
     Cp(CpArgs),
     /// Run the whole workflow against a local emulator: no Azure account needed
     Demo(DemoArgs),
+    /// Serve a simulated Azure subscription of Windows VMs on loopback (a simulator, not Azure)
+    Emulator(EmulatorArgs),
 }
 
 /// How to log into a VM over SSH (`az ssh vm`'s flags where it has them).
@@ -153,6 +155,31 @@ pub struct DemoArgs {
     /// Seed of the emulated subscription (same seed, same VMs)
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Divide Azure's durations (RunCommand ≈ 20 s, VM start ≈ 30 s) by this
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Number of VMs in the simulated subscription
+    #[arg(long, default_value_t = 12)]
+    pub vms: usize,
+    /// Port on 127.0.0.1 for the ARM endpoint (0 = any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seed for the world and the faults: the same seed gives the same VMs and faults
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fault injection, e.g. `5xx=0.05,reset=0.02,429=0.02,lro_fail=0.01,slow=0.05`
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Divide Azure's durations (RunCommand ≈ 20 s, start ≈ 30 s) by this
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Turn ARM's throttling (token buckets, 429) off
+    #[arg(long)]
+    pub no_throttling: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ use crate::script::run::Script;
 
 pub mod demo;
 pub mod docs;
+pub mod emulator;
 pub mod run;
 pub mod runbooks;
 pub mod session;
@@ -31,6 +32,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Rdp(args) => session::rdp(&global, args).await,
         Command::Cp(args) => session::cp(&global, args).await,
         Command::Demo(args) => demo::demo(&global, args).await,
+        Command::Emulator(args) => emulator::serve(args).await,
     }
 }
 

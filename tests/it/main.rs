@@ -7,6 +7,7 @@ mod azure_fake;
 mod azure_replay;
 mod azure_retry;
 mod emulator;
+mod emulator_ssh;
 mod guest;
 mod guest_ssh;
 mod harness;
