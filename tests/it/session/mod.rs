@@ -545,3 +545,5 @@ let port = s.forward(0, \"127.0.0.1\", ARGS.rdp).local_port;
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+mod emulator;
