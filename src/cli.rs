@@ -49,6 +49,14 @@ pub enum Command {
     Runbooks,
     /// Print the function reference (markdown), or write editor definition files
     Docs(DocsArgs),
+    /// Interactive Rhai session with the azssh API: completion, history, `:help`
+    Repl(ReplArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

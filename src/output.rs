@@ -164,6 +164,17 @@ pub fn render_table(value: &Value) -> String {
     }
 }
 
+/// A spinner on stderr for a long wait (the REPL's running evaluations); indicatif hides it
+/// when stderr is not a terminal.
+pub fn spinner() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
 /// The one place errors are printed.
 pub fn print_error(err: &AppError) {
     let text = err.render();

@@ -15,6 +15,7 @@ use crate::script::error::Diagnostic;
 use crate::script::run::Script;
 
 pub mod docs;
+pub mod repl;
 pub mod run;
 pub mod runbooks;
 
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Run(args) => run::run(&global, args).await,
         Command::Runbooks => runbooks::list(&global),
         Command::Docs(args) => docs::docs(&global, args),
+        Command::Repl(args) => repl::repl(&global, args).await,
     }
 }
 
