@@ -27,6 +27,8 @@ struct CustomType {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawFn {
+    #[serde(default)]
+    full_hash: u64,
     name: String,
     #[serde(default)]
     namespace: String,
@@ -99,7 +101,13 @@ impl Catalog {
                 .collect(),
             ..Catalog::default()
         };
+        // A function can be listed twice (once per module that holds it): the first listing
+        // carries the friendly parameter types.
+        let mut seen = std::collections::HashSet::new();
         for f in meta.functions {
+            if f.full_hash != 0 && !seen.insert(f.full_hash) {
+                continue;
+            }
             if f.name.starts_with("anon$") || f.namespace == "internal" && f.name.contains('$') {
                 continue;
             }
@@ -256,6 +264,7 @@ mod tests {
     #[test]
     fn registered_functions_carry_signature_and_doc() {
         let c = engine_catalog("");
+        assert_eq!(c.overloads("parse_json").len(), 1, "listed once");
         let f = &c.overloads("parse_json")[0];
         assert!(f.signature.contains("text: string"), "{}", f.signature);
         assert!(f.doc.starts_with("Parses JSON text."), "{}", f.doc);

@@ -147,14 +147,21 @@ pub fn run(handle: Handle, options: ReplOptions) -> Result<(), ReplError> {
         if text.trim().is_empty() {
             continue;
         }
-        let _ = rl.add_history_entry(text.as_str());
-        if let Some(path) = &history
-            && let Err(e) = rl.append_history(path)
-        {
-            tracing::debug!("cannot append to history `{}`: {e}", path.display());
+        let command = text
+            .trim_start()
+            .starts_with(':')
+            .then(|| meta::parse(&text));
+        // `:quit` is not worth recalling: Up in the next session should give real work.
+        if !matches!(command, Some(Ok(Meta::Quit))) {
+            let _ = rl.add_history_entry(text.as_str());
+            if let Some(path) = &history
+                && let Err(e) = rl.append_history(path)
+            {
+                tracing::debug!("cannot append to history `{}`: {e}", path.display());
+            }
         }
-        if text.trim_start().starts_with(':') {
-            match meta::parse(&text) {
+        if let Some(command) = command {
+            match command {
                 Ok(Meta::Quit) => break,
                 Ok(command) => run_meta(&mut session, command, &interrupts, options.format),
                 Err(e) => output::print_error(&AppError::failed(&e)),
@@ -290,7 +297,12 @@ fn spinner_message(activity: &Activity, cancelled: bool) -> String {
     }
 }
 
-fn print_diagnostic(diag: Box<Diagnostic>) {
+fn print_diagnostic(mut diag: Box<Diagnostic>) {
+    if diag.kind == "cancelled" {
+        // Where Ctrl-C struck is noise: say only that it did.
+        diag.source_line = None;
+        diag.message = "cancelled (Ctrl-C)".into();
+    }
     output::print_error(&AppError::Failed(diag));
 }
 

@@ -4,6 +4,7 @@
 mod guest;
 mod guest_ssh;
 mod harness;
+mod repl;
 mod script;
 
 pub use harness::Test;
