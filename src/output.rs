@@ -164,15 +164,82 @@ pub fn render_table(value: &Value) -> String {
     }
 }
 
-/// A spinner on stderr for a long wait (the REPL's running evaluations); indicatif hides it
-/// when stderr is not a terminal.
+/// A spinner on stderr for a long wait (the REPL's running evaluations); hidden when stderr is
+/// not a terminal.
 pub fn spinner() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner();
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm));
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
         bar.set_style(style);
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     bar
+}
+
+/// Stderr for indicatif, a few columns narrower than the terminal: indicatif pads its line to
+/// the full width, so the terminal's `^C` echo would wrap and strand a copy of the spinner.
+#[derive(Debug)]
+struct SpinnerTerm;
+
+impl SpinnerTerm {
+    fn put(&self, text: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for SpinnerTerm {
+    fn width(&self) -> u16 {
+        crossterm::terminal::size()
+            .map_or(80, |(w, _)| w)
+            .saturating_sub(4)
+            .max(20)
+    }
+    fn height(&self) -> u16 {
+        crossterm::terminal::size().map_or(24, |(_, h)| h)
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}A"))
+        }
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}B"))
+        }
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}C"))
+        }
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}D"))
+        }
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// The one place errors are printed.

@@ -152,13 +152,18 @@ fn members(receiver: &str, word: &str, cx: &Context) -> Vec<Candidate> {
         .last()
         .map_or(receiver.len(), |(i, _)| i);
     let mut path = receiver[start..].split('.');
-    let Some(value) = path
-        .next()
-        .and_then(|var| cx.scope.get(var))
-        .and_then(|root| path.try_fold(root.clone(), |v, field| field_of(&v, field)))
-    else {
+    let Some(root) = path.next().and_then(|var| cx.scope.get(var)) else {
         return Vec::new();
     };
+    // Clone only nested fields: the root may be a 10 000-VM array.
+    let mut nested: Option<Dynamic> = None;
+    for field in path {
+        match field_of(nested.as_ref().unwrap_or(root), field) {
+            Some(v) => nested = Some(v),
+            None => return Vec::new(),
+        }
+    }
+    let value = nested.as_ref().unwrap_or(root);
     let typ = cx.catalog.display_type(value.type_name());
     let mut out = Vec::new();
     if let Some(map) = value.read_lock::<Map>() {
