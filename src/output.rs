@@ -191,14 +191,17 @@ impl SpinnerTerm {
 }
 
 impl indicatif::TermLike for SpinnerTerm {
+    // A pseudo-terminal nobody sized reports 0 × 0: take the classic 80 × 24 then, or
+    // indicatif draws nothing.
     fn width(&self) -> u16 {
-        crossterm::terminal::size()
-            .map_or(80, |(w, _)| w)
+        let width = crossterm::terminal::size().map_or(0, |(w, _)| w);
+        if width == 0 { 80 } else { width }
             .saturating_sub(4)
             .max(20)
     }
     fn height(&self) -> u16 {
-        crossterm::terminal::size().map_or(24, |(_, h)| h)
+        let height = crossterm::terminal::size().map_or(0, |(_, h)| h);
+        if height == 0 { 24 } else { height }
     }
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
         if n == 0 {

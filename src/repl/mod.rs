@@ -14,17 +14,15 @@ pub mod history;
 pub mod input;
 pub mod meta;
 pub mod names;
+pub mod progress;
 pub mod render;
 pub mod session;
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
 
-use rhai::{Dynamic, EvalAltResult};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor};
@@ -35,41 +33,18 @@ use crate::output::{self, Level, OutputFormat};
 use crate::repl::error::ReplError;
 use crate::repl::helper::ReplHelper;
 use crate::repl::meta::Meta;
+use crate::repl::progress::Interrupts;
 use crate::repl::session::{Session, lock};
-use crate::script::bridge::{Activity, Bridge, Cancel};
+use crate::script::bridge::{Bridge, Cancel};
 use crate::script::context::{ScriptContext, Settings};
 use crate::script::engine::Limits;
 use crate::script::error::Diagnostic;
-
-/// A spinner appears once an evaluation has run this long.
-const SPINNER_AFTER: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone)]
 pub struct ReplOptions {
     pub settings: Settings,
     pub limits: Limits,
     pub format: OutputFormat,
-}
-
-/// Counts SIGINTs for the whole session (once tokio listens, SIGINT no longer kills us).
-#[derive(Clone, Debug)]
-struct Interrupts(Arc<AtomicU64>);
-
-impl Interrupts {
-    fn listen(handle: &Handle) -> Self {
-        let count = Arc::new(AtomicU64::new(0));
-        let seen = count.clone();
-        handle.spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        Interrupts(count)
-    }
-
-    fn count(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 /// The prompt shows the subscription (first 8 characters) and the cloud when they are set.
@@ -213,16 +188,16 @@ fn evaluate(
         Ok(p) => p,
         Err(diag) => return print_diagnostic(diag),
     };
-    let cancel = session.context().bridge.cancel().clone();
-    cancel.renew();
-    let activity = session.context().bridge.activity().clone();
+    let bridge = session.context().bridge.clone();
+    bridge.cancel().renew();
+    let progress = session.progress().clone();
     let outcome = std::thread::scope(|threads| {
         let (tx, rx) = mpsc::channel();
         let (session, prepared) = (&*session, &prepared);
         threads.spawn(move || {
             let _ = tx.send(session.evaluate(prepared));
         });
-        wait(&rx, &cancel, &activity, interrupts)
+        progress.wait(&rx, bridge.cancel(), bridge.activity(), interrupts)
     });
     match session.finish(prepared, &outcome) {
         Ok(()) => {
@@ -233,67 +208,6 @@ fn evaluate(
             }
         }
         Err(diag) => print_diagnostic(diag),
-    }
-}
-
-type Outcome = Result<Dynamic, Box<EvalAltResult>>;
-
-/// Waits for the evaluation; the first Ctrl-C cancels it, a second one leaves azssh.
-fn wait(
-    rx: &mpsc::Receiver<Outcome>,
-    cancel: &Cancel,
-    activity: &Activity,
-    interrupts: &Interrupts,
-) -> Outcome {
-    let started = Instant::now();
-    let seen = interrupts.count();
-    let mut spinner: Option<indicatif::ProgressBar> = None;
-    let mut cancelled = false;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(outcome) => {
-                if let Some(s) = spinner {
-                    s.finish_and_clear();
-                }
-                return outcome;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                if let Some(s) = spinner {
-                    s.finish_and_clear();
-                }
-                return Err(crate::script::error::to_rhai(&ReplError::EvaluationLost));
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        let pressed = interrupts.count().saturating_sub(seen);
-        if pressed >= 1 && !cancelled {
-            cancel.cancel();
-            cancelled = true;
-        }
-        if pressed >= 2 {
-            if let Some(s) = &spinner {
-                s.finish_and_clear();
-            }
-            output::log(Level::Warn, "interrupted twice: leaving azssh");
-            std::process::exit(130);
-        }
-        if spinner.is_none() && started.elapsed() >= SPINNER_AFTER {
-            spinner = Some(output::spinner());
-        }
-        if let Some(s) = &spinner {
-            s.set_message(spinner_message(activity, cancelled));
-        }
-    }
-}
-
-fn spinner_message(activity: &Activity, cancelled: bool) -> String {
-    if cancelled {
-        return "cancelling (Ctrl-C again leaves azssh)".into();
-    }
-    match activity.current() {
-        Some((what, 0)) => what,
-        Some((what, more)) => format!("{what} (and {more} more)"),
-        None => "running".into(),
     }
 }
 

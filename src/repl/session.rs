@@ -12,6 +12,7 @@ use rhai::{Expr, Stmt};
 use crate::repl::catalog::Catalog;
 use crate::repl::complete::{self, Candidate, ModuleInfo};
 use crate::repl::names::NameCache;
+use crate::repl::progress::Progress;
 use crate::script::context::ScriptContext;
 use crate::script::engine;
 use crate::script::error::{self, Diagnostic, SourceLookup};
@@ -50,6 +51,7 @@ pub struct Prepared {
 
 pub struct Session {
     ctx: Arc<ScriptContext>,
+    progress: Progress,
     engine: Engine,
     functions: AST,
     shared: Arc<Mutex<Shared>>,
@@ -64,13 +66,15 @@ pub struct Session {
 
 impl Session {
     pub fn new(ctx: Arc<ScriptContext>) -> Session {
-        let engine = engine::build(&ctx);
+        let progress = Progress::default();
+        let engine = build_engine(&ctx, &progress);
         let shared = Shared {
             catalog: Catalog::from_engine(&engine, None),
             ..Shared::default()
         };
         Session {
             ctx,
+            progress,
             engine,
             functions: AST::empty(),
             shared: Arc::new(Mutex::new(shared)),
@@ -85,6 +89,10 @@ impl Session {
         &self.ctx
     }
 
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
     pub fn shared(&self) -> &Arc<Mutex<Shared>> {
         &self.shared
     }
@@ -95,7 +103,7 @@ impl Session {
 
     /// Forgets variables, functions and imports; the name cache stays (the VMs still exist).
     pub fn reset(&mut self) {
-        self.engine = engine::build(&self.ctx);
+        self.engine = build_engine(&self.ctx, &self.progress);
         self.functions = AST::empty();
         self.saved.clear();
         let mut shared = lock(&self.shared);
@@ -205,6 +213,14 @@ impl Session {
         );
         Box::new(hide_current(diag, name))
     }
+}
+
+/// The one engine, with `print` routed around the spinner.
+fn build_engine(ctx: &Arc<ScriptContext>, progress: &Progress) -> Engine {
+    let mut engine = engine::build(ctx);
+    let progress = progress.clone();
+    engine.on_print(move |text| progress.print(text));
+    engine
 }
 
 /// An error in what was just typed needs no `input 7:1:5:` prefix: the caret shows where.

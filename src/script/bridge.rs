@@ -3,7 +3,7 @@
 //! runtime and gives up as soon as the run is cancelled (Ctrl-C, a deadline, the REPL's Ctrl-C).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,7 @@ impl Cancel {
 pub struct Activity {
     waits: Arc<Mutex<Vec<(u64, String)>>>,
     next: Arc<AtomicU64>,
+    terminal: Arc<AtomicUsize>,
 }
 
 impl Activity {
@@ -93,6 +94,17 @@ impl Activity {
         waits
             .last()
             .map(|(_, what)| (what.clone(), waits.len() - 1))
+    }
+
+    /// Hands the terminal to the script (an interactive `shell()`): progress displays such as
+    /// the REPL's spinner stay off until the guard drops.
+    pub fn hand_over_terminal(&self) -> TerminalGuard {
+        self.terminal.fetch_add(1, Ordering::SeqCst);
+        TerminalGuard(self.terminal.clone())
+    }
+
+    pub fn terminal_handed_over(&self) -> bool {
+        self.terminal.load(Ordering::SeqCst) > 0
     }
 
     fn enter(&self, what: &str) -> ActivityGuard {
@@ -105,6 +117,16 @@ impl Activity {
             activity: self.clone(),
             id,
         }
+    }
+}
+
+/// Keeps the terminal with the script while alive (see `Activity::hand_over_terminal`).
+#[derive(Debug)]
+pub struct TerminalGuard(Arc<AtomicUsize>);
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -232,6 +254,10 @@ mod tests {
         .unwrap();
         assert_eq!(seen, Some(("sleeping 1 s".to_string(), 0)));
         assert_eq!(activity.current(), None);
+        let shell = activity.hand_over_terminal();
+        assert!(activity.terminal_handed_over());
+        drop(shell);
+        assert!(!activity.terminal_handed_over());
     }
 
     #[test]
