@@ -344,6 +344,37 @@ mod tests {
         assert_eq!(c, vec!["keys("]);
     }
 
+    #[derive(Clone)]
+    struct Probe;
+
+    #[test]
+    fn custom_type_getters_and_methods_come_from_metadata() {
+        let mut engine = rhai::Engine::new();
+        engine
+            .register_type_with_name::<Probe>("Probe")
+            .register_get("power_state", |_: &mut Probe| "running".to_string())
+            .register_fn("refresh", |_: &mut Probe| ());
+        let catalog = Catalog::from_engine(&engine, None);
+        let mut scope = Scope::new();
+        scope.push("p", Probe);
+        let names = NameCache::default();
+        let cx = Context {
+            catalog: &catalog,
+            scope: &scope,
+            names: &names,
+            modules: &[],
+        };
+        let got = |line: &str| -> Vec<String> {
+            complete(line, line.len(), &cx)
+                .1
+                .into_iter()
+                .map(|c| c.replacement)
+                .collect()
+        };
+        assert_eq!(got("p.po"), vec!["power_state"]);
+        assert_eq!(got("p.ref"), vec!["refresh("]);
+    }
+
     #[test]
     fn nested_map_fields_resolve() {
         let mut scope = Scope::new();

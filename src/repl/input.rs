@@ -17,6 +17,8 @@ pub struct Scan {
     pub open: Vec<(char, usize)>,
     pub string: Option<OpenString>,
     pub in_comment: bool,
+    /// The text ends with `\`, Rhai's line continuation inside a `"` string.
+    pub ends_with_backslash: bool,
     /// A closing bracket with no partner: the input can never become valid by adding lines.
     pub stray_close: bool,
 }
@@ -24,7 +26,11 @@ pub struct Scan {
 impl Scan {
     /// More lines are needed before this input can be evaluated.
     pub fn is_incomplete(&self) -> bool {
-        !self.stray_close && (!self.open.is_empty() || self.string.is_some() || self.in_comment)
+        // A `"` string may only span lines through a trailing `\`; a backtick string may.
+        let open_string = self
+            .string
+            .is_some_and(|s| s.quote == '`' || self.ends_with_backslash);
+        !self.stray_close && (!self.open.is_empty() || open_string || self.in_comment)
     }
 
     /// The innermost open `(` that is a call: its offset, for `callee` and `argument_index`.
@@ -58,6 +64,8 @@ pub fn scan(text: &str) -> Scan {
                     i += 1;
                 }
                 c if c == open.quote => scan.string = None,
+                // An unescaped line break ends a `"` string: the parser will say it is open.
+                '\n' if open.quote != '`' => scan.string = None,
                 _ => {}
             }
             i += 1;
@@ -116,6 +124,7 @@ pub fn scan(text: &str) -> Scan {
         }
         i += 1;
     }
+    scan.ends_with_backslash = text.ends_with('\\');
     scan
 }
 
@@ -180,6 +189,8 @@ mod tests {
             "// comment with (",
             "/* closed */ 1",
             "let c = '(';",
+            "let s = \"no closing quote",
+            "let s = \"a\\\nb\";",
         ] {
             assert!(!scan(text).is_incomplete(), "{text}");
         }
@@ -191,7 +202,7 @@ mod tests {
             "fn f(a) {",
             "let a = [1,",
             "print(",
-            "let s = \"abc",
+            "let s = \"abc\\",
             "let t = `x ${ 1 +",
             "let t = `line one",
             "/* still",
