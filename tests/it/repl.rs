@@ -235,3 +235,32 @@ fn prompt_shows_subscription_and_cloud() {
     repl.send_control('d').expect("ctrl-d");
     repl.exp_eof().expect("Ctrl-D leaves");
 }
+
+#[test]
+fn vm_arguments_complete_from_names_seen_in_earlier_results() {
+    let t = Test::new();
+    let mut repl = start(&t);
+    // Any result shaped like a VM (`resource_group` + `name`) fills the cache; no network on Tab.
+    type_line(
+        &mut repl,
+        "[#{resource_group: \"rg-web\", name: \"web01\"}, #{resource_group: \"rg-web\", name: \"web02\"}, #{resource_group: \"rg-db\", name: \"db01\"}]",
+    );
+    repl.exp_string("db01").expect("table");
+    repl.exp_string(PROMPT).expect("prompt");
+    repl.send("vm(\"rg-w\t").expect("type");
+    repl.flush().expect("flush");
+    repl.exp_string("vm(\"rg-web")
+        .expect("resource group completed");
+    repl.send("\", \"w\t").expect("type");
+    repl.flush().expect("flush");
+    // Two VMs share the prefix: Tab completes up to where they differ.
+    repl.exp_string("vm(\"rg-web\", \"web0")
+        .expect("common prefix of rg-web's VMs");
+    repl.send("\x15").expect("ctrl-u");
+    repl.send("vm(\"rg-db\", \"d\t").expect("type");
+    repl.flush().expect("flush");
+    repl.exp_string("vm(\"rg-db\", \"db01")
+        .expect("vm name completed");
+    repl.send("\x15").expect("ctrl-u");
+    quit(repl);
+}
