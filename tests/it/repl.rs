@@ -143,6 +143,22 @@ fn ctrl_c_cancels_a_long_sleep_and_returns_to_the_prompt() {
 }
 
 #[test]
+fn ctrl_c_stops_a_busy_loop_too() {
+    let t = Test::new();
+    let mut repl = start(&t);
+    type_line(&mut repl, "let n = 0; loop { n += 1; }");
+    // No bridge wait here: `on_progress` sees the renewed token between operations.
+    repl.exp_string("running").expect("spinner");
+    repl.send_control('c').expect("ctrl-c");
+    repl.exp_string("cancelled").expect("cancelled");
+    repl.exp_string(PROMPT).expect("prompt after cancel");
+    type_line(&mut repl, "n > 0");
+    repl.exp_string("true")
+        .expect("the scope kept what the loop did");
+    quit(repl);
+}
+
+#[test]
 fn history_survives_a_restart() {
     let t = Test::new();
     let mut first = start(&t);
