@@ -51,6 +51,8 @@ pub enum Command {
     Docs(DocsArgs),
     /// Serve a simulated Azure subscription of Windows VMs on loopback (a simulator, not Azure)
     Emulator(EmulatorArgs),
+    /// Interactive Rhai session with the azssh API: completion, history, `:help`
+    Repl(ReplArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +75,12 @@ pub struct EmulatorArgs {
     /// Turn ARM's throttling (token buckets, 429) off
     #[arg(long)]
     pub no_throttling: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ use crate::script::run::Script;
 
 pub mod docs;
 pub mod emulator;
+pub mod repl;
 pub mod run;
 pub mod runbooks;
 
@@ -26,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Runbooks => runbooks::list(&global),
         Command::Docs(args) => docs::docs(&global, args),
         Command::Emulator(args) => emulator::serve(args).await,
+        Command::Repl(args) => repl::repl(&global, args).await,
     }
 }
 
