@@ -62,6 +62,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve a simulated Azure subscription of Windows VMs on loopback (a simulator, not Azure)
     Emulator(EmulatorArgs),
+    /// Interactive Rhai session with the azssh API: completion, history, `:help`
+    Repl(ReplArgs),
 }
 
 /// How to log into a VM over SSH (`az ssh vm`'s flags where it has them).
@@ -180,6 +182,12 @@ pub struct EmulatorArgs {
     /// Turn ARM's throttling (token buckets, 429) off
     #[arg(long)]
     pub no_throttling: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod emulator;
 pub mod error;
 pub mod output;
+pub mod repl;
 pub mod script;
 pub mod secret;
 pub mod ssh;

@@ -17,6 +17,7 @@ use crate::script::run::Script;
 pub mod demo;
 pub mod docs;
 pub mod emulator;
+pub mod repl;
 pub mod run;
 pub mod runbooks;
 pub mod session;
@@ -33,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Cp(args) => session::cp(&global, args).await,
         Command::Demo(args) => demo::demo(&global, args).await,
         Command::Emulator(args) => emulator::serve(args).await,
+        Command::Repl(args) => repl::repl(&global, args).await,
     }
 }
 

@@ -11,6 +11,7 @@ mod emulator_ssh;
 mod guest;
 mod guest_ssh;
 mod harness;
+mod repl;
 mod script;
 mod session;
 mod ssh;
