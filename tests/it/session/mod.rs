@@ -547,3 +547,35 @@ let port = s.forward(0, \"127.0.0.1\", ARGS.rdp).local_port;
 }
 
 mod emulator;
+
+#[test]
+fn demo_runs_the_whole_workflow_and_exits_zero() {
+    // The demo drives `setup_ssh` (the workflow bindings); a build without them cannot run it.
+    let docs = stdout_of(&Test::new().arg("docs").run());
+    if !docs.contains("## `setup_ssh`") {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: setup_ssh is not in this build (demo_runs_the_whole_workflow)\n",
+        );
+        return;
+    }
+    let out = Test::new()
+        .args(&["demo", "--speed", "1000", "-o", "json"])
+        .stderr_contains("via the extension path")
+        .stderr_contains("via the capability path")
+        .stderr_contains("Remote Desktop answered")
+        .stderr_contains("demo finished in")
+        .run();
+    let v = json(&out);
+    let methods: Vec<&str> = v["vms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["method"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        methods.contains(&"extension") && methods.contains(&"capability"),
+        "{v}"
+    );
+    assert_eq!(v["rdp_security"], "tls", "{v}");
+    assert!(v["copied_bytes"].as_i64().unwrap_or(0) > 0, "{v}");
+    assert!(!v["hostname"].as_str().unwrap_or("").is_empty(), "{v}");
+}
