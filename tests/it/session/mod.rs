@@ -314,6 +314,18 @@ fn connect_verb_runs_the_command_and_passes_on_its_exit_code() {
 }
 
 #[test]
+fn connect_verb_without_command_or_terminal_says_why_no_shell() {
+    let Some(sshd) = sshd::start("connect_verb_no_tty") else {
+        return;
+    };
+    verb(&sshd, "connect")
+        .status(1)
+        .stderr_contains("`shell()` needs a terminal")
+        .stderr_contains("azssh connect ... -- hostname")
+        .run();
+}
+
+#[test]
 fn connect_verb_without_vm_or_ip_is_a_usage_error() {
     Test::new()
         .args(&["connect", "-n", "web01"])
