@@ -22,7 +22,8 @@ pub fn ask_host_key() -> AskHostKey {
         let host = crate::ssh::known_hosts::host_field(&q.host, q.port);
         output::status(&format!(
             "The authenticity of host '{host}' can't be established.\n{} key fingerprint is {}.\n",
-            q.algorithm, q.fingerprint
+            key_type_name(&q.algorithm),
+            q.fingerprint
         ));
         loop {
             output::status("Are you sure you want to continue connecting (yes/no/[fingerprint])? ");
@@ -37,6 +38,20 @@ pub fn ask_host_key() -> AskHostKey {
             }
         }
     })
+}
+
+/// The key type as OpenSSH names it in this question (`ED25519`, `RSA`, `ECDSA`).
+fn key_type_name(algorithm: &str) -> String {
+    let a = algorithm.to_ascii_lowercase();
+    if a.contains("ed25519") {
+        "ED25519".into()
+    } else if a.contains("rsa") {
+        "RSA".into()
+    } else if a.contains("ecdsa") {
+        "ECDSA".into()
+    } else {
+        algorithm.to_string()
+    }
 }
 
 /// `Some(trust)` for an answer OpenSSH understands, `None` to ask again.
@@ -106,5 +121,12 @@ mod tests {
         assert_eq!(host_key_answer("SHA256:abc", fp), Some(true));
         assert_eq!(host_key_answer("y", fp), None);
         assert_eq!(host_key_answer("SHA256:abd", fp), None);
+    }
+
+    #[test]
+    fn key_types_are_named_like_openssh() {
+        assert_eq!(key_type_name("ssh-ed25519"), "ED25519");
+        assert_eq!(key_type_name("rsa-sha2-512"), "RSA");
+        assert_eq!(key_type_name("ecdsa-sha2-nistp256"), "ECDSA");
     }
 }
