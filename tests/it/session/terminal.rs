@@ -77,8 +77,8 @@ fn ask_mode_refuses_when_the_user_says_no() {
 
 /// `azssh connect`'s shell under util-linux `script`, which gives it a real terminal. (Under
 /// rexpect's pty the process aborted with "IO Safety violation: owned file descriptor already
-/// closed" as soon as the shell read a keystroke, while under `script` and a real terminal it
-/// works; kept to `script` until that is understood.)
+/// closed" at the first keystroke, while under `script` and Python's `pty.fork` it works; the
+/// test stays on `script` until that is understood.)
 #[test]
 fn connect_shell_runs_on_a_terminal_and_passes_on_its_exit_code() {
     let Some(sshd) = sshd::start("connect_shell") else {
