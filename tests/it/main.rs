@@ -6,6 +6,7 @@ mod azure_contract;
 mod azure_fake;
 mod azure_replay;
 mod azure_retry;
+mod azure_script;
 mod emulator;
 mod emulator_ssh;
 mod guest;
