@@ -51,6 +51,145 @@ pub enum Command {
     Docs(DocsArgs),
     /// Run a script or runbook once per VM across a fleet, paced by ARM's throttling, resumable
     Fleet(FleetArgs),
+    /// Connect to a VM over SSH (like `az ssh vm`): a shell, or `-- command` whose exit code
+    /// becomes azssh's
+    Connect(ConnectArgs),
+    /// Forward local ports to a VM over SSH (`-L 3389:localhost:3389`) until Ctrl-C
+    Tunnel(TunnelArgs),
+    /// Open an RDP tunnel on a free local port, check Remote Desktop answers, start the RDP client
+    Rdp(RdpArgs),
+    /// Copy files to or from a VM over SFTP; the remote side is `RESOURCE_GROUP/VM:PATH`
+    Cp(CpArgs),
+    /// Run the whole workflow against a local emulator: no Azure account needed
+    Demo(DemoArgs),
+    /// Serve a simulated Azure subscription of Windows VMs on loopback (a simulator, not Azure)
+    Emulator(EmulatorArgs),
+    /// Interactive Rhai session with the azssh API: completion, history, `:help`
+    Repl(ReplArgs),
+}
+
+/// How to log into a VM over SSH (`az ssh vm`'s flags where it has them).
+#[derive(Debug, Args, Clone)]
+pub struct SshLoginArgs {
+    /// User to log in as (default: the VM's admin user)
+    #[arg(long)]
+    pub local_user: Option<String>,
+    /// Private key file (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the ssh agent)
+    #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
+    pub private_key: Option<String>,
+    /// SSH port (default: `AZSSH_SSH_PORT` when set, else 22)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Connect to the VM's private IP (from inside its virtual network)
+    #[arg(long)]
+    pub prefer_private_ip: bool,
+    /// Unknown host keys: `yes` refuses, `accept-new` trusts and records, `ask` asks (default:
+    /// ask on a terminal, yes otherwise). A changed key is always refused
+    #[arg(long, value_name = "MODE", env = "AZSSH_STRICT_HOST_KEYS")]
+    pub strict_host_keys: Option<String>,
+    /// known_hosts file to use instead of ~/.ssh/known_hosts and azssh's own
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<String>,
+}
+
+/// Which VM: `-g`/`-n`, or an address with `--ip`.
+#[derive(Debug, Args, Clone)]
+pub struct VmTargetArgs {
+    /// Resource group of the VM
+    #[arg(short = 'g', long, required_unless_present = "ip")]
+    pub resource_group: Option<String>,
+    /// Name of the VM
+    #[arg(short = 'n', long, required_unless_present = "ip")]
+    pub name: Option<String>,
+    /// Connect to this address instead of looking the VM up
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[command(flatten)]
+    pub login: SshLoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: VmTargetArgs,
+    /// Local forward `[bind:]local_port:host:remote_port`, e.g. `3389:localhost:3389` (repeatable)
+    #[arg(short = 'L', value_name = "SPEC")]
+    pub forwards: Vec<String>,
+    /// Command to run instead of a shell, after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    #[command(flatten)]
+    pub target: VmTargetArgs,
+    /// Local forward `[bind:]local_port:host:remote_port`, e.g. `3389:localhost:3389` (repeatable)
+    #[arg(short = 'L', value_name = "SPEC", required = true)]
+    pub forwards: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RdpArgs {
+    #[command(flatten)]
+    pub target: VmTargetArgs,
+    /// Local port of the tunnel (default: any free port)
+    #[arg(long, default_value_t = 0)]
+    pub local_port: u16,
+    /// Do not start an RDP client; print the address to connect to
+    #[arg(long)]
+    pub no_launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or `RESOURCE_GROUP/VM:PATH` (e.g. `rg-web/web01:C:/logs/app.log`)
+    pub source: String,
+    /// Where to: a local path or `RESOURCE_GROUP/VM:PATH`; ending in `/` keeps the source's name
+    pub destination: String,
+    /// Connect to this address instead of looking the VM up
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[command(flatten)]
+    pub login: SshLoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the emulated subscription (same seed, same VMs)
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Divide Azure's durations (RunCommand ≈ 20 s, VM start ≈ 30 s) by this
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Number of VMs in the simulated subscription
+    #[arg(long, default_value_t = 12)]
+    pub vms: usize,
+    /// Port on 127.0.0.1 for the ARM endpoint (0 = any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seed for the world and the faults: the same seed gives the same VMs and faults
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fault injection, e.g. `5xx=0.05,reset=0.02,429=0.02,lro_fail=0.01,slow=0.05`
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Divide Azure's durations (RunCommand ≈ 20 s, start ≈ 30 s) by this
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Turn ARM's throttling (token buckets, 429) off
+    #[arg(long)]
+    pub no_throttling: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

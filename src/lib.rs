@@ -17,6 +17,7 @@ pub mod emulator;
 pub mod error;
 pub mod fleet;
 pub mod output;
+pub mod repl;
 pub mod script;
 pub mod secret;
 pub mod ssh;

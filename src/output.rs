@@ -193,6 +193,87 @@ pub fn render_table(value: &Value) -> String {
     }
 }
 
+/// A spinner on stderr for a long wait (the REPL's running evaluations); hidden when stderr is
+/// not a terminal.
+pub fn spinner() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm));
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+/// Stderr for indicatif, a few columns narrower than the terminal: indicatif pads its line to
+/// the full width, so the terminal's `^C` echo would wrap and strand a copy of the spinner.
+#[derive(Debug)]
+struct SpinnerTerm;
+
+impl SpinnerTerm {
+    fn put(&self, text: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for SpinnerTerm {
+    // A pseudo-terminal nobody sized reports 0 × 0: take the classic 80 × 24 then, or
+    // indicatif draws nothing.
+    fn width(&self) -> u16 {
+        let width = crossterm::terminal::size().map_or(0, |(w, _)| w);
+        if width == 0 { 80 } else { width }
+            .saturating_sub(4)
+            .max(20)
+    }
+    fn height(&self) -> u16 {
+        let height = crossterm::terminal::size().map_or(0, |(_, h)| h);
+        if height == 0 { 24 } else { height }
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}A"))
+        }
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}B"))
+        }
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}C"))
+        }
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}D"))
+        }
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The one place errors are printed.
 pub fn print_error(err: &AppError) {
     let text = err.render();

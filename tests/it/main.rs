@@ -6,12 +6,16 @@ mod azure_contract;
 mod azure_fake;
 mod azure_replay;
 mod azure_retry;
+mod azure_script;
 mod emulator;
+mod emulator_ssh;
 mod fleet;
 mod guest;
 mod guest_ssh;
 mod harness;
+mod repl;
 mod script;
+mod session;
 mod ssh;
 mod sshd;
 
