@@ -29,6 +29,9 @@ pub enum AppError {
     },
     /// The operation (script, workflow step, some VMs of a fleet) failed: exit 1.
     Failed(Box<crate::script::error::Diagnostic>),
+    /// Exit with this code and print nothing more: `azssh connect -- command` passes on the
+    /// remote command's exit code, as `ssh` does.
+    Exit(i32),
 }
 
 impl AppError {
@@ -57,6 +60,7 @@ impl AppError {
         match self {
             AppError::Usage { .. } => exit::USAGE,
             AppError::Failed(_) => exit::FAILED,
+            AppError::Exit(code) => *code,
         }
     }
 
@@ -70,6 +74,7 @@ impl AppError {
                 s
             }
             AppError::Failed(diag) => diag.render(),
+            AppError::Exit(_) => String::new(),
         }
     }
 }

@@ -12,6 +12,8 @@ pub enum OutputFormat {
     Json,
     Jsonl,
     Table,
+    /// JUnit XML (fleet runs: one test case per VM); other commands print JSON instead.
+    Junit,
 }
 
 impl OutputFormat {
@@ -92,7 +94,34 @@ pub fn render(value: &Value, format: OutputFormat) -> String {
             other => format!("{other}\n"),
         },
         OutputFormat::Table => render_table(value),
+        OutputFormat::Junit => render(value, OutputFormat::Json),
     }
+}
+
+/// Whether progress may be drawn in place (a bar) rather than as plain lines.
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// A progress bar drawn on stderr (fleet runs): done/total, rate, ETA and a message.
+pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}  {per_sec} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Raw text on stdout (a structured document such as JUnit XML).
+pub fn data(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 fn cell(v: &Value) -> String {
@@ -161,6 +190,87 @@ pub fn render_table(value: &Value) -> String {
                 .collect()
         }
         other => format!("{}\n", cell(other)),
+    }
+}
+
+/// A spinner on stderr for a long wait (the REPL's running evaluations); hidden when stderr is
+/// not a terminal.
+pub fn spinner() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm));
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+/// Stderr for indicatif, a few columns narrower than the terminal: indicatif pads its line to
+/// the full width, so the terminal's `^C` echo would wrap and strand a copy of the spinner.
+#[derive(Debug)]
+struct SpinnerTerm;
+
+impl SpinnerTerm {
+    fn put(&self, text: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for SpinnerTerm {
+    // A pseudo-terminal nobody sized reports 0 × 0: take the classic 80 × 24 then, or
+    // indicatif draws nothing.
+    fn width(&self) -> u16 {
+        let width = crossterm::terminal::size().map_or(0, |(w, _)| w);
+        if width == 0 { 80 } else { width }
+            .saturating_sub(4)
+            .max(20)
+    }
+    fn height(&self) -> u16 {
+        let height = crossterm::terminal::size().map_or(0, |(_, h)| h);
+        if height == 0 { 24 } else { height }
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}A"))
+        }
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}B"))
+        }
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}C"))
+        }
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            Ok(())
+        } else {
+            self.put(&format!("\x1b[{n}D"))
+        }
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -3,12 +3,54 @@
 //! variants, ARM.md §9), plus counters of requests sent and 429s received. Shared by every clone
 //! of a client and cheap to read (atomics), so the fleet scheduler can pace itself on it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use futures::future::BoxFuture;
+use reqwest::Method;
 use reqwest::header::HeaderMap;
 
 const UNKNOWN: i64 = -1;
+
+/// A request as ARM's token buckets count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    Write,
+    Delete,
+}
+
+impl Operation {
+    pub fn of(method: &Method) -> Operation {
+        match *method {
+            Method::GET | Method::HEAD => Operation::Read,
+            Method::DELETE => Operation::Delete,
+            _ => Operation::Write,
+        }
+    }
+}
+
+/// Decides when a request may be sent, so a busy caller (the fleet runner, `fleet::pacing`)
+/// waits for tokens instead of collecting 429s. Installed with `ThrottleBudget::set_pacer`.
+pub trait Pacer: Send + Sync {
+    /// Waits until one request of this kind may go out.
+    fn acquire(&self, op: Operation) -> BoxFuture<'_, ()>;
+    /// ARM's remaining count for `op`, from an answer's headers.
+    fn observe(&self, op: Operation, remaining: u64);
+}
+
+#[derive(Default)]
+struct PacerSlot(OnceLock<Arc<dyn Pacer>>);
+
+impl std::fmt::Debug for PacerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "PacerSlot(set)"
+        } else {
+            "PacerSlot(none)"
+        })
+    }
+}
 
 #[derive(Clone, Default, Debug)]
 pub struct ThrottleBudget {
@@ -26,6 +68,7 @@ struct Counters {
     requests_sent: AtomicU64,
     throttled: AtomicU64,
     retries: AtomicU64,
+    pacer: PacerSlot,
 }
 
 impl Default for Counters {
@@ -40,6 +83,7 @@ impl Default for Counters {
             requests_sent: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            pacer: PacerSlot::default(),
         }
     }
 }
@@ -101,6 +145,18 @@ impl ThrottleBudget {
         }
     }
 
+    /// Installs a pacer for every clone of this budget; false if one was installed already.
+    pub fn set_pacer(&self, pacer: Arc<dyn Pacer>) -> bool {
+        self.inner.pacer.0.set(pacer).is_ok()
+    }
+
+    /// Waits for the pacer, if one is installed, before a request is sent.
+    pub async fn before_send(&self, method: &Method) {
+        if let Some(p) = self.inner.pacer.0.get() {
+            p.acquire(Operation::of(method)).await;
+        }
+    }
+
     pub(crate) fn count_request(&self) {
         self.inner.requests_sent.fetch_add(1, Ordering::Relaxed);
     }
@@ -140,6 +196,21 @@ impl ThrottleBudget {
                 .and_then(|v| v.trim().parse::<i64>().ok());
             if let Some(v) = value.filter(|v| *v >= 0) {
                 slot.store(v, Ordering::Relaxed);
+            }
+        }
+        if let Some(p) = self.inner.pacer.0.get() {
+            let seen = |name: &str| headers.contains_key(name);
+            let kinds = [
+                (Operation::Read, "reads", self.remaining_reads()),
+                (Operation::Write, "writes", self.remaining_writes()),
+                (Operation::Delete, "deletes", self.remaining_deletes()),
+            ];
+            for (op, word, remaining) in kinds {
+                let regional = format!("x-ms-ratelimit-remaining-subscription-{word}");
+                let global = format!("x-ms-ratelimit-remaining-subscription-global-{word}");
+                if let Some(r) = remaining.filter(|_| seen(&regional) || seen(&global)) {
+                    p.observe(op, r);
+                }
             }
         }
     }

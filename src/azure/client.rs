@@ -378,6 +378,8 @@ impl ArmClient {
             // ARM wants a Content-Length on body-less POSTs (`start`), or it answers 411.
             req = req.header(reqwest::header::CONTENT_LENGTH, "0");
         }
+        // A pacer (fleet runs) holds the request until ARM's bucket has a token for it.
+        self.inner.budget.before_send(&call.method).await;
         self.inner.budget.count_request();
         let path = redact(&call.url);
         tracing::debug!(method = %call.method, path = %path, request_id, "ARM request");

@@ -218,8 +218,34 @@ pub fn parse_output(
     }
 }
 
+/// One RunCommand at a time per VM, process-wide. Azure runs a single RunCommand per VM and
+/// answers a second with 409 "Run command extension execution is in progress"; queueing here
+/// (rather than retrying the 409) spends no write budget on requests bound to fail. Kept with
+/// RunCommand itself so fleet runs, `parallel()` closures and REPL sessions all queue.
+async fn vm_turn(id: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, Weak};
+    type Locks = Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>;
+    static LOCKS: LazyLock<Locks> = LazyLock::new(Locks::default);
+    let lock = {
+        let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, w| w.strong_count() > 0);
+        let key = id.to_string().to_ascii_lowercase();
+        match locks.get(&key).and_then(Weak::upgrade) {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(tokio::sync::Mutex::new(()));
+                locks.insert(key, Arc::downgrade(&l));
+                l
+            }
+        }
+    };
+    lock.lock_owned().await
+}
+
 /// Runs a PowerShell script on a Windows VM through RunCommand and waits for its output.
-/// A 409 "execution is in progress" (another script still runs) is retried with back-off.
+/// Waits for this process's earlier RunCommand on the same VM first (`vm_turn`); a 409
+/// "execution is in progress" (someone else's script still runs) is retried with back-off.
 pub async fn run_powershell(
     client: &ArmClient,
     vm_id: &str,
@@ -230,6 +256,7 @@ pub async fn run_powershell(
     let trailer = opts.report_exit_code.then(ExitTrailer::new);
     let input = build_input(script_lines, opts, trailer.as_ref());
     let body = serde_json::to_value(&input).map_err(|e| AzureError::InvalidInput(e.to_string()))?;
+    let _turn = vm_turn(&id).await;
     let started = Instant::now();
     let what = format!("RunCommand on VM `{}`", id.name());
     let value = client
@@ -279,6 +306,31 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn second_run_command_on_a_vm_waits_for_the_first() {
+        let a = ResourceId::parse(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1",
+        )
+        .unwrap();
+        let same = ResourceId::parse(
+            "/subscriptions/S/resourceGroups/G/providers/Microsoft.Compute/virtualMachines/VM1",
+        )
+        .unwrap();
+        let other = ResourceId::parse(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm2",
+        )
+        .unwrap();
+        let first = vm_turn(&a).await;
+        let queued = tokio::spawn(async move {
+            vm_turn(&same).await;
+        });
+        let _free = vm_turn(&other).await;
+        tokio::task::yield_now().await;
+        assert!(!queued.is_finished(), "same VM (any case) must wait");
+        drop(first);
+        queued.await.unwrap();
     }
 
     #[test]

@@ -14,9 +14,14 @@ use crate::script::engine::Limits;
 use crate::script::error::Diagnostic;
 use crate::script::run::Script;
 
+pub mod demo;
 pub mod docs;
+pub mod emulator;
+pub mod fleet;
+pub mod repl;
 pub mod run;
 pub mod runbooks;
+pub mod session;
 pub mod workflow;
 
 pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
@@ -30,6 +35,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::CopyKey(args) => workflow::copy_key(&global, args).await,
         Command::Setup(args) => workflow::setup(&global, args).await,
         Command::Jit(args) => workflow::jit(&global, args).await,
+        Command::Fleet(args) => fleet::fleet(&global, args).await,
+        Command::Connect(args) => session::connect(&global, args).await,
+        Command::Tunnel(args) => session::tunnel(&global, args).await,
+        Command::Rdp(args) => session::rdp(&global, args).await,
+        Command::Cp(args) => session::cp(&global, args).await,
+        Command::Demo(args) => demo::demo(&global, args).await,
+        Command::Emulator(args) => emulator::serve(args).await,
+        Command::Repl(args) => repl::repl(&global, args).await,
     }
 }
 

@@ -34,6 +34,7 @@ pub mod routes;
 pub mod security;
 pub mod server;
 pub mod throttle;
+pub mod windows_guests;
 pub mod world;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -24,14 +24,9 @@ use crate::windows::setup::SetupMode;
 use crate::windows::{host_keys, setup};
 use syntax::{Token, split_outside_quotes, tokenize};
 
-/// What a script or command produced. RunCommand shows `stdout`/`stderr`; SSH exec also the
-/// exit code.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GuestOutput {
-    pub stdout: String,
-    pub stderr: String,
-    pub exit_code: i32,
-}
+/// What a script or command produced (RunCommand shows `stdout`/`stderr`; SSH exec also the
+/// exit code): the same type the ARM side's guest seam uses.
+pub use super::world::GuestOutput;
 
 impl Guest {
     /// Runs a RunCommand `RunPowerShellScript` script (as SYSTEM, like Azure's agent).

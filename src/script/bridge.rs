@@ -3,6 +3,8 @@
 //! runtime and gives up as soon as the run is cancelled (Ctrl-C, a deadline, the REPL's Ctrl-C).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rhai::EvalAltResult;
@@ -12,28 +14,41 @@ use tokio_util::sync::CancellationToken;
 use crate::error::UserError;
 use crate::script::error::{ScriptError, to_rhai};
 
-/// Cancellation shared by the engine's `on_progress` hook and every blocking call.
+/// Cancellation shared by the engine's `on_progress` hook and every blocking call. Clones share
+/// one slot, so `renew` reaches the copy inside the engine's hook too (the REPL keeps one engine).
 #[derive(Clone, Debug)]
 pub struct Cancel {
-    token: CancellationToken,
+    token: Arc<RwLock<CancellationToken>>,
     deadline: Option<Instant>,
 }
 
 impl Cancel {
     pub fn new(timeout: Option<Duration>) -> Self {
         Cancel {
-            token: CancellationToken::new(),
+            token: Arc::new(RwLock::new(CancellationToken::new())),
             deadline: timeout.map(|t| Instant::now() + t),
         }
     }
 
+    fn token(&self) -> CancellationToken {
+        self.token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.token().cancel();
     }
 
     /// Why the run must stop now, if it must.
     pub fn reason(&self) -> Option<ScriptError> {
-        if self.token.is_cancelled() {
+        let cancelled = self
+            .token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_cancelled();
+        if cancelled {
             Some(ScriptError::Cancelled)
         } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
             Some(ScriptError::DeadlineExceeded)
@@ -42,9 +57,10 @@ impl Cancel {
         }
     }
 
-    /// A fresh token for the next REPL evaluation: the old one stays cancelled.
-    pub fn renew(&mut self) {
-        self.token = CancellationToken::new();
+    /// A fresh token for the next REPL evaluation, seen by every clone: the old one stays
+    /// cancelled for whoever still waits on it.
+    pub fn renew(&self) {
+        *self.token.write().unwrap_or_else(PoisonError::into_inner) = CancellationToken::new();
     }
 
     async fn stopped(&self) -> ScriptError {
@@ -54,10 +70,78 @@ impl Cancel {
                 None => std::future::pending().await,
             }
         };
+        let token = self.token();
         tokio::select! {
-            _ = self.token.cancelled() => ScriptError::Cancelled,
+            _ = token.cancelled() => ScriptError::Cancelled,
             _ = deadline => ScriptError::DeadlineExceeded,
         }
+    }
+}
+
+/// What script threads are waiting for right now ("sleeping 30 s", "waiting for RunCommand on
+/// web01"), for progress displays such as the REPL's spinner. Several waits can overlap (`parallel`).
+#[derive(Clone, Debug, Default)]
+pub struct Activity {
+    waits: Arc<Mutex<Vec<(u64, String)>>>,
+    next: Arc<AtomicU64>,
+    terminal: Arc<AtomicUsize>,
+}
+
+impl Activity {
+    /// The most recent wait still running, and how many others run beside it.
+    pub fn current(&self) -> Option<(String, usize)> {
+        let waits = self.waits.lock().unwrap_or_else(PoisonError::into_inner);
+        waits
+            .last()
+            .map(|(_, what)| (what.clone(), waits.len() - 1))
+    }
+
+    /// Hands the terminal to the script (an interactive `shell()`): progress displays such as
+    /// the REPL's spinner stay off until the guard drops.
+    pub fn hand_over_terminal(&self) -> TerminalGuard {
+        self.terminal.fetch_add(1, Ordering::SeqCst);
+        TerminalGuard(self.terminal.clone())
+    }
+
+    pub fn terminal_handed_over(&self) -> bool {
+        self.terminal.load(Ordering::SeqCst) > 0
+    }
+
+    fn enter(&self, what: &str) -> ActivityGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.waits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, what.to_string()));
+        ActivityGuard {
+            activity: self.clone(),
+            id,
+        }
+    }
+}
+
+/// Keeps the terminal with the script while alive (see `Activity::hand_over_terminal`).
+#[derive(Debug)]
+pub struct TerminalGuard(Arc<AtomicUsize>);
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct ActivityGuard {
+    activity: Activity,
+    id: u64,
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.activity
+            .waits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -66,11 +150,21 @@ impl Cancel {
 pub struct Bridge {
     handle: Handle,
     cancel: Cancel,
+    activity: Activity,
 }
 
 impl Bridge {
     pub fn new(handle: Handle, cancel: Cancel) -> Self {
-        Bridge { handle, cancel }
+        Bridge {
+            handle,
+            cancel,
+            activity: Activity::default(),
+        }
+    }
+
+    /// What this bridge's callers are waiting for now.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     pub fn cancel(&self) -> &Cancel {
@@ -92,6 +186,7 @@ impl Bridge {
         if let Some(reason) = self.cancel.reason() {
             return Err(to_rhai(&reason));
         }
+        let _waiting = self.activity.enter(what);
         let cancel = self.cancel.clone();
         self.handle.block_on(async move {
             tokio::select! {
@@ -130,6 +225,39 @@ mod tests {
             matches!(*err, EvalAltResult::ErrorTerminated(ref v, _) if v.to_string().contains("cancelled")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn renew_reaches_every_clone() {
+        let cancel = Cancel::new(None);
+        let in_engine = cancel.clone();
+        cancel.cancel();
+        assert!(in_engine.reason().is_some());
+        cancel.renew();
+        assert!(in_engine.reason().is_none(), "a clone kept the old token");
+    }
+
+    #[test]
+    fn activity_names_the_running_wait() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bridge = Bridge::new(rt.handle().clone(), Cancel::new(None));
+        let activity = bridge.activity().clone();
+        assert_eq!(activity.current(), None);
+        let seen = std::thread::spawn(move || {
+            let inner = bridge.activity().clone();
+            bridge.block_on("sleeping 1 s", async move {
+                Ok::<_, ScriptError>(inner.current())
+            })
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen, Some(("sleeping 1 s".to_string(), 0)));
+        assert_eq!(activity.current(), None);
+        let shell = activity.hand_over_terminal();
+        assert!(activity.terminal_handed_over());
+        drop(shell);
+        assert!(!activity.terminal_handed_over());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 # `emulator::behaviour::microsoft_python_sdk_accepts_the_emulator`, which starts the emulator in-process on
 # 127.0.0.1:0 and runs tests/sdk/check_sdk.py against it.
 #
-# .ci/run should call:   AZSSH_REQUIRE_SDK=1 tests/sdk/run.sh
+# .ci/run creates the same virtualenv and sets AZSSH_SDK_PYTHON for the whole `cargo test`.
 #
 # To check a standalone `azssh emulator` instead (once the command and the guest model are wired
 # in; without a guest the WindowsOpenSSH extension ends `Failed`, as it says):

@@ -166,15 +166,10 @@ fn register_actions(engine: &mut Engine, ctx: &Ctx) {
 /// v.power_state
 /// ```"])
         .with_params_info(["vm: Vm", "()"])
-        .register_into_engine(engine, move |v: &mut Vm| -> RhaiResult<()> {
-            let arm = c.arm()?;
-            let id = v.id.clone();
-            *v = c
-                .bridge
-                .block_on(&format!("reading VM `{}`", v.name), async move {
-                    vm::get_vm_by_id(&arm, &id).await
-                })?;
-            Ok(())
+        .register_into_engine(engine, move |v: &mut Vm| {
+            replace_vm(&c, v, "reading", |arm, id| async move {
+                vm::get_vm_by_id(&arm, &id).await
+            })
         });
     let c = ctx.clone();
     FuncRegistration::new("start")
@@ -186,15 +181,10 @@ fn register_actions(engine: &mut Engine, ctx: &Ctx) {
 /// if v.power_state != \"running\" { v.start(); }
 /// ```"])
         .with_params_info(["vm: Vm", "()"])
-        .register_into_engine(engine, move |v: &mut Vm| -> RhaiResult<()> {
-            let arm = c.arm()?;
-            let id = v.id.clone();
-            *v = c
-                .bridge
-                .block_on(&format!("starting VM `{}`", v.name), async move {
-                    vm::start_vm(&arm, &id).await
-                })?;
-            Ok(())
+        .register_into_engine(engine, move |v: &mut Vm| {
+            replace_vm(&c, v, "starting", |arm, id| async move {
+                vm::start_vm(&arm, &id).await
+            })
         });
     let c = ctx.clone();
     FuncRegistration::new("ensure_running")
@@ -217,6 +207,19 @@ fn register_actions(engine: &mut Engine, ctx: &Ctx) {
             *v = fresh;
             Ok(started)
         });
+}
+
+/// Replaces `v` with what `call(arm, id)` answers (a fresh read, a started VM).
+fn replace_vm<F, Fut>(ctx: &Ctx, v: &mut Vm, doing: &str, call: F) -> RhaiResult<()>
+where
+    F: FnOnce(crate::azure::ArmClient, String) -> Fut,
+    Fut: std::future::Future<Output = crate::azure::error::Result<Vm>>,
+{
+    let fut = call(ctx.arm()?, v.id.clone());
+    *v = ctx
+        .bridge
+        .block_on(&format!("{doing} VM `{}`", v.name), fut)?;
+    Ok(())
 }
 
 fn register_run_powershell(engine: &mut Engine, ctx: &Ctx) {

@@ -1,0 +1,172 @@
+//! The session verbs, each a thin front for its bundled runbook (the scripts are the single
+//! source of truth for the workflow): `azssh connect` (runbook `connect`), `azssh tunnel`
+//! (`connect` with `wait`), `azssh rdp` (`rdp-tunnel`), `azssh cp` (`copy-files`).
+
+use rhai::{Dynamic, Map};
+
+use crate::cli::{
+    ConnectArgs, CpArgs, GlobalArgs, RdpArgs, SshLoginArgs, TunnelArgs, VmTargetArgs,
+};
+use crate::error::AppError;
+use crate::script::engine::Limits;
+use crate::script::run::Script;
+
+pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), AppError> {
+    let mut map = target_args(&args.target);
+    put_list(&mut map, "forwards", &args.forwards);
+    if !args.command.is_empty() {
+        // Like `ssh host a b c`: the words are joined and the remote shell splits them again.
+        map.insert("command".into(), args.command.join(" ").into());
+        map.insert("stream".into(), true.into());
+    }
+    let result = run_runbook(global, "connect", map).await?;
+    exit_with(&result)
+}
+
+pub async fn tunnel(global: &GlobalArgs, args: TunnelArgs) -> Result<(), AppError> {
+    let mut map = target_args(&args.target);
+    put_list(&mut map, "forwards", &args.forwards);
+    map.insert("wait".into(), true.into());
+    until_interrupted(run_runbook(global, "connect", map).await)
+}
+
+pub async fn rdp(global: &GlobalArgs, args: RdpArgs) -> Result<(), AppError> {
+    let mut map = target_args(&args.target);
+    map.insert(
+        "local_port".into(),
+        Dynamic::from(i64::from(args.local_port)),
+    );
+    map.insert("launch".into(), (!args.no_launch).into());
+    map.insert("keep_open".into(), true.into());
+    until_interrupted(run_runbook(global, "rdp-tunnel", map).await)
+}
+
+pub async fn cp(global: &GlobalArgs, args: CpArgs) -> Result<(), AppError> {
+    let mut map = login_args(&args.login);
+    put(&mut map, "ip", &args.ip);
+    map.insert("source".into(), args.source.into());
+    map.insert("destination".into(), args.destination.into());
+    let result = run_runbook(global, "copy-files", map).await?;
+    super::print_result(global, &result)
+}
+
+/// Runs a bundled runbook by name: never a file of that name in the current directory, which
+/// `azssh run` would prefer.
+pub async fn run_runbook(global: &GlobalArgs, name: &str, args: Map) -> Result<Dynamic, AppError> {
+    let text = crate::script::bundled::runbook(name).ok_or_else(|| {
+        AppError::usage(
+            format!("the bundled runbook `{name}` is missing from this build"),
+            Some("this is a bug in azssh; please report it".into()),
+        )
+    })?;
+    let script = Script {
+        name: format!("runbook:{name}"),
+        text: text.to_string(),
+    };
+    super::run_blocking(
+        super::settings(global),
+        Limits::default(),
+        None,
+        move |ctx| crate::script::run::run(&ctx, &script, args, |_| {}),
+    )
+    .await
+}
+
+/// `azssh connect -- command` exits with the remote command's code, as `ssh` does; a command
+/// killed by a signal counts as a failure.
+fn exit_with(result: &Dynamic) -> Result<(), AppError> {
+    let code = result
+        .read_lock::<Map>()
+        .and_then(|m| m.get("exit_code").map(|c| c.as_int().unwrap_or(1)));
+    match code {
+        None | Some(0) => Ok(()),
+        Some(c) => Err(AppError::Exit(i32::try_from(c).unwrap_or(1))),
+    }
+}
+
+/// Long-lived tunnels end with Ctrl-C: that is success, not an error.
+fn until_interrupted(result: Result<Dynamic, AppError>) -> Result<(), AppError> {
+    match result {
+        Err(AppError::Failed(diag)) if diag.kind == "cancelled" => {
+            crate::output::log(crate::output::Level::Info, "tunnel closed");
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+fn target_args(t: &VmTargetArgs) -> Map {
+    let mut map = login_args(&t.login);
+    put(&mut map, "resource_group", &t.resource_group);
+    put(&mut map, "name", &t.name);
+    put(&mut map, "ip", &t.ip);
+    map
+}
+
+fn login_args(l: &SshLoginArgs) -> Map {
+    let mut map = Map::new();
+    put(&mut map, "user", &l.local_user);
+    put(&mut map, "key", &l.private_key);
+    put(&mut map, "strict", &l.strict_host_keys);
+    put(&mut map, "known_hosts", &l.known_hosts);
+    if let Some(p) = l.port {
+        map.insert("port".into(), Dynamic::from(i64::from(p)));
+    }
+    if l.prefer_private_ip {
+        map.insert("prefer_private_ip".into(), true.into());
+    }
+    map
+}
+
+fn put(map: &mut Map, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        map.insert(key.into(), v.clone().into());
+    }
+}
+
+fn put_list(map: &mut Map, key: &str, values: &[String]) {
+    if !values.is_empty() {
+        let list: rhai::Array = values.iter().cloned().map(Dynamic::from).collect();
+        map.insert(key.into(), list.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_exit_code_becomes_ours() {
+        let mut m = Map::new();
+        m.insert("exit_code".into(), Dynamic::from(7_i64));
+        let err = exit_with(&Dynamic::from(m)).unwrap_err();
+        assert_eq!(err.exit_code(), 7);
+        assert_eq!(err.render(), "");
+        let mut ok = Map::new();
+        ok.insert("exit_code".into(), Dynamic::from(0_i64));
+        assert!(exit_with(&Dynamic::from(ok)).is_ok());
+    }
+
+    #[test]
+    fn ctrl_c_ends_a_tunnel_successfully() {
+        let cancelled = AppError::Failed(Box::new(crate::script::error::Diagnostic::plain(
+            "cancelled",
+            "cancelled",
+            None,
+        )));
+        assert!(until_interrupted(Err(cancelled)).is_ok());
+        let failed = AppError::Failed(Box::new(crate::script::error::Diagnostic::plain(
+            "ssh.auth_failed",
+            "no",
+            None,
+        )));
+        assert!(until_interrupted(Err(failed)).is_err());
+    }
+
+    #[test]
+    fn every_verb_runbook_is_bundled() {
+        for name in ["connect", "rdp-tunnel", "copy-files"] {
+            assert!(crate::script::bundled::runbook(name).is_some(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The journal: one JSON line per VM, appended and fsynced as each VM starts and finishes, so
+//! a run killed at any moment can be resumed without redoing finished work.
+//!
+//! A `running` line is written (and synced) before a VM's script starts. If the process dies
+//! before that VM's `ok`/`failed` line, `--resume` cannot know how far the script got (Azure's
+//! RunCommand action has no record of past runs to ask), so it records the VM as failed with
+//! kind `fleet.interrupted` instead of running it again; `--retry-failed` reruns such VMs when
+//! the script is safe to repeat. A VM whose RunCommand completed is never sent it again.
+//!
+//! Results are the scripts' own values: scripts must not return secrets. Keys that look like
+//! secrets (`token`, `password`, `secret`, `private_key`) are redacted anyway.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::FleetError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Started, not finished yet (only ever the last word for a VM if the run died).
+    Running,
+    Ok,
+    Failed,
+}
+
+/// Why a VM failed, as scripts see errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    pub name: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// RFC 3339, UTC.
+    pub finished_at: String,
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// An open journal file. Writes are whole lines followed by `sync_data`, so a crash loses at
+/// most the line being written (which `load` then skips).
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: std::sync::Mutex<File>,
+}
+
+impl Journal {
+    /// Opens for appending. A fresh run refuses a journal that already holds entries: mixing two
+    /// runs' lines would make a later `--resume` skip VMs the second run never touched.
+    pub fn open(path: &Path, resume: bool) -> Result<Journal, FleetError> {
+        let err = |e: std::io::Error| FleetError::Journal {
+            path: path.display().to_string(),
+            reason: e.to_string().to_lowercase(),
+        };
+        if !resume && std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return Err(FleetError::JournalExists {
+                path: path.display().to_string(),
+            });
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line and waits until it is on disk.
+    pub fn append(&self, entry: &Entry) -> Result<(), FleetError> {
+        let mut line = serde_json::to_string(entry).map_err(|e| FleetError::Journal {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        line.push('\n');
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| FleetError::Journal {
+                path: self.path.display().to_string(),
+                reason: e.to_string().to_lowercase(),
+            })
+    }
+}
+
+/// The last word on each VM (keyed by lower-cased id). Unreadable lines (a line torn by a
+/// crash) are skipped with a warning count.
+pub fn load(path: &Path) -> Result<(HashMap<String, Entry>, usize), FleetError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
+        Err(e) => {
+            return Err(FleetError::Journal {
+                path: path.display().to_string(),
+                reason: e.to_string().to_lowercase(),
+            });
+        }
+    };
+    let mut last = HashMap::new();
+    let mut torn = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => {
+                last.insert(e.id.to_ascii_lowercase(), e);
+            }
+            Err(_) => torn += 1,
+        }
+    }
+    Ok((last, torn))
+}
+
+/// What `--resume` does with a VM, given its last journal entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeAction {
+    Run,
+    Skip,
+    /// Died mid-run: record it as interrupted (failed), don't run it.
+    MarkInterrupted,
+}
+
+pub fn resume_action(last: Option<&Entry>, retry_failed: bool) -> ResumeAction {
+    match last.map(|e| e.status) {
+        None => ResumeAction::Run,
+        Some(Status::Ok) => ResumeAction::Skip,
+        Some(Status::Failed | Status::Running) if retry_failed => ResumeAction::Run,
+        Some(Status::Failed) => ResumeAction::Skip,
+        Some(Status::Running) => ResumeAction::MarkInterrupted,
+    }
+}
+
+const SECRET_WORDS: [&str; 5] = ["token", "password", "secret", "private_key", "privatekey"];
+
+/// Replaces the values of keys that look like secrets, at any depth.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.to_ascii_lowercase().replace('-', "_");
+                if SECRET_WORDS.iter().any(|w| key.contains(w)) {
+                    *v = Value::String("<redacted>".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(id: &str, status: Status) -> Entry {
+        Entry {
+            id: id.into(),
+            name: "vm".into(),
+            status,
+            result: None,
+            error: None,
+            attempts: 1,
+            duration_ms: 5,
+            finished_at: now_rfc3339(),
+        }
+    }
+
+    #[test]
+    fn journal_keeps_last_word_and_skips_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let j = Journal::open(&path, false).unwrap();
+        j.append(&entry("/A", Status::Running)).unwrap();
+        j.append(&entry("/a", Status::Ok)).unwrap();
+        j.append(&entry("/b", Status::Running)).unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"id\": \"/c\", \"sta").unwrap();
+        let (last, torn) = load(&path).unwrap();
+        assert_eq!(torn, 1);
+        assert_eq!(last["/a"].status, Status::Ok);
+        assert_eq!(last["/b"].status, Status::Running);
+    }
+
+    #[test]
+    fn fresh_run_refuses_a_used_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        Journal::open(&path, false)
+            .unwrap()
+            .append(&entry("/a", Status::Ok))
+            .unwrap();
+        assert!(matches!(
+            Journal::open(&path, false),
+            Err(FleetError::JournalExists { .. })
+        ));
+        assert!(Journal::open(&path, true).is_ok());
+    }
+
+    #[test]
+    fn resume_skips_done_and_marks_interrupted() {
+        let ok = entry("/a", Status::Ok);
+        let failed = entry("/a", Status::Failed);
+        let running = entry("/a", Status::Running);
+        assert_eq!(resume_action(None, false), ResumeAction::Run);
+        assert_eq!(resume_action(Some(&ok), true), ResumeAction::Skip);
+        assert_eq!(resume_action(Some(&failed), false), ResumeAction::Skip);
+        assert_eq!(resume_action(Some(&failed), true), ResumeAction::Run);
+        assert_eq!(
+            resume_action(Some(&running), false),
+            ResumeAction::MarkInterrupted
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let mut v = json!({"user": "a", "Password": "p", "nested": [{"access_token": "t", "privateKey": "k"}]});
+        redact(&mut v);
+        assert_eq!(
+            v,
+            json!({"user": "a", "Password": "<redacted>", "nested": [{"access_token": "<redacted>", "privateKey": "<redacted>"}]})
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! Pacing against ARM's throttling, at two levels:
+//!
+//! - `TokenPacer`, installed on the shared client's `ThrottleBudget`, holds each request until
+//!   ARM's token bucket for its kind should have a token: a local estimate of the bucket
+//!   (ARM's documented per-subscription defaults: reads 250 refilled at 25/s, writes and deletes
+//!   200 at 10/s), spent as requests go out and lowered to the `remaining` count each answer
+//!   reports. A larger bucket reported by ARM raises the estimate's capacity; an endpoint that
+//!   never reports a count is not paced.
+//! - `BudgetGate`: VM runs wait here before starting while ARM says the subscription's read or
+//!   write budget (`x-ms-ratelimit-remaining-subscription-*`) is below a reserve, so a blocking
+//!   thread is not taken by a run that would only wait for tokens.
+//!
+//! The remaining counts only change when an answer arrives, so a gate that held everybody back
+//! would never see the bucket refill: one run is let through per probe interval while the budget
+//! is low, and its answers refresh the counts. The ARM client still retries any 429 that gets
+//! through (after `Retry-After`).
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::azure::budget::{Operation, Pacer, ThrottleBudget};
+
+/// Tokens left for everyone else using the subscription (the portal, other tools).
+const FLOOR: f64 = 5.0;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    capacity: f64,
+    refill_per_sec: f64,
+    at: Instant,
+    /// Whether ARM ever reported a remaining count: an endpoint that never does (an emulator
+    /// with throttling off, a proxy stripping headers) is not paced on a guess.
+    reported: bool,
+}
+
+impl Bucket {
+    fn new(capacity: f64, refill_per_sec: f64) -> Bucket {
+        Bucket {
+            tokens: capacity,
+            capacity,
+            refill_per_sec,
+            at: Instant::now(),
+            reported: false,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let secs = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + secs * self.refill_per_sec).min(self.capacity);
+        self.at = now;
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        if self.tokens >= FLOOR + 1.0 || !self.reported {
+            self.tokens = (self.tokens - 1.0).max(0.0);
+            None
+        } else {
+            Some(Duration::from_secs_f64(
+                (FLOOR + 1.0 - self.tokens) / self.refill_per_sec,
+            ))
+        }
+    }
+
+    /// ARM's count is the truth but lags the requests still in flight, so it may only lower
+    /// the estimate; a count above our capacity means a bigger bucket than we assumed.
+    fn observe(&mut self, remaining: u64, now: Instant) {
+        self.refill(now);
+        self.reported = true;
+        let r = remaining as f64;
+        if r > self.capacity {
+            self.capacity = r;
+        }
+        self.tokens = self.tokens.min(r);
+    }
+}
+
+/// The per-request pacer (see the module doc).
+#[derive(Debug)]
+pub struct TokenPacer {
+    reads: std::sync::Mutex<Bucket>,
+    writes: std::sync::Mutex<Bucket>,
+    deletes: std::sync::Mutex<Bucket>,
+}
+
+impl Default for TokenPacer {
+    fn default() -> Self {
+        TokenPacer {
+            reads: std::sync::Mutex::new(Bucket::new(250.0, 25.0)),
+            writes: std::sync::Mutex::new(Bucket::new(200.0, 10.0)),
+            deletes: std::sync::Mutex::new(Bucket::new(200.0, 10.0)),
+        }
+    }
+}
+
+impl TokenPacer {
+    fn bucket(&self, op: Operation) -> std::sync::MutexGuard<'_, Bucket> {
+        let m = match op {
+            Operation::Read => &self.reads,
+            Operation::Write => &self.writes,
+            Operation::Delete => &self.deletes,
+        };
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Pacer for TokenPacer {
+    fn acquire(&self, op: Operation) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                let wait = self.bucket(op).take(Instant::now());
+                match wait {
+                    None => return,
+                    Some(d) => tokio::time::sleep(d).await,
+                }
+            }
+        })
+    }
+
+    fn observe(&self, op: Operation, remaining: u64) {
+        self.bucket(op).observe(remaining, Instant::now());
+    }
+}
+
+#[derive(Debug)]
+pub struct BudgetGate {
+    budget: ThrottleBudget,
+    reserve_reads: u64,
+    reserve_writes: u64,
+    probe_every: Duration,
+    last_probe: std::sync::Mutex<Option<Instant>>,
+}
+
+impl BudgetGate {
+    /// `reserve_*`: the remaining count below which new runs wait.
+    pub fn new(budget: ThrottleBudget, reserve_reads: u64, reserve_writes: u64) -> BudgetGate {
+        BudgetGate {
+            budget,
+            reserve_reads,
+            reserve_writes,
+            probe_every: Duration::from_millis(500),
+            last_probe: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The reserve for `concurrency` runs in flight: each running VM may spend a few more calls
+    /// before its answers lower the counts, so keep that many back (bounded: ARM's buckets hold
+    /// a few hundred tokens).
+    pub fn for_concurrency(budget: ThrottleBudget, concurrency: usize) -> BudgetGate {
+        let c = u64::try_from(concurrency).unwrap_or(u64::MAX);
+        BudgetGate::new(budget, c.saturating_mul(2).min(100), c.min(60))
+    }
+
+    fn low(&self) -> bool {
+        self.budget
+            .remaining_reads()
+            .is_some_and(|r| r < self.reserve_reads)
+            || self
+                .budget
+                .remaining_writes()
+                .is_some_and(|w| w < self.reserve_writes)
+    }
+
+    /// Returns when a new VM run may start. Whether it had to wait is returned for the counters.
+    pub async fn admit(&self) -> bool {
+        let mut waited = false;
+        loop {
+            if !self.low() {
+                return waited;
+            }
+            {
+                let mut last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                if last.is_none_or(|t| now.duration_since(t) >= self.probe_every) {
+                    *last = Some(now);
+                    return waited;
+                }
+            }
+            waited = true;
+            tokio::time::sleep(self.probe_every / 5).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spends_the_bucket_then_follows_the_refill_rate() {
+        let pacer = TokenPacer::default();
+        pacer.observe(Operation::Write, 200);
+        let start = Instant::now();
+        for _ in 0..194 {
+            pacer.acquire(Operation::Write).await;
+        }
+        assert_eq!(
+            Instant::now(),
+            start,
+            "a full bucket (less the floor) goes at once"
+        );
+        for _ in 0..10 {
+            pacer.acquire(Operation::Write).await;
+        }
+        let waited = Instant::now().duration_since(start);
+        assert!(waited >= Duration::from_millis(900), "{waited:?}");
+        // Reads are a separate bucket, and never reported: not paced.
+        let t = Instant::now();
+        for _ in 0..1000 {
+            pacer.acquire(Operation::Read).await;
+        }
+        assert_eq!(Instant::now(), t);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reported_remaining_lowers_the_estimate() {
+        let pacer = TokenPacer::default();
+        pacer.observe(Operation::Read, 6);
+        let t = Instant::now();
+        pacer.acquire(Operation::Read).await;
+        pacer.acquire(Operation::Read).await;
+        assert!(
+            Instant::now() > t,
+            "only one token above the floor was left"
+        );
+    }
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn budget_with(reads: &'static str) -> ThrottleBudget {
+        let b = ThrottleBudget::default();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-reads",
+            HeaderValue::from_static(reads),
+        );
+        b.observe(&h);
+        b
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_or_ample_budget_admits_at_once() {
+        assert!(
+            !BudgetGate::new(ThrottleBudget::default(), 10, 10)
+                .admit()
+                .await
+        );
+        assert!(!BudgetGate::new(budget_with("200"), 10, 10).admit().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn low_budget_lets_one_probe_through_per_interval() {
+        let gate = BudgetGate::new(budget_with("3"), 10, 10);
+        let start = Instant::now();
+        assert!(!gate.admit().await, "the first run probes");
+        assert!(
+            gate.admit().await,
+            "the second waits for the next probe slot"
+        );
+        assert!(Instant::now().duration_since(start) >= Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,382 @@
+//! Runs one compiled script over many VMs: bounded concurrency, the ARM budget gate, per-VM
+//! deadlines and retries, the journal, max-fail and Ctrl-C.
+//!
+//! Each VM's script runs on a blocking thread (`spawn_blocking`): Rhai evaluation is synchronous
+//! and every async-backed native blocks its thread on the runtime (`script::bridge`), so a
+//! running VM holds one OS thread for its whole run. The `Semaphore` bounds those threads (and
+//! with them the ARM calls in flight); tokio's blocking pool alone would grow to 512 threads and
+//! spend the subscription's budget in bursts.
+//!
+//! All VM runs share one `ArmClient` (one connection pool, one `ThrottleBudget`) and one compiled
+//! AST (Rhai's `sync` feature makes `Engine` and `AST` `Send + Sync`); each gets its own
+//! `ScriptContext`, engine and `Cancel` deadline, and a scope with `vm` and `ARGS`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rhai::{AST, Dynamic, Map, Scope};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::{self, Entry, ErrorInfo, Journal, Status};
+use super::pacing::BudgetGate;
+use super::progress::Counters;
+use super::targets::Target;
+use crate::azure::client::ArmClient;
+use crate::azure::vm;
+use crate::output;
+use crate::script::bridge::{Bridge, Cancel};
+use crate::script::context::{ScriptContext, Settings};
+use crate::script::engine::{self, Limits};
+use crate::script::error::{self, SourceLookup};
+use crate::script::run::Script;
+
+/// What every VM run shares.
+pub struct FleetJob {
+    pub script: Script,
+    pub ast: Arc<AST>,
+    pub args: Map,
+    pub settings: Settings,
+    pub limits: Limits,
+    pub arm: ArmClient,
+    pub concurrency: usize,
+    /// Per VM, across its attempts.
+    pub timeout: Option<Duration>,
+    /// Extra attempts after a transient failure (throttling, 5xx, resets, failed operations).
+    pub retries: u32,
+    /// Stop starting new VMs once more than this percentage of all targets failed.
+    pub max_fail_percent: Option<f64>,
+}
+
+/// Ctrl-C and max-fail: `stop` ends the starting of new VMs, `abort` cancels running ones.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+    reason: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Controls {
+    /// Stops starting new VMs; the first reason given is kept.
+    pub fn stop(&self, reason: &str) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason.to_string());
+        }
+        self.stop.cancel();
+    }
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The run's end state (the report adds resumed entries and the budget).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Finished VMs in target order.
+    pub entries: Vec<Entry>,
+    pub not_started: Vec<Target>,
+    pub stopped: Option<String>,
+}
+
+struct Shared {
+    job: Arc<FleetJob>,
+    journal: Option<Arc<Journal>>,
+    counters: Arc<Counters>,
+    controls: Controls,
+    gate: BudgetGate,
+    total: usize,
+}
+
+/// Runs the job over `targets` (already filtered by shard and journal).
+pub async fn run(
+    job: Arc<FleetJob>,
+    targets: Vec<Target>,
+    journal: Option<Arc<Journal>>,
+    counters: Arc<Counters>,
+    controls: Controls,
+) -> Outcome {
+    let concurrency = job.concurrency.max(1);
+    let shared = Arc::new(Shared {
+        gate: BudgetGate::for_concurrency(job.arm.budget().clone(), concurrency),
+        total: targets.len(),
+        job,
+        journal,
+        counters,
+        controls: controls.clone(),
+    });
+    let semaphore = Arc::new(Semaphore::new(concurrency));
+    let mut running = JoinSet::new();
+    let mut finished: Vec<(usize, Entry)> = Vec::with_capacity(targets.len());
+    let mut not_started = Vec::new();
+    let mut pending = targets.into_iter().enumerate();
+    for (i, target) in pending.by_ref() {
+        let permit = tokio::select! {
+            biased;
+            _ = controls.stop.cancelled() => None,
+            p = semaphore.clone().acquire_owned() => p.ok(),
+        };
+        while let Some(done) = running.try_join_next() {
+            collect(done, &mut finished);
+        }
+        let Some(permit) = permit.filter(|_| !controls.stop.is_cancelled()) else {
+            not_started.push(target);
+            break;
+        };
+        let s = shared.clone();
+        running.spawn(async move {
+            let _permit = permit;
+            (i, run_vm(&s, target).await)
+        });
+    }
+    not_started.extend(pending.map(|(_, t)| t));
+    while let Some(done) = running.join_next().await {
+        collect(done, &mut finished);
+    }
+    finished.sort_by_key(|(i, _)| *i);
+    Outcome {
+        entries: finished.into_iter().map(|(_, e)| e).collect(),
+        not_started,
+        stopped: controls.reason(),
+    }
+}
+
+fn collect(
+    done: Result<(usize, Entry), tokio::task::JoinError>,
+    finished: &mut Vec<(usize, Entry)>,
+) {
+    match done {
+        Ok(pair) => finished.push(pair),
+        // run_vm catches the script thread's failures itself; this is a bug in azssh.
+        Err(e) => output::log(output::Level::Error, &format!("a fleet task failed: {e}")),
+    }
+}
+
+/// One VM, start to journal line.
+async fn run_vm(s: &Shared, target: Target) -> Entry {
+    s.gate.admit().await;
+    let started = Instant::now();
+    write_journal(
+        s,
+        &entry(&target, Status::Running, Ok(Value::Null), 0, started),
+    );
+    s.counters.running.fetch_add(1, Ordering::Relaxed);
+    let cancel = Cancel::new(s.job.timeout);
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        let result = attempt(s, &target, &cancel).await;
+        match result {
+            Err(e)
+                if attempts <= s.job.retries
+                    && is_transient(&e.kind)
+                    && cancel.reason().is_none()
+                    && !s.controls.abort.is_cancelled() =>
+            {
+                tracing::debug!(vm = %target.name, kind = %e.kind, attempts, "retrying VM");
+                let pause = Duration::from_millis(500 * u64::from(attempts));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = s.controls.abort.cancelled() => {}
+                }
+            }
+            other => break other,
+        }
+    };
+    s.counters.running.fetch_sub(1, Ordering::Relaxed);
+    let status = if outcome.is_ok() {
+        s.counters.ok.fetch_add(1, Ordering::Relaxed);
+        Status::Ok
+    } else {
+        let failed = s.counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        check_max_fail(s, failed);
+        Status::Failed
+    };
+    let done = entry(&target, status, outcome, attempts, started);
+    write_journal(s, &done);
+    done
+}
+
+fn check_max_fail(s: &Shared, failed: u64) {
+    if let Some(pct) = s.job.max_fail_percent {
+        let share = failed as f64 * 100.0 / s.total.max(1) as f64;
+        if share > pct {
+            s.controls.stop(&format!(
+                "{failed} of {} VMs failed, past `--max-fail {pct}`",
+                s.total
+            ));
+        }
+    }
+}
+
+/// A journal that cannot be written makes `--resume` unsafe: stop starting VMs.
+fn write_journal(s: &Shared, e: &Entry) {
+    if let Some(j) = &s.journal
+        && let Err(err) = j.append(e)
+    {
+        output::log(output::Level::Error, &err.to_string());
+        s.controls.stop("the journal cannot be written");
+    }
+}
+
+fn entry(
+    target: &Target,
+    status: Status,
+    outcome: Result<Value, ErrorInfo>,
+    attempts: u32,
+    started: Instant,
+) -> Entry {
+    let (result, error) = match outcome {
+        Ok(Value::Null) => (None, None),
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e)),
+    };
+    Entry {
+        id: target.id.clone(),
+        name: target.name.clone(),
+        status,
+        result,
+        error,
+        attempts,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        finished_at: journal::now_rfc3339(),
+    }
+}
+
+/// Failures worth running the VM's script again for (`--retries`). The ARM client already
+/// retried these inside the call; reaching the script means its own retries ran out.
+pub fn is_transient(kind: &str) -> bool {
+    matches!(
+        kind,
+        "azure.throttled"
+            | "azure.transport"
+            | "azure.timeout"
+            | "azure.operation_failed"
+            | "azure.operation_timeout"
+            | "azure.unexpected_response"
+    )
+}
+
+async fn attempt(s: &Shared, target: &Target, cancel: &Cancel) -> Result<Value, ErrorInfo> {
+    let job = s.job.clone();
+    let id = target.id.clone();
+    let c = cancel.clone();
+    let handle = tokio::runtime::Handle::current();
+    let mut task = tokio::task::spawn_blocking(move || evaluate(&job, &id, handle, c));
+    let joined = tokio::select! {
+        r = &mut task => r,
+        _ = s.controls.abort.cancelled() => {
+            cancel.cancel();
+            task.await
+        }
+    };
+    joined.unwrap_or_else(|e| {
+        Err(ErrorInfo {
+            kind: "internal".into(),
+            message: format!("the script thread failed: {e}"),
+            hint: Some("this is a bug in azssh; please report it".into()),
+        })
+    })
+}
+
+struct Sources<'a>(&'a Script);
+
+impl SourceLookup for Sources<'_> {
+    fn source_text(&self, name: &str) -> Option<String> {
+        if name == self.0.name {
+            Some(self.0.text.clone())
+        } else {
+            crate::script::resolver::source_text(name)
+        }
+    }
+}
+
+/// On the blocking thread: read the VM, then evaluate the shared AST with `vm` and `ARGS`.
+fn evaluate(
+    job: &FleetJob,
+    id: &str,
+    handle: tokio::runtime::Handle,
+    cancel: Cancel,
+) -> Result<Value, ErrorInfo> {
+    let bridge = Bridge::new(handle, cancel);
+    let ctx = Arc::new(ScriptContext::with_arm(
+        bridge,
+        job.settings.clone(),
+        job.limits.clone(),
+        job.arm.clone(),
+    ));
+    let mut engine = engine::build(&ctx);
+    // stdout carries the fleet's structured results; a VM's `print` goes to stderr, prefixed
+    // with the VM's name so interleaved lines stay attributable (as `pssh -i` does).
+    let vm_name = crate::fleet::targets::Target::from_id(id)
+        .map(|t| t.name)
+        .unwrap_or_default();
+    engine.on_print(move |text| output::status(&format!("{vm_name}: {text}\n")));
+    let diagnose = |e: &rhai::EvalAltResult| {
+        let d = error::from_eval(
+            e,
+            &job.script.name,
+            &Sources(&job.script),
+            &engine::signatures(&engine),
+        );
+        let message = match d.line {
+            Some(line) if !d.file.is_empty() => format!("{} ({}:{line})", d.message, d.file),
+            _ => d.message,
+        };
+        ErrorInfo {
+            kind: d.kind,
+            message,
+            hint: d.hint,
+        }
+    };
+    let arm = job.arm.clone();
+    let owned = id.to_string();
+    let found = ctx
+        .bridge
+        .block_on(
+            "reading VM",
+            async move { vm::get_vm_by_id(&arm, &owned).await },
+        )
+        .map_err(|e| diagnose(&e))?;
+    let mut scope = Scope::new();
+    scope.push_constant("ARGS", job.args.clone());
+    scope.push("vm", found);
+    let value = engine
+        .eval_ast_with_scope::<Dynamic>(&mut scope, &job.ast)
+        .map_err(|e| diagnose(&e))?;
+    let mut json = crate::script::value::to_json(&value).map_err(|e| ErrorInfo {
+        kind: "script.output".into(),
+        message: format!("cannot record the script's result: {e}"),
+        hint: Some("end the script with a map, array, string or number".into()),
+    })?;
+    journal::redact(&mut json);
+    Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(is_transient("azure.throttled"));
+        assert!(!is_transient("azure.not_found"));
+        assert!(!is_transient("script.runtime"));
+    }
+
+    #[test]
+    fn controls_keep_the_first_stop_reason() {
+        let c = Controls::default();
+        c.stop("max-fail");
+        c.stop("interrupted");
+        assert!(c.stop.is_cancelled());
+        assert!(!c.abort.is_cancelled());
+        assert_eq!(c.reason().as_deref(), Some("max-fail"));
+    }
+}

@@ -1,0 +1,468 @@
+//! Rhai bindings for SSH: `ssh(vm_or_host[, opts])` → `Session` (`exec`, `powershell`,
+//! `forward`, `upload`, `download`, `shell`, `close`) and `Tunnel` (`local_port`, `close`), plus
+//! `rdp_probe` and `launch_rdp` for Remote Desktop through a tunnel. A thin layer over
+//! `crate::ssh`: every wait goes through `ctx.bridge.block_on`.
+//!
+//! # Layout
+//! `target` — options → `ConnectOptions`; `session` — the `Session`/`Tunnel` values and the
+//! tunnel registry; `terminal` — host-key and passphrase prompts; `rdp` — probe and client
+//! launch; `error` — `SessionError`.
+
+pub mod error;
+pub mod rdp;
+pub mod session;
+pub mod target;
+mod terminal;
+
+use std::path::PathBuf;
+
+use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Map};
+
+use crate::azure::vm::Vm;
+use crate::script::api::options::Options;
+use crate::script::context::Ctx;
+use crate::script::error::to_rhai;
+use crate::ssh::keys::expand_home;
+use crate::ssh::{LocalForward, Session, SshError};
+use session::{ScriptSession, ScriptTunnel, Tunnels, exec_map, exec_options, require_terminal};
+use target::TargetOf;
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+const SSH_DOC: &str = "\
+/// Opens an SSH session to a `Vm` (its public IP, or its private IP with `prefer_private_ip`)
+/// or to a host name or address. Options: `user` (default: the VM's admin user), `key` (a
+/// private key path or a list; default: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` and the agent),
+/// `password`, `port` (default: `AZSSH_SSH_PORT` when set, else 22), `prefer_private_ip`,
+/// `known_hosts` (a file to use instead of `~/.ssh/known_hosts` and azssh's own), `strict`
+/// (`\"yes\"`, the default without a terminal: unknown hosts are refused; `\"accept-new\"`;
+/// `\"ask\"`, the default on a terminal), `agent` (false: no agent keys), `timeout` (seconds to
+/// connect, default 10). A changed host key is always refused.
+///
+/// # Example
+/// ```rhai
+/// let s = ssh(vm(\"rg-web\", \"web01\"), #{user: \"azureuser\", key: \"~/.ssh/id_ed25519\"});
+/// print(s.exec(\"hostname\").stdout);
+/// let t = s.forward(0, \"localhost\", 3389);
+/// info(`RDP on 127.0.0.1:${t.local_port}`);
+/// ```";
+
+pub fn register(engine: &mut Engine, ctx: &Ctx) {
+    engine.register_type_with_name::<ScriptSession>("Session");
+    engine.register_type_with_name::<ScriptTunnel>("Tunnel");
+    // One registry per engine: dropping the engine (the end of the run) stops its tunnels.
+    let tunnels = Tunnels::default();
+    register_ssh(engine, ctx, &tunnels);
+    register_exec(engine, ctx);
+    register_transfer(engine, ctx);
+    register_forward(engine, ctx);
+    register_lifecycle(engine, ctx);
+    register_rdp(engine, ctx);
+}
+
+fn register_ssh(engine: &mut Engine, ctx: &Ctx, tunnels: &Tunnels) {
+    for with_opts in [false, true] {
+        let (c, t) = (ctx.clone(), tunnels.clone());
+        let reg = FuncRegistration::new("ssh").with_comments([SSH_DOC]);
+        if with_opts {
+            reg.with_params_info(["vm: Vm", "options: map", "Session"])
+                .register_into_engine(engine, move |v: Vm, o: Map| {
+                    connect(&c, &t, TargetOf::Vm(&v), o)
+                });
+        } else {
+            reg.with_params_info(["vm: Vm", "Session"])
+                .register_into_engine(engine, move |v: Vm| {
+                    connect(&c, &t, TargetOf::Vm(&v), Map::new())
+                });
+        }
+        let (c, t) = (ctx.clone(), tunnels.clone());
+        let reg = FuncRegistration::new("ssh").with_comments([SSH_DOC]);
+        if with_opts {
+            reg.with_params_info(["host: string", "options: map", "Session"])
+                .register_into_engine(engine, move |h: &str, o: Map| {
+                    connect(&c, &t, TargetOf::Host(h), o)
+                });
+        } else {
+            reg.with_params_info(["host: string", "Session"])
+                .register_into_engine(engine, move |h: &str| {
+                    connect(&c, &t, TargetOf::Host(h), Map::new())
+                });
+        }
+    }
+}
+
+fn connect(
+    ctx: &Ctx,
+    tunnels: &Tunnels,
+    target: TargetOf<'_>,
+    o: Map,
+) -> RhaiResult<ScriptSession> {
+    let opts = target::connect_options(target, o)?;
+    let what = format!("connecting to `{}` over ssh", opts.host);
+    let session = ctx
+        .bridge
+        .block_on(&what, async move { Session::connect(opts).await })?;
+    Ok(ScriptSession::new(session, tunnels.clone()))
+}
+
+/// The session, or a clear error when it was closed.
+fn live(s: &ScriptSession) -> RhaiResult<Session> {
+    s.open().map_err(|e| to_rhai(&e))
+}
+
+fn exec_opts(function: &str, o: Map) -> RhaiResult<crate::ssh::ExecOptions> {
+    let opts = Options::new(function, o, &["timeout", "stream"])?;
+    let timeout = target::seconds(&opts, "timeout")?;
+    Ok(exec_options(timeout, opts.bool("stream")?.unwrap_or(false)))
+}
+
+fn register_exec(engine: &mut Engine, ctx: &Ctx) {
+    let exec_doc = "\
+/// Runs a command (through the server's default shell: `cmd.exe` on Windows unless
+/// DefaultShell says otherwise) and returns `#{exit_code, stdout, stderr, signal}`. Options:
+/// `timeout` (seconds), `stream` (true: also copy the output to this terminal as it arrives).
+///
+/// # Example
+/// ```rhai
+/// let r = s.exec(\"whoami\");
+/// if r.exit_code != 0 { throw r.stderr; }
+/// ```";
+    let ps_doc = "\
+/// Runs a PowerShell script as `powershell.exe -NoProfile -NonInteractive -EncodedCommand
+/// <base64 UTF-16LE>`, so no quoting is needed and any DefaultShell works. Returns the same map
+/// as `exec` and takes the same options.
+///
+/// # Example
+/// ```rhai
+/// let r = s.powershell(\"(Get-Service sshd).Status\");
+/// r.stdout.trim();
+/// ```";
+    for (name, doc, ps) in [("exec", exec_doc, false), ("powershell", ps_doc, true)] {
+        let param = if ps {
+            "script: string"
+        } else {
+            "command: string"
+        };
+        let c = ctx.clone();
+        FuncRegistration::new(name)
+            .with_comments([doc])
+            .with_params_info(["session: Session", param, "map"])
+            .register_into_engine(engine, move |s: &mut ScriptSession, cmd: &str| {
+                run(&c, s, cmd, ps, crate::ssh::ExecOptions::default())
+            });
+        let c = ctx.clone();
+        FuncRegistration::new(name)
+            .with_comments([doc])
+            .with_params_info(["session: Session", param, "options: map", "map"])
+            .register_into_engine(engine, move |s: &mut ScriptSession, cmd: &str, o: Map| {
+                run(&c, s, cmd, ps, exec_opts(name, o)?)
+            });
+    }
+}
+
+fn run(
+    ctx: &Ctx,
+    s: &ScriptSession,
+    command: &str,
+    powershell: bool,
+    opts: crate::ssh::ExecOptions,
+) -> RhaiResult<Map> {
+    let session = live(s)?;
+    let command = command.to_string();
+    let what = format!("running a command on `{}`", s.label());
+    let result = ctx.bridge.block_on(&what, async move {
+        if powershell {
+            session.powershell(&command, opts).await
+        } else {
+            session.exec(&command, opts).await
+        }
+    })?;
+    Ok(exec_map(&result))
+}
+
+fn register_transfer(engine: &mut Engine, ctx: &Ctx) {
+    let c = ctx.clone();
+    FuncRegistration::new("upload")
+        .with_comments(["\
+/// Copies a local file or directory (recursively) to `remote` over SFTP. Windows paths
+/// (`C:\\\\x\\\\y`, `C:/x/y`) are mapped to what Windows OpenSSH expects. Returns `#{files, bytes}`.
+///
+/// # Example
+/// ```rhai
+/// s.upload(\"./tools/setup.ps1\", \"C:/Users/azureuser/setup.ps1\");
+/// ```"])
+        .with_params_info(["session: Session", "local: string", "remote: string", "map"])
+        .register_into_engine(engine, move |s: &mut ScriptSession, local: &str, remote: &str| -> RhaiResult<Map> {
+            let session = live(s)?;
+            let (local, remote) = (expand_home(local), remote.to_string());
+            let moved = c.bridge.block_on(
+                &format!("uploading `{}` to `{}`", local.display(), s.label()),
+                async move { session.upload(&local, &remote).await },
+            )?;
+            Ok(transferred(moved))
+        });
+    let c = ctx.clone();
+    FuncRegistration::new("download")
+        .with_comments(["\
+/// Copies a remote file or directory (recursively) to `local` over SFTP. Returns
+/// `#{files, bytes}`.
+///
+/// # Example
+/// ```rhai
+/// s.download(\"C:/ProgramData/ssh/logs/sshd.log\", \"./sshd.log\");
+/// ```"])
+        .with_params_info(["session: Session", "remote: string", "local: string", "map"])
+        .register_into_engine(
+            engine,
+            move |s: &mut ScriptSession, remote: &str, local: &str| -> RhaiResult<Map> {
+                let session = live(s)?;
+                let (remote, local): (String, PathBuf) = (remote.to_string(), expand_home(local));
+                let moved = c.bridge.block_on(
+                    &format!("downloading `{remote}` from `{}`", s.label()),
+                    async move { session.download(&remote, &local).await },
+                )?;
+                Ok(transferred(moved))
+            },
+        );
+}
+
+fn transferred(t: crate::ssh::sftp::Transferred) -> Map {
+    let mut m = Map::new();
+    m.insert("files".into(), Dynamic::from(t.files as i64));
+    m.insert("bytes".into(), Dynamic::from(t.bytes as i64));
+    m
+}
+
+fn register_forward(engine: &mut Engine, ctx: &Ctx) {
+    let doc = "\
+/// Forwards a local port to `remote_host:remote_port` as seen from the server (`ssh -L`), on
+/// 127.0.0.1; `local_port` 0 picks any free port. The tunnel runs while the script goes on and
+/// stops on `close()`, when the session closes, or when the script ends. Also takes an `ssh -L`
+/// spec: `s.forward(\"8080:localhost:80\")`.
+///
+/// # Example
+/// ```rhai
+/// let t = s.forward(0, \"localhost\", 3389);
+/// rdp_probe(t.local_port);
+/// t.close();
+/// ```";
+    let c = ctx.clone();
+    FuncRegistration::new("forward")
+        .with_comments([doc])
+        .with_params_info([
+            "session: Session",
+            "local_port: int",
+            "remote_host: string",
+            "remote_port: int",
+            "Tunnel",
+        ])
+        .register_into_engine(
+            engine,
+            move |s: &mut ScriptSession, local: i64, host: &str, remote: i64| {
+                let spec = LocalForward::parse(&format!("{local}:[{host}]:{remote}"))
+                    .map_err(|e| to_rhai(&e))?;
+                forward(&c, s, spec)
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("forward")
+        .with_comments([doc])
+        .with_params_info(["session: Session", "spec: string", "Tunnel"])
+        .register_into_engine(engine, move |s: &mut ScriptSession, spec: &str| {
+            let spec = LocalForward::parse(spec).map_err(|e| to_rhai(&e))?;
+            forward(&c, s, spec)
+        });
+
+    engine
+        .register_get("local_port", |t: &mut ScriptTunnel| {
+            i64::from(t.local_port())
+        })
+        .register_get("remote_host", |t: &mut ScriptTunnel| {
+            t.spec().remote_host.clone()
+        })
+        .register_get("remote_port", |t: &mut ScriptTunnel| {
+            i64::from(t.spec().remote_port)
+        })
+        .register_get("is_open", |t: &mut ScriptTunnel| t.is_open())
+        .register_fn("to_string", |t: &mut ScriptTunnel| t.describe())
+        .register_fn("to_debug", |t: &mut ScriptTunnel| t.describe());
+
+    let c = ctx.clone();
+    FuncRegistration::new("close")
+        .with_comments(["\
+/// Stops the tunnel: no new connections, and the ones it carries are closed. Closing twice is
+/// harmless.
+///
+/// # Example
+/// ```rhai
+/// t.close();
+/// ```"])
+        .with_params_info(["tunnel: Tunnel", "()"])
+        .register_into_engine(engine, move |t: &mut ScriptTunnel| -> RhaiResult<()> {
+            let Some(tunnel) = t.take() else {
+                return Ok(());
+            };
+            c.bridge.block_on("closing a tunnel", async move {
+                tunnel.close().await;
+                Ok::<_, SshError>(())
+            })
+        });
+}
+
+fn forward(ctx: &Ctx, s: &ScriptSession, spec: LocalForward) -> RhaiResult<ScriptTunnel> {
+    let session = live(s)?;
+    let what = format!(
+        "forwarding port {} to `{}:{}`",
+        spec.local_port, spec.remote_host, spec.remote_port
+    );
+    let tunnel = ctx
+        .bridge
+        .block_on(&what, async move { session.forward(spec).await })?;
+    Ok(s.adopt(tunnel))
+}
+
+fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
+    engine
+        .register_get("user", |s: &mut ScriptSession| s.inner.user().to_string())
+        .register_get("host", |s: &mut ScriptSession| s.inner.host().to_string())
+        .register_get("port", |s: &mut ScriptSession| i64::from(s.inner.port()))
+        .register_get("is_closed", |s: &mut ScriptSession| s.is_closed())
+        .register_fn("to_string", |s: &mut ScriptSession| {
+            format!("Session({})", s.label())
+        })
+        .register_fn("to_debug", |s: &mut ScriptSession| {
+            format!("Session({})", s.label())
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("shell")
+        .with_comments(["\
+/// Opens an interactive shell on the server with a terminal (PTY) sized like this one, until
+/// it exits; returns its exit code (or `()`). Needs a terminal: in a pipeline or CI it fails
+/// with `ssh.not_a_terminal` rather than hang.
+///
+/// # Example
+/// ```rhai
+/// ssh(vm(\"rg-web\", \"web01\")).shell();
+/// ```"])
+        .with_params_info(["session: Session", "?"])
+        .register_into_engine(
+            engine,
+            move |s: &mut ScriptSession| -> RhaiResult<Dynamic> {
+                require_terminal("shell()").map_err(|e| to_rhai(&e))?;
+                let session = live(s)?;
+                let code = c
+                    .bridge
+                    .block_on(&format!("shell on `{}`", s.label()), async move {
+                        session.shell().await
+                    })?;
+                Ok(code.map_or(Dynamic::UNIT, |c| Dynamic::from(i64::from(c))))
+            },
+        );
+
+    let c = ctx.clone();
+    FuncRegistration::new("close")
+        .with_comments(["\
+/// Closes the session and every tunnel opened through it. Closing twice is harmless.
+///
+/// # Example
+/// ```rhai
+/// s.close();
+/// ```"])
+        .with_params_info(["session: Session", "()"])
+        .register_into_engine(engine, move |s: &mut ScriptSession| -> RhaiResult<()> {
+            let tunnels = s.take_tunnels();
+            let session = s.inner.clone();
+            s.mark_closed();
+            c.bridge
+                .block_on(&format!("closing `{}`", s.label()), async move {
+                    for t in tunnels {
+                        t.close().await;
+                    }
+                    if session.is_closed() {
+                        return Ok(());
+                    }
+                    match session.close().await {
+                        Err(SshError::Disconnected) | Ok(()) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                })
+        });
+}
+
+fn register_rdp(engine: &mut Engine, ctx: &Ctx) {
+    let doc = "\
+/// Checks that a Remote Desktop listener answers at `host:port` (default host 127.0.0.1, e.g.
+/// a tunnel's local end): sends an X.224 Connection Request as `mstsc` does and reads the
+/// Confirm. Returns `#{address, security, failure_code, duration_ms}`; fails with `rdp.*` kinds.
+///
+/// # Example
+/// ```rhai
+/// let t = s.forward(0, \"localhost\", 3389);
+/// rdp_probe(t.local_port).security   // \"tls\"
+/// ```";
+    let c = ctx.clone();
+    FuncRegistration::new("rdp_probe")
+        .with_comments([doc])
+        .with_params_info(["port: int", "map"])
+        .register_into_engine(engine, move |port: i64| rdp_probe(&c, "127.0.0.1", port));
+    let c = ctx.clone();
+    FuncRegistration::new("rdp_probe")
+        .with_comments([doc])
+        .with_params_info(["host: string", "port: int", "map"])
+        .register_into_engine(engine, move |host: &str, port: i64| {
+            rdp_probe(&c, host, port)
+        });
+
+    let launch_doc = "\
+/// Starts this machine's RDP client on `address` (`127.0.0.1:PORT`) without waiting for it:
+/// `mstsc` on Windows, `xfreerdp3`/`xfreerdp` where installed, `open rdp://...` on macOS.
+/// Returns the client's name, or `()` when there is none (print the address instead).
+///
+/// # Example
+/// ```rhai
+/// let t = s.forward(0, \"localhost\", 3389);
+/// let client = launch_rdp(`127.0.0.1:${t.local_port}`, \"azureuser\");
+/// if client == () { print(`connect your RDP client to 127.0.0.1:${t.local_port}`) }
+/// ```";
+    FuncRegistration::new("launch_rdp")
+        .with_comments([launch_doc])
+        .with_params_info(["address: string", "?"])
+        .register_into_engine(engine, |address: &str| launch(address, None));
+    FuncRegistration::new("launch_rdp")
+        .with_comments([launch_doc])
+        .with_params_info(["address: string", "user: string", "?"])
+        .register_into_engine(engine, |address: &str, user: &str| {
+            launch(address, Some(user))
+        });
+}
+
+fn rdp_probe(ctx: &Ctx, host: &str, port: i64) -> RhaiResult<Map> {
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            to_rhai(&crate::script::error::ScriptError::bad_argument(
+                format!("`rdp_probe` needs a port between 1 and 65535, got {port}"),
+                None,
+            ))
+        })?;
+    let host = host.to_string();
+    ctx.bridge
+        .block_on(&format!("probing RDP on {host}:{port}"), async move {
+            rdp::probe(&host, port).await
+        })
+}
+
+fn launch(address: &str, user: Option<&str>) -> RhaiResult<Dynamic> {
+    let client = rdp::launch(address, user).map_err(|e| to_rhai(&e))?;
+    Ok(client.map_or(Dynamic::UNIT, Dynamic::from))
+}
+
+/// The map form of a `Session` or `Tunnel`, for JSON and table output.
+pub fn value_map(value: &Dynamic) -> Option<Map> {
+    if let Some(s) = value.read_lock::<ScriptSession>() {
+        return Some(s.to_map());
+    }
+    value.read_lock::<ScriptTunnel>().map(|t| t.to_map())
+}

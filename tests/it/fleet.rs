@@ -1,0 +1,565 @@
+//! `azssh fleet` against the in-process ARM emulator: target selection, dry runs, the journal
+//! and `--resume`, `--retry-failed`, shards, `--max-fail`, JUnit output, fault injection, a hard
+//! kill mid-run, and Ctrl-C.
+
+// Test helpers, not tests, so the clippy.toml test allowance does not reach them.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use azssh::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultSpec};
+use serde_json::Value;
+
+use crate::harness::{Test, stdout_of};
+
+/// A setup-like script: start the VM if needed, one RunCommand, a map as result.
+const SETUP: &str = r#"
+vm.ensure_running();
+let r = run_powershell(vm, "Get-Service sshd");
+if ARGS.fail_on != () && vm.name.contains(ARGS.fail_on) { throw `refusing ${vm.name}` }
+#{ name: vm.name, exit_code: r.exit_code, token: "must-not-be-journaled" }
+"#;
+
+/// Runs without an expected exit code (the caller checks), but never lets a panic through.
+trait RunAny {
+    fn run_any(&self) -> std::process::Output;
+}
+
+impl RunAny for Test {
+    fn run_any(&self) -> std::process::Output {
+        let out = self.command().output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked at"), "{stderr}");
+        out
+    }
+}
+
+struct Emu {
+    handle: EmulatorHandle,
+    // Serves the emulator while the binary runs; dropped last.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Emu {
+    fn start(vms: usize, faults: FaultSpec, throttling: bool) -> Emu {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt
+            .block_on(Emulator::start(EmulatorConfig {
+                vms,
+                faults,
+                throttling,
+                speed: 1000.0,
+                ..EmulatorConfig::default()
+            }))
+            .unwrap();
+        Emu { handle, _rt: rt }
+    }
+
+    fn test(&self) -> Test {
+        Test::new()
+            .env("AZSSH_ARM_ENDPOINT", self.handle.endpoint())
+            .env("AZSSH_ACCESS_TOKEN", self.handle.token().expose())
+            .env("AZURE_SUBSCRIPTION_ID", self.handle.subscription_id())
+            .file("setup.rhai", SETUP)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let sub = self.handle.subscription_id();
+        self.handle
+            .vms()
+            .iter()
+            .map(|v| {
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+                    v.resource_group, v.name
+                )
+            })
+            .collect()
+    }
+
+    fn run_commands(&self) -> BTreeMap<String, u64> {
+        self.handle.stats().run_commands
+    }
+}
+
+fn json_rows(out: &std::process::Output) -> Vec<Value> {
+    serde_json::from_str::<Value>(&stdout_of(out))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn names(rows: &[Value]) -> BTreeSet<String> {
+    rows.iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn journal_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The last word per VM id from a journal.
+fn final_status(lines: &[Value]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_ascii_lowercase(),
+                l["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_selects_by_resource_group_and_tag() {
+    let emu = Emu::start(24, FaultSpec::default(), false);
+    let vms = emu.handle.vms();
+    let rg = vms[0].resource_group.clone();
+    let out = emu
+        .test()
+        .args(&["fleet", "setup.rhai", "-g", &rg, "--dry-run", "-o", "json"])
+        .run();
+    let rows = json_rows(&out);
+    let expected: BTreeSet<String> = vms
+        .iter()
+        .filter(|v| v.resource_group == rg)
+        .map(|v| v.name.clone())
+        .collect();
+    assert_eq!(names(&rows), expected);
+    assert!(rows.iter().all(|r| r["action"] == "run"));
+    assert!(emu.run_commands().is_empty(), "a dry run runs nothing");
+
+    // Emulated VM names are `<role>-<env>-NNN`, and the `env` tag matches the name.
+    let out = emu
+        .test()
+        .args(&[
+            "fleet",
+            "setup.rhai",
+            "--tag",
+            "env=prod",
+            "--dry-run",
+            "-o",
+            "json",
+        ])
+        .run();
+    let rows = json_rows(&out);
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r["name"].as_str().unwrap().contains("-prod-")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn targets_file_then_journal_then_resume_runs_nothing_twice() {
+    let emu = Emu::start(12, FaultSpec::default(), true);
+    let ids = emu.ids();
+    let t = emu.test().file(
+        "targets.txt",
+        &format!("# three VMs\n{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+    );
+    let journal = t.path("fleet.jsonl");
+    let t = t.args(&[
+        "fleet",
+        "setup.rhai",
+        "--targets",
+        "targets.txt",
+        "--journal",
+        "fleet.jsonl",
+        "-o",
+        "json",
+    ]);
+    let out = t.run();
+    let rows = json_rows(&out);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    assert_eq!(
+        rows[0]["result"]["token"], "<redacted>",
+        "secret-looking keys are redacted"
+    );
+    let lines = journal_lines(&journal);
+    assert_eq!(lines.iter().filter(|l| l["status"] == "ok").count(), 3);
+    assert!(
+        !std::fs::read_to_string(&journal)
+            .unwrap()
+            .contains("must-not-be-journaled")
+    );
+    assert_eq!(emu.run_commands().values().sum::<u64>(), 3);
+
+    // A fresh run refuses to mix its lines into a used journal.
+    let t2 = emu.test();
+    std::fs::copy(&journal, t2.path("fleet.jsonl")).unwrap();
+    std::fs::write(
+        t2.path("targets.txt"),
+        format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+    )
+    .unwrap();
+    t2.args(&[
+        "fleet",
+        "setup.rhai",
+        "--targets",
+        "targets.txt",
+        "--journal",
+        "fleet.jsonl",
+    ])
+    .status(2)
+    .stderr_contains("already holds entries")
+    .run();
+
+    let t3 = emu.test();
+    std::fs::copy(&journal, t3.path("fleet.jsonl")).unwrap();
+    std::fs::write(
+        t3.path("targets.txt"),
+        format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+    )
+    .unwrap();
+    t3.args(&[
+        "fleet",
+        "setup.rhai",
+        "--targets",
+        "targets.txt",
+        "--journal",
+        "fleet.jsonl",
+        "--resume",
+        "-o",
+        "json",
+    ])
+    .stderr_contains("3 taken from the journal")
+    .run();
+    assert_eq!(
+        emu.run_commands().values().sum::<u64>(),
+        3,
+        "resume reran a finished VM"
+    );
+}
+
+#[test]
+fn retry_failed_reruns_only_the_failures() {
+    let emu = Emu::start(12, FaultSpec::default(), false);
+    let t = emu.test();
+    let journal = t.path("j.jsonl");
+    let t = t
+        .args(&[
+            "fleet",
+            "setup.rhai",
+            "--all",
+            "--journal",
+            "j.jsonl",
+            "--arg",
+            "fail_on=-prod-",
+            "-o",
+            "json",
+        ])
+        .status(1)
+        .stderr_contains("refusing");
+    let out = t.run();
+    let rows = json_rows(&out);
+    let failed: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(failed.iter().all(|n| n.contains("-prod-")));
+    let before = emu.run_commands();
+
+    let t2 = emu.test();
+    std::fs::copy(&journal, t2.path("j.jsonl")).unwrap();
+    t2.args(&[
+        "fleet",
+        "setup.rhai",
+        "--all",
+        "--journal",
+        "j.jsonl",
+        "--resume",
+        "--retry-failed",
+        "-o",
+        "json",
+    ])
+    .run();
+    let after = emu.run_commands();
+    for (vm, n) in &after {
+        let extra = n - before.get(vm).copied().unwrap_or(0);
+        assert_eq!(
+            extra,
+            u64::from(failed.contains(vm)),
+            "{vm}: ran {extra} more times"
+        );
+    }
+}
+
+#[test]
+fn shards_partition_the_fleet_disjointly_and_completely() {
+    let emu = Emu::start(40, FaultSpec::default(), false);
+    let mut seen: Vec<String> = Vec::new();
+    for i in 0..3 {
+        let out = emu
+            .test()
+            .args(&[
+                "fleet",
+                "setup.rhai",
+                "--all",
+                "--shard",
+                "/3",
+                "--dry-run",
+                "-o",
+                "json",
+            ])
+            .env("JOB_COMPLETION_INDEX", &i.to_string())
+            .run();
+        seen.extend(names(&json_rows(&out)));
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), 40, "every VM in exactly one shard");
+    assert_eq!(unique.len(), 40);
+    emu.test()
+        .args(&[
+            "fleet",
+            "setup.rhai",
+            "--all",
+            "--shard",
+            "3/3",
+            "--dry-run",
+        ])
+        .status(2)
+        .stderr_contains("index must be below the count")
+        .run();
+}
+
+#[test]
+fn max_fail_stops_starting_new_vms() {
+    let emu = Emu::start(20, FaultSpec::default(), false);
+    let out = emu
+        .test()
+        .file("fail.rhai", "throw `no ${vm.name}`")
+        .args(&[
+            "fleet",
+            "fail.rhai",
+            "--all",
+            "--concurrency",
+            "1",
+            "--max-fail",
+            "10",
+            "-o",
+            "json",
+        ])
+        .status(1)
+        .stderr_contains("stopped starting new VMs")
+        .run();
+    let rows = json_rows(&out);
+    let failed = rows.iter().filter(|r| r["status"] == "failed").count();
+    let not_started = rows.iter().filter(|r| r["status"] == "not_started").count();
+    assert_eq!(failed, 3, "10% of 20 is passed at the third failure");
+    assert_eq!(failed + not_started, 20);
+}
+
+#[test]
+fn junit_output_has_a_test_case_per_vm() {
+    let emu = Emu::start(6, FaultSpec::default(), false);
+    let out = emu
+        .test()
+        .args(&[
+            "fleet",
+            "setup.rhai",
+            "--all",
+            "--arg",
+            "fail_on=-dev-",
+            "-o",
+            "junit",
+        ])
+        .run_any();
+    let xml = stdout_of(&out);
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 6, "{xml}");
+    let failures = xml.matches("<failure ").count();
+    assert_eq!(out.status.code(), Some(if failures > 0 { 1 } else { 0 }));
+}
+
+#[test]
+fn faults_leave_every_vm_done_or_failed_once_with_a_reason() {
+    let faults: FaultSpec = "5xx=0.05,reset=0.03,429=0.05,lro_fail=0.05"
+        .parse()
+        .unwrap();
+    let emu = Emu::start(300, faults, false);
+    let t = emu.test();
+    let journal = t.path("j.jsonl");
+    let t = t.args(&[
+        "fleet",
+        "setup.rhai",
+        "--all",
+        "--concurrency",
+        "64",
+        "--retries",
+        "2",
+        "--journal",
+        "j.jsonl",
+        "-o",
+        "json",
+    ]);
+    let out = t.run_any();
+    let rows = json_rows(&out);
+    assert_eq!(rows.len(), 300);
+    let lines = journal_lines(&journal);
+    let finished: Vec<&Value> = lines.iter().filter(|l| l["status"] != "running").collect();
+    let ids: BTreeSet<String> = finished
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert_eq!(finished.len(), 300, "one final line per VM");
+    assert_eq!(ids.len(), 300, "none twice");
+    for l in &finished {
+        if l["status"] == "failed" {
+            assert!(
+                l["error"]["kind"].as_str().is_some_and(|k| !k.is_empty()),
+                "{l}"
+            );
+            assert!(
+                l["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{l}"
+            );
+        }
+    }
+    assert!(
+        emu.handle.stats().faults.values().sum::<u64>() > 0,
+        "faults were injected"
+    );
+}
+
+fn spawn(t: &Test) -> Child {
+    t.command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the journal holds `n` finished lines.
+fn wait_for_finished(path: &std::path::Path, n: usize) {
+    let start = Instant::now();
+    while journal_lines(path)
+        .iter()
+        .filter(|l| l["status"] != "running")
+        .count()
+        < n
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_then_resume_never_repeats_a_run_command() {
+    let emu = Emu::start(60, FaultSpec::default(), false);
+    let t = emu.test().args(&[
+        "fleet",
+        "setup.rhai",
+        "--all",
+        "--concurrency",
+        "8",
+        "--journal",
+        "j.jsonl",
+    ]);
+    let journal = t.path("j.jsonl");
+    let mut child = spawn(&t);
+    wait_for_finished(&journal, 10);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let t2 = emu.test();
+    std::fs::copy(&journal, t2.path("j.jsonl")).unwrap();
+    let t2 = t2.args(&[
+        "fleet",
+        "setup.rhai",
+        "--all",
+        "--concurrency",
+        "8",
+        "--journal",
+        "j.jsonl",
+        "--resume",
+        "-o",
+        "json",
+    ]);
+    let out = t2.run_any();
+    for (vm, n) in emu.run_commands() {
+        assert_eq!(n, 1, "{vm} got its setup RunCommand {n} times");
+    }
+    let last = final_status(&journal_lines(&t2.path("j.jsonl")));
+    assert_eq!(last.len(), 60, "the journal ends complete");
+    assert!(
+        last.values().all(|s| s == "ok" || s == "failed"),
+        "{last:?}"
+    );
+    let rows = json_rows(&out);
+    assert!(rows.iter().all(|r| r["status"] != "running"));
+}
+
+#[test]
+fn ctrl_c_writes_journal_and_summary_and_exits_nonzero() {
+    let emu = Emu::start(40, FaultSpec::default(), false);
+    let t = emu.test().args(&[
+        "fleet",
+        "setup.rhai",
+        "--all",
+        "--concurrency",
+        "2",
+        "--journal",
+        "j.jsonl",
+        "--grace",
+        "60s",
+        "-o",
+        "json",
+    ]);
+    let journal = t.path("j.jsonl");
+    let child = spawn(&t);
+    wait_for_finished(&journal, 2);
+    // SAFETY: signalling our own child by pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("fleet: 40 VMs"), "{stderr}");
+    let rows = json_rows(&out);
+    assert!(rows.iter().any(|r| r["status"] == "not_started"));
+    let last = final_status(&journal_lines(&journal));
+    assert!(
+        last.values().all(|s| s == "ok"),
+        "running VMs finished within the grace: {last:?}"
+    );
+}
+
+#[test]
+fn vm_print_goes_to_stderr_with_the_vm_name_and_stdout_stays_json() {
+    let emu = Emu::start(3, FaultSpec::default(), false);
+    let first = emu.handle.vms()[0].name.clone();
+    let t = emu
+        .test()
+        .file(
+            "hello.rhai",
+            "print(`hello from ${vm.name}`); vm.power_state",
+        )
+        .args(&["fleet", "hello.rhai", "--all", "-o", "json"])
+        .stderr_contains(&format!("{first}: hello from {first}"));
+    let out = t.run();
+    assert_eq!(json_rows(&out).len(), 3);
+}
