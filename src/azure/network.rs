@@ -405,6 +405,9 @@ pub struct OpenPortOutcome {
     pub priority_moved_from: Option<i32>,
     /// The source is `*` or `Internet`: the port is open to everyone.
     pub open_to_internet: bool,
+    /// The same rule on the subnet's NSG, when the NIC has one too: Azure admits inbound
+    /// traffic only when every NSG on the path (subnet, then NIC) allows it.
+    pub also: Vec<OpenPortOutcome>,
 }
 
 /// Checks a rule source: `*`/`Internet` (returns true: open to everyone), an IPv4/IPv6 address,
@@ -492,11 +495,12 @@ fn same_name(rule: &SecurityRule, name: &str) -> bool {
         .is_some_and(|n| n.eq_ignore_ascii_case(name))
 }
 
-/// Allows inbound `port` from `source` on the VM's NSG (the NIC's, else the subnet's).
-/// An equivalent rule is left alone (`changed: false`). The rule of the same name keeps its
-/// priority; otherwise the asked-for priority must be free (an error names its holder), and
-/// without one the first free priority at or after 1000 is taken. If another writer takes that
-/// priority first (`SecurityRuleConflict`), looks again once.
+/// Allows inbound `port` from `source` on the VM's NSG (the NIC's, else the subnet's), and on the
+/// subnet's too when both exist, since Azure needs every NSG on the path to allow the traffic.
+/// On each NSG an equivalent rule is left alone (`changed: false`); the rule of the same name
+/// keeps its priority; otherwise the asked-for priority must be free (an error names its
+/// holder), and without one the first free priority at or after 1000 is taken. If another
+/// writer takes that priority first (`SecurityRuleConflict`), looks again once.
 pub async fn open_port(
     client: &ArmClient,
     vm: &super::vm::Vm,
@@ -507,6 +511,32 @@ pub async fn open_port(
         return Err(AzureError::InvalidInput("port 0 cannot be opened".into()));
     }
     let (nsg, scope) = target_nsg(client, vm).await?;
+    let mut outcome = open_on(client, nsg.clone(), scope, req, open_to_internet).await?;
+    for other in vm
+        .nsg_ids
+        .iter()
+        .filter(|id| !super::resource_id::same_id(id, &nsg))
+    {
+        let more = open_on(
+            client,
+            other.clone(),
+            NsgScope::Subnet,
+            req,
+            open_to_internet,
+        )
+        .await?;
+        outcome.also.push(more);
+    }
+    Ok(outcome)
+}
+
+async fn open_on(
+    client: &ArmClient,
+    nsg: String,
+    scope: NsgScope,
+    req: &OpenPort,
+    open_to_internet: bool,
+) -> Result<OpenPortOutcome> {
     let name = req.rule_name();
     let protocol = req.protocol.clone().unwrap_or_else(|| "Tcp".into());
     for attempt in 0..2 {
@@ -519,6 +549,7 @@ pub async fn open_port(
                 changed: false,
                 priority_moved_from: None,
                 open_to_internet,
+                also: Vec::new(),
             });
         }
         let existing = rules.iter().find(|r| same_name(r, &name));
@@ -569,6 +600,7 @@ pub async fn open_port(
                     changed: true,
                     priority_moved_from: moved,
                     open_to_internet,
+                    also: Vec::new(),
                 });
             }
         }

@@ -586,7 +586,20 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
         source: "203.0.113.7/32".into(),
         ..Default::default()
     };
+    // The subnet's NSG already allows it: Azure needs both to, and that one stays unchanged.
+    let subnet_nsg = net_id(&fake, "networkSecurityGroups/subnet-nsg");
+    fake.on(
+        "GET",
+        &format!("{subnet_nsg}/securityRules"),
+        vec![Canned::json(
+            200,
+            json!({"value": [{"name": "ssh-from-office", "properties": {"protocol": "Tcp", "sourceAddressPrefix": "203.0.113.7/32",
+                "destinationPortRange": "22", "access": "Allow", "priority": 300, "direction": "Inbound"}}]}),
+        )],
+    );
     let opened = network::open_port(&client, &v, &req).await.expect("opened");
+    assert_eq!(opened.also.len(), 1);
+    assert!(!opened.also[0].changed);
     assert_eq!(opened.rule.properties.priority, 1002);
     assert_eq!(
         opened.rule.properties.destination_port_range.as_deref(),

@@ -41,6 +41,13 @@ pub fn outcome_json(o: &OpenPortOutcome) -> Value {
         m.insert("changed".into(), json!(o.changed));
         m.insert("priority_moved_from".into(), json!(o.priority_moved_from));
         m.insert("open_to_internet".into(), json!(o.open_to_internet));
+        m.insert(
+            "also".into(),
+            Value::Array(o.also.iter().map(outcome_json).collect()),
+        );
+        if o.also.iter().any(|a| a.changed) {
+            m.insert("changed".into(), json!(true));
+        }
     }
     v
 }
@@ -50,7 +57,8 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     FuncRegistration::new("open_port")
         .with_comments(["\
 /// Allows inbound traffic to a port in the VM's network security group: the NIC's NSG, or the
-/// subnet's when the NIC has none (`scope` says which). Options: `source` (required: an IP,
+/// subnet's when the NIC has none (`scope` says which); when both exist the subnet's gets the
+/// rule too (`also`), since Azure needs every NSG on the path to allow the traffic. Options: `source` (required: an IP,
 /// CIDR or service tag; `\"*\"`/`\"Internet\"` only when you mean it, with a warning), `port`
 /// (22), `name` (`allow-SSH` for 22), `protocol` (`Tcp`), `priority` (must be free; without it
 /// 1000, or the next free one, reported as `priority_moved_from`). An equivalent rule already
