@@ -351,6 +351,7 @@ async fn open_port_uses_the_subnet_nsg_when_the_nic_has_none() {
                let rule = open_port(v, #{source: "VirtualNetwork", port: 5986});
                scopes.push(rule.scope);
                if !v.nsg_ids.contains(rule.nsg_id) { throw `rule went to ${rule.nsg_id}, not one of ${v.nsg_ids}`; }
+               if rule.also.len() != v.nsg_ids.len() - 1 { throw `${v.name}: ${v.nsg_ids.len()} NSGs but the rule is on ${1 + rule.also.len()}`; }
            }
            scopes"#,
     )
