@@ -60,7 +60,12 @@ fn an_array_of_maps_prints_as_a_table() {
 
 /// Prefix typed, then what Tab must turn it into. Add rows as functions land
 /// (`("enable_", "enable_ssh(")` once the workflow is registered).
-const FUNCTION_COMPLETIONS: &[(&str, &str)] = &[("parse_j", "parse_json("), ("to_js", "to_json(")];
+const FUNCTION_COMPLETIONS: &[(&str, &str)] = &[
+    ("parse_j", "parse_json("),
+    ("to_js", "to_json("),
+    ("enable_", "enable_ssh("),
+    ("pin_host", "pin_host_keys("),
+];
 
 #[test]
 fn tab_completes_function_names() {
