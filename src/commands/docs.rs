@@ -58,6 +58,12 @@ pub fn markdown(meta: &Value) -> String {
     let mut out = String::from(
         "# azssh function reference\n\nGenerated from the engine's registered functions (`azssh docs`).\n",
     );
+    out.push_str(&properties(&functions));
+    // Getters are listed above by type; `to_string`/`to_debug` are what `print` uses.
+    functions.retain(|f| {
+        let name = f["name"].as_str().unwrap_or("");
+        !name.starts_with("get$") && name != "to_string" && name != "to_debug"
+    });
     let mut last = "";
     for f in &functions {
         let name = f["name"].as_str().unwrap_or("");
@@ -91,6 +97,34 @@ pub fn markdown(meta: &Value) -> String {
                 out.push_str(&text.join("\n"));
                 out.push('\n');
             }
+        }
+    }
+    out
+}
+
+/// `get$x(_: &mut Vm)` entries as one "Properties" line per type: `Vm`: `id`, `name`, ...
+fn properties(functions: &[&Value]) -> String {
+    let mut by_type: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in functions {
+        let name = f["name"].as_str().unwrap_or("");
+        let Some(prop) = name.strip_prefix("get$") else {
+            continue;
+        };
+        let ty = f["params"][0]["type"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("&mut ")
+            .rsplit("::")
+            .next()
+            .unwrap_or("")
+            .to_string();
+        by_type.entry(ty).or_default().push(format!("`{prop}`"));
+    }
+    let mut out = String::new();
+    if !by_type.is_empty() {
+        out.push_str("\n## Properties\n\nRead them as `value.name`, e.g. `v.power_state`.\n\n");
+        for (ty, props) in by_type {
+            out.push_str(&format!("- `{ty}`: {}\n", props.join(", ")));
         }
     }
     out

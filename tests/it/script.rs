@@ -403,3 +403,24 @@ fn generate_key_refuses_an_unknown_option() {
         .stderr_contains("hint: its options are `bits`, `comment`")
         .run();
 }
+
+#[test]
+fn docs_give_every_function_an_example_and_list_properties_by_type() {
+    let out = Test::new().arg("docs").run();
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("- `Vm`: `admin_username`"),
+        "properties section missing"
+    );
+    let sections: Vec<&str> = text.split("\n## `").skip(1).collect();
+    assert!(sections.len() > 20, "too few functions documented");
+    let missing: Vec<&str> = sections
+        .iter()
+        .filter(|s| !s.contains("**Example**"))
+        .map(|s| s.split('`').next().unwrap_or(""))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "functions without an example: {missing:?}"
+    );
+}
