@@ -4,11 +4,12 @@
 //! - `commands` — one file per subcommand; `cli` — clap definitions only.
 //! - `script` — the Rhai engine (the one place that registers the API and the one place that
 //!   blocks on async); `repl` and `fleet` drive it.
+//! - `workflow` — the documented steps (enable, key, port, pin, log in) over the three below.
 //! - `azure` — the ARM client; `ssh` — the russh client; `windows` — PowerShell we send to guests.
 //! - `emulator` — a local ARM endpoint with emulated Windows guests.
 //! - `output` — the one place that prints; `error` — the shared error contract.
 //!
-//! Layers only call downward: commands → script/fleet/repl → windows, azure, ssh.
+//! Layers only call downward: commands → script/fleet/repl → workflow → windows, azure, ssh.
 
 pub mod azure;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod script;
 pub mod secret;
 pub mod ssh;
 pub mod windows;
+pub mod workflow;
 
 use clap::Parser;
 

@@ -1,11 +1,6 @@
 //! Rhai bindings for the documented workflow: `enable_ssh`, `open_port`/`close_port`/`nsg_rules`
-//! (in `nsg`), `copy_key`, `host_keys`, `pin_host_keys`, `jit_request` and `setup_ssh`.
-//!
-//! # Layout
-//! - `guest` — choosing capability or extension, and running one `GuestScript` via RunCommand.
-//! - `pin` — host keys into azssh's own `known_hosts`, conflicts reported, never overwritten.
-//! - `setup` — `setup_ssh` as timed steps.
-//! - `nsg` — the NSG bindings. `error` — `WorkflowError`.
+//! (in `nsg`), `copy_key`, `host_keys`, `pin_host_keys`, `jit_request` and `setup_ssh`. A thin
+//! layer over `crate::workflow`, which does the work.
 
 use std::path::PathBuf;
 
@@ -23,14 +18,11 @@ use crate::ssh::keys::{self, SshPublicKey};
 use crate::ssh::known_hosts::azssh_known_hosts_path;
 use crate::windows::{KeyTarget, UserName};
 
-pub mod error;
-pub mod guest;
 pub mod nsg;
-pub mod pin;
-pub mod setup;
 
-use error::WorkflowError;
-use guest::MethodChoice;
+use crate::workflow::error::WorkflowError;
+use crate::workflow::guest::{self, MethodChoice};
+use crate::workflow::{pin, setup};
 
 pub(crate) type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
