@@ -17,6 +17,10 @@ use super::error::SshError;
 use super::known_hosts::{self, HostKeyPolicy};
 use crate::secret::Secret;
 
+/// Overrides the default SSH port (22) when set: how clients reach the emulator's guests, which
+/// all listen on one unprivileged port.
+pub const SSH_PORT_ENV: &str = "AZSSH_SSH_PORT";
+
 /// Everything needed to reach and log into one host.
 #[derive(Clone)]
 pub struct ConnectOptions {

@@ -14,7 +14,7 @@ use crate::ssh::keys::SshPublicKey;
 use crate::ssh::known_hosts::{self, HostKeyStatus, KnownHosts};
 
 /// The port the emulator's guests listen on instead of 22, when it is set.
-pub const SSH_PORT_ENV: &str = "AZSSH_SSH_PORT";
+pub use crate::ssh::connect::SSH_PORT_ENV;
 
 /// The SSH port to use: `AZSSH_SSH_PORT` (the emulator) or `default`.
 pub fn ssh_port(default: u16) -> u16 {

@@ -18,7 +18,7 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 /// The port the emulator's guests (or any non-standard fleet) listen on, for every session that
 /// does not name one.
-pub const SSH_PORT_ENV: &str = "AZSSH_SSH_PORT";
+pub use crate::ssh::connect::SSH_PORT_ENV;
 
 pub const OPTION_NAMES: &[&str] = &[
     "user",
