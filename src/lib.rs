@@ -17,6 +17,7 @@ pub mod commands;
 pub mod emulator;
 pub mod error;
 pub mod fleet;
+pub mod local_file;
 pub mod output;
 pub mod repl;
 pub mod script;
