@@ -1,0 +1,277 @@
+//! A local ARM emulator with emulated Windows guests: a simulated subscription of Windows VMs
+//! served over HTTP on loopback, speaking Azure's wire format so the real client path (and
+//! Microsoft's SDKs) run against it unchanged. It is a simulator and says so (`x-ms-emulator:
+//! azssh` on every answer).
+//!
+//! # Layout
+//! - `world` — the seeded subscription (VMs, NICs, subnets, public IPs, NSGs) and the guest seam
+//!   (`GuestRuntime`, `GuestFactory`); `nsg` — rules, their validation and evaluation.
+//! - `server` — HTTP front end: faults, bearer token, api-version, throttling; `routes` — the
+//!   routing table.
+//! - `compute`, `extension`, `network`, `graph` (+ `kql`, its query language), `security`,
+//!   `resources` — one file per resource provider or resource kind.
+//! - `guest` (+ `powershell`) — the Windows guest model; `guest_ssh` (+ `guest_sftp`, `rdp`) — the
+//!   per-VM embedded sshd, SFTP sandbox and RDP listener.
+//! - `lro` — long-running operations; `throttle` — ARM's token buckets; `faults` — seeded faults.
+
+pub mod compute;
+pub mod error;
+pub mod extension;
+pub mod faults;
+pub mod graph;
+pub mod guest;
+pub mod guest_sftp;
+pub mod guest_ssh;
+pub mod kql;
+pub mod lro;
+pub mod network;
+pub mod nsg;
+pub mod powershell;
+pub mod rdp_server;
+pub mod reply;
+pub mod resources;
+pub mod routes;
+pub mod secret;
+pub mod security;
+pub mod server;
+pub mod throttle;
+pub mod windows_guests;
+pub mod world;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+pub use error::EmulatorError;
+pub use faults::FaultSpec;
+pub use server::StatsSnapshot;
+pub use world::{GuestFactory, GuestOutput, GuestRuntime, GuestSpec, PowerState, WindowsRelease};
+
+use crate::secret::Secret;
+use server::{App, lock};
+
+/// How to build and serve the simulated subscription.
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    /// Number of VMs (default 12).
+    pub vms: usize,
+    /// Port on 127.0.0.1; 0 picks any free port.
+    pub port: u16,
+    /// Seeds the world and the faults: the same seed gives the same VMs and the same faults.
+    pub seed: u64,
+    pub faults: FaultSpec,
+    /// Divides Azure's durations (RunCommand ≈ 20 s, start ≈ 30 s); tests use a large value.
+    pub speed: f64,
+    /// ARM's per-subscription token buckets (429 when empty); off for load generation.
+    pub throttling: bool,
+    /// VMs per page of a VM list (`nextLink` beyond).
+    pub page_size: usize,
+    /// Creates each VM's guest on first use (the Windows guest model, `guest.rs`). Without one,
+    /// RunCommand answers with a stderr saying no guest is wired in, and extensions fail.
+    pub guests: Option<Arc<dyn GuestFactory>>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            vms: 12,
+            port: 0,
+            seed: 1,
+            faults: FaultSpec::default(),
+            speed: 1.0,
+            throttling: true,
+            page_size: 50,
+            guests: None,
+        }
+    }
+}
+
+/// A VM as the other parts of the emulator (the SSH listener) need to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSummary {
+    pub resource_group: String,
+    pub name: String,
+    pub release: WindowsRelease,
+    pub power_state: PowerState,
+    pub public_ip: Option<Ipv4Addr>,
+    pub private_ip: Ipv4Addr,
+}
+
+pub struct Emulator;
+
+impl Emulator {
+    /// Builds the world and serves it on 127.0.0.1 until the handle is shut down or dropped.
+    pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
+        if !(config.speed.is_finite() && config.speed > 0.0) {
+            return Err(EmulatorError::InvalidConfig(format!(
+                "`speed` must be a positive number, not {}",
+                config.speed
+            )));
+        }
+        if config.page_size == 0 {
+            return Err(EmulatorError::InvalidConfig(
+                "`page_size` must be at least 1".into(),
+            ));
+        }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let world = world::World::generate(config.vms, config.seed);
+        let subscription = world.subscription.clone();
+        let token = format!("azssh-emulator.{}", uuid::Uuid::new_v4().simple());
+        let app = Arc::new(App {
+            world: Mutex::new(world),
+            ops: Mutex::new(lro::Operations::default()),
+            throttle: Mutex::new(throttle::Throttle::new(tokio::time::Instant::now())),
+            faults: Mutex::new(faults::FaultInjector::new(config.faults, config.seed)),
+            stats: server::Stats::default(),
+            endpoint: format!("http://{local}"),
+            token: Secret::new(token),
+            speed: config.speed,
+            throttling: config.throttling,
+            page_size: config.page_size,
+            guests: config.guests.clone(),
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(server::serve(app.clone(), listener, cancel.clone()));
+        tracing::debug!(endpoint = %app.endpoint, vms = config.vms, "emulator started");
+        Ok(EmulatorHandle {
+            app,
+            cancel,
+            subscription,
+            addr: local,
+        })
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct EmulatorHandle {
+    app: Arc<App>,
+    cancel: CancellationToken,
+    subscription: String,
+    addr: SocketAddr,
+}
+
+impl EmulatorHandle {
+    /// The Resource Manager endpoint, e.g. `http://127.0.0.1:41234` (`AZSSH_ARM_ENDPOINT`).
+    pub fn endpoint(&self) -> &str {
+        &self.app.endpoint
+    }
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// The bearer token the emulator accepts (`AZSSH_ACCESS_TOKEN`).
+    pub fn token(&self) -> &Secret<String> {
+        &self.app.token
+    }
+    pub fn subscription_id(&self) -> &str {
+        &self.subscription
+    }
+    pub fn stats(&self) -> StatsSnapshot {
+        self.app.stats.snapshot()
+    }
+    /// Long-running operations started so far.
+    pub fn operations_started(&self) -> usize {
+        lock(&self.app.ops).len()
+    }
+
+    /// Every VM, in world order.
+    pub fn vms(&self) -> Vec<VmSummary> {
+        let world = lock(&self.app.world);
+        world
+            .vms
+            .iter()
+            .map(|v| VmSummary {
+                resource_group: world.groups[v.group as usize].name.clone(),
+                name: v.name.clone(),
+                release: v.release,
+                power_state: v.power,
+                public_ip: v.public_ip,
+                private_ip: v.private_ip,
+            })
+            .collect()
+    }
+
+    /// The VM answering on a loopback "public IP", as `(resource_group, name)`.
+    pub fn vm_by_public_ip(&self, ip: Ipv4Addr) -> Option<(String, String)> {
+        let world = lock(&self.app.world);
+        let vm = world.vm_by_public_ip(ip)?;
+        Some((
+            world.groups[world.vms[vm].group as usize].name.clone(),
+            world.vms[vm].name.clone(),
+        ))
+    }
+
+    /// Whether the VM's NSGs (subnet, then NIC, as Azure evaluates inbound traffic) let a TCP
+    /// connection from `source` reach `port`. `None` when there is no such VM. The guest SSH
+    /// listener calls this before answering.
+    pub fn admits(
+        &self,
+        resource_group: &str,
+        vm: &str,
+        source: Ipv4Addr,
+        port: u16,
+    ) -> Option<bool> {
+        let world = lock(&self.app.world);
+        let g = world.group(resource_group)?;
+        let i = world.vm(g, vm)?;
+        Some(world.admits(i, source, port, tokio::time::Instant::now()))
+    }
+
+    /// The VM's guest (created on first use), if a guest factory is configured.
+    pub fn guest(&self, resource_group: &str, vm: &str) -> Option<Arc<dyn GuestRuntime>> {
+        let mut world = lock(&self.app.world);
+        let g = world.group(resource_group)?;
+        let i = world.vm(g, vm)?;
+        self.app.guest(&mut world, i)
+    }
+
+    /// The lines `azssh emulator` prints, ready for `eval`.
+    pub fn export_lines(&self) -> Vec<String> {
+        vec![
+            format!(
+                "# azssh emulator (a local simulator, not Azure): {} VMs at {}",
+                lock(&self.app.world).vms.len(),
+                self.endpoint()
+            ),
+            format!("export AZSSH_ARM_ENDPOINT={}", self.endpoint()),
+            format!("export AZSSH_ACCESS_TOKEN={}", self.token().expose()),
+            format!("export AZURE_SUBSCRIPTION_ID={}", self.subscription_id()),
+        ]
+    }
+
+    /// Stops accepting and closes open connections.
+    pub fn shutdown(self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// `azssh emulator`: starts, hands the `export` lines to `announce` (the command layer prints
+/// them), then serves until Ctrl-C.
+pub async fn serve_cli(
+    config: EmulatorConfig,
+    announce: impl FnOnce(&[String]),
+) -> Result<(), EmulatorError> {
+    let handle = Emulator::start(config).await?;
+    announce(&handle.export_lines());
+    let _ = tokio::signal::ctrl_c().await;
+    handle.shutdown();
+    Ok(())
+}

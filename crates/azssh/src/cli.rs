@@ -1,0 +1,414 @@
+//! Command-line definitions (clap) and nothing else: the `///` comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// Reach Azure Windows VMs over SSH: enable OpenSSH, open the NSG port, install keys, pin host
+/// keys, connect, tunnel and copy files — from Rhai scripts, a REPL, or across a fleet.
+#[derive(Debug, Parser)]
+#[command(
+    name = "azssh",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Azure subscription id (default: the `az` CLI's default subscription)
+    #[arg(long, global = true, env = "AZURE_SUBSCRIPTION_ID")]
+    pub subscription: Option<String>,
+    /// Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud
+    #[arg(long, global = true, env = "AZURE_CLOUD")]
+    pub cloud: Option<String>,
+    /// Resource Manager endpoint (default: the cloud's, e.g. https://management.azure.com)
+    #[arg(long, global = true, env = "AZSSH_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+    /// Output format (default: table on a terminal, json otherwise)
+    #[arg(short = 'o', long, global = true, env = "AZSSH_OUTPUT", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// More logging on stderr (-v debug, -vv trace); `AZSSH_LOG` takes a tracing filter
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Rhai script file, or a bundled runbook by name
+    Run(RunArgs),
+    /// List the bundled runbooks
+    Runbooks,
+    /// Print the function reference (markdown), or write editor definition files
+    Docs(DocsArgs),
+    /// Enable the OpenSSH server on a Windows VM (runbook `enable-ssh`)
+    #[command(name = "enable-ssh")]
+    EnableSsh(EnableSshArgs),
+    /// Allow inbound SSH from a source in the VM's NSG (runbook `open-ssh-port`)
+    #[command(name = "open-port")]
+    OpenPort(OpenPortArgs),
+    /// Install a public key for SSH logins on a Windows VM (runbook `copy-key`)
+    #[command(name = "copy-key")]
+    CopyKey(CopyKeyArgs),
+    /// Do the whole workflow: start, enable, key, port, pin host keys, log in (runbook `setup-ssh`)
+    Setup(SetupArgs),
+    /// Request just-in-time access to the VM's SSH port and wait for it (runbook `jit-connect`)
+    Jit(JitArgs),
+    /// Run a script or runbook once per VM across a fleet, paced by ARM's throttling, resumable
+    Fleet(FleetArgs),
+    /// Connect to a VM over SSH (like `az ssh vm`): a shell, or `-- command` whose exit code
+    /// becomes azssh's
+    Connect(ConnectArgs),
+    /// Forward local ports to a VM over SSH (`-L 3389:localhost:3389`) until Ctrl-C
+    Tunnel(TunnelArgs),
+    /// Open an RDP tunnel on a free local port, check Remote Desktop answers, start the RDP client
+    Rdp(RdpArgs),
+    /// Copy files to or from a VM over SFTP; the remote side is `RESOURCE_GROUP/VM:PATH`
+    Cp(CpArgs),
+    /// Run the whole workflow against a local emulator: no Azure account needed
+    #[cfg(feature = "emulator")]
+    Demo(DemoArgs),
+    /// Serve a simulated Azure subscription of Windows VMs on loopback (a simulator, not Azure)
+    #[cfg(feature = "emulator")]
+    Emulator(EmulatorArgs),
+    /// Interactive Rhai session with the azssh API: completion, history, `:help`
+    Repl(ReplArgs),
+}
+
+/// How to log into a VM over SSH (`az ssh vm`'s flags where it has them).
+#[derive(Debug, Args, Clone)]
+pub struct SshLoginArgs {
+    /// User to log in as (default: the VM's admin user)
+    #[arg(long)]
+    pub local_user: Option<String>,
+    /// Private key file (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the ssh agent)
+    #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
+    pub private_key: Option<String>,
+    /// SSH port (default: `AZSSH_SSH_PORT` when set, else 22)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Connect to the VM's private IP (from inside its virtual network)
+    #[arg(long)]
+    pub prefer_private_ip: bool,
+    /// Unknown host keys: `yes` refuses, `accept-new` trusts and records, `ask` asks (default:
+    /// ask on a terminal, yes otherwise). A changed key is always refused
+    #[arg(long, value_name = "MODE", env = "AZSSH_STRICT_HOST_KEYS")]
+    pub strict_host_keys: Option<String>,
+    /// known_hosts file to use instead of ~/.ssh/known_hosts and azssh's own
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<String>,
+}
+
+/// Which VM: `-g`/`-n`, or an address with `--ip`.
+#[derive(Debug, Args, Clone)]
+pub struct VmTargetArgs {
+    /// Resource group of the VM
+    #[arg(short = 'g', long, required_unless_present = "ip")]
+    pub resource_group: Option<String>,
+    /// Name of the VM
+    #[arg(short = 'n', long, required_unless_present = "ip")]
+    pub name: Option<String>,
+    /// Connect to this address instead of looking the VM up
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[command(flatten)]
+    pub login: SshLoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: VmTargetArgs,
+    /// Local forward `[bind:]local_port:host:remote_port`, e.g. `3389:localhost:3389` (repeatable)
+    #[arg(short = 'L', value_name = "SPEC")]
+    pub forwards: Vec<String>,
+    /// Command to run instead of a shell, after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    #[command(flatten)]
+    pub target: VmTargetArgs,
+    /// Local forward `[bind:]local_port:host:remote_port`, e.g. `3389:localhost:3389` (repeatable)
+    #[arg(short = 'L', value_name = "SPEC", required = true)]
+    pub forwards: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RdpArgs {
+    #[command(flatten)]
+    pub target: VmTargetArgs,
+    /// Local port of the tunnel (default: any free port)
+    #[arg(long, default_value_t = 0)]
+    pub local_port: u16,
+    /// Do not start an RDP client; print the address to connect to
+    #[arg(long)]
+    pub no_launch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or `RESOURCE_GROUP/VM:PATH` (e.g. `rg-web/web01:C:/logs/app.log`)
+    pub source: String,
+    /// Where to: a local path or `RESOURCE_GROUP/VM:PATH`; ending in `/` keeps the source's name
+    pub destination: String,
+    /// Connect to this address instead of looking the VM up
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[command(flatten)]
+    pub login: SshLoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the emulated subscription (same seed, same VMs)
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Divide Azure's durations (RunCommand ≈ 20 s, VM start ≈ 30 s) by this
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Number of VMs in the simulated subscription
+    #[arg(long, default_value_t = 12)]
+    pub vms: usize,
+    /// Port on 127.0.0.1 for the ARM endpoint (0 = any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seed for the world and the faults: the same seed gives the same VMs and faults
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fault injection, e.g. `5xx=0.05,reset=0.02,429=0.02,lro_fail=0.01,slow=0.05`
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Divide Azure's durations (RunCommand ≈ 20 s, start ≈ 30 s) by this
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Turn ARM's throttling (token buckets, 429) off
+    #[arg(long)]
+    pub no_throttling: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The VM a workflow verb works on, named as `az` does.
+#[derive(Debug, Args, Clone)]
+pub struct VmArgs {
+    /// Resource group of the VM
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_group: String,
+    /// Name of the VM
+    #[arg(
+        short = 'n',
+        long = "name",
+        visible_alias = "vm-name",
+        value_name = "VM"
+    )]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableSshArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// How to install OpenSSH: auto (capability on 2019+, extension before), capability or extension
+    #[arg(long, default_value = "auto", value_parser = ["auto", "capability", "extension"])]
+    pub method: String,
+    /// Start the VM if it is stopped (default: refuse)
+    #[arg(long)]
+    pub start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenPortArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Who may connect: your address, a CIDR or a service tag; `*` opens the port to everyone
+    #[arg(long, value_name = "CIDR")]
+    pub source: String,
+    /// Destination port
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// Rule priority (100-4096; must be free). Default 1000, or the next free one
+    #[arg(long, value_parser = clap::value_parser!(i64).range(100..=4096))]
+    pub priority: Option<i64>,
+    /// Rule name (default allow-SSH for port 22)
+    #[arg(long = "rule-name")]
+    pub rule_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyKeyArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Public key file or key text (default ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub)
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Local user whose key file to write (default: administrators_authorized_keys)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Local user to log in as (default: the VM's admin)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// Who may connect: your address, a CIDR or a service tag; `*` opens the port to everyone
+    #[arg(long, value_name = "CIDR")]
+    pub source: String,
+    /// Public key file to install (default ~/.ssh/id_ed25519.pub, ...)
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Private key to log in with (default: --key without .pub)
+    #[arg(short = 'i', value_name = "PRIVATE_KEY")]
+    pub identity: Option<String>,
+    /// SSH port to open in the NSG
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// NSG rule priority (100-4096; must be free). Default 1000, or the next free one
+    #[arg(long, value_parser = clap::value_parser!(i64).range(100..=4096))]
+    pub priority: Option<i64>,
+    /// How to install OpenSSH: auto, capability or extension
+    #[arg(long, default_value = "auto", value_parser = ["auto", "capability", "extension"])]
+    pub method: String,
+    /// Connect to the private IP (you bring VPN, peering or Bastion)
+    #[arg(long)]
+    pub prefer_private_ip: bool,
+    /// Fail instead of starting a stopped VM
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JitArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Address or CIDR to allow (default: your address as Azure sees it)
+    #[arg(long, value_name = "CIDR")]
+    pub source: Option<String>,
+    /// Port to open
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// How long, ISO 8601 (PT3H, PT30M); at most the policy's maximum
+    #[arg(long, default_value = "PT3H")]
+    pub duration: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A `.rhai` file, or the name of a bundled runbook (`azssh runbooks` lists them)
+    pub script: String,
+    /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed, others kept as strings
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    /// Stop the script after this long (e.g. `90s`, `10m`)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Script resource limits (generous defaults).
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
+    /// Maximum script operations before the run is stopped
+    #[arg(long, env = "AZSSH_MAX_OPERATIONS", default_value_t = 100_000_000)]
+    pub max_operations: u64,
+    /// Maximum function call depth
+    #[arg(long, env = "AZSSH_MAX_CALL_DEPTH", default_value_t = 64)]
+    pub max_call_depth: usize,
+    /// Maximum expression nesting depth
+    #[arg(long, env = "AZSSH_MAX_EXPR_DEPTH", default_value_t = 128)]
+    pub max_expr_depth: usize,
+    /// Maximum string length in bytes
+    #[arg(long, env = "AZSSH_MAX_STRING_SIZE", default_value_t = 16 * 1024 * 1024)]
+    pub max_string_size: usize,
+    /// Maximum array length
+    #[arg(long, env = "AZSSH_MAX_ARRAY_SIZE", default_value_t = 1_000_000)]
+    pub max_array_size: usize,
+    /// Maximum number of map entries
+    #[arg(long, env = "AZSSH_MAX_MAP_SIZE", default_value_t = 100_000)]
+    pub max_map_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    /// Write Rhai definition files (`.d.rhai`) for editors into this directory instead
+    #[arg(long, value_name = "DIR")]
+    pub definitions: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// A `.rhai` file, or the name of a bundled runbook; each run sees `vm` and `ARGS`
+    pub script: String,
+    /// VMs of this resource group (repeatable)
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Only VMs carrying this tag (repeatable, all must match); alone, searches the subscription
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// VMs returned by this Resource Graph query (rows need an `id` column)
+    #[arg(long, value_name = "KQL")]
+    pub query: Option<String>,
+    /// VM resource ids from a file: one a line, or a JSON array of ids or of objects with `id`
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// Every VM in the subscription
+    #[arg(long)]
+    pub all: bool,
+    /// VMs running at once
+    #[arg(long, default_value_t = 32, env = "AZSSH_FLEET_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Deadline per VM (e.g. `10m`), retries included
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Run a VM's script again after a transient failure (throttling, 5xx, reset, failed operation)
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Append one JSON line per VM here as each finishes (fsynced), for `--resume`
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Continue the run recorded in `--journal`: skip VMs already done (or failed)
+    #[arg(long)]
+    pub resume: bool,
+    /// With `--resume`: run the VMs that failed (or were interrupted) again
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Take only shard I of N (`I/N`, from 0); `/N` takes I from `JOB_COMPLETION_INDEX`
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Stop starting new VMs once more than this percentage of the targets failed
+    #[arg(long, value_name = "PERCENT")]
+    pub max_fail: Option<f64>,
+    /// List the targets (after shard and journal) and exit without running anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds running VMs get to finish after Ctrl-C before they are cancelled
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}

@@ -1,0 +1,102 @@
+//! azssh: a scriptable automation runtime for reaching Azure Windows VMs over SSH.
+//!
+//! # Layout
+//! - `commands` — one file per subcommand; `cli` — clap definitions only.
+//! - `script` — the Rhai engine (the one place that registers the API and the one place that
+//!   blocks on async); `repl` and `fleet` drive it.
+//! - `output` — the one place that prints; `error` — the top-level error and exit codes.
+//! - The domain lives in `azssh-core` (`azure`, `ssh`, `windows`, `workflow`, re-exported here);
+//!   the emulator in `azssh-emulator`, reached only through the `emulator` feature.
+//!
+//! Layers only call downward: commands → script/fleet/repl → azssh-core.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod fleet;
+pub mod output;
+pub mod repl;
+pub mod script;
+
+pub use azssh_core::{azure, local_file, rdp, secret, ssh, windows, workflow};
+#[cfg(feature = "emulator")]
+pub use azssh_emulator as emulator;
+
+use clap::Parser;
+
+use crate::error::{AppError, exit};
+
+/// Runs azssh with `args` (program name first) and returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    install_panic_hook();
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::print_error(&AppError::usage(
+                format!("cannot start the async runtime: {e}"),
+                None,
+            ));
+            return exit::FAILED;
+        }
+    };
+    let result = runtime.block_on(commands::dispatch(cli));
+    // Blocking script threads may still be winding down after a cancel; don't wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            output::print_error(&err);
+            err.exit_code()
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "azssh=debug,warn",
+        _ => "azssh=trace,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AZSSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// A bug must not greet the user with a Rust backtrace: one message, a hint, exit 1.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        output::status(&format!(
+            "error: internal error: {what}{at}\nhint: this is a bug in azssh; please report it with the command you ran\n"
+        ));
+    }));
+}

@@ -1,0 +1,295 @@
+//! Script errors: domain errors turned into catchable `#{kind, message, hint}` values, and
+//! uncaught errors rendered as one diagnostic with `file:line:col`, the source line, a caret and
+//! a hint — never flattened into a string before this point.
+
+use rhai::{Dynamic, EvalAltResult, Map, ParseError, Position};
+
+use crate::error::UserError;
+
+/// Errors raised by the scripting layer itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("deadline exceeded: the script ran longer than its `--timeout`")]
+    DeadlineExceeded,
+    #[error("{message}")]
+    BadArgument {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+}
+
+impl ScriptError {
+    pub fn bad_argument(message: impl Into<String>, hint: Option<&str>) -> Self {
+        ScriptError::BadArgument {
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        }
+    }
+}
+
+impl UserError for ScriptError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ScriptError::Cancelled => "cancelled",
+            ScriptError::DeadlineExceeded => "deadline",
+            ScriptError::BadArgument { .. } => "script.bad_argument",
+            ScriptError::Json(_) => "script.json",
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            ScriptError::BadArgument { hint, .. } => hint.clone(),
+            ScriptError::DeadlineExceeded => Some("raise `--timeout` or split the work".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a domain error into a script error value. Cancellation is not catchable: a
+/// `try`/`catch` in a loop must not swallow Ctrl-C.
+pub fn to_rhai<E: UserError + ?Sized>(err: &E) -> Box<EvalAltResult> {
+    let value = error_map(err.kind(), &err.to_string(), err.hint());
+    if matches!(err.kind(), "cancelled" | "deadline") {
+        return Box::new(EvalAltResult::ErrorTerminated(value, Position::NONE));
+    }
+    Box::new(EvalAltResult::ErrorRuntime(value, Position::NONE))
+}
+
+/// The value scripts catch: `#{kind, message, hint}` (hint is `()` when there is none).
+pub fn error_map(kind: &str, message: &str, hint: Option<String>) -> Dynamic {
+    let mut map = Map::new();
+    map.insert("kind".into(), kind.into());
+    map.insert("message".into(), message.into());
+    map.insert("hint".into(), hint.map_or(Dynamic::UNIT, Dynamic::from));
+    map.into()
+}
+
+pub use azssh_core::error::Diagnostic;
+
+/// Looks up source text by the name rhai records (a file path or `azssh/<module>`).
+pub trait SourceLookup {
+    fn source_text(&self, name: &str) -> Option<String>;
+}
+
+fn locate(diag: &mut Diagnostic, pos: Position, file: &str, sources: &dyn SourceLookup) {
+    diag.file = file.to_string();
+    diag.line = pos.line();
+    diag.column = pos.position();
+    if let (Some(text), Some(line)) = (sources.source_text(file), pos.line()) {
+        diag.source_line = text.lines().nth(line - 1).map(str::to_string);
+    }
+}
+
+pub fn from_parse(err: &ParseError, file: &str, sources: &dyn SourceLookup) -> Diagnostic {
+    let mut diag = Diagnostic::plain(
+        "script.syntax",
+        lower_first(&err.err_type().to_string()),
+        None,
+    );
+    let message = diag.message.clone();
+    if message.contains("end of input") || message.contains("Expecting '}'") {
+        diag.hint = Some("an opening `{`, `(` or `[` is missing its closing partner".into());
+    } else if message.contains("Expecting ';'") {
+        diag.hint = Some("statements end with `;`".into());
+    }
+    locate(&mut diag, err.position(), file, sources);
+    diag
+}
+
+/// Renders an uncaught runtime error. `signatures` lists the registered functions, so a
+/// "function not found" can name the overloads that do exist.
+pub fn from_eval(
+    err: &EvalAltResult,
+    file: &str,
+    sources: &dyn SourceLookup,
+    signatures: &[String],
+) -> Diagnostic {
+    // Walk into nested calls: the innermost error says what happened, the outer ones where.
+    let mut notes = Vec::new();
+    let mut current = err;
+    let mut current_file = file.to_string();
+    loop {
+        match current {
+            EvalAltResult::ErrorInFunctionCall(name, source, inner, pos) => {
+                notes.push(format!(
+                    "in call to `{name}` at {}",
+                    describe(pos, &current_file)
+                ));
+                if !source.is_empty() {
+                    current_file = source.clone();
+                }
+                current = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, pos) => {
+                notes.push(format!(
+                    "in module `{name}` imported at {}",
+                    describe(pos, &current_file)
+                ));
+                current_file = name.clone();
+                current = inner;
+            }
+            _ => break,
+        }
+    }
+    let mut diag = describe_leaf(current, signatures);
+    locate(&mut diag, current.position(), &current_file, sources);
+    diag.notes = notes;
+    diag
+}
+
+fn describe(pos: &Position, file: &str) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+        (Some(l), None) => format!("{file}:{l}"),
+        _ => file.to_string(),
+    }
+}
+
+fn map_field(map: &Map, key: &str) -> Option<String> {
+    map.get(key).filter(|v| !v.is_unit()).map(|v| v.to_string())
+}
+
+fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) | EvalAltResult::ErrorTerminated(value, _) => {
+            if let Some(map) = value.read_lock::<Map>()
+                && let Some(message) = map_field(&map, "message")
+            {
+                let kind = map_field(&map, "kind").unwrap_or_else(|| "script.error".into());
+                return Diagnostic::plain(&kind, message, map_field(&map, "hint"));
+            }
+            let text = value.to_string();
+            let kind = if matches!(err, EvalAltResult::ErrorTerminated(..)) {
+                "cancelled"
+            } else {
+                "script.thrown"
+            };
+            Diagnostic::plain(kind, format!("script threw: {text}"), None)
+        }
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            let name = sig.split('(').next().unwrap_or(sig).trim();
+            let name = name.rsplit("::").next().unwrap_or(name);
+            let overloads: Vec<&String> = signatures
+                .iter()
+                .filter(|s| s.split('(').next() == Some(name))
+                .collect();
+            let hint = if overloads.is_empty() {
+                Some("see `azssh docs` for the functions azssh provides".into())
+            } else {
+                let list: Vec<String> = overloads.iter().map(|s| format!("`{s}`")).collect();
+                Some(format!("`{name}` exists as: {}", list.join(", ")))
+            };
+            Diagnostic::plain(
+                "script.function_not_found",
+                format!("function not found: `{}`", friendly_types(sig)),
+                hint,
+            )
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => Diagnostic::plain(
+            "script.operations_limit",
+            "the script exceeded its operations limit".to_string(),
+            Some("an endless loop? if the work is really this big, raise `--max-operations` (or `AZSSH_MAX_OPERATIONS`)".into()),
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => Diagnostic::plain(
+            "script.call_depth_limit",
+            "the script exceeded its call-depth limit".to_string(),
+            Some("unbounded recursion? raise `--max-call-depth` (or `AZSSH_MAX_CALL_DEPTH`) if the depth is intended".into()),
+        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => Diagnostic::plain(
+            "script.data_limit",
+            format!("{what} is larger than the configured limit"),
+            Some("raise `--max-string-size` / `--max-array-size` / `--max-map-size` if this is intended".into()),
+        ),
+        EvalAltResult::ErrorModuleNotFound(path, _) => Diagnostic::plain(
+            "script.module_not_found",
+            format!("module not found: `{path}`"),
+            Some(format!(
+                "bundled modules are {}; other paths resolve relative to the importing script",
+                crate::script::resolver::stdlib_names()
+                    .iter()
+                    .map(|n| format!("`azssh/{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+        EvalAltResult::ErrorVariableNotFound(name, _) => Diagnostic::plain(
+            "script.variable_not_found",
+            format!("variable not found: `{name}`"),
+            (name == "vm" || name == "ARGS")
+                .then(|| "`vm` exists in fleet runs; `ARGS` holds the `--arg key=value` values".into()),
+        ),
+        other => {
+            let mut text = other.to_string();
+            // rhai appends " (line x, position y)"; the location is printed separately.
+            if let Some(idx) = text.rfind(" (line ") {
+                text.truncate(idx);
+            }
+            Diagnostic::plain("script.error", lower_first(&text), None)
+        }
+    }
+}
+
+/// rhai names Rust types in signatures; scripts know `string`, `int`, `float`, `map`, `array`.
+fn friendly_types(sig: &str) -> String {
+    sig.replace("&str | ImmutableString | String", "string")
+        .replace("i64", "int")
+        .replace("f64", "float")
+        .replace("rhai::Map", "map")
+        .replace("rhai::Array", "array")
+}
+
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct One(&'static str);
+    impl SourceLookup for One {
+        fn source_text(&self, _: &str) -> Option<String> {
+            Some(self.0.to_string())
+        }
+    }
+
+    #[test]
+    fn render_puts_caret_under_column() {
+        let mut d = Diagnostic::plain("x", "boom", Some("do this".into()));
+        d.file = "a.rhai".into();
+        d.line = Some(2);
+        d.column = Some(5);
+        d.source_line = Some("let x = ;".into());
+        assert_eq!(
+            d.render(),
+            "a.rhai:2:5: error: boom\n2 | let x = ;\n  |     ^\nhint: do this\n"
+        );
+    }
+
+    #[test]
+    fn function_not_found_lists_overloads() {
+        let engine = rhai::Engine::new();
+        let err = engine.eval::<()>("parse_int()").unwrap_err();
+        let sigs = vec!["parse_int(s: &str) -> i64".to_string()];
+        let d = from_eval(&err, "t.rhai", &One("parse_int()"), &sigs);
+        assert!(d.message.contains("parse_int"), "{}", d.message);
+        assert!(d.hint.unwrap().contains("parse_int(s: &str)"));
+    }
+
+    #[test]
+    fn catchable_map_keeps_kind_message_hint() {
+        let err = to_rhai(&ScriptError::bad_argument("bad port", Some("use 1-65535")));
+        let d = from_eval(&err, "t.rhai", &One(""), &[]);
+        assert_eq!(d.kind, "script.bad_argument");
+        assert_eq!(d.message, "bad port");
+        assert_eq!(d.hint.as_deref(), Some("use 1-65535"));
+    }
+}
