@@ -98,7 +98,8 @@ pub struct SshLoginArgs {
     pub prefer_private_ip: bool,
     /// Unknown host keys: `yes` refuses, `accept-new` trusts and records, `ask` asks (default:
     /// ask on a terminal, yes otherwise). A changed key is always refused
-    #[arg(long, value_name = "MODE", env = "AZSSH_STRICT_HOST_KEYS")]
+    #[arg(long, value_name = "MODE", env = "AZSSH_STRICT_HOST_KEYS",
+          value_parser = crate::ssh::known_hosts::parse_strict_arg)]
     pub strict_host_keys: Option<String>,
     /// known_hosts file to use instead of ~/.ssh/known_hosts and azssh's own
     #[arg(long, value_name = "FILE")]
