@@ -581,6 +581,93 @@ mod tests {
     }
 
     #[test]
+    fn revoked_lines_win_in_plain_hashed_and_wildcard_form() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for hosts in [
+            "vm1".to_string(),
+            hashed("vm1"),
+            "v?1,!other".into(),
+            "*".into(),
+        ] {
+            let path = dir.path().join("kh");
+            std::fs::write(&path, format!("vm1 {ED1}\n@revoked {hosts} {ED1}\n")).expect("w");
+            let kh = KnownHosts::single(&path);
+            assert_eq!(
+                kh.check("vm1", 22, &key(ED1)).expect("check"),
+                HostKeyStatus::Revoked {
+                    file: path.clone(),
+                    line: 2
+                },
+                "{hosts}"
+            );
+            // Another key of the host is not affected, and `pin` refuses the revoked one.
+            assert_eq!(
+                kh.check("vm1", 22, &key(ED2)).expect("check"),
+                HostKeyStatus::Mismatch {
+                    known: Box::new(key(ED1)),
+                    received: Box::new(key(ED2)),
+                    file: path.clone(),
+                    line: 1
+                }
+            );
+            let err = pin("vm1", 22, &[key(ED1)], &path).expect_err("revoked");
+            assert_eq!(crate::error::UserError::kind(&err), "ssh.host_key_revoked");
+        }
+    }
+
+    #[test]
+    fn cert_authority_lines_are_not_host_keys() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("kh");
+        std::fs::write(&path, format!("@cert-authority * {ED1}\n")).expect("w");
+        let kh = KnownHosts::single(&path);
+        // Neither trusted nor a conflicting "known" key for the host.
+        assert_eq!(
+            kh.check("vm1", 22, &key(ED1)).expect("check"),
+            HostKeyStatus::Unknown
+        );
+        assert_eq!(
+            kh.check("vm1", 22, &key(ED2)).expect("check"),
+            HostKeyStatus::Unknown
+        );
+    }
+
+    #[test]
+    fn undecodable_lines_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("kh");
+        let mut bytes =
+            b"\xff\xfe binary\nvm1 ssh-ed25519 %%%\nvm1 ssh-nope AAAA\n@bogus vm1 x\n".to_vec();
+        bytes.extend_from_slice(format!("vm1 {ED1}\n").as_bytes());
+        std::fs::write(&path, bytes).expect("w");
+        assert_eq!(
+            KnownHosts::single(&path)
+                .check("vm1", 22, &key(ED1))
+                .expect("check"),
+            HostKeyStatus::Valid
+        );
+    }
+
+    #[test]
+    fn dev_zero_known_hosts_is_a_file_error() {
+        let err = KnownHosts::single("/dev/zero")
+            .check("vm1", 22, &key(ED1))
+            .expect_err("not a regular file");
+        assert_eq!(crate::error::UserError::kind(&err), "io.file");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn strict_arg_refuses_no_naming_the_variable() {
+        let err = parse_strict_arg("no").expect_err("no");
+        assert!(
+            err.contains(STRICT_HOST_KEYS_ENV) && err.contains("accept-new"),
+            "{err}"
+        );
+        assert_eq!(parse_strict_arg("accept-new").as_deref(), Ok("accept-new"));
+    }
+
+    #[test]
     fn wildcards_follow_openssh() {
         assert!(wildcard_match("*.azure.com", "vm.azure.com"));
         assert!(wildcard_match("vm?", "vm1"));

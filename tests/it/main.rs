@@ -13,6 +13,7 @@ mod fleet;
 mod guest;
 mod guest_ssh;
 mod harness;
+mod hostile_sftp;
 mod repl;
 mod script;
 mod session;
