@@ -76,7 +76,8 @@ impl UserError for KeyError {
             KeyError::NotAKey { .. } => "key.not_a_key",
             KeyError::Generate { .. } => "key.generate",
             KeyError::BadRsaSize { .. } => "key.bad_size",
-            KeyError::File(e) => e.kind(),
+            // Kept as `key.read`, the kind scripts already match on for an unreadable key.
+            KeyError::File(_) => "key.read",
         }
     }
 
