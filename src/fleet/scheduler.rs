@@ -271,17 +271,22 @@ fn entry(
     }
 }
 
-/// Failures worth running the VM's script again for (`--retries`). The ARM client already
-/// retried these inside the call; reaching the script means its own retries ran out.
+/// Failures worth running the VM's script again for (`--retries`): the request never took
+/// effect or ARM asks to come back later — throttling (429), server errors (5xx), connection
+/// resets and timeouts, and RunCommand busy with another run. The ARM client already retried
+/// these inside the call; reaching the script means its own retries ran out.
+///
+/// Not retried: an operation Azure accepted and that then failed or timed out
+/// (`azure.operation_failed`, `azure.operation_timeout`: it ran, or may still run, so a rerun
+/// would repeat its effects), script errors and throws, and 4xx answers (they fail again).
 pub fn is_transient(kind: &str) -> bool {
     matches!(
         kind,
         "azure.throttled"
+            | "azure.server_error"
             | "azure.transport"
             | "azure.timeout"
-            | "azure.operation_failed"
-            | "azure.operation_timeout"
-            | "azure.unexpected_response"
+            | "azure.run_command_busy"
     )
 }
 
@@ -400,6 +405,48 @@ mod tests {
         assert!(is_transient("azure.throttled"));
         assert!(!is_transient("azure.not_found"));
         assert!(!is_transient("script.runtime"));
+    }
+
+    /// Every kind `is_transient` names must be one ARM errors really carry, and 5xx answers
+    /// (with or without an ARM envelope) and resets must be among them.
+    #[test]
+    fn retries_cover_5xx_and_resets() {
+        use crate::azure::error::AzureError;
+        use crate::error::UserError;
+        let gateway = AzureError::UnexpectedResponse {
+            status: 502,
+            method: "GET".into(),
+            path: "/x".into(),
+            excerpt: "<html>bad gateway</html>".into(),
+        };
+        let envelope = AzureError::from_response(
+            "GET",
+            "/x",
+            503,
+            br#"{"error":{"code":"ServiceUnavailable","message":"try later"}}"#,
+            None,
+        );
+        let reset = AzureError::Transport {
+            endpoint: "https://management.azure.com".into(),
+            reason: "connection reset by peer".into(),
+        };
+        let timeout = AzureError::Timeout {
+            method: "GET".into(),
+            path: "/x".into(),
+        };
+        for e in [&gateway, &envelope, &reset, &timeout] {
+            assert!(is_transient(e.kind()), "{} not retried", e.kind());
+        }
+        let bad = AzureError::UnexpectedResponse {
+            status: 400,
+            method: "GET".into(),
+            path: "/x".into(),
+            excerpt: "nope".into(),
+        };
+        assert!(!is_transient(bad.kind()));
+        // An accepted operation that failed ran on Azure: rerunning would repeat it.
+        assert!(!is_transient("azure.operation_failed"));
+        assert!(!is_transient("azure.operation_timeout"));
     }
 
     #[test]
