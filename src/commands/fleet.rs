@@ -157,15 +157,12 @@ fn selection(args: &FleetArgs) -> Result<Selection, FleetError> {
     let ids = match &args.targets {
         Some(path) => {
             let shown = path.display().to_string();
-            let text = crate::local_file::read_text(
-                path,
-                crate::local_file::cap::TARGETS,
-                "targets file",
-            )
-            .map_err(|e| FleetError::TargetsFile {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
+            let text =
+                crate::local_file::read_text(path, crate::local_file::cap::TARGETS, "targets file")
+                    .map_err(|e| FleetError::TargetsFile {
+                        path: shown.clone(),
+                        reason: e.to_string(),
+                    })?;
             targets::parse_targets_file(&shown, &text)?
         }
         None => Vec::new(),

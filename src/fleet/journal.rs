@@ -209,10 +209,14 @@ impl Journal {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = crate::local_file::read_text(&lock_path(path), 4096, "journal lock record")
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
-                    .map_or_else(|| "another azssh process".into(), |h| format!("pid {} on {}", h.pid, h.host));
+                let holder =
+                    crate::local_file::read_text(&lock_path(path), 4096, "journal lock record")
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+                        .map_or_else(
+                            || "another azssh process".into(),
+                            |h| format!("pid {} on {}", h.pid, h.host),
+                        );
                 return Err(FleetError::JournalLocked {
                     path: path.display().to_string(),
                     holder,

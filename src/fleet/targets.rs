@@ -230,10 +230,17 @@ mod tests {
 
     #[test]
     fn trailing_slash_id_is_not_a_second_target() {
-        let out = dedupe(vec![format!("{A}/"), A.to_uppercase().replace("SUBSCRIPTIONS", "subscriptions") + "/", A.into()]);
+        let out = dedupe(vec![
+            format!("{A}/"),
+            A.to_uppercase().replace("SUBSCRIPTIONS", "subscriptions") + "/",
+            A.into(),
+        ]);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].id, A);
-        assert_eq!(parse_targets_file("t", &format!("{A}/\n")).unwrap(), vec![A.to_string()]);
+        assert_eq!(
+            parse_targets_file("t", &format!("{A}/\n")).unwrap(),
+            vec![A.to_string()]
+        );
     }
 
     #[test]
