@@ -381,7 +381,10 @@ pub struct FleetArgs {
     /// Deadline per VM (e.g. `10m`), retries included
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Run a VM's script again after a transient failure (throttling, 5xx, reset, failed operation)
+    /// Run a VM's script again, from the start, after a transient failure: throttling (429),
+    /// server errors (5xx), connection resets and timeouts, RunCommand busy. Not retried: an
+    /// operation Azure accepted that then failed or timed out (it ran, or may still run), script
+    /// errors and throws, other 4xx answers. Use only with scripts safe to repeat
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
     /// Append one JSON line per VM here as each finishes (fsynced), for `--resume`

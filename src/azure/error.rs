@@ -250,6 +250,10 @@ impl UserError for AzureError {
             UnexpectedResponse { status: 401, .. } => "azure.unauthorized",
             UnexpectedResponse { status: 404, .. } => "azure.not_found",
             UnexpectedResponse { status: 429, .. } => "azure.throttled",
+            // A gateway's 502/503 page is no ARM envelope, but it is a server error all the same.
+            UnexpectedResponse {
+                status: 500..=599, ..
+            } => "azure.server_error",
             UnexpectedResponse { .. } => "azure.unexpected_response",
             OperationFailed { .. } => "azure.operation_failed",
             OperationTimeout { .. } => "azure.operation_timeout",

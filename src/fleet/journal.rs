@@ -62,35 +62,193 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// An open journal file. Writes are whole lines followed by `sync_data`, so a crash loses at
-/// most the line being written (which `load` then skips).
+/// An open journal file, held exclusively until dropped. Writes are whole lines followed by
+/// `sync_data`, so a crash loses at most the line being written (which `load` then skips).
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: std::sync::Mutex<File>,
+    /// The sidecar lock record (regular-file journals only); removed on drop.
+    _lock: Option<LockRecord>,
+}
+
+/// Who holds a journal: `JOURNAL.lock` beside it names the process, and the holder rewrites it
+/// every `HEARTBEAT` so a holder on another machine can be told from a dead one.
+///
+/// `flock` on the journal itself is the lock; the record exists because on shared volumes
+/// (NFS, SMB, a Kubernetes `ReadWriteMany` claim) `flock` may be advisory, local to one node,
+/// or a no-op, so two pods of one Job could both "hold" it and run every VM twice. A record
+/// from this host names a pid we can check; one from another host counts until it is
+/// `STALE` without a heartbeat, so a Job pod restarted after a crash resumes a minute later.
+#[derive(Debug)]
+struct LockRecord {
+    path: PathBuf,
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    beat: Option<std::thread::JoinHandle<()>>,
+}
+
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+const STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    host: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Whether `pid` on this host still runs (where we cannot tell, assume it does).
+fn alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+fn lock_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+impl LockRecord {
+    /// Takes the record, or says who holds it.
+    fn take(journal: &Path) -> Result<LockRecord, FleetError> {
+        let path = lock_path(journal);
+        let me = Holder {
+            pid: std::process::id(),
+            host: hostname(),
+        };
+        if let Ok(text) = crate::local_file::read_text(&path, 4096, "journal lock record") {
+            let fresh = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < STALE);
+            if let Ok(other) = serde_json::from_str::<Holder>(&text) {
+                let held = if other.host == me.host {
+                    other.pid != me.pid && alive(other.pid)
+                } else {
+                    fresh
+                };
+                if held {
+                    return Err(FleetError::JournalLocked {
+                        path: journal.display().to_string(),
+                        holder: format!("pid {} on {}", other.pid, other.host),
+                    });
+                }
+            }
+        }
+        let body = serde_json::to_string(&me).unwrap_or_default();
+        std::fs::write(&path, &body).map_err(|e| FleetError::Journal {
+            path: path.display().to_string(),
+            reason: e.to_string().to_lowercase(),
+        })?;
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (beat_path, beat_stop) = (path.clone(), stop.clone());
+        let beat = std::thread::Builder::new()
+            .name("azssh-journal-lock".into())
+            .spawn(move || {
+                let (done, wake) = &*beat_stop;
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                while !*done {
+                    let (d, _) = wake
+                        .wait_timeout(done, HEARTBEAT)
+                        .unwrap_or_else(|e| e.into_inner());
+                    done = d;
+                    if !*done {
+                        // Rewriting refreshes the mtime other hosts judge staleness by.
+                        let _ = std::fs::write(&beat_path, &body);
+                    }
+                }
+            })
+            .ok();
+        Ok(LockRecord { path, stop, beat })
+    }
+}
+
+impl Drop for LockRecord {
+    fn drop(&mut self) {
+        let (done, wake) = &*self.stop;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(beat) = self.beat.take() {
+            let _ = beat.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Journal {
-    /// Opens for appending. A fresh run refuses a journal that already holds entries: mixing two
-    /// runs' lines would make a later `--resume` skip VMs the second run never touched.
+    /// Opens for appending, exclusively. A fresh run refuses a journal that already holds
+    /// entries: mixing two runs' lines would make a later `--resume` skip VMs the second run
+    /// never touched. A second run on a journal in use refuses, naming the holder: both would
+    /// otherwise run every VM the journal does not yet mark done.
     pub fn open(path: &Path, resume: bool) -> Result<Journal, FleetError> {
         let err = |e: std::io::Error| FleetError::Journal {
             path: path.display().to_string(),
             reason: e.to_string().to_lowercase(),
         };
-        if !resume && std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        let regular = file.metadata().map_err(err)?.is_file();
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder =
+                    crate::local_file::read_text(&lock_path(path), 4096, "journal lock record")
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+                        .map_or_else(
+                            || "another azssh process".into(),
+                            |h| format!("pid {} on {}", h.pid, h.host),
+                        );
+                return Err(FleetError::JournalLocked {
+                    path: path.display().to_string(),
+                    holder,
+                });
+            }
+            // Filesystems without flock (some FUSE and SMB mounts): the lock record still guards.
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::debug!("cannot flock the journal: {e}");
+            }
+        }
+        let lock = if regular {
+            Some(LockRecord::take(path)?)
+        } else {
+            None
+        };
+        let len = file.metadata().map_err(err)?.len();
+        if !resume && regular && len > 0 {
             return Err(FleetError::JournalExists {
                 path: path.display().to_string(),
             });
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(err)?;
+        if regular && len > 0 && !ends_with_newline(&mut file).map_err(err)? {
+            // A crash mid-write left a torn last line: end it, so the next record starts on a
+            // line of its own instead of being glued to (and lost with) the fragment.
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(err)?;
+        }
         Ok(Journal {
             path: path.to_path_buf(),
             file: std::sync::Mutex::new(file),
+            _lock: lock,
         })
     }
 
@@ -115,16 +273,25 @@ impl Journal {
     }
 }
 
+fn ends_with_newline(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 /// The last word on each VM (keyed by lower-cased id). Unreadable lines (a line torn by a
 /// crash) are skipped with a warning count.
 pub fn load(path: &Path) -> Result<(HashMap<String, Entry>, usize), FleetError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::local_file::read_text(path, crate::local_file::cap::JOURNAL, "journal")
+    {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
+        Err(e) if e.is_not_found() => return Ok((HashMap::new(), 0)),
         Err(e) => {
             return Err(FleetError::Journal {
                 path: path.display().to_string(),
-                reason: e.to_string().to_lowercase(),
+                reason: e.to_string(),
             });
         }
     };
