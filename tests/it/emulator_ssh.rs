@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use azssh::azure::network::{OpenPort, open_port};
+use azssh::workflow::nsg::{OpenPort, open_port};
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::get_vm;
 use azssh::azure::{ArmClient, ArmConfig};
@@ -143,10 +143,9 @@ async fn real_openssh_client_logs_into_a_guest_after_setup() {
         &vm,
         &OpenPort {
             port: 22,
-            source: "127.0.0.1/32".into(),
-            priority: None,
-            name: None,
-            protocol: None,
+            sources: vec!["127.0.0.1/32".into()],
+            permanent: true,
+            ..Default::default()
         },
     )
     .await
