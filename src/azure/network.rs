@@ -467,7 +467,15 @@ mod tests {
         ] {
             assert_eq!(validate_source(ok).ok(), Some(false), "{ok}");
         }
-        for world in ["*", "Internet", "internet", "0.0.0.0/0", "Any", "0::/0", "1.2.3.4/0"] {
+        for world in [
+            "*",
+            "Internet",
+            "internet",
+            "0.0.0.0/0",
+            "Any",
+            "0::/0",
+            "1.2.3.4/0",
+        ] {
             assert_eq!(validate_source(world).ok(), Some(true), "{world}");
         }
         for bad in [

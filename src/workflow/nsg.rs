@@ -15,8 +15,7 @@ use crate::azure::client::ArmClient;
 use crate::azure::error::AzureError;
 use crate::azure::jit::{self, JitAccess, JitPolicy};
 use crate::azure::network::{
-    self, SecurityRule, SecurityRuleProperties, free_priority, list_security_rules,
-    validate_source,
+    self, SecurityRule, SecurityRuleProperties, free_priority, list_security_rules, validate_source,
 };
 use crate::azure::resource_id::same_id;
 use crate::azure::vm::Vm;
@@ -364,12 +363,7 @@ fn sources_of(p: &SecurityRuleProperties) -> Vec<String> {
 }
 
 /// Whether `rule` is an inbound allow rule for `port`/`protocol` that reaches the VM.
-fn admits_port(
-    rule: &SecurityRule,
-    port: u16,
-    protocol: &str,
-    private_ip: Option<IpAddr>,
-) -> bool {
+fn admits_port(rule: &SecurityRule, port: u16, protocol: &str, private_ip: Option<IpAddr>) -> bool {
     let p = &rule.properties;
     p.access.eq_ignore_ascii_case("Allow")
         && p.direction.eq_ignore_ascii_case("Inbound")
@@ -582,10 +576,17 @@ async fn open_source(
     let canon = canonical(source);
     for attempt in 0..2 {
         let rules = list_security_rules(client, nsg).await?;
-        let holds_source =
-            |r: &SecurityRule| sources_of(&r.properties).iter().any(|s| canonical(s) == canon);
+        let holds_source = |r: &SecurityRule| {
+            sources_of(&r.properties)
+                .iter()
+                .any(|s| canonical(s) == canon)
+        };
+        // A JIT allow rule admits the source only until its request ends: not standing access.
         if let Some(rule) = rules.iter().find(|r| {
-            admits_port(r, req.port, protocol, private_ip)
+            !r.name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("SecurityCenter-JITRule"))
+                && admits_port(r, req.port, protocol, private_ip)
                 && holds_source(r)
                 && req.priority.is_none_or(|p| p == r.properties.priority)
                 && req.name.as_deref().is_none_or(|n| same_name(r, n))

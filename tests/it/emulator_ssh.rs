@@ -3,7 +3,6 @@
 
 use std::process::Command;
 
-use azssh::workflow::nsg::{OpenPort, open_port};
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::get_vm;
 use azssh::azure::{ArmClient, ArmConfig};
@@ -13,6 +12,7 @@ use azssh::ssh::keys::{KeyKind, generate_key};
 use azssh::windows::authorized_keys::KeyTarget;
 use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
+use azssh::workflow::nsg::{OpenPort, open_port};
 
 pub async fn emulator(vms: usize) -> WindowsEmulator {
     WindowsEmulator::start(EmulatorConfig {

@@ -79,7 +79,13 @@ async fn reopening_with_same_source_writes_nothing() {
     let env = Env::start().await;
     let (rg, name) = env.pick(None, PowerState::Running, true);
     let first = run(env.azssh(&[
-        "open-port", "-g", &rg, "-n", &name, "--source", "203.0.113.7",
+        "open-port",
+        "-g",
+        &rg,
+        "-n",
+        &name,
+        "--source",
+        "203.0.113.7",
     ]))
     .await;
     assert_eq!(first["changed"], true);
@@ -126,7 +132,10 @@ async fn close_port_removes_only_the_callers_source() {
         .filter_map(Value::as_str)
         .collect();
     assert!(left.contains(&"198.51.100.9/32"), "{left:?}");
-    assert!(!left.iter().any(|s| s.starts_with("203.0.113.7")), "{left:?}");
+    assert!(
+        !left.iter().any(|s| s.starts_with("203.0.113.7")),
+        "{left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,11 +267,11 @@ async fn setup_under_jit_policy_requests_access_instead_of_a_standing_rule() {
     assert_eq!(standing(&rules(&env, &rg, &name).await), 0);
 
     // The verb too; `--permanent-rule` adds the rule, with a warning naming the policy.
-    let r = run(env.azssh(&[
-        "open-port", "-g", &rg, "-n", &name, "--source", "127.0.0.1",
-    ]))
-    .await;
-    assert_eq!((r["jit"].clone(), r["changed"].clone()), (Value::Bool(true), Value::Bool(false)));
+    let r = run(env.azssh(&["open-port", "-g", &rg, "-n", &name, "--source", "127.0.0.1"])).await;
+    assert_eq!(
+        (r["jit"].clone(), r["changed"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
     let t = env
         .azssh(&[
             "open-port",

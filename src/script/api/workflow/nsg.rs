@@ -64,12 +64,15 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         .with_params_info(["vm: Vm", "options: map", "bool"])
         .register_into_engine(engine, move |v: Vm, o: Map| -> RhaiResult<bool> {
             let o = Options::new("close_port", o, &["source", "port", "protocol"])?;
-            let source = o.string("source")?.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                to_rhai(&ScriptError::bad_argument(
-                    "`close_port` needs `source` (or a rule name)",
-                    Some("`close_port(v, #{source: \"203.0.113.7/32\"})`"),
-                ))
-            })?;
+            let source = o
+                .string("source")?
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| {
+                    to_rhai(&ScriptError::bad_argument(
+                        "`close_port` needs `source` (or a rule name)",
+                        Some("`close_port(v, #{source: \"203.0.113.7/32\"})`"),
+                    ))
+                })?;
             let what = CloseWhat::Source {
                 port: o.int_in("port", 1..=65535)?.unwrap_or(22) as u16,
                 source: source.trim().to_string(),
@@ -114,7 +117,9 @@ pub(crate) fn sources_option(o: &Options, function: &str) -> RhaiResult<Vec<Stri
     let missing = || {
         to_rhai(&ScriptError::bad_argument(
             format!("`{function}` needs `source`"),
-            Some("give your address or CIDR (`#{source: \"203.0.113.7/32\"}`), several as an array, or `\"*\"` with `allow_internet: true` to open the port to the Internet"),
+            Some(
+                "give your address or CIDR (`#{source: \"203.0.113.7/32\"}`), several as an array, or `\"*\"` with `allow_internet: true` to open the port to the Internet",
+            ),
         ))
     };
     let sources = match o.raw("source") {
@@ -133,7 +138,10 @@ pub(crate) fn sources_option(o: &Options, function: &str) -> RhaiResult<Vec<Stri
             }
             out
         }
-        _ => o.string("source")?.map(|s| nsg::split_sources(&s)).unwrap_or_default(),
+        _ => o
+            .string("source")?
+            .map(|s| nsg::split_sources(&s))
+            .unwrap_or_default(),
     };
     if sources.is_empty() {
         return Err(missing());
@@ -177,7 +185,9 @@ fn open_port(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
 
 fn close_port(ctx: &Ctx, v: Vm, what: CloseWhat) -> RhaiResult<bool> {
     let arm = ctx.arm()?;
-    block(ctx, &format!("closing a port on `{}`", v.name), async move {
-        nsg::close_port(&arm, &v, &what).await
-    })
+    block(
+        ctx,
+        &format!("closing a port on `{}`", v.name),
+        async move { nsg::close_port(&arm, &v, &what).await },
+    )
 }
