@@ -143,7 +143,7 @@ async fn run_command_is_not_repeated_after_a_server_error() {
 async fn failed_lro_surfaces_the_operation_error() {
     let fake = ArmFake::start();
     let nsg = net_id(&fake, "networkSecurityGroups/nsg1");
-    let rule = format!("{nsg}/securityRules/azssh-ssh-203-0-113-7-32");
+    let rule = format!("{nsg}/securityRules/allow-SSH");
     let op = fake.sub_path("/providers/Microsoft.Network/locations/westus/operations/op1");
     fake.on(
         "PUT",
@@ -190,7 +190,7 @@ async fn failed_lro_surfaces_the_operation_error() {
 async fn security_rule_create_polls_then_reads_the_rule_and_delete_waits() {
     let fake = ArmFake::start();
     let nsg = net_id(&fake, "networkSecurityGroups/nsg1");
-    let rule = format!("{nsg}/securityRules/azssh-ssh-203-0-113-7-32");
+    let rule = format!("{nsg}/securityRules/allow-SSH");
     let op = fake.sub_path("/providers/Microsoft.Network/locations/westus/operations/op2");
     let del_op = fake.sub_path("/providers/Microsoft.Network/locations/westus/operations/del");
     let final_rule = json!({"name": "allow-SSH", "id": rule, "etag": "W/\"2\"", "properties": {
