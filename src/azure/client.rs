@@ -175,6 +175,8 @@ impl ArmClient {
 
     /// The URL for an ARM path (starting with `/`), with the provider's api-version and `query`.
     pub fn url(&self, path: &str, provider: Provider, query: &[(&str, &str)]) -> Result<Url> {
+        // `join` would resolve `..` and `\` and walk to another resource: refuse instead.
+        super::names::check_path(path)?;
         let mut url = self
             .inner
             .endpoint
