@@ -83,9 +83,7 @@ fn write_stdout(text: &str) {
     }
     let text = crate::secret::scrub(text);
     let mut out = std::io::stdout().lock();
-    let result = out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.flush());
+    let result = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     if let Err(e) = result {
         record_write_error(&e);
     }

@@ -44,10 +44,7 @@ fn shown(value: &str) -> String {
 }
 
 fn invalid(what: &str, value: &str, rule: &str) -> AzureError {
-    AzureError::InvalidInput(format!(
-        "`{}` is not a valid {what}: {rule}",
-        shown(value)
-    ))
+    AzureError::InvalidInput(format!("`{}` is not a valid {what}: {rule}", shown(value)))
 }
 
 /// A resource group name: 1-90 letters (Unicode letters too), digits, `_`, `-`, `.`, `(`, `)`,
@@ -96,7 +93,10 @@ pub fn rule_name(name: &str) -> Result<(), AzureError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .last()
@@ -147,7 +147,17 @@ mod tests {
 
     #[test]
     fn path_walking_names_are_refused() {
-        for bad in ["x\\..\\..", "..", ".", "a/b", "a%2Fb", "a b", "a\u{7}", "", "rg."] {
+        for bad in [
+            "x\\..\\..",
+            "..",
+            ".",
+            "a/b",
+            "a%2Fb",
+            "a b",
+            "a\u{7}",
+            "",
+            "rg.",
+        ] {
             assert!(resource_group(bad).is_err(), "{bad:?}");
             assert!(vm_name(bad).is_err(), "{bad:?}");
             assert!(rule_name(bad).is_err(), "{bad:?}");
@@ -161,14 +171,22 @@ mod tests {
 
     #[test]
     fn check_path_refuses_dot_segments_and_backslashes() {
-        assert!(check_path("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1").is_ok());
+        assert!(
+            check_path(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+            )
+            .is_ok()
+        );
         for bad in [
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/x\\..\\..",
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n/securityRules/..",
             "/subscriptions/s/resourceGroups/r%2e%2e/x",
             "/subscriptions/s/resourceGroups/r g/x",
         ] {
-            let err = check_path(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = check_path(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("refusing to request"), "{bad}: {err}");
         }
     }

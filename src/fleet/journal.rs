@@ -327,7 +327,10 @@ mod tests {
         crate::secret::register("journal-unit-test-token-0123456789");
         let mut v = json!({"out": ["x journal-unit-test-token-0123456789 y"], "note": {"n": "journal-unit-test-token-0123456789"}});
         redact(&mut v);
-        assert_eq!(v, json!({"out": ["x <redacted> y"], "note": {"n": "<redacted>"}}));
+        assert_eq!(
+            v,
+            json!({"out": ["x <redacted> y"], "note": {"n": "<redacted>"}})
+        );
     }
 
     #[test]

@@ -55,8 +55,11 @@ impl ModuleResolver for Resolver {
         } else {
             let file = Self::file_path(source, path);
             // Bounded, BOM dropped, as for the main script.
-            let text = crate::local_file::read_text(&file, crate::local_file::cap::SCRIPT, "module")
-                .map_err(|_| EvalAltResult::ErrorModuleNotFound(file.display().to_string(), pos))?;
+            let text =
+                crate::local_file::read_text(&file, crate::local_file::cap::SCRIPT, "module")
+                    .map_err(|_| {
+                        EvalAltResult::ErrorModuleNotFound(file.display().to_string(), pos)
+                    })?;
             (file.display().to_string(), text)
         };
         let mut ast = engine

@@ -14,6 +14,7 @@ mod guest;
 mod guest_ssh;
 mod harness;
 mod repl;
+mod safety_inputs;
 mod script;
 mod session;
 mod ssh;
