@@ -299,11 +299,7 @@ pub async fn get_network_security_group(
 
 fn rule_path(nsg_id: &str, name: &str) -> Result<String> {
     let nsg = ResourceId::parse_typed(nsg_id, "Microsoft.Network/networkSecurityGroups")?;
-    if name.is_empty() || name.contains(['/', '?', '#']) {
-        return Err(AzureError::InvalidInput(format!(
-            "`{name}` is not a valid security rule name"
-        )));
-    }
+    super::names::rule_name(name)?;
     Ok(nsg.child("securityRules", name).to_string())
 }
 

@@ -327,22 +327,82 @@ pub fn resume_action(last: Option<&Entry>, retry_failed: bool) -> ResumeAction {
     }
 }
 
-const SECRET_WORDS: [&str; 5] = ["token", "password", "secret", "private_key", "privatekey"];
+/// Key fragments that mark a secret anywhere in a key, compared with `-`/`_` removed and
+/// lower-cased, so `apiKey`, `api_key` and `X-Api-Key` all match.
+const SECRET_WORDS: [&str; 10] = [
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "privatekey",
+    "apikey",
+    "connectionstring",
+    "authorization",
+    "credential",
+    "cookie",
+];
 
-/// Replaces the values of keys that look like secrets, at any depth.
+/// Short names that mark a secret only as a whole word of the key (`sas_url`, `adminPwd`,
+/// `x-ms-sig`), so `signal` or `assigned` are kept.
+const SECRET_SHORT_WORDS: [&str; 3] = ["pwd", "sas", "sig"];
+
+/// The words of a key: split at `-`, `_`, `.`, spaces and camelCase boundaries, lower-cased.
+fn key_words(key: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let flat: String = key
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    SECRET_WORDS.iter().any(|w| flat.contains(w))
+        || key_words(key)
+            .iter()
+            .any(|w| SECRET_SHORT_WORDS.contains(&w.as_str()))
+}
+
+/// Replaces the values of keys that look like secrets, at any depth, and every registered
+/// secret value (the access token, SSH passwords and passphrases: `secret::scrub`) inside the
+/// remaining strings, whatever key they sit under.
 pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let key = k.to_ascii_lowercase().replace('-', "_");
-                if SECRET_WORDS.iter().any(|w| key.contains(w)) {
-                    *v = Value::String("<redacted>".into());
+                if is_secret_key(k) {
+                    *v = Value::String(crate::secret::REDACTED.into());
                 } else {
                     redact(v);
                 }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = crate::secret::scrub(s) {
+                *s = clean;
+            }
+        }
         _ => {}
     }
 }
@@ -409,6 +469,34 @@ mod tests {
         assert_eq!(
             resume_action(Some(&running), false),
             ResumeAction::MarkInterrupted
+        );
+    }
+
+    #[test]
+    fn journal_redacts_new_secret_key_names() {
+        let mut v = json!({
+            "passwd": "a", "adminPwd": "b", "api_key": "c", "apiKey": "d", "X-Api-Key": "e",
+            "sas": "f", "sas_url": "g", "sig": "h", "connection_string": "i",
+            "ConnectionString": "j", "Authorization": "k", "credentials": "l", "set-cookie": "m",
+            "signal": "kept", "assigned": "kept", "design": "kept", "passage": "kept"
+        });
+        redact(&mut v);
+        for (k, val) in v.as_object().into_iter().flatten() {
+            let want = if val == "kept" { "kept" } else { "<redacted>" };
+            assert_eq!(val, want, "{k}");
+        }
+        assert_eq!(v["signal"], "kept");
+        assert_eq!(v["passwd"], "<redacted>");
+    }
+
+    #[test]
+    fn journal_scrubs_registered_secrets_under_any_key() {
+        crate::secret::register("journal-unit-test-token-0123456789");
+        let mut v = json!({"out": ["x journal-unit-test-token-0123456789 y"], "note": {"n": "journal-unit-test-token-0123456789"}});
+        redact(&mut v);
+        assert_eq!(
+            v,
+            json!({"out": ["x <redacted> y"], "note": {"n": "<redacted>"}})
         );
     }
 

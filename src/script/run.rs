@@ -26,6 +26,9 @@ pub enum LoadError {
     Unreadable { path: String, reason: String },
     #[error("`{0}` is not valid UTF-8 text")]
     NotUtf8(String),
+    /// Too large, not a regular file, unreadable (`local_file`'s bounded read).
+    #[error(transparent)]
+    File(#[from] crate::local_file::LocalFileError),
 }
 
 impl crate::error::UserError for LoadError {
@@ -39,6 +42,7 @@ impl crate::error::UserError for LoadError {
             }
             LoadError::NotUtf8(_) => Some("save the script as UTF-8".into()),
             LoadError::Unreadable { .. } => Some("check the path and its permissions".into()),
+            LoadError::File(e) => crate::error::UserError::hint(e),
         }
     }
 }
@@ -48,12 +52,14 @@ impl Script {
     pub fn load(spec: &str) -> Result<Script, LoadError> {
         let path = Path::new(spec);
         if path.is_file() {
-            let bytes = std::fs::read(path).map_err(|e| LoadError::Unreadable {
-                path: spec.to_string(),
-                reason: e.to_string().to_lowercase(),
-            })?;
-            let text =
-                String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8(spec.to_string()))?;
+            // Bounded, and a leading UTF-8 BOM (Notepad's default) dropped: Rhai refuses it.
+            let text = crate::local_file::read_text(path, crate::local_file::cap::SCRIPT, "script")
+                .map_err(|e| match e {
+                    crate::local_file::LocalFileError::NotUtf8 { .. } => {
+                        LoadError::NotUtf8(spec.to_string())
+                    }
+                    other => LoadError::File(other),
+                })?;
             return Ok(Script {
                 name: spec.to_string(),
                 text,

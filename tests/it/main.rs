@@ -15,6 +15,7 @@ mod guest_ssh;
 mod harness;
 mod hostile_sftp;
 mod repl;
+mod safety_inputs;
 mod script;
 mod session;
 mod ssh;
