@@ -96,6 +96,8 @@ pub struct VmSummary {
     pub power_state: PowerState,
     pub public_ip: Option<Ipv4Addr>,
     pub private_ip: Ipv4Addr,
+    /// Listed in its resource group's Defender just-in-time policy.
+    pub jit: bool,
 }
 
 pub struct Emulator;
@@ -199,6 +201,7 @@ impl EmulatorHandle {
                 power_state: v.power,
                 public_ip: v.public_ip,
                 private_ip: v.private_ip,
+                jit: v.jit,
             })
             .collect()
     }

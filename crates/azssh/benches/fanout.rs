@@ -18,7 +18,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use azssh::azure::network::{OpenPort, open_port};
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::{Vm, get_vm, start_vm};
 use azssh::azure::{ArmClient, ArmConfig};
@@ -31,6 +30,7 @@ use azssh::ssh::{
 use azssh::windows::authorized_keys::KeyTarget;
 use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
+use azssh::workflow::nsg::{OpenPort, open_port};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -95,10 +95,10 @@ async fn set_up(
         &vm,
         &OpenPort {
             port: 22,
-            source: "127.0.0.1/32".into(),
-            priority: None,
-            name: None,
-            protocol: None,
+            sources: vec!["127.0.0.1/32".into()],
+            // A standing rule on every VM, JIT policy or not, as before.
+            permanent: true,
+            ..Default::default()
         },
     )
     .await

@@ -100,7 +100,8 @@ pub struct SshLoginArgs {
     pub prefer_private_ip: bool,
     /// Unknown host keys: `yes` refuses, `accept-new` trusts and records, `ask` asks (default:
     /// ask on a terminal, yes otherwise). A changed key is always refused
-    #[arg(long, value_name = "MODE", env = "AZSSH_STRICT_HOST_KEYS")]
+    #[arg(long, value_name = "MODE", env = "AZSSH_STRICT_HOST_KEYS",
+          value_parser = crate::ssh::known_hosts::parse_strict_arg)]
     pub strict_host_keys: Option<String>,
     /// known_hosts file to use instead of ~/.ssh/known_hosts and azssh's own
     #[arg(long, value_name = "FILE")]
@@ -239,16 +240,25 @@ pub struct EnableSshArgs {
 pub struct OpenPortArgs {
     #[command(flatten)]
     pub vm: VmArgs,
-    /// Who may connect: your address, a CIDR or a service tag; `*` opens the port to everyone
+    /// Who may connect: your address, a CIDR or a service tag (several: comma-separated); each
+    /// source gets its own rule, and nobody else's access is changed
     #[arg(long, value_name = "CIDR")]
     pub source: String,
+    /// Accept a source that admits the whole Internet (`*`, `Internet`, `Any`, any `/0`)
+    #[arg(long)]
+    pub allow_internet: bool,
+    /// Add a standing rule even when a just-in-time policy covers the port (default: request
+    /// JIT access instead)
+    #[arg(long)]
+    pub permanent_rule: bool,
     /// Destination port
     #[arg(long, default_value_t = 22)]
     pub port: u16,
     /// Rule priority (100-4096; must be free). Default 1000, or the next free one
     #[arg(long, value_parser = clap::value_parser!(i64).range(100..=4096))]
     pub priority: Option<i64>,
-    /// Rule name (default allow-SSH for port 22)
+    /// Rule name for a single source (default: from the source, e.g. azssh-ssh-203-0-113-7-32);
+    /// an existing rule of that name with another source is not overwritten
     #[arg(long = "rule-name")]
     pub rule_name: Option<String>,
 }
@@ -272,9 +282,17 @@ pub struct SetupArgs {
     /// Local user to log in as (default: the VM's admin)
     #[arg(long = "local-user", value_name = "USER")]
     pub local_user: Option<String>,
-    /// Who may connect: your address, a CIDR or a service tag; `*` opens the port to everyone
+    /// Who may connect: your address, a CIDR or a service tag (several: comma-separated); each
+    /// source gets its own rule, and nobody else's access is changed
     #[arg(long, value_name = "CIDR")]
     pub source: String,
+    /// Accept a source that admits the whole Internet (`*`, `Internet`, `Any`, any `/0`)
+    #[arg(long)]
+    pub allow_internet: bool,
+    /// Add a standing rule even when a just-in-time policy covers the port (default: request
+    /// JIT access instead)
+    #[arg(long)]
+    pub permanent_rule: bool,
     /// Public key file to install (default ~/.ssh/id_ed25519.pub, ...)
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
@@ -382,7 +400,10 @@ pub struct FleetArgs {
     /// Deadline per VM (e.g. `10m`), retries included
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Run a VM's script again after a transient failure (throttling, 5xx, reset, failed operation)
+    /// Run a VM's script again, from the start, after a transient failure: throttling (429),
+    /// server errors (5xx), connection resets and timeouts, RunCommand busy. Not retried: an
+    /// operation Azure accepted that then failed or timed out (it ran, or may still run), script
+    /// errors and throws, other 4xx answers. Use only with scripts safe to repeat
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
     /// Append one JSON line per VM here as each finishes (fsynced), for `--resume`

@@ -29,6 +29,9 @@ use crate::error::{AppError, exit};
 /// Runs azssh with `args` (program name first) and returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     install_panic_hook();
+    // Before anything can print: a credential given in the environment is scrubbed from every
+    // output even when only a script reads it (`env("AZSSH_ACCESS_TOKEN")`).
+    secret::register_env(&|k| std::env::var(k).ok());
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -58,12 +61,20 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let result = runtime.block_on(commands::dispatch(cli));
     // Blocking script threads may still be winding down after a cancel; don't wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    match result {
+    let code = match result {
         Ok(()) => exit::OK,
         Err(err) => {
             output::print_error(&err);
             err.exit_code()
         }
+    };
+    // Output that never arrived (`-o json > /dev/full`) is a failure, whatever the run did.
+    match output::write_failure() {
+        Some(e) => {
+            output::print_error(&AppError::failed(&e));
+            if code == exit::OK { exit::FAILED } else { code }
+        }
+        None => code,
     }
 }
 
@@ -77,9 +88,36 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbingStderr(Vec::new()))
         .without_time()
         .try_init();
+}
+
+/// The log writer: collects one event's text and writes it to stderr scrubbed of registered
+/// secrets (a token in a `Debug`-printed error or header must not reach a log).
+struct ScrubbingStderr(Vec<u8>);
+
+impl std::io::Write for ScrubbingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.0);
+        let clean = secret::scrub(&text);
+        let result = std::io::stderr().lock().write_all(clean.as_bytes());
+        self.0.clear();
+        result
+    }
+}
+
+impl Drop for ScrubbingStderr {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
 }
 
 /// A bug must not greet the user with a Rust backtrace: one message, a hint, exit 1.

@@ -1,7 +1,11 @@
 //! The one place that prints. Data goes to stdout (in the chosen format), logs, progress and
-//! errors to stderr. `NO_COLOR` is honoured; colour only on a terminal.
+//! errors to stderr. `NO_COLOR` is honoured; colour only on a terminal. Every text is scrubbed
+//! of registered secret values (`secret::scrub`) on its way out, and a failed write to stdout
+//! is remembered so the run ends with exit 1 instead of reporting success for lost output.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
@@ -35,6 +39,85 @@ pub enum Level {
     Error,
 }
 
+/// Why stdout could not be written: the run fails (exit 1) once it is over.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write output: {0}")]
+    Write(String),
+}
+
+impl crate::error::UserError for OutputError {
+    fn kind(&self) -> &'static str {
+        "output.write"
+    }
+    fn hint(&self) -> Option<String> {
+        Some("check where stdout goes (a full disk, a file you cannot write)".into())
+    }
+}
+
+/// The first stdout failure other than a closed pipe; later writes are skipped.
+static WRITE_FAILURE: Mutex<Option<OutputError>> = Mutex::new(None);
+/// The reader went away (`azssh ... | head -1`): like `ssh` and coreutils with SIGPIPE, the
+/// rest of the output is dropped quietly; the run itself goes on and keeps its exit code, so a
+/// script is never stopped half-way through changing a VM because a pager closed.
+static PIPE_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// `io::Error`'s text without the `(os error N)` tail, lower-case as our messages are.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".into(),
+    }
+}
+
+/// Writes `text` (scrubbed) to stdout and flushes, remembering a failure.
+fn write_stdout(text: &str) {
+    if PIPE_CLOSED.load(Ordering::Relaxed) || write_failed() {
+        return;
+    }
+    let text = crate::secret::scrub(text);
+    let mut out = std::io::stdout().lock();
+    let result = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if let Err(e) = result {
+        record_write_error(&e);
+    }
+}
+
+fn record_write_error(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        PIPE_CLOSED.store(true, Ordering::Relaxed);
+        return;
+    }
+    let mut slot = match WRITE_FAILURE.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if slot.is_none() {
+        *slot = Some(OutputError::Write(io_reason(e)));
+    }
+}
+
+fn write_failed() -> bool {
+    match WRITE_FAILURE.lock() {
+        Ok(s) => s.is_some(),
+        Err(poisoned) => poisoned.into_inner().is_some(),
+    }
+}
+
+/// The stdout failure met during the run, if any (checked once, when the command ends).
+pub fn write_failure() -> Option<OutputError> {
+    match WRITE_FAILURE.lock() {
+        Ok(s) => s.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
 fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
@@ -55,20 +138,22 @@ pub fn log(level: Level, message: &str) {
         Level::Warn => paint("warning:", "33"),
         Level::Error => paint("error:", "31"),
     };
+    let message = crate::secret::scrub(message);
     let mut err = std::io::stderr().lock();
+    // Nowhere left to report a failure to write stderr itself.
     let _ = writeln!(err, "{prefix} {message}");
 }
 
-/// A line of data on stdout (a script's `print`). A closed pipe is not an error worth a panic.
+/// A line of data on stdout (a script's `print`).
 pub fn data_line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
+    write_stdout(&format!("{text}\n"));
 }
 
 /// Text on stderr as is (transcripts, summaries).
 pub fn status(text: &str) {
+    let text = crate::secret::scrub(text);
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{text}");
+    let _ = err.write_all(text.as_bytes());
 }
 
 /// Prints a result value in the chosen format; `null` (a script's unit value) prints nothing.
@@ -76,10 +161,7 @@ pub fn print_value(value: &Value, format: OutputFormat) {
     if value.is_null() {
         return;
     }
-    let text = render(value, format);
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    write_stdout(&render(value, format));
 }
 
 pub fn render(value: &Value, format: OutputFormat) -> String {
@@ -119,9 +201,7 @@ pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
 
 /// Raw text on stdout (a structured document such as JUnit XML).
 pub fn data(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    write_stdout(text);
 }
 
 fn cell(v: &Value) -> String {
@@ -215,7 +295,9 @@ struct SpinnerTerm;
 
 impl SpinnerTerm {
     fn put(&self, text: &str) -> std::io::Result<()> {
-        std::io::stderr().lock().write_all(text.as_bytes())
+        std::io::stderr()
+            .lock()
+            .write_all(crate::secret::scrub(text).as_bytes())
     }
 }
 

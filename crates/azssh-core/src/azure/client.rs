@@ -111,8 +111,24 @@ impl ArmClient {
     pub fn new(config: ArmConfig) -> Result<Self> {
         let endpoint = Url::parse(&format!("{}/", config.endpoint.trim_end_matches('/')))
             .map_err(|_| AzureError::BadEndpoint(config.endpoint.clone()))?;
+        token_may_go_to(&endpoint)?;
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("azssh/", env!("CARGO_PKG_VERSION")))
+            // A redirect to another origin would carry the request (and, with a lax client, the
+            // bearer token) elsewhere; ARM never redirects across origins, so refuse it.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|prev| prev.origin() == attempt.url().origin());
+                if !same {
+                    attempt.error("redirect to another origin refused")
+                } else if attempt.previous().len() > 10 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             // The pool's idle timer would make tokio's paused clock jump in tests; idle
             // connections are cheap to keep for a CLI run.
             .pool_idle_timeout(None);
@@ -175,6 +191,8 @@ impl ArmClient {
 
     /// The URL for an ARM path (starting with `/`), with the provider's api-version and `query`.
     pub fn url(&self, path: &str, provider: Provider, query: &[(&str, &str)]) -> Result<Url> {
+        // `join` would resolve `..` and `\` and walk to another resource: refuse instead.
+        super::names::check_path(path)?;
         let mut url = self
             .inner
             .endpoint
@@ -349,6 +367,7 @@ impl ArmClient {
         call: &Call,
         request_id: &str,
     ) -> std::result::Result<ArmResponse, AttemptError> {
+        token_may_go_to(&call.url).map_err(AttemptError::Fatal)?;
         let token = self
             .inner
             .tokens
@@ -384,6 +403,16 @@ impl ArmClient {
         let path = redact(&call.url);
         tracing::debug!(method = %call.method, path = %path, request_id, "ARM request");
         let transport = |e: reqwest::Error| {
+            if e.is_redirect() {
+                // Not a transport hiccup: retrying would only be redirected again.
+                return AttemptError::Fatal(AzureError::ForeignHost {
+                    host: e
+                        .url()
+                        .and_then(|u| u.host_str())
+                        .unwrap_or("?")
+                        .to_string(),
+                });
+            }
             let connect = e.is_connect();
             let error = if e.is_timeout() {
                 AzureError::Timeout {
@@ -437,6 +466,27 @@ impl Why {
 enum AttemptError {
     Fatal(AzureError),
     Transport { error: AzureError, connect: bool },
+}
+
+/// A bearer token travels in clear over `http://`: only to this machine (the emulator, a
+/// recording proxy), never across a network.
+fn token_may_go_to(url: &Url) -> Result<()> {
+    if url.scheme() != "http" {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(AzureError::InsecureEndpoint {
+            host: url.host_str().unwrap_or("?").to_string(),
+        })
+    }
 }
 
 fn origin(url: &Url) -> String {
@@ -539,6 +589,31 @@ mod tests {
             c.absolute_url("https://foo.com/operationstatus"),
             Err(AzureError::ForeignHost { .. })
         ));
+    }
+
+    #[test]
+    fn token_not_sent_over_plain_http_to_non_loopback() {
+        for (endpoint, ok) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://127.3.4.5", true),
+            ("http://[::1]:9", true),
+            ("http://LocalHost:1", true),
+            ("https://management.azure.com", true),
+            ("http://management.azure.com", false),
+            ("http://10.0.0.4", false),
+            ("http://localhost.evil.example", false),
+        ] {
+            let made = ArmConfig::with_static_token(endpoint, "sub", "t")
+                .map_err(|e| e.to_string())
+                .and_then(|c| ArmClient::new(c).map_err(|e| e.to_string()));
+            assert_eq!(made.is_ok(), ok, "{endpoint}: {made:?}");
+            if !ok {
+                assert!(
+                    made.err().unwrap_or_default().contains("plain http"),
+                    "{endpoint}"
+                );
+            }
+        }
     }
 
     #[test]

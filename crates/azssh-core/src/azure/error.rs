@@ -67,6 +67,8 @@ pub enum AzureError {
     BadResourceId { id: String, reason: String },
     #[error("refusing to send credentials to `{host}`, which is not the Resource Manager endpoint")]
     ForeignHost { host: String },
+    #[error("refusing to send the access token over plain http to `{host}`")]
+    InsecureEndpoint { host: String },
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// A lookup that found nothing, where ARM itself did not answer 404 (e.g. no JIT policy).
@@ -250,6 +252,10 @@ impl UserError for AzureError {
             UnexpectedResponse { status: 401, .. } => "azure.unauthorized",
             UnexpectedResponse { status: 404, .. } => "azure.not_found",
             UnexpectedResponse { status: 429, .. } => "azure.throttled",
+            // A gateway's 502/503 page is no ARM envelope, but it is a server error all the same.
+            UnexpectedResponse {
+                status: 500..=599, ..
+            } => "azure.server_error",
             UnexpectedResponse { .. } => "azure.unexpected_response",
             OperationFailed { .. } => "azure.operation_failed",
             OperationTimeout { .. } => "azure.operation_timeout",
@@ -262,6 +268,7 @@ impl UserError for AzureError {
             BadEndpoint(_) => "azure.bad_endpoint",
             BadResourceId { .. } => "azure.bad_resource_id",
             ForeignHost { .. } => "azure.foreign_host",
+            InsecureEndpoint { .. } => "azure.insecure_endpoint",
             InvalidInput(_) => "azure.invalid_input",
             NotFound(_) => "azure.not_found",
             PriorityTaken { .. } => "azure.priority_taken",
@@ -301,6 +308,7 @@ impl UserError for AzureError {
             (NoSubscription, _) => {
                 "pass `--subscription`, set `AZURE_SUBSCRIPTION_ID`, or pick a default with `az account set -s <id>`".to_string()
             }
+            (InsecureEndpoint { .. }, _) => "use an `https://` endpoint; plain `http://` is accepted only on loopback (127.0.0.0/8, ::1, localhost), for a local emulator".to_string(),
             (BadEndpoint(_), _) => "set `AZSSH_ARM_ENDPOINT` like `https://management.azure.com`".to_string(),
             (Transport { .. }, _) => "check the network and `AZSSH_ARM_ENDPOINT`".to_string(),
             (NoJitPolicy { .. }, _) => {

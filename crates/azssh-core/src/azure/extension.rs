@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::client::ArmClient;
 use super::config::Provider;
-use super::error::{AzureError, Result};
+use super::error::Result;
 use super::resource_id::ResourceId;
 use super::vm::InstanceViewStatus;
 
@@ -120,11 +120,7 @@ impl VmExtension {
 
 fn extension_path(vm_id: &str, name: &str) -> Result<String> {
     let vm = ResourceId::parse_typed(vm_id, "Microsoft.Compute/virtualMachines")?;
-    if name.is_empty() || name.contains(['/', '?', '#']) {
-        return Err(AzureError::InvalidInput(format!(
-            "`{name}` is not a valid extension name"
-        )));
-    }
+    super::names::child_name("extension name", name)?;
     Ok(vm.child("extensions", name).to_string())
 }
 

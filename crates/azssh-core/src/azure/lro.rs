@@ -123,6 +123,29 @@ impl Poller<'_> {
     async fn run(&self, initial: ArmResponse) -> Result<Value> {
         let async_op = initial.header("azure-asyncoperation").map(str::to_string);
         let location = initial.header("location").map(str::to_string);
+        // From here Azure has accepted the operation: dropping this future (Ctrl-C, a deadline,
+        // `--grace` running out) stops our polling, not the operation.
+        let mut accepted = Accepted {
+            what: self.what,
+            method: self.method.clone(),
+            operation: async_op
+                .as_deref()
+                .or(location.as_deref())
+                .and_then(|u| self.client.absolute_url(u).ok())
+                .unwrap_or_else(|| self.original.clone()),
+            done: false,
+        };
+        let result = self.follow(initial, async_op, location).await;
+        accepted.done = true;
+        result
+    }
+
+    async fn follow(
+        &self,
+        initial: ArmResponse,
+        async_op: Option<String>,
+        location: Option<String>,
+    ) -> Result<Value> {
         let body = self.json(&self.original, &initial)?;
         let mut delay = initial.retry_after();
 
@@ -307,8 +330,60 @@ impl Poller<'_> {
     }
 }
 
+/// Says, when an accepted operation's wait is abandoned, that Azure may still complete it and
+/// where to look: ARM has no cancel for most operations (RunCommand and VM start run to the end).
+struct Accepted<'a> {
+    what: &'a str,
+    method: Method,
+    operation: Url,
+    done: bool,
+}
+
+impl Accepted<'_> {
+    fn message(&self) -> String {
+        format!(
+            "stopped waiting for {} ({}), but Azure had accepted it: the operation may still complete on Azure. Check it with a GET of {} (with a bearer token), or in the portal's Activity log for the resource (`az monitor activity-log list --offset 1h`)",
+            self.what,
+            self.method,
+            redact(&self.operation)
+        )
+    }
+}
+
+impl Drop for Accepted<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            crate::output::log(crate::output::Level::Warn, &self.message());
+        }
+    }
+}
+
 fn provisioning_state(body: &Value) -> Option<String> {
     body.pointer("/properties/provisioningState")
         .and_then(Value::as_str)
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_after_accept_says_operation_may_complete() {
+        let op = Url::parse(
+            "https://management.azure.com/subscriptions/s/providers/Microsoft.Compute/locations/westeurope/operations/op-1?api-version=2024-07-01&sig=SECRET",
+        )
+        .unwrap();
+        let guard = Accepted {
+            what: "RunCommand on web01",
+            method: Method::POST,
+            operation: op,
+            done: false,
+        };
+        let m = guard.message();
+        assert!(m.contains("may still complete on Azure"), "{m}");
+        assert!(m.contains("/locations/westeurope/operations/op-1"), "{m}");
+        assert!(m.contains("Activity log"), "{m}");
+        assert!(!m.contains("SECRET"), "{m}");
+    }
 }

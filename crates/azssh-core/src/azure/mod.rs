@@ -28,6 +28,7 @@ pub mod extension;
 pub mod graph;
 pub mod jit;
 mod lro;
+pub mod names;
 pub mod network;
 mod paging;
 pub mod resource_id;

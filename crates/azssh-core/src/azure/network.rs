@@ -299,11 +299,7 @@ pub async fn get_network_security_group(
 
 fn rule_path(nsg_id: &str, name: &str) -> Result<String> {
     let nsg = ResourceId::parse_typed(nsg_id, "Microsoft.Network/networkSecurityGroups")?;
-    if name.is_empty() || name.contains(['/', '?', '#']) {
-        return Err(AzureError::InvalidInput(format!(
-            "`{name}` is not a valid security rule name"
-        )));
-    }
+    super::names::rule_name(name)?;
     Ok(nsg.child("securityRules", name).to_string())
 }
 
@@ -358,60 +354,9 @@ pub async fn delete_security_rule(client: &ArmClient, nsg_id: &str, name: &str) 
         .await
 }
 
-/// What `open_port(vm, #{port, source, priority, name, protocol})` asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpenPort {
-    pub port: u16,
-    /// Required: a CIDR, an address, or `*`/`Internet` spelled out by the caller (DESIGN.md:
-    /// opening a port to the world must be asked for explicitly).
-    pub source: String,
-    /// Asked-for priority: must be free. `None`: 1000, or the next free one after it.
-    pub priority: Option<i32>,
-    /// Default `allow-SSH` for 22, else `allow-<port>`.
-    pub name: Option<String>,
-    /// Default `Tcp`.
-    pub protocol: Option<String>,
-}
-
-impl OpenPort {
-    pub fn rule_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            if self.port == 22 {
-                "allow-SSH".into()
-            } else {
-                format!("allow-{}", self.port)
-            }
-        })
-    }
-}
-
-/// Which NSG a rule went to: the NIC's, or the subnet's when the NIC has none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NsgScope {
-    Nic,
-    Subnet,
-}
-
-/// What `open_port` did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OpenPortOutcome {
-    pub rule: SecurityRule,
-    pub nsg_id: String,
-    pub scope: NsgScope,
-    /// False when an equivalent rule was already there.
-    pub changed: bool,
-    /// Set when the default priority was taken and the next free one was used.
-    pub priority_moved_from: Option<i32>,
-    /// The source is `*` or `Internet`: the port is open to everyone.
-    pub open_to_internet: bool,
-    /// The same rule on the subnet's NSG, when the NIC has one too: Azure admits inbound
-    /// traffic only when every NSG on the path (subnet, then NIC) allows it.
-    pub also: Vec<OpenPortOutcome>,
-}
-
-/// Checks a rule source: `*`/`Internet` (returns true: open to everyone), an IPv4/IPv6 address,
-/// a CIDR, or a service tag (`VirtualNetwork`, `AzureCloud.westeurope`).
+/// Checks a rule source: `*`/`Internet`/`Any` or any prefix of length 0 (returns true: open to
+/// everyone), an IPv4/IPv6 address, a CIDR, or a service tag (`VirtualNetwork`,
+/// `AzureCloud.westeurope`). Lists whose union is everything: `workflow::nsg::internet_wide`.
 pub fn validate_source(source: &str) -> Result<bool> {
     let bad = |reason: &str| AzureError::InvalidSource {
         source_prefix: source.to_string(),
@@ -421,7 +366,7 @@ pub fn validate_source(source: &str) -> Result<bool> {
     if s.is_empty() {
         return Err(bad("it is empty"));
     }
-    if s == "*" || s.eq_ignore_ascii_case("internet") || s == "0.0.0.0/0" || s == "::/0" {
+    if s == "*" || s.eq_ignore_ascii_case("internet") || s.eq_ignore_ascii_case("any") {
         return Ok(true);
     }
     if let Some((addr, len)) = s.split_once('/') {
@@ -430,6 +375,7 @@ pub fn validate_source(source: &str) -> Result<bool> {
             .map_err(|_| bad("the part before `/` is not an IP address"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         return match len.parse::<u8>() {
+            Ok(0) => Ok(true),
             Ok(n) if n <= max => Ok(false),
             _ => Err(bad(&format!("the prefix length must be 0-{max}"))),
         };
@@ -444,184 +390,6 @@ pub fn validate_source(source: &str) -> Result<bool> {
     } else {
         Err(bad("it is neither an address, a CIDR nor a service tag"))
     }
-}
-
-/// Whether `rule` already allows what `req` asks for (same port, protocol, source, inbound).
-fn is_equivalent(rule: &SecurityRule, req: &OpenPort, protocol: &str) -> bool {
-    let p = &rule.properties;
-    let source = req.source.trim();
-    let same_source = p
-        .source_address_prefix
-        .iter()
-        .chain(p.source_address_prefixes.iter())
-        .any(|s| s.eq_ignore_ascii_case(source));
-    p.access.eq_ignore_ascii_case("Allow")
-        && p.direction.eq_ignore_ascii_case("Inbound")
-        && (p.protocol.eq_ignore_ascii_case(protocol) || p.protocol == "*")
-        && p.covers_port(req.port)
-        && same_source
-        && req.priority.is_none_or(|want| want == p.priority)
-        && req.name.as_deref().is_none_or(|n| {
-            rule.name
-                .as_deref()
-                .is_some_and(|r| r.eq_ignore_ascii_case(n))
-        })
-}
-
-/// The NSG to change for a VM: the NIC's, else the subnet's (Azure applies both when both
-/// exist, but the NIC's is the one the doc's `az vm open-port` changes).
-async fn target_nsg(client: &ArmClient, vm: &super::vm::Vm) -> Result<(String, NsgScope)> {
-    let none = || {
-        AzureError::NotFound(format!(
-            "VM `{}` has no network security group on its NIC or subnet",
-            vm.name
-        ))
-    };
-    if let Some(nic_id) = &vm.nic_id {
-        let nic = get_network_interface(client, nic_id).await?;
-        if let Some(nsg) = nic.properties.network_security_group {
-            return Ok((nsg.id, NsgScope::Nic));
-        }
-        let subnet_nsg = vm.nsg_ids.first().cloned().ok_or_else(none)?;
-        return Ok((subnet_nsg, NsgScope::Subnet));
-    }
-    let first = vm.nsg_ids.first().cloned().ok_or_else(none)?;
-    Ok((first, NsgScope::Nic))
-}
-
-fn same_name(rule: &SecurityRule, name: &str) -> bool {
-    rule.name
-        .as_deref()
-        .is_some_and(|n| n.eq_ignore_ascii_case(name))
-}
-
-/// Allows inbound `port` from `source` on the VM's NSG (the NIC's, else the subnet's), and on the
-/// subnet's too when both exist, since Azure needs every NSG on the path to allow the traffic.
-/// On each NSG an equivalent rule is left alone (`changed: false`); the rule of the same name
-/// keeps its priority; otherwise the asked-for priority must be free (an error names its
-/// holder), and without one the first free priority at or after 1000 is taken. If another
-/// writer takes that priority first (`SecurityRuleConflict`), looks again once.
-pub async fn open_port(
-    client: &ArmClient,
-    vm: &super::vm::Vm,
-    req: &OpenPort,
-) -> Result<OpenPortOutcome> {
-    let open_to_internet = validate_source(&req.source)?;
-    if req.port == 0 {
-        return Err(AzureError::InvalidInput("port 0 cannot be opened".into()));
-    }
-    let (nsg, scope) = target_nsg(client, vm).await?;
-    let mut outcome = open_on(client, nsg.clone(), scope, req, open_to_internet).await?;
-    for other in vm
-        .nsg_ids
-        .iter()
-        .filter(|id| !super::resource_id::same_id(id, &nsg))
-    {
-        let more = open_on(
-            client,
-            other.clone(),
-            NsgScope::Subnet,
-            req,
-            open_to_internet,
-        )
-        .await?;
-        outcome.also.push(more);
-    }
-    Ok(outcome)
-}
-
-async fn open_on(
-    client: &ArmClient,
-    nsg: String,
-    scope: NsgScope,
-    req: &OpenPort,
-    open_to_internet: bool,
-) -> Result<OpenPortOutcome> {
-    let name = req.rule_name();
-    let protocol = req.protocol.clone().unwrap_or_else(|| "Tcp".into());
-    for attempt in 0..2 {
-        let rules = list_security_rules(client, &nsg).await?;
-        if let Some(rule) = rules.iter().find(|r| is_equivalent(r, req, &protocol)) {
-            return Ok(OpenPortOutcome {
-                rule: rule.clone(),
-                nsg_id: nsg,
-                scope,
-                changed: false,
-                priority_moved_from: None,
-                open_to_internet,
-                also: Vec::new(),
-            });
-        }
-        let existing = rules.iter().find(|r| same_name(r, &name));
-        let others: Vec<SecurityRule> = rules
-            .iter()
-            .filter(|r| !same_name(r, &name))
-            .cloned()
-            .collect();
-        let (priority, moved) = match (existing, req.priority) {
-            (Some(r), None) => (r.properties.priority, None),
-            (_, Some(want)) => {
-                if let Some(holder) = others.iter().find(|r| {
-                    r.properties.priority == want
-                        && r.properties.direction.eq_ignore_ascii_case("Inbound")
-                }) {
-                    return Err(AzureError::PriorityTaken {
-                        priority: want,
-                        holder: holder.name.clone().unwrap_or_default(),
-                        nsg,
-                    });
-                }
-                (want, None)
-            }
-            (None, None) => {
-                let p = free_priority(&others, "Inbound", DEFAULT_PRIORITY).ok_or_else(|| {
-                    AzureError::InvalidInput(format!("no free inbound priority left in `{nsg}`"))
-                })?;
-                (p, (p != DEFAULT_PRIORITY).then_some(DEFAULT_PRIORITY))
-            }
-        };
-        let props =
-            SecurityRuleProperties::allow_inbound(&protocol, req.port, req.source.trim(), priority);
-        match create_or_update_security_rule(client, &nsg, &name, &props).await {
-            Err(e)
-                if attempt == 0
-                    && req.priority.is_none()
-                    && e.code()
-                        .is_some_and(|c| c.eq_ignore_ascii_case("SecurityRuleConflict")) =>
-            {
-                tracing::debug!(rule = %name, priority, "priority taken meanwhile; choosing again");
-            }
-            Err(e) => return Err(e),
-            Ok(rule) => {
-                return Ok(OpenPortOutcome {
-                    rule,
-                    nsg_id: nsg,
-                    scope,
-                    changed: true,
-                    priority_moved_from: moved,
-                    open_to_internet,
-                    also: Vec::new(),
-                });
-            }
-        }
-    }
-    Err(AzureError::InvalidInput(format!(
-        "could not find a free priority for `{name}`"
-    )))
-}
-
-/// The doc's priority for `allow-SSH`.
-pub const DEFAULT_PRIORITY: i32 = 1000;
-
-/// Removes the rule from whichever of the VM's NSGs holds it; `false` when none did.
-pub async fn close_port(client: &ArmClient, vm: &super::vm::Vm, name: &str) -> Result<bool> {
-    for nsg in &vm.nsg_ids {
-        if get_security_rule(client, nsg, name).await?.is_some() {
-            delete_security_rule(client, nsg, name).await?;
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// The rules of every NSG that applies to the VM (NIC's first, then subnet's).
@@ -695,7 +463,15 @@ mod tests {
         ] {
             assert_eq!(validate_source(ok).ok(), Some(false), "{ok}");
         }
-        for world in ["*", "Internet", "internet", "0.0.0.0/0"] {
+        for world in [
+            "*",
+            "Internet",
+            "internet",
+            "0.0.0.0/0",
+            "Any",
+            "0::/0",
+            "1.2.3.4/0",
+        ] {
             assert_eq!(validate_source(world).ok(), Some(true), "{world}");
         }
         for bad in [
@@ -716,40 +492,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn equivalence_needs_same_source_port_and_protocol() {
-        let mut rule = SecurityRule {
-            name: Some("allow-SSH".into()),
-            properties: SecurityRuleProperties::allow_inbound("Tcp", 22, "203.0.113.7", 1000),
-            ..Default::default()
-        };
-        let req = OpenPort {
-            port: 22,
-            source: "203.0.113.7".into(),
-            ..Default::default()
-        };
-        assert!(is_equivalent(&rule, &req, "Tcp"));
-        assert!(!is_equivalent(
-            &rule,
-            &OpenPort {
-                priority: Some(1100),
-                ..req.clone()
-            },
-            "Tcp"
-        ));
-        assert!(!is_equivalent(
-            &rule,
-            &OpenPort {
-                source: "10.0.0.1".into(),
-                ..req.clone()
-            },
-            "Tcp"
-        ));
-        assert!(!is_equivalent(&rule, &req, "Udp"));
-        rule.properties.access = "Deny".into();
-        assert!(!is_equivalent(&rule, &req, "Tcp"));
     }
 
     #[test]

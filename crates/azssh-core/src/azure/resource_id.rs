@@ -33,6 +33,13 @@ impl ResourceId {
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad("it has an empty segment"));
         }
+        // An id is turned into a URL path as is: a `..` or `\` segment would name another
+        // resource than the id seems to (a targets file naming one VM, the lookup reading another).
+        for p in &parts {
+            if let Err(why) = super::names::check_segment(p) {
+                return Err(bad(&format!("segment `{}`: {why}", p.escape_debug())));
+            }
+        }
         let mut it = parts.into_iter().peekable();
         if !it
             .next()
@@ -304,6 +311,18 @@ mod tests {
                 "expected `providers`",
             ),
             ("/subscriptions//resourceGroups/rg", "empty segment"),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1/../vm2",
+                "parent resource",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/a\\..\\b",
+                "contains `\\`",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/a%2F..",
+                "contains `%`",
+            ),
         ] {
             let msg = ResourceId::parse(bad)
                 .err()

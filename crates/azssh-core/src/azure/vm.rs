@@ -310,13 +310,8 @@ fn primary_nic_id(p: &VmPropertiesJson) -> Option<String> {
 }
 
 fn vm_path(client: &ArmClient, resource_group: &str, name: &str) -> Result<String> {
-    for (what, v) in [("resource group", resource_group), ("VM name", name)] {
-        if v.trim().is_empty() || v.contains(['/', '?', '#']) {
-            return Err(AzureError::InvalidInput(format!(
-                "`{v}` is not a valid {what}"
-            )));
-        }
-    }
+    super::names::resource_group(resource_group)?;
+    super::names::vm_name(name)?;
     Ok(ResourceId::virtual_machine(client.subscription(), resource_group, name).to_string())
 }
 
@@ -385,11 +380,7 @@ fn missing_is_none<T>(r: Result<T>) -> Result<Option<T>> {
 pub async fn list_vms(client: &ArmClient, resource_group: Option<&str>) -> Result<Vec<Vm>> {
     let path = match resource_group {
         Some(rg) => {
-            if rg.trim().is_empty() || rg.contains(['/', '?', '#']) {
-                return Err(AzureError::InvalidInput(format!(
-                    "`{rg}` is not a valid resource group"
-                )));
-            }
+            super::names::resource_group(rg)?;
             client.subscription_path(&format!(
                 "/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
             ))

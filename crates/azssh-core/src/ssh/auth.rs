@@ -9,7 +9,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 
 use super::connect::ClientHandler;
-use super::error::{AuthAttempt, SshError};
+use super::error::{AuthAttempt, SshError, WRONG_PASSPHRASE};
 use super::known_hosts::fingerprint;
 use crate::secret::Secret;
 
@@ -164,6 +164,9 @@ async fn try_key_file(
     attempts: &mut Vec<AuthAttempt>,
 ) -> Result<bool, SshError> {
     let method = format!("publickey `{}`", path.display());
+    // OpenSSH refuses a key others can read ("UNPROTECTED PRIVATE KEY FILE"); so do we, and
+    // loudly: a silently skipped key would only surface as a puzzling authentication failure.
+    check_private_key_mode(path)?;
     let key = match load_key(path, creds).await {
         Ok(k) => k,
         Err(reason) => {
@@ -198,10 +201,12 @@ async fn try_key_file(
 /// `AZSSH_KEY_PASSPHRASE`, or the prompt, in that order. The error is the reason shown to
 /// the user.
 async fn load_key(path: &Path, creds: &Credentials) -> Result<PrivateKey, String> {
-    match russh::keys::load_secret_key(path, None) {
+    // Through the bounded reader: `-i /dev/zero` must not read for ever.
+    let text = crate::local_file::read_text(path, crate::local_file::cap::KEY, "private key")
+        .map_err(|e| e.to_string())?;
+    match russh::keys::decode_secret_key(&text, None) {
         Ok(k) => return Ok(k),
         Err(russh::keys::Error::KeyIsEncrypted) => {}
-        Err(russh::keys::Error::IO(e)) => return Err(format!("cannot read: {e}")),
         Err(e) => return Err(format!("not a usable private key: {e}")),
     }
     let passphrase = match creds.passphrase.clone() {
@@ -227,10 +232,31 @@ async fn load_key(path: &Path, creds: &Credentials) -> Result<PrivateKey, String
     };
     // A wrong passphrase surfaces as a generic decryption error (the padding or checksum of
     // the decrypted block does not verify), not as a distinct variant.
-    russh::keys::load_secret_key(path, Some(passphrase.expose())).map_err(|e| {
+    russh::keys::decode_secret_key(&text, Some(passphrase.expose())).map_err(|e| {
         tracing::debug!(path = %path.display(), "cannot decrypt key: {e}");
-        "wrong passphrase (or a damaged key)".to_string()
+        format!("{WRONG_PASSPHRASE} (or a damaged key)")
     })
+}
+
+/// Refuses a private key file whose mode gives group or others any access (`mode & 0o077`,
+/// OpenSSH's `sshkey_perm_ok`). A missing file is left to the loader to report.
+pub(crate) fn check_private_key_mode(path: &Path) -> Result<(), SshError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_file() && mode & 0o077 != 0 {
+                return Err(SshError::KeyPermissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 async fn try_password(

@@ -40,10 +40,10 @@ impl SshConfig {
 
     /// Reads a config file; a missing file is empty.
     pub fn load(path: &Path) -> Result<SshConfig, SshError> {
-        match std::fs::read_to_string(path) {
+        match crate::local_file::read_text(path, crate::local_file::cap::CONFIG, "ssh config") {
             Ok(text) => SshConfig::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SshConfig::default()),
-            Err(e) => Err(SshError::io(format!("cannot read `{}`", path.display()), e)),
+            Err(e) if e.is_not_found() => Ok(SshConfig::default()),
+            Err(e) => Err(e.into()),
         }
     }
 

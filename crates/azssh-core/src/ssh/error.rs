@@ -52,6 +52,26 @@ pub enum SshError {
     #[error("`{host}` is not a known host (its key is {fingerprint})")]
     UnknownHost { host: String, fingerprint: String },
 
+    #[error(
+        "revoked host key for `{host}`: {fingerprint} is marked `@revoked` at {file}:{line}",
+        file = .file.display()
+    )]
+    HostKeyRevoked {
+        host: String,
+        fingerprint: String,
+        file: PathBuf,
+        line: usize,
+    },
+
+    #[error(transparent)]
+    File(#[from] crate::local_file::LocalFileError),
+
+    #[error(
+        "private key `{}` is readable by others (mode {mode:03o}); OpenSSH refuses such keys",
+        .path.display()
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+
     #[error("the host key of `{host}` ({fingerprint}) was not accepted")]
     HostKeyRejected { host: String, fingerprint: String },
 
@@ -87,6 +107,15 @@ pub enum SshError {
         reason: String,
     },
 
+    #[error(
+        "sftp: the server listed an unsafe entry {name:?} in `{dir}` ({reason}); nothing was written for it"
+    )]
+    UnsafeEntryName {
+        dir: String,
+        name: String,
+        reason: &'static str,
+    },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -106,6 +135,9 @@ pub enum SshError {
     #[error("the ssh connection closed")]
     Disconnected,
 }
+
+/// The outcome recorded for a key whose passphrase did not decrypt it (the hint keys on it).
+pub(crate) const WRONG_PASSPHRASE: &str = "wrong passphrase";
 
 fn list_attempts(attempts: &[AuthAttempt]) -> String {
     if attempts.is_empty() {
@@ -149,12 +181,16 @@ impl UserError for SshError {
             SshError::UnknownHost { .. } => "ssh.unknown_host",
             SshError::HostKeyRejected { .. } => "ssh.host_key_rejected",
             SshError::KnownHosts { .. } => "ssh.known_hosts",
+            SshError::HostKeyRevoked { .. } => "ssh.host_key_revoked",
+            SshError::File(e) => e.kind(),
+            SshError::KeyPermissions { .. } => "ssh.key_permissions",
             SshError::AuthFailed { .. } => "ssh.auth_failed",
             SshError::Key { .. } => "ssh.key",
             SshError::ExecTimeout { .. } => "ssh.exec_timeout",
             SshError::InvalidForward { .. } => "ssh.invalid_forward",
             SshError::Listen { .. } => "ssh.listen",
             SshError::Sftp { .. } => "ssh.sftp",
+            SshError::UnsafeEntryName { .. } => "ssh.sftp_unsafe_name",
             SshError::Io { .. } => "ssh.io",
             SshError::Config { .. } => "ssh.config",
             SshError::Protocol(_) => "ssh.protocol",
@@ -186,6 +222,31 @@ impl UserError for SshError {
                  `strict: \"accept-new\"` to trust it on first use"
                     .to_string(),
             ),
+            SshError::HostKeyRevoked { file, line, .. } => Some(format!(
+                "this key was revoked on purpose (line {line} of `{}`); do not connect until \
+                 the VM has a new host key, then pin that one with `pin_host_keys(vm)`",
+                file.display()
+            )),
+            SshError::File(e) => e.hint(),
+            SshError::UnsafeEntryName { .. } => Some(
+                "a directory entry is a single name; this server tried to place a file outside \
+                 the destination, so do not trust it"
+                    .to_string(),
+            ),
+            SshError::KeyPermissions { path, .. } => {
+                Some(format!("run `chmod 600 {}`", path.display()))
+            }
+            SshError::AuthFailed { attempts, .. }
+                if attempts
+                    .iter()
+                    .any(|a| a.outcome.contains(WRONG_PASSPHRASE)) =>
+            {
+                Some(format!(
+                    "check the key's passphrase: azssh reads it from `{}` or asks on a \
+                     terminal (test it with `ssh-keygen -y -f KEY`)",
+                    super::auth::PASSPHRASE_ENV
+                ))
+            }
             SshError::AuthFailed { .. } => Some(
                 "copy your public key to the VM with `azssh copy-key`, pass the right key with \
                  `-i`, or check `--local-user`"

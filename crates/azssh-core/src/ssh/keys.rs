@@ -55,6 +55,8 @@ pub enum KeyError {
     NotAKey { path: PathBuf, reason: String },
     #[error("key generation failed: {reason}")]
     Generate { reason: String },
+    #[error(transparent)]
+    File(#[from] crate::local_file::LocalFileError),
     #[error("rsa keys must be between {MIN_RSA_BITS} and 16384 bits, got {bits}")]
     BadRsaSize { bits: u32 },
 }
@@ -74,6 +76,8 @@ impl UserError for KeyError {
             KeyError::NotAKey { .. } => "key.not_a_key",
             KeyError::Generate { .. } => "key.generate",
             KeyError::BadRsaSize { .. } => "key.bad_size",
+            // Kept as `key.read`, the kind scripts already match on for an unreadable key.
+            KeyError::File(_) => "key.read",
         }
     }
 
@@ -87,6 +91,7 @@ impl UserError for KeyError {
             }
             KeyError::Exists { .. } => Some("choose another path or delete the old key".into()),
             KeyError::MultipleKeys { .. } => Some("copy one key at a time".into()),
+            KeyError::File(e) => e.hint(),
             _ => None,
         }
     }
@@ -383,10 +388,8 @@ pub fn key_info(path_or_text: &str) -> Result<KeyInfo, KeyError> {
         return Ok(info_of(&SshPublicKey::parse(trimmed)?, None, false, false));
     }
     let path = expand_home(trimmed);
-    let text = fs::read_to_string(&path).map_err(|source| KeyError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    // Bounded: a key path of `/dev/zero` is an error, not an endless read.
+    let text = crate::local_file::read_text(&path, crate::local_file::cap::KEY, "key file")?;
     if text.contains("PRIVATE KEY-----") {
         let private = PrivateKey::from_openssh(text.trim()).map_err(|e| KeyError::NotAKey {
             path: path.clone(),

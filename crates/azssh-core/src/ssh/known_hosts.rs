@@ -4,6 +4,10 @@
 //! We parse the files ourselves rather than use russh's helper because a refusal must name the
 //! file *and line* holding the old key, one malformed line must not make a whole file unusable,
 //! and entries may carry `*`/`?` patterns and `!` negations.
+//!
+//! Markers follow OpenSSH's `hostfile.c`: a `@revoked` line whose hosts match refuses its key in
+//! every mode (before any plain line could accept it), and `@cert-authority` lines hold CA keys,
+//! never host keys, so they neither accept nor contradict a plain key.
 
 use std::fmt;
 use std::io::Write;
@@ -17,6 +21,7 @@ use russh::keys::{HashAlg, PublicKey};
 use sha1::Sha1;
 
 use super::error::SshError;
+use crate::local_file::cap;
 
 /// What the known-hosts files say about a host's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +37,8 @@ pub enum HostKeyStatus {
     },
     /// No line holds a key of this type for this host.
     Unknown,
+    /// A `@revoked` line for this host holds exactly this key: refused whatever the mode.
+    Revoked { file: PathBuf, line: usize },
 }
 
 /// What to do with a host whose key is not known (`StrictHostKeyChecking`). A changed key is
@@ -58,6 +65,23 @@ impl std::str::FromStr for StrictHostKeyChecking {
                 "unknown host key checking mode `{other}` (use `yes`, `accept-new` or `ask`)"
             )),
         }
+    }
+}
+
+/// The environment variable behind `--strict-host-keys`.
+pub const STRICT_HOST_KEYS_ENV: &str = "AZSSH_STRICT_HOST_KEYS";
+
+/// clap's parser for `--strict-host-keys` / `AZSSH_STRICT_HOST_KEYS`: an unknown value (notably
+/// OpenSSH's `no`, which azssh does not offer) is a usage error naming both, not a script error
+/// deep inside the first connection.
+pub fn parse_strict_arg(value: &str) -> Result<String, String> {
+    match value.parse::<StrictHostKeyChecking>() {
+        Ok(_) => Ok(value.to_string()),
+        Err(_) => Err(format!(
+            "`{value}` is not a host key checking mode; `--strict-host-keys` and \
+             `{STRICT_HOST_KEYS_ENV}` accept `yes`, `accept-new` or `ask` (azssh never turns \
+             host key checking off)"
+        )),
     }
 }
 
@@ -144,32 +168,43 @@ impl KnownHosts {
         }
     }
 
-    /// Looks `host:port`'s key up in every file. An exact match anywhere wins; otherwise the
+    /// Looks `host:port`'s key up in every file. A matching `@revoked` line anywhere wins
+    /// (OpenSSH checks revocation before accepting); then an exact match anywhere; otherwise the
     /// first same-type entry with a different key is a mismatch, as in OpenSSH.
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus, SshError> {
-        let mut mismatch = None;
+        let mut entries = Vec::new();
         for file in self.read.iter().chain(
             // The write target is read too, even when a caller forgot to list it.
             std::iter::once(&self.write_to).filter(|w| !self.read.contains(w)),
         ) {
             for entry in read_entries(file)? {
-                if !entry.matches_host(host, port) {
-                    continue;
-                }
-                if entry.key.key_data() == key.key_data() {
-                    return Ok(HostKeyStatus::Valid);
-                }
-                if mismatch.is_none() && entry.key.algorithm() == key.algorithm() {
-                    mismatch = Some(HostKeyStatus::Mismatch {
-                        known: Box::new(entry.key),
-                        received: Box::new(key.clone()),
-                        file: file.clone(),
-                        line: entry.line,
-                    });
+                if entry.matches_host(host, port) {
+                    entries.push((file, entry));
                 }
             }
         }
-        Ok(mismatch.unwrap_or(HostKeyStatus::Unknown))
+        if let Some((file, entry)) = entries
+            .iter()
+            .find(|(_, e)| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
+        {
+            return Ok(HostKeyStatus::Revoked {
+                file: (*file).clone(),
+                line: entry.line,
+            });
+        }
+        let plain = || entries.iter().filter(|(_, e)| e.marker == Marker::None);
+        if plain().any(|(_, e)| e.key.key_data() == key.key_data()) {
+            return Ok(HostKeyStatus::Valid);
+        }
+        Ok(plain()
+            .find(|(_, e)| e.key.algorithm() == key.algorithm())
+            .map(|(file, e)| HostKeyStatus::Mismatch {
+                known: Box::new(e.key.clone()),
+                received: Box::new(key.clone()),
+                file: (*file).clone(),
+                line: e.line,
+            })
+            .unwrap_or(HostKeyStatus::Unknown))
     }
 }
 
@@ -198,10 +233,26 @@ pub fn pin(host: &str, port: u16, keys: &[PublicKey], file: &Path) -> Result<usi
     let existing = read_entries(file)?;
     let mut lines = String::new();
     for key in keys {
-        let present = existing
+        let same = |e: &&Entry| e.matches_host(host, port) && e.key.key_data() == key.key_data();
+        if let Some(revoked) = existing
             .iter()
-            .any(|e| e.matches_host(host, port) && e.key.key_data() == key.key_data());
-        if present {
+            .filter(same)
+            .find(|e| e.marker == Marker::Revoked)
+        {
+            // Pinning next to a `@revoked` line would be harmless (revocation wins on read), but
+            // it would look like trust to whoever reads the file.
+            return Err(SshError::HostKeyRevoked {
+                host: host_field(host, port),
+                fingerprint: fingerprint(key),
+                file: file.to_path_buf(),
+                line: revoked.line,
+            });
+        }
+        if existing
+            .iter()
+            .filter(same)
+            .any(|e| e.marker == Marker::None)
+        {
             continue;
         }
         let mut bare = key.clone();
@@ -215,9 +266,11 @@ pub fn pin(host: &str, port: u16, keys: &[PublicKey], file: &Path) -> Result<usi
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    let needs_newline = std::fs::read(file)
-        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
-        .unwrap_or(false);
+    let needs_newline = match crate::local_file::read_bytes(file, cap::KNOWN_HOSTS, WHAT) {
+        Ok(b) => !b.is_empty() && !b.ends_with(b"\n"),
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e.into()),
+    };
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -242,6 +295,12 @@ pub(crate) async fn verify(
     let shown = host_field(host, port);
     match policy.known_hosts.check(host, port, key)? {
         HostKeyStatus::Valid => Ok(()),
+        HostKeyStatus::Revoked { file, line } => Err(SshError::HostKeyRevoked {
+            host: shown,
+            fingerprint: fingerprint(key),
+            file,
+            line,
+        }),
         HostKeyStatus::Mismatch {
             known, file, line, ..
         } => Err(SshError::HostKeyChanged {
@@ -296,8 +355,17 @@ pub(crate) async fn verify(
     }
 }
 
+/// The `@` marker a line starts with, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    Revoked,
+    CertAuthority,
+}
+
 struct Entry {
     line: usize,
+    marker: Marker,
     hosts: String,
     key: PublicKey,
 }
@@ -365,39 +433,60 @@ pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Parses a file; a missing file is empty, and malformed lines are skipped (logged), as
-/// OpenSSH does. `@cert-authority` and `@revoked` lines are skipped: azssh pins plain keys.
+const WHAT: &str = "known_hosts file";
+
+/// Parses a file through the bounded reader (`--known-hosts /dev/zero` is a clear error, not
+/// an unbounded read); a missing file is empty. Like OpenSSH, an undecodable line (bad base64,
+/// an unknown key type, a byte that is not UTF-8, an unknown `@` marker) is skipped with a
+/// warning naming `file:line`: one bad line must not block every connection.
 fn read_entries(file: &Path) -> Result<Vec<Entry>, SshError> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(SshError::KnownHosts {
-                file: file.to_path_buf(),
-                reason: e.to_string(),
-            });
-        }
+    let bytes = match crate::local_file::read_bytes(file, cap::KNOWN_HOSTS, WHAT) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let skip = |line: usize, why: &dyn fmt::Display| {
+        tracing::warn!(
+            "skipping line {}:{line} of known_hosts: {why}",
+            file.display()
+        );
     };
     let mut entries = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let Ok(text) = std::str::from_utf8(raw) else {
+            skip(i + 1, &"not UTF-8 text");
+            continue;
+        };
+        let line = text.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let mut fields = line.split_whitespace();
+        let marker = match line.strip_prefix('@') {
+            None => Marker::None,
+            Some(_) => match fields.next() {
+                Some("@revoked") => Marker::Revoked,
+                Some("@cert-authority") => Marker::CertAuthority,
+                Some(other) => {
+                    skip(i + 1, &format_args!("unknown marker `{other}`"));
+                    continue;
+                }
+                None => continue,
+            },
+        };
         let (Some(hosts), Some(algo), Some(body)) = (fields.next(), fields.next(), fields.next())
         else {
+            skip(i + 1, &"expected `hosts key-type base64-key`");
             continue;
         };
         match PublicKey::from_openssh(&format!("{algo} {body}")) {
             Ok(key) => entries.push(Entry {
                 line: i + 1,
+                marker,
                 hosts: hosts.to_string(),
                 key,
             }),
-            Err(e) => {
-                tracing::debug!(file = %file.display(), line = i + 1, "skipping known_hosts line: {e}")
-            }
+            Err(e) => skip(i + 1, &format_args!("undecodable key: {e}")),
         }
     }
     Ok(entries)
@@ -489,6 +578,93 @@ mod tests {
         );
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.starts_with("20.1.2.3 ssh-ed25519 "), "{text}");
+    }
+
+    #[test]
+    fn revoked_lines_win_in_plain_hashed_and_wildcard_form() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for hosts in [
+            "vm1".to_string(),
+            hashed("vm1"),
+            "v?1,!other".into(),
+            "*".into(),
+        ] {
+            let path = dir.path().join("kh");
+            std::fs::write(&path, format!("vm1 {ED1}\n@revoked {hosts} {ED1}\n")).expect("w");
+            let kh = KnownHosts::single(&path);
+            assert_eq!(
+                kh.check("vm1", 22, &key(ED1)).expect("check"),
+                HostKeyStatus::Revoked {
+                    file: path.clone(),
+                    line: 2
+                },
+                "{hosts}"
+            );
+            // Another key of the host is not affected, and `pin` refuses the revoked one.
+            assert_eq!(
+                kh.check("vm1", 22, &key(ED2)).expect("check"),
+                HostKeyStatus::Mismatch {
+                    known: Box::new(key(ED1)),
+                    received: Box::new(key(ED2)),
+                    file: path.clone(),
+                    line: 1
+                }
+            );
+            let err = pin("vm1", 22, &[key(ED1)], &path).expect_err("revoked");
+            assert_eq!(crate::error::UserError::kind(&err), "ssh.host_key_revoked");
+        }
+    }
+
+    #[test]
+    fn cert_authority_lines_are_not_host_keys() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("kh");
+        std::fs::write(&path, format!("@cert-authority * {ED1}\n")).expect("w");
+        let kh = KnownHosts::single(&path);
+        // Neither trusted nor a conflicting "known" key for the host.
+        assert_eq!(
+            kh.check("vm1", 22, &key(ED1)).expect("check"),
+            HostKeyStatus::Unknown
+        );
+        assert_eq!(
+            kh.check("vm1", 22, &key(ED2)).expect("check"),
+            HostKeyStatus::Unknown
+        );
+    }
+
+    #[test]
+    fn undecodable_lines_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("kh");
+        let mut bytes =
+            b"\xff\xfe binary\nvm1 ssh-ed25519 %%%\nvm1 ssh-nope AAAA\n@bogus vm1 x\n".to_vec();
+        bytes.extend_from_slice(format!("vm1 {ED1}\n").as_bytes());
+        std::fs::write(&path, bytes).expect("w");
+        assert_eq!(
+            KnownHosts::single(&path)
+                .check("vm1", 22, &key(ED1))
+                .expect("check"),
+            HostKeyStatus::Valid
+        );
+    }
+
+    #[test]
+    fn dev_zero_known_hosts_is_a_file_error() {
+        let err = KnownHosts::single("/dev/zero")
+            .check("vm1", 22, &key(ED1))
+            .expect_err("not a regular file");
+        assert_eq!(crate::error::UserError::kind(&err), "io.file");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn strict_arg_refuses_no_naming_the_variable() {
+        let err = parse_strict_arg("no").expect_err("no");
+        assert!(
+            err.contains(STRICT_HOST_KEYS_ENV) && err.contains("accept-new"),
+            "{err}"
+        );
+        assert_eq!(parse_strict_arg("accept-new").as_deref(), Ok("accept-new"));
     }
 
     #[test]

@@ -46,6 +46,54 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// Refuses a directory entry name that would place a download anywhere but directly inside its
+/// directory: a hostile server controls these names (the CVE-2019-6111 class, where `../x` or
+/// `/etc/x` in a listing wrote outside the destination). Separators of either OS, a drive prefix
+/// (`C:x` is relative to drive C's current directory on Windows), `.`/`..`, empty names and NUL
+/// are all refused.
+pub fn check_entry_name(dir: &str, name: &str) -> Result<(), SshError> {
+    let b = name.as_bytes();
+    let reason = if name.is_empty() {
+        Some("an empty name")
+    } else if name == "." || name == ".." {
+        Some("a relative directory")
+    } else if name.contains(['/', '\\']) {
+        Some("a path separator (an absolute or nested path)")
+    } else if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        Some("a drive letter")
+    } else if name.contains('\0') {
+        Some("a NUL byte")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(SshError::UnsafeEntryName {
+            dir: dir.to_string(),
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses to write through a symbolic link already in the destination: following it could
+/// put the server's content anywhere the link points. A missing path is fine.
+async fn refuse_symlink(path: &Path) -> Result<(), SshError> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.file_type().is_symlink() => Err(SshError::io(
+            format!(
+                "refusing to write through the symbolic link `{}`",
+                path.display()
+            ),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the destination holds a symbolic link",
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn sftp_err(operation: &'static str, path: &str, e: impl std::fmt::Display) -> SshError {
     SshError::Sftp {
         operation,
@@ -171,7 +219,13 @@ async fn download_any(
         return download_file(sftp, remote, local, total).await;
     }
     let mut pending: Vec<(String, PathBuf)> = vec![(remote.to_string(), local.to_path_buf())];
+    let mut root = true;
     while let Some((rdir, dir)) = pending.pop() {
+        // The destination itself is the operator's choice; below it, nothing is followed.
+        if !root {
+            refuse_symlink(&dir).await?;
+        }
+        root = false;
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| SshError::io(format!("cannot create `{}`", dir.display()), e))?;
@@ -181,14 +235,19 @@ async fn download_any(
             .map_err(|e| sftp_err("list", &rdir, e))?;
         for entry in entries {
             let name = entry.file_name();
-            if name == "." || name == ".." {
+            let is_dir = entry.file_type().is_dir();
+            // OpenSSH's sftp-server lists `.` and `..` as directories; skip those, as `sftp`
+            // does, and judge every other name.
+            if is_dir && (name == "." || name == "..") {
                 continue;
             }
+            check_entry_name(&rdir, &name)?;
             let source = join(&rdir, &name);
             let target = dir.join(&name);
-            if entry.file_type().is_dir() {
+            if is_dir {
                 pending.push((source, target));
             } else {
+                refuse_symlink(&target).await?;
                 download_file(sftp, &source, &target, total).await?;
             }
         }
@@ -247,5 +306,29 @@ mod tests {
         assert_eq!(to_sftp_path("/home/az/x"), "/home/az/x");
         assert_eq!(to_sftp_path("relative/x"), "relative/x");
         assert_eq!(to_sftp_path("ab:c"), "ab:c");
+    }
+
+    #[test]
+    fn entry_names_that_leave_the_directory_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "..\\x",
+            "/abs/path",
+            "\\abs",
+            "a/b",
+            "C:x",
+            "c:",
+            "a\0b",
+        ] {
+            let err = check_entry_name("/C:/logs", bad).expect_err(bad);
+            assert_eq!(crate::error::UserError::kind(&err), "ssh.sftp_unsafe_name");
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+        for good in ["x", ".hidden", "..x", "a..b", "ab:c", "report 1.txt", "é"] {
+            check_entry_name("/C:/logs", good).expect(good);
+        }
     }
 }

@@ -17,6 +17,8 @@ pub enum WorkflowError {
     Ssh(#[from] SshError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Nsg(#[from] super::nsg::NsgError),
     #[error("VM `{vm}` has no public IP address{}", private_suffix(.private_ip))]
     NoPublicIp {
         vm: String,
@@ -53,6 +55,7 @@ impl UserError for WorkflowError {
             WorkflowError::Windows(e) => e.kind(),
             WorkflowError::Ssh(e) => e.kind(),
             WorkflowError::Key(e) => e.kind(),
+            WorkflowError::Nsg(e) => e.kind(),
             WorkflowError::NoPublicIp { .. } => "workflow.no_public_ip",
             WorkflowError::NotRunning { .. } => "workflow.not_running",
             WorkflowError::NotWindows { .. } => "workflow.not_windows",
@@ -69,6 +72,7 @@ impl UserError for WorkflowError {
             WorkflowError::Windows(e) => e.hint(),
             WorkflowError::Ssh(e) => e.hint(),
             WorkflowError::Key(e) => e.hint(),
+            WorkflowError::Nsg(e) => e.hint(),
             WorkflowError::NoPublicIp { .. } => Some(
                 "attach a public IP (`az network public-ip create` + `az network nic ip-config update`), \
                  or reach the private address over VPN, peering or Azure Bastion and pass \

@@ -78,6 +78,13 @@ pub fn pin_keys(
             match known.check(host, port, key.key())? {
                 HostKeyStatus::Valid => {}
                 HostKeyStatus::Unknown => fresh.push(key.key().clone()),
+                // A revoked key stays refused even when Azure reports it: reported, not pinned.
+                HostKeyStatus::Revoked { file, line } => conflicts.push(Conflict {
+                    host: known_hosts::host_field(host, port),
+                    fingerprint: key.fingerprint(),
+                    pinned: "@revoked".to_string(),
+                    at: format!("{}:{line}", file.display()),
+                }),
                 HostKeyStatus::Mismatch {
                     known: old,
                     file,
@@ -105,29 +112,35 @@ pub fn pin_keys(
     })
 }
 
-/// Drops the plain (unhashed) lines for `host:port`: the ones `pin` writes.
+/// Drops the plain (unhashed, unmarked) lines for `host:port`: the ones `pin` writes. Works on
+/// bytes so other lines, even undecodable ones, are kept exactly as they were; a `@revoked`
+/// line is never dropped, so `replace` cannot undo a revocation.
 fn forget(file: &Path, host: &str, port: u16) -> Result<(), WorkflowError> {
     let err = |e: std::io::Error| SshError::KnownHosts {
         file: file.to_path_buf(),
         reason: e.to_string(),
     };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(err(e).into()),
+    let bytes = match crate::local_file::read_bytes(
+        file,
+        crate::local_file::cap::KNOWN_HOSTS,
+        "known_hosts file",
+    ) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(SshError::from(e).into()),
     };
     let field = known_hosts::host_field(host, port);
-    let kept: Vec<&str> = text
-        .lines()
+    let kept: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
         .filter(|l| {
-            l.split_whitespace()
-                .next()
-                .is_none_or(|hosts| !hosts.split(',').any(|h| h == field))
+            let hosts = l.split(|b| b.is_ascii_whitespace()).find(|f| !f.is_empty());
+            hosts.is_none_or(|hosts| !hosts.split(|b| *b == b',').any(|h| h == field.as_bytes()))
         })
         .collect();
-    let mut out = kept.join("\n");
+    let mut out = kept.join(&b'\n');
     if !out.is_empty() {
-        out.push('\n');
+        out.push(b'\n');
     }
     std::fs::write(file, out).map_err(err)?;
     Ok(())

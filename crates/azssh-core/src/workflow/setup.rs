@@ -13,7 +13,6 @@ use super::error::WorkflowError;
 use super::guest::{self, MethodChoice};
 use super::pin;
 use crate::azure::client::ArmClient;
-use crate::azure::network::{self, OpenPort};
 use crate::azure::vm::{self, Vm};
 use crate::ssh::connect::{ConnectOptions, Session};
 use crate::ssh::exec::ExecOptions;
@@ -27,7 +26,12 @@ pub struct SetupRequest {
     pub user: UserName,
     pub key: SshPublicKey,
     pub identity: PathBuf,
-    pub source: String,
+    /// One or more sources (each gets its own NSG rule).
+    pub sources: Vec<String>,
+    /// The sources may admit the whole Internet.
+    pub allow_internet: bool,
+    /// Add a standing rule even under a JIT policy (default: request JIT access).
+    pub permanent: bool,
     pub port: u16,
     pub priority: Option<i32>,
     pub method: MethodChoice,
@@ -189,15 +193,17 @@ async fn steps(
         })
         .await?;
     run.step("open-port", async {
-        let outcome = network::open_port(
+        let outcome = super::nsg::open_port(
             arm,
             &fresh,
-            &OpenPort {
+            &super::nsg::OpenPort {
                 port: req.port,
-                source: req.source.clone(),
+                sources: req.sources.clone(),
                 priority: req.priority,
                 name: None,
                 protocol: None,
+                allow_internet: req.allow_internet,
+                permanent: req.permanent,
             },
         )
         .await?;

@@ -70,6 +70,14 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
     if let Some(shard) = shard {
         all.retain(|t| shard.owns(t));
     }
+    // The journal is locked before it is read, so the plan comes from a journal no other run
+    // is still appending to (a dry run only reads).
+    let journal = match &args.journal {
+        Some(p) if !args.dry_run => Some(Arc::new(
+            Journal::open(p, args.resume).map_err(journal_error)?,
+        )),
+        _ => None,
+    };
     let previous = match (&args.journal, args.resume) {
         (Some(path), true) => load_journal(path)?,
         _ => HashMap::new(),
@@ -79,13 +87,9 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
         output::print_value(&plan.dry_run_rows(), OutputFormat::resolve(global.output));
         return Ok(());
     }
-    let journal = args
-        .journal
-        .as_deref()
-        .map(|p| Journal::open(p, args.resume).map(Arc::new))
-        .transpose()
-        .map_err(usage)?;
-    let interrupted = plan.mark_interrupted(journal.as_deref()).map_err(usage)?;
+    let interrupted = plan
+        .mark_interrupted(journal.as_deref())
+        .map_err(journal_error)?;
 
     let job = Arc::new(FleetJob {
         script,
@@ -140,14 +144,25 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
     ))))
 }
 
+/// A journal in the way of a fresh run is a usage error (exit 2); one that cannot be locked or
+/// written stops the run before any VM starts (exit 1).
+fn journal_error(e: FleetError) -> AppError {
+    match e {
+        FleetError::JournalExists { .. } => AppError::usage_from(&e),
+        _ => AppError::failed(&e),
+    }
+}
+
 fn selection(args: &FleetArgs) -> Result<Selection, FleetError> {
     let ids = match &args.targets {
         Some(path) => {
             let shown = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| FleetError::TargetsFile {
-                path: shown.clone(),
-                reason: e.to_string().to_lowercase(),
-            })?;
+            let text =
+                crate::local_file::read_text(path, crate::local_file::cap::TARGETS, "targets file")
+                    .map_err(|e| FleetError::TargetsFile {
+                        path: shown.clone(),
+                        reason: e.to_string(),
+                    })?;
             targets::parse_targets_file(&shown, &text)?
         }
         None => Vec::new(),
@@ -187,7 +202,7 @@ impl crate::script::error::SourceLookup for ScriptSource<'_> {
 }
 
 fn load_journal(path: &Path) -> Result<HashMap<String, Entry>, AppError> {
-    let (entries, torn) = journal::load(path).map_err(|e| AppError::usage_from(&e))?;
+    let (entries, torn) = journal::load(path).map_err(journal_error)?;
     if torn > 0 {
         output::log(
             output::Level::Warn,

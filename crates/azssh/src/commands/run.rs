@@ -1,10 +1,18 @@
 //! `azssh run SCRIPT|RUNBOOK [--arg k=v]...`: runs one script and prints its final value.
 
+use std::path::Path;
+
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::error::AppError;
+use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), AppError> {
     let script = super::load_script(&args.script)?;
+    // A script runs with the operator's files, network and Azure rights: say so when someone
+    // else could have changed it (bundled runbooks are compiled in and need no check).
+    for warning in tamper_warnings(Path::new(&args.script)) {
+        output::log(output::Level::Warn, &warning);
+    }
     let script_args = super::parse_args(&args.args)?;
     let value = super::run_blocking(
         super::settings(global),
@@ -14,4 +22,101 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), AppError> {
     )
     .await?;
     super::print_result(global, &value)
+}
+
+/// Why a script file at `path` may have been written by someone other than the operator: the
+/// file is group- or world-writable, or its directory is world-writable without the sticky bit
+/// (anyone may then replace the file: `rename` needs only write access to the directory).
+#[cfg(unix)]
+pub fn tamper_warnings(path: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut warnings = Vec::new();
+    let Ok(meta) = std::fs::metadata(path) else {
+        return warnings;
+    };
+    if !meta.is_file() {
+        return warnings;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        let who = if mode & 0o002 != 0 {
+            "anyone"
+        } else {
+            "its group"
+        };
+        warnings.push(format!(
+            "`{}` can be changed by {who} (mode {:o}); it runs with your files, network and Azure rights: review it, then `chmod go-w` it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if let Ok(dmeta) = std::fs::metadata(&dir) {
+        let dmode = dmeta.permissions().mode();
+        if dmode & 0o002 != 0 && dmode & 0o1000 == 0 {
+            warnings.push(format!(
+                "`{}` is in `{}`, which anyone can write to: another user can replace the script; keep scripts in a directory only you can write",
+                path.display(),
+                dir.display()
+            ));
+        }
+    }
+    warnings
+}
+
+/// Windows ACLs are not modes; no check there.
+#[cfg(not(unix))]
+pub fn tamper_warnings(_path: &Path) -> Vec<String> {
+    Vec::new()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn set_mode(p: &Path, mode: u32) {
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    }
+
+    #[test]
+    fn only_writable_by_owner_is_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        set_mode(dir.path(), 0o700);
+        let f = dir.path().join("s.rhai");
+        std::fs::write(&f, "1").unwrap();
+        set_mode(&f, 0o644);
+        assert!(tamper_warnings(&f).is_empty());
+    }
+
+    #[test]
+    fn group_or_world_writable_file_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        set_mode(dir.path(), 0o700);
+        let f = dir.path().join("s.rhai");
+        std::fs::write(&f, "1").unwrap();
+        set_mode(&f, 0o664);
+        let w = tamper_warnings(&f);
+        assert!(w.len() == 1 && w[0].contains("its group"), "{w:?}");
+        set_mode(&f, 0o666);
+        let w = tamper_warnings(&f);
+        assert!(w.len() == 1 && w[0].contains("anyone"), "{w:?}");
+    }
+
+    #[test]
+    fn world_writable_dir_warns_unless_sticky() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.rhai");
+        std::fs::write(&f, "1").unwrap();
+        set_mode(&f, 0o644);
+        set_mode(dir.path(), 0o777);
+        let w = tamper_warnings(&f);
+        assert!(w.len() == 1 && w[0].contains("anyone can write"), "{w:?}");
+        set_mode(dir.path(), 0o1777);
+        assert!(tamper_warnings(&f).is_empty());
+        set_mode(dir.path(), 0o700);
+    }
 }

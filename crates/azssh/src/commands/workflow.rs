@@ -34,6 +34,15 @@ impl ArgsMap {
     }
 }
 
+/// `--source` (comma-separated) with `--allow-internet`: the checks `open_port` makes, first, so
+/// they are usage errors (exit 2).
+fn check_sources(source: &str, allow_internet: bool) -> Result<(), AppError> {
+    let sources = crate::workflow::nsg::split_sources(source);
+    crate::workflow::nsg::check_sources(&sources, allow_internet)
+        .map(|_| ())
+        .map_err(|e| AppError::usage_from(&e))
+}
+
 /// Flag values the runbook would refuse anyway, checked first so they are usage errors (exit 2).
 fn check_source(source: Option<&str>) -> Result<(), AppError> {
     match source {
@@ -74,9 +83,11 @@ pub async fn enable_ssh(global: &GlobalArgs, a: EnableSshArgs) -> Result<(), App
 }
 
 pub async fn open_port(global: &GlobalArgs, a: OpenPortArgs) -> Result<(), AppError> {
-    check_source(Some(&a.source))?;
+    check_sources(&a.source, a.allow_internet)?;
     let args = ArgsMap::new(&a.vm)
         .set("source", a.source)
+        .set("allow_internet", a.allow_internet)
+        .set("permanent", a.permanent_rule)
         .set("port", i64::from(a.port))
         .opt("priority", a.priority)
         .opt("rule_name", a.rule_name);
@@ -92,10 +103,12 @@ pub async fn copy_key(global: &GlobalArgs, a: CopyKeyArgs) -> Result<(), AppErro
 }
 
 pub async fn setup(global: &GlobalArgs, a: SetupArgs) -> Result<(), AppError> {
-    check_source(Some(&a.source))?;
+    check_sources(&a.source, a.allow_internet)?;
     check_user(a.local_user.as_deref())?;
     let args = ArgsMap::new(&a.vm)
         .set("source", a.source)
+        .set("allow_internet", a.allow_internet)
+        .set("permanent", a.permanent_rule)
         .opt("user", a.local_user)
         .opt("key", a.key)
         .opt("identity", a.identity)

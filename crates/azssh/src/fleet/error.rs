@@ -25,6 +25,8 @@ pub enum FleetError {
     JournalExists { path: String },
     #[error("`--resume` and `--retry-failed` need `--journal FILE`")]
     ResumeWithoutJournal,
+    #[error("the journal `{path}` is in use by {holder}")]
+    JournalLocked { path: String, holder: String },
     #[error("cannot use the journal `{path}`: {reason}")]
     Journal { path: String, reason: String },
     #[error("`--max-fail {0}` is not a percentage between 0 and 100")]
@@ -41,6 +43,7 @@ impl UserError for FleetError {
             FleetError::QueryWithoutId => "fleet.query_without_id",
             FleetError::JournalExists { .. }
             | FleetError::ResumeWithoutJournal
+            | FleetError::JournalLocked { .. }
             | FleetError::Journal { .. } => "fleet.journal",
             FleetError::BadMaxFail(_) => "fleet.bad_max_fail",
         }
@@ -70,6 +73,10 @@ impl UserError for FleetError {
             FleetError::ResumeWithoutJournal => {
                 Some("pass the journal of the run to continue, e.g. `--journal fleet.jsonl`".into())
             }
+            FleetError::JournalLocked { .. } => Some(
+                "wait for that run to finish (or stop it), or choose another journal; a lock record left by a run that died on another machine expires after a minute"
+                    .into(),
+            ),
             FleetError::Journal { .. } => Some("check the path and its permissions".into()),
             FleetError::BadMaxFail(_) => Some("e.g. `--max-fail 5` stops starting new VMs once 5% failed".into()),
         }

@@ -62,35 +62,193 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// An open journal file. Writes are whole lines followed by `sync_data`, so a crash loses at
-/// most the line being written (which `load` then skips).
+/// An open journal file, held exclusively until dropped. Writes are whole lines followed by
+/// `sync_data`, so a crash loses at most the line being written (which `load` then skips).
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: std::sync::Mutex<File>,
+    /// The sidecar lock record (regular-file journals only); removed on drop.
+    _lock: Option<LockRecord>,
+}
+
+/// Who holds a journal: `JOURNAL.lock` beside it names the process, and the holder rewrites it
+/// every `HEARTBEAT` so a holder on another machine can be told from a dead one.
+///
+/// `flock` on the journal itself is the lock; the record exists because on shared volumes
+/// (NFS, SMB, a Kubernetes `ReadWriteMany` claim) `flock` may be advisory, local to one node,
+/// or a no-op, so two pods of one Job could both "hold" it and run every VM twice. A record
+/// from this host names a pid we can check; one from another host counts until it is
+/// `STALE` without a heartbeat, so a Job pod restarted after a crash resumes a minute later.
+#[derive(Debug)]
+struct LockRecord {
+    path: PathBuf,
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    beat: Option<std::thread::JoinHandle<()>>,
+}
+
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+const STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    host: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Whether `pid` on this host still runs (where we cannot tell, assume it does).
+fn alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+fn lock_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+impl LockRecord {
+    /// Takes the record, or says who holds it.
+    fn take(journal: &Path) -> Result<LockRecord, FleetError> {
+        let path = lock_path(journal);
+        let me = Holder {
+            pid: std::process::id(),
+            host: hostname(),
+        };
+        if let Ok(text) = crate::local_file::read_text(&path, 4096, "journal lock record") {
+            let fresh = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < STALE);
+            if let Ok(other) = serde_json::from_str::<Holder>(&text) {
+                let held = if other.host == me.host {
+                    other.pid != me.pid && alive(other.pid)
+                } else {
+                    fresh
+                };
+                if held {
+                    return Err(FleetError::JournalLocked {
+                        path: journal.display().to_string(),
+                        holder: format!("pid {} on {}", other.pid, other.host),
+                    });
+                }
+            }
+        }
+        let body = serde_json::to_string(&me).unwrap_or_default();
+        std::fs::write(&path, &body).map_err(|e| FleetError::Journal {
+            path: path.display().to_string(),
+            reason: e.to_string().to_lowercase(),
+        })?;
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (beat_path, beat_stop) = (path.clone(), stop.clone());
+        let beat = std::thread::Builder::new()
+            .name("azssh-journal-lock".into())
+            .spawn(move || {
+                let (done, wake) = &*beat_stop;
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                while !*done {
+                    let (d, _) = wake
+                        .wait_timeout(done, HEARTBEAT)
+                        .unwrap_or_else(|e| e.into_inner());
+                    done = d;
+                    if !*done {
+                        // Rewriting refreshes the mtime other hosts judge staleness by.
+                        let _ = std::fs::write(&beat_path, &body);
+                    }
+                }
+            })
+            .ok();
+        Ok(LockRecord { path, stop, beat })
+    }
+}
+
+impl Drop for LockRecord {
+    fn drop(&mut self) {
+        let (done, wake) = &*self.stop;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(beat) = self.beat.take() {
+            let _ = beat.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Journal {
-    /// Opens for appending. A fresh run refuses a journal that already holds entries: mixing two
-    /// runs' lines would make a later `--resume` skip VMs the second run never touched.
+    /// Opens for appending, exclusively. A fresh run refuses a journal that already holds
+    /// entries: mixing two runs' lines would make a later `--resume` skip VMs the second run
+    /// never touched. A second run on a journal in use refuses, naming the holder: both would
+    /// otherwise run every VM the journal does not yet mark done.
     pub fn open(path: &Path, resume: bool) -> Result<Journal, FleetError> {
         let err = |e: std::io::Error| FleetError::Journal {
             path: path.display().to_string(),
             reason: e.to_string().to_lowercase(),
         };
-        if !resume && std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        let regular = file.metadata().map_err(err)?.is_file();
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder =
+                    crate::local_file::read_text(&lock_path(path), 4096, "journal lock record")
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+                        .map_or_else(
+                            || "another azssh process".into(),
+                            |h| format!("pid {} on {}", h.pid, h.host),
+                        );
+                return Err(FleetError::JournalLocked {
+                    path: path.display().to_string(),
+                    holder,
+                });
+            }
+            // Filesystems without flock (some FUSE and SMB mounts): the lock record still guards.
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::debug!("cannot flock the journal: {e}");
+            }
+        }
+        let lock = if regular {
+            Some(LockRecord::take(path)?)
+        } else {
+            None
+        };
+        let len = file.metadata().map_err(err)?.len();
+        if !resume && regular && len > 0 {
             return Err(FleetError::JournalExists {
                 path: path.display().to_string(),
             });
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(err)?;
+        if regular && len > 0 && !ends_with_newline(&mut file).map_err(err)? {
+            // A crash mid-write left a torn last line: end it, so the next record starts on a
+            // line of its own instead of being glued to (and lost with) the fragment.
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(err)?;
+        }
         Ok(Journal {
             path: path.to_path_buf(),
             file: std::sync::Mutex::new(file),
+            _lock: lock,
         })
     }
 
@@ -115,16 +273,25 @@ impl Journal {
     }
 }
 
+fn ends_with_newline(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 /// The last word on each VM (keyed by lower-cased id). Unreadable lines (a line torn by a
 /// crash) are skipped with a warning count.
 pub fn load(path: &Path) -> Result<(HashMap<String, Entry>, usize), FleetError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::local_file::read_text(path, crate::local_file::cap::JOURNAL, "journal")
+    {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
+        Err(e) if e.is_not_found() => return Ok((HashMap::new(), 0)),
         Err(e) => {
             return Err(FleetError::Journal {
                 path: path.display().to_string(),
-                reason: e.to_string().to_lowercase(),
+                reason: e.to_string(),
             });
         }
     };
@@ -160,22 +327,82 @@ pub fn resume_action(last: Option<&Entry>, retry_failed: bool) -> ResumeAction {
     }
 }
 
-const SECRET_WORDS: [&str; 5] = ["token", "password", "secret", "private_key", "privatekey"];
+/// Key fragments that mark a secret anywhere in a key, compared with `-`/`_` removed and
+/// lower-cased, so `apiKey`, `api_key` and `X-Api-Key` all match.
+const SECRET_WORDS: [&str; 10] = [
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "privatekey",
+    "apikey",
+    "connectionstring",
+    "authorization",
+    "credential",
+    "cookie",
+];
 
-/// Replaces the values of keys that look like secrets, at any depth.
+/// Short names that mark a secret only as a whole word of the key (`sas_url`, `adminPwd`,
+/// `x-ms-sig`), so `signal` or `assigned` are kept.
+const SECRET_SHORT_WORDS: [&str; 3] = ["pwd", "sas", "sig"];
+
+/// The words of a key: split at `-`, `_`, `.`, spaces and camelCase boundaries, lower-cased.
+fn key_words(key: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let flat: String = key
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    SECRET_WORDS.iter().any(|w| flat.contains(w))
+        || key_words(key)
+            .iter()
+            .any(|w| SECRET_SHORT_WORDS.contains(&w.as_str()))
+}
+
+/// Replaces the values of keys that look like secrets, at any depth, and every registered
+/// secret value (the access token, SSH passwords and passphrases: `secret::scrub`) inside the
+/// remaining strings, whatever key they sit under.
 pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let key = k.to_ascii_lowercase().replace('-', "_");
-                if SECRET_WORDS.iter().any(|w| key.contains(w)) {
-                    *v = Value::String("<redacted>".into());
+                if is_secret_key(k) {
+                    *v = Value::String(crate::secret::REDACTED.into());
                 } else {
                     redact(v);
                 }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = crate::secret::scrub(s) {
+                *s = clean;
+            }
+        }
         _ => {}
     }
 }
@@ -242,6 +469,34 @@ mod tests {
         assert_eq!(
             resume_action(Some(&running), false),
             ResumeAction::MarkInterrupted
+        );
+    }
+
+    #[test]
+    fn journal_redacts_new_secret_key_names() {
+        let mut v = json!({
+            "passwd": "a", "adminPwd": "b", "api_key": "c", "apiKey": "d", "X-Api-Key": "e",
+            "sas": "f", "sas_url": "g", "sig": "h", "connection_string": "i",
+            "ConnectionString": "j", "Authorization": "k", "credentials": "l", "set-cookie": "m",
+            "signal": "kept", "assigned": "kept", "design": "kept", "passage": "kept"
+        });
+        redact(&mut v);
+        for (k, val) in v.as_object().into_iter().flatten() {
+            let want = if val == "kept" { "kept" } else { "<redacted>" };
+            assert_eq!(val, want, "{k}");
+        }
+        assert_eq!(v["signal"], "kept");
+        assert_eq!(v["passwd"], "<redacted>");
+    }
+
+    #[test]
+    fn journal_scrubs_registered_secrets_under_any_key() {
+        crate::secret::register("journal-unit-test-token-0123456789");
+        let mut v = json!({"out": ["x journal-unit-test-token-0123456789 y"], "note": {"n": "journal-unit-test-token-0123456789"}});
+        redact(&mut v);
+        assert_eq!(
+            v,
+            json!({"out": ["x <redacted> y"], "note": {"n": "<redacted>"}})
         );
     }
 

@@ -113,7 +113,7 @@ pub async fn run(
     });
     let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
-    let mut finished: Vec<(usize, Entry)> = Vec::with_capacity(targets.len());
+    let mut finished: Vec<(usize, Result<Entry, Target>)> = Vec::with_capacity(targets.len());
     let mut not_started = Vec::new();
     let mut pending = targets.into_iter().enumerate();
     for (i, target) in pending.by_ref() {
@@ -135,21 +135,29 @@ pub async fn run(
             (i, run_vm(&s, target).await)
         });
     }
-    not_started.extend(pending.map(|(_, t)| t));
+    let mut never_ran: Vec<Target> = pending.map(|(_, t)| t).collect();
     while let Some(done) = running.join_next().await {
         collect(done, &mut finished);
     }
     finished.sort_by_key(|(i, _)| *i);
+    let mut entries = Vec::with_capacity(finished.len());
+    for (_, f) in finished {
+        match f {
+            Ok(e) => entries.push(e),
+            Err(t) => not_started.push(t),
+        }
+    }
+    not_started.append(&mut never_ran);
     Outcome {
-        entries: finished.into_iter().map(|(_, e)| e).collect(),
+        entries,
         not_started,
         stopped: controls.reason(),
     }
 }
 
 fn collect(
-    done: Result<(usize, Entry), tokio::task::JoinError>,
-    finished: &mut Vec<(usize, Entry)>,
+    done: Result<(usize, Result<Entry, Target>), tokio::task::JoinError>,
+    finished: &mut Vec<(usize, Result<Entry, Target>)>,
 ) {
     match done {
         Ok(pair) => finished.push(pair),
@@ -158,14 +166,20 @@ fn collect(
     }
 }
 
-/// One VM, start to journal line.
-async fn run_vm(s: &Shared, target: Target) -> Entry {
+/// One VM, start to journal line; `Err` gives the target back when it was not started.
+async fn run_vm(s: &Shared, target: Target) -> Result<Entry, Target> {
     s.gate.admit().await;
     let started = Instant::now();
-    write_journal(
-        s,
-        &entry(&target, Status::Running, Ok(Value::Null), 0, started),
-    );
+    // Without its `running` line on disk, a crash mid-script would let `--resume` run the VM
+    // again: a VM whose line cannot be written is not started (nor is any other).
+    if s.controls.stop.is_cancelled() && s.controls.reason().as_deref() == Some(JOURNAL_BROKEN)
+        || !write_journal(
+            s,
+            &entry(&target, Status::Running, Ok(Value::Null), 0, started),
+        )
+    {
+        return Err(target);
+    }
     s.counters.running.fetch_add(1, Ordering::Relaxed);
     let cancel = Cancel::new(s.job.timeout);
     let mut attempts = 0;
@@ -200,7 +214,7 @@ async fn run_vm(s: &Shared, target: Target) -> Entry {
     };
     let done = entry(&target, status, outcome, attempts, started);
     write_journal(s, &done);
-    done
+    Ok(done)
 }
 
 fn check_max_fail(s: &Shared, failed: u64) {
@@ -215,13 +229,21 @@ fn check_max_fail(s: &Shared, failed: u64) {
     }
 }
 
-/// A journal that cannot be written makes `--resume` unsafe: stop starting VMs.
-fn write_journal(s: &Shared, e: &Entry) {
-    if let Some(j) = &s.journal
-        && let Err(err) = j.append(e)
-    {
-        output::log(output::Level::Error, &err.to_string());
-        s.controls.stop("the journal cannot be written");
+const JOURNAL_BROKEN: &str = "the journal cannot be written";
+
+/// A journal that cannot be written makes `--resume` unsafe: stop starting VMs. False when the
+/// line is not on disk.
+fn write_journal(s: &Shared, e: &Entry) -> bool {
+    match &s.journal {
+        Some(j) => match j.append(e) {
+            Ok(()) => true,
+            Err(err) => {
+                output::log(output::Level::Error, &err.to_string());
+                s.controls.stop(JOURNAL_BROKEN);
+                false
+            }
+        },
+        None => true,
     }
 }
 
@@ -249,17 +271,22 @@ fn entry(
     }
 }
 
-/// Failures worth running the VM's script again for (`--retries`). The ARM client already
-/// retried these inside the call; reaching the script means its own retries ran out.
+/// Failures worth running the VM's script again for (`--retries`): the request never took
+/// effect or ARM asks to come back later — throttling (429), server errors (5xx), connection
+/// resets and timeouts, and RunCommand busy with another run. The ARM client already retried
+/// these inside the call; reaching the script means its own retries ran out.
+///
+/// Not retried: an operation Azure accepted and that then failed or timed out
+/// (`azure.operation_failed`, `azure.operation_timeout`: it ran, or may still run, so a rerun
+/// would repeat its effects), script errors and throws, and 4xx answers (they fail again).
 pub fn is_transient(kind: &str) -> bool {
     matches!(
         kind,
         "azure.throttled"
+            | "azure.server_error"
             | "azure.transport"
             | "azure.timeout"
-            | "azure.operation_failed"
-            | "azure.operation_timeout"
-            | "azure.unexpected_response"
+            | "azure.run_command_busy"
     )
 }
 
@@ -268,7 +295,17 @@ async fn attempt(s: &Shared, target: &Target, cancel: &Cancel) -> Result<Value, 
     let id = target.id.clone();
     let c = cancel.clone();
     let handle = tokio::runtime::Handle::current();
-    let mut task = tokio::task::spawn_blocking(move || evaluate(&job, &id, handle, c));
+    // `isolated`: a script that overflows Rhai's recursion or panics fails this VM, not the run.
+    let mut task = tokio::task::spawn_blocking(move || {
+        crate::script::run::isolated(&job.script.name, || evaluate(&job, &id, handle, c))
+            .unwrap_or_else(|d| {
+                Err(ErrorInfo {
+                    kind: d.kind,
+                    message: d.message,
+                    hint: d.hint,
+                })
+            })
+    });
     let joined = tokio::select! {
         r = &mut task => r,
         _ = s.controls.abort.cancelled() => {
@@ -368,6 +405,48 @@ mod tests {
         assert!(is_transient("azure.throttled"));
         assert!(!is_transient("azure.not_found"));
         assert!(!is_transient("script.runtime"));
+    }
+
+    /// Every kind `is_transient` names must be one ARM errors really carry, and 5xx answers
+    /// (with or without an ARM envelope) and resets must be among them.
+    #[test]
+    fn retries_cover_5xx_and_resets() {
+        use crate::azure::error::AzureError;
+        use crate::error::UserError;
+        let gateway = AzureError::UnexpectedResponse {
+            status: 502,
+            method: "GET".into(),
+            path: "/x".into(),
+            excerpt: "<html>bad gateway</html>".into(),
+        };
+        let envelope = AzureError::from_response(
+            "GET",
+            "/x",
+            503,
+            br#"{"error":{"code":"ServiceUnavailable","message":"try later"}}"#,
+            None,
+        );
+        let reset = AzureError::Transport {
+            endpoint: "https://management.azure.com".into(),
+            reason: "connection reset by peer".into(),
+        };
+        let timeout = AzureError::Timeout {
+            method: "GET".into(),
+            path: "/x".into(),
+        };
+        for e in [&gateway, &envelope, &reset, &timeout] {
+            assert!(is_transient(e.kind()), "{} not retried", e.kind());
+        }
+        let bad = AzureError::UnexpectedResponse {
+            status: 400,
+            method: "GET".into(),
+            path: "/x".into(),
+            excerpt: "nope".into(),
+        };
+        assert!(!is_transient(bad.kind()));
+        // An accepted operation that failed ran on Azure: rerunning would repeat it.
+        assert!(!is_transient("azure.operation_failed"));
+        assert!(!is_transient("azure.operation_timeout"));
     }
 
     #[test]

@@ -24,10 +24,12 @@ pub struct Target {
 
 impl Target {
     pub fn from_id(id: &str) -> Option<Target> {
-        let parsed =
-            ResourceId::parse_typed(id.trim(), "Microsoft.Compute/virtualMachines").ok()?;
+        // `…/virtualMachines/web01/` names the same VM as `…/web01` (ARM ignores the trailing
+        // slash): keep one spelling, so the key, the journal and dedupe see one VM.
+        let id = id.trim().trim_end_matches('/');
+        let parsed = ResourceId::parse_typed(id, "Microsoft.Compute/virtualMachines").ok()?;
         Some(Target {
-            id: id.trim().to_string(),
+            id: id.to_string(),
             name: parsed.name().to_string(),
             resource_group: parsed.resource_group().unwrap_or_default().to_string(),
         })
@@ -224,6 +226,21 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].name, "web01");
         assert_eq!(out[1].resource_group, "rg-b");
+    }
+
+    #[test]
+    fn trailing_slash_id_is_not_a_second_target() {
+        let out = dedupe(vec![
+            format!("{A}/"),
+            A.to_uppercase().replace("SUBSCRIPTIONS", "subscriptions") + "/",
+            A.into(),
+        ]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].id, A);
+        assert_eq!(
+            parse_targets_file("t", &format!("{A}/\n")).unwrap(),
+            vec![A.to_string()]
+        );
     }
 
     #[test]

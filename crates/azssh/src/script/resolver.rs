@@ -54,8 +54,12 @@ impl ModuleResolver for Resolver {
             (path.to_string(), text.to_string())
         } else {
             let file = Self::file_path(source, path);
-            let text = std::fs::read_to_string(&file)
-                .map_err(|_| EvalAltResult::ErrorModuleNotFound(file.display().to_string(), pos))?;
+            // Bounded, BOM dropped, as for the main script.
+            let text =
+                crate::local_file::read_text(&file, crate::local_file::cap::SCRIPT, "module")
+                    .map_err(|_| {
+                        EvalAltResult::ErrorModuleNotFound(file.display().to_string(), pos)
+                    })?;
             (file.display().to_string(), text)
         };
         let mut ast = engine
@@ -72,7 +76,10 @@ impl ModuleResolver for Resolver {
 pub fn source_text(name: &str) -> Option<String> {
     match name.strip_prefix(STDLIB_PREFIX) {
         Some(stem) => bundled::stdlib(stem).map(str::to_string),
-        None => std::fs::read_to_string(name).ok(),
+        None => {
+            crate::local_file::read_text(Path::new(name), crate::local_file::cap::SCRIPT, "module")
+                .ok()
+        }
     }
 }
 

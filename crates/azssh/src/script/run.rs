@@ -26,6 +26,9 @@ pub enum LoadError {
     Unreadable { path: String, reason: String },
     #[error("`{0}` is not valid UTF-8 text")]
     NotUtf8(String),
+    /// Too large, not a regular file, unreadable (`local_file`'s bounded read).
+    #[error(transparent)]
+    File(#[from] crate::local_file::LocalFileError),
 }
 
 impl crate::error::UserError for LoadError {
@@ -39,6 +42,7 @@ impl crate::error::UserError for LoadError {
             }
             LoadError::NotUtf8(_) => Some("save the script as UTF-8".into()),
             LoadError::Unreadable { .. } => Some("check the path and its permissions".into()),
+            LoadError::File(e) => crate::error::UserError::hint(e),
         }
     }
 }
@@ -48,12 +52,14 @@ impl Script {
     pub fn load(spec: &str) -> Result<Script, LoadError> {
         let path = Path::new(spec);
         if path.is_file() {
-            let bytes = std::fs::read(path).map_err(|e| LoadError::Unreadable {
-                path: spec.to_string(),
-                reason: e.to_string().to_lowercase(),
-            })?;
-            let text =
-                String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8(spec.to_string()))?;
+            // Bounded, and a leading UTF-8 BOM (Notepad's default) dropped: Rhai refuses it.
+            let text = crate::local_file::read_text(path, crate::local_file::cap::SCRIPT, "script")
+                .map_err(|e| match e {
+                    crate::local_file::LocalFileError::NotUtf8 { .. } => {
+                        LoadError::NotUtf8(spec.to_string())
+                    }
+                    other => LoadError::File(other),
+                })?;
             return Ok(Script {
                 name: spec.to_string(),
                 text,
@@ -89,16 +95,58 @@ impl SourceLookup for Sources<'_> {
     }
 }
 
-/// Compiles and runs `script` on the current (blocking) thread. Extra scope entries (such as a
+/// Stack of the thread every script is compiled and evaluated on. Rhai walks scripts and
+/// values recursively: a chain of closures each capturing the previous one (`let g = f;
+/// f = |x| g.call(x)` in a loop) is dropped one nested `Arc` at a time, and Rust turns a stack
+/// overflow into a process abort that no `catch_unwind` sees. Tokio's blocking threads have
+/// 2 MiB; 1 GiB of address space is only reserved (pages are touched as the stack grows and
+/// freed when the thread ends), and holds some 10 million nested closures in a release build,
+/// more than `--max-operations`' default lets a loop build.
+pub const SCRIPT_STACK: usize = 1024 * 1024 * 1024;
+
+/// Runs `job` (compiling, evaluating and dropping a script's values) on its own thread with
+/// `SCRIPT_STACK`, turning a panic inside Rhai or a native into an error for that script alone:
+/// in a fleet the other VMs go on.
+pub fn isolated<T: Send>(name: &str, job: impl FnOnce() -> T + Send) -> Result<T, Box<Diagnostic>> {
+    let crashed = |why: String| {
+        Box::new(Diagnostic::plain(
+            "script.crashed",
+            format!("the script `{name}` stopped azssh's evaluator: {why}"),
+            Some(
+                "the script was stopped, not finished; simplify the deepest nesting or recursion, and report it if it persists"
+                    .into(),
+            ),
+        ))
+    };
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("azssh-script".into())
+            .stack_size(SCRIPT_STACK)
+            .spawn_scoped(scope, job)
+            .map_err(|e| crashed(format!("cannot start its thread: {e}")))?;
+        handle.join().map_err(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            crashed(format!("an internal error (panic: {why})"))
+        })
+    })
+}
+
+/// Compiles and runs `script` on its own thread (`isolated`). Extra scope entries (such as a
 /// fleet run's `vm`) come from `prepare`.
 pub fn run(
     ctx: &Arc<ScriptContext>,
     script: &Script,
     args: Map,
-    prepare: impl FnOnce(&mut Scope),
+    prepare: impl FnOnce(&mut Scope) + Send,
 ) -> Result<Dynamic, Box<Diagnostic>> {
-    let engine = engine::build(ctx);
-    run_with(&engine, script, args, prepare)
+    isolated(&script.name, || {
+        let engine = engine::build(ctx);
+        run_with(&engine, script, args, prepare)
+    })?
 }
 
 /// As `run`, with an engine the caller keeps (fleet runs share one engine).
@@ -126,4 +174,34 @@ pub fn run_with(
                 &engine::signatures(engine),
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_panic_fails_only_that_script() {
+        let err = isolated("t.rhai", || -> i64 { panic!("boom in a native") }).unwrap_err();
+        assert_eq!(err.kind, "script.crashed");
+        assert!(err.message.contains("t.rhai"), "{}", err.message);
+        assert!(err.message.contains("boom in a native"), "{}", err.message);
+        // The caller's thread goes on.
+        assert_eq!(isolated("u.rhai", || 7).unwrap(), 7);
+    }
+
+    /// Dropping 100 000 nested closures recurses once per closure: far past 2 MiB of stack.
+    #[test]
+    fn nested_closures_drop_within_the_script_stack() {
+        let value = isolated("n.rhai", || {
+            let engine = Engine::new();
+            engine
+                .eval::<i64>(
+                    "let f = |x| x; for i in 0..100000 { let g = f; f = |x| g.call(x); } 1",
+                )
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(value, Ok(1));
+    }
 }

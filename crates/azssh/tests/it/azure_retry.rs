@@ -549,7 +549,7 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
     let fake = ArmFake::start();
     serve_vm(&fake, "web1", "running");
     let nsg = net_id(&fake, "networkSecurityGroups/nic-nsg");
-    let rule = format!("{nsg}/securityRules/allow-SSH");
+    let rule = format!("{nsg}/securityRules/azssh-ssh-203-0-113-7-32");
     let taken = |p: i32| json!({"name": format!("r{p}"), "properties": {"protocol": "*", "access": "Allow", "priority": p, "direction": "Inbound"}});
     fake.on(
         "GET",
@@ -568,22 +568,27 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
     });
     let client = fake.client();
     let v = vm::get_vm(&client, RG, "web1").await.expect("vm");
-    let missing = network::open_port(
+    let missing = azssh::workflow::nsg::open_port(
         &client,
         &v,
-        &network::OpenPort {
+        &azssh::workflow::nsg::OpenPort {
             port: 22,
             ..Default::default()
         },
     )
     .await;
     assert!(
-        matches!(missing, Err(AzureError::InvalidSource { .. })),
+        matches!(
+            missing,
+            Err(azssh::workflow::error::WorkflowError::Azure(
+                AzureError::InvalidSource { .. }
+            ))
+        ),
         "a source is required"
     );
-    let req = network::OpenPort {
+    let req = azssh::workflow::nsg::OpenPort {
         port: 22,
-        source: "203.0.113.7/32".into(),
+        sources: vec!["203.0.113.7/32".into()],
         ..Default::default()
     };
     // The subnet's NSG already allows it: Azure needs both to, and that one stays unchanged.
@@ -594,10 +599,13 @@ async fn open_port_picks_a_free_priority_and_retries_a_conflict_once() {
         vec![Canned::json(
             200,
             json!({"value": [{"name": "ssh-from-office", "properties": {"protocol": "Tcp", "sourceAddressPrefix": "203.0.113.7/32",
-                "destinationPortRange": "22", "access": "Allow", "priority": 300, "direction": "Inbound"}}]}),
+                "destinationPortRange": "22", "destinationAddressPrefix": "*", "access": "Allow", "priority": 300, "direction": "Inbound"}}]}),
         )],
     );
-    let opened = network::open_port(&client, &v, &req).await.expect("opened");
+    let opened = azssh::workflow::nsg::open_port(&client, &v, &req)
+        .await
+        .expect("opened");
+    let opened = opened.nsg.expect("a rule, no JIT policy");
     assert_eq!(opened.also.len(), 1);
     assert!(!opened.also[0].changed);
     assert_eq!(opened.rule.properties.priority, 1002);

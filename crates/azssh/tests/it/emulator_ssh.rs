@@ -3,7 +3,6 @@
 
 use std::process::Command;
 
-use azssh::azure::network::{OpenPort, open_port};
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::get_vm;
 use azssh::azure::{ArmClient, ArmConfig};
@@ -13,6 +12,7 @@ use azssh::ssh::keys::{KeyKind, generate_key};
 use azssh::windows::authorized_keys::KeyTarget;
 use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
+use azssh::workflow::nsg::{OpenPort, open_port};
 
 pub async fn emulator(vms: usize) -> WindowsEmulator {
     WindowsEmulator::start(EmulatorConfig {
@@ -143,10 +143,9 @@ async fn real_openssh_client_logs_into_a_guest_after_setup() {
         &vm,
         &OpenPort {
             port: 22,
-            source: "127.0.0.1/32".into(),
-            priority: None,
-            name: None,
-            protocol: None,
+            sources: vec!["127.0.0.1/32".into()],
+            permanent: true,
+            ..Default::default()
         },
     )
     .await

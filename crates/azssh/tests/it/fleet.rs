@@ -563,3 +563,223 @@ fn vm_print_goes_to_stderr_with_the_vm_name_and_stdout_stays_json() {
     let out = t.run();
     assert_eq!(json_rows(&out).len(), 3);
 }
+
+/// One VM's script builds 100 000 closures, each calling the one before: evaluated on tokio's
+/// 2 MiB blocking stack this aborted the whole process and left every VM `running`.
+#[test]
+fn nested_closure_overflow_fails_one_vm_not_the_fleet() {
+    let emu = Emu::start(3, FaultSpec::default(), false);
+    let ids = emu.ids();
+    let bad = ids[1].rsplit('/').next().unwrap().to_string();
+    let t = emu
+        .test()
+        .file(
+            "targets.txt",
+            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+        )
+        .file(
+            "nest.rhai",
+            r#"
+if vm.name == ARGS.bad {
+    let f = |x| x;
+    for i in 0..100000 { let g = f; f = |x| g.call(x); }
+    f.call(1)
+} else {
+    #{ name: vm.name }
+}
+"#,
+        );
+    let journal = t.path("j.jsonl");
+    let bad_arg = format!("bad={bad}");
+    let t = t
+        .args(&[
+            "fleet",
+            "nest.rhai",
+            "--targets",
+            "targets.txt",
+            "--journal",
+            "j.jsonl",
+            "--arg",
+            &bad_arg,
+            "-o",
+            "json",
+        ])
+        .status(1);
+    let out = t.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("overflow"), "{stderr}");
+    let lines = journal_lines(&journal);
+    let last = final_status(&lines);
+    assert_eq!(last.len(), 3, "{lines:?}");
+    for id in &ids {
+        let want = if id.ends_with(&format!("/{bad}")) {
+            "failed"
+        } else {
+            "ok"
+        };
+        assert_eq!(last[&id.to_ascii_lowercase()], want, "{lines:?}");
+    }
+    let failed = lines
+        .iter()
+        .rev()
+        .find(|l| l["status"] == "failed")
+        .unwrap();
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("depth") || message.contains("stopped"),
+        "{message}"
+    );
+}
+
+/// `--journal /dev/full`: no `running` line can be written, so no VM may start.
+#[cfg(target_os = "linux")]
+#[test]
+fn unwritable_journal_starts_nothing() {
+    let emu = Emu::start(3, FaultSpec::default(), false);
+    let ids = emu.ids();
+    emu.test()
+        .file(
+            "targets.txt",
+            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+        )
+        .args(&[
+            "fleet",
+            "setup.rhai",
+            "--targets",
+            "targets.txt",
+            "--journal",
+            "/dev/full",
+        ])
+        .status(1)
+        .stderr_contains("the journal cannot be written")
+        .run();
+    assert!(emu.run_commands().is_empty(), "{:?}", emu.run_commands());
+}
+
+/// Two runs on one journal would both run every VM not yet done.
+#[test]
+fn second_run_on_a_journal_refuses_naming_pid() {
+    let emu = Emu::start(2, FaultSpec::default(), false);
+    let ids = emu.ids();
+    let t = emu
+        .test()
+        .file("targets.txt", &format!("{}\n{}\n", ids[0], ids[1]))
+        .file("slow.rhai", "sleep(30); 1");
+    let journal = t.path("j.jsonl");
+    let run = |extra: &[&str]| {
+        let mut c = t.command();
+        c.args([
+            "fleet",
+            "slow.rhai",
+            "--targets",
+            "targets.txt",
+            "--journal",
+            "j.jsonl",
+        ])
+        .args(extra);
+        c
+    };
+    let mut first = run(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while journal_lines(&journal).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = run(&["--resume"]).output().unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is in use by pid {}", first.id())),
+        "{stderr}"
+    );
+    assert!(emu.run_commands().is_empty());
+}
+
+/// A crash mid-write leaves a line without its newline; the resumed run's first record (here the
+/// `interrupted` verdict on the VM that was running) used to be glued to it and lost with it.
+#[test]
+fn resume_after_torn_last_line_keeps_every_record() {
+    let emu = Emu::start(3, FaultSpec::default(), false);
+    let ids = emu.ids();
+    let line = |id: &str, status: &str| serde_json::json!({"id": id, "name": "x", "status": status, "attempts": 1, "duration_ms": 1, "finished_at": "2026-01-01T00:00:00Z"});
+    let t = emu
+        .test()
+        .file(
+            "targets.txt",
+            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+        )
+        .file(
+            "j.jsonl",
+            &format!(
+                "{}\n{}\n{{\"id\": \"{}\", \"sta",
+                line(&ids[0], "ok"),
+                line(&ids[1], "running"),
+                ids[2]
+            ),
+        );
+    let journal = t.path("j.jsonl");
+    let t = t.args(&[
+        "fleet",
+        "setup.rhai",
+        "--targets",
+        "targets.txt",
+        "--journal",
+        "j.jsonl",
+        "--resume",
+    ]);
+    let out = t.command().output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the interrupted VM counts as failed"
+    );
+    let last = final_status(&journal_lines(&journal));
+    let status = |id: &String| last[&id.to_ascii_lowercase()].as_str();
+    assert_eq!(status(&ids[0]), "ok", "{last:?}");
+    assert_eq!(
+        status(&ids[1]),
+        "failed",
+        "the interrupted verdict was lost: {last:?}"
+    );
+    assert_eq!(status(&ids[2]), "ok", "{last:?}");
+    assert_eq!(
+        emu.run_commands().values().sum::<u64>(),
+        1,
+        "only the torn VM ran"
+    );
+}
+
+/// `…/web01/` in a targets file is the VM `…/web01`, not a second target run twice.
+#[test]
+fn trailing_slash_id_is_not_a_second_target_in_a_fleet() {
+    let emu = Emu::start(2, FaultSpec::default(), false);
+    let ids = emu.ids();
+    let out = emu
+        .test()
+        .file(
+            "targets.txt",
+            &format!(
+                "{}\n{}/\n{}\n",
+                ids[0],
+                ids[0],
+                ids[0]
+                    .to_uppercase()
+                    .replace("/SUBSCRIPTIONS/", "/subscriptions/")
+            ),
+        )
+        .args(&[
+            "fleet",
+            "setup.rhai",
+            "--targets",
+            "targets.txt",
+            "-o",
+            "json",
+        ])
+        .run();
+    assert_eq!(json_rows(&out).len(), 1);
+}

@@ -562,3 +562,150 @@ async fn keys_pinned_ahead_of_time_are_trusted_under_strict_yes() {
     o.host_keys = policy(StrictHostKeyChecking::Yes, file);
     connect(o).await;
 }
+
+/// The server's host key as `algo body`, for hand-written known_hosts lines.
+fn host_key_fields(sshd: &Sshd) -> String {
+    let line = sshd.known_hosts_line();
+    line.split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn revoked_host_key_refused_in_every_mode() {
+    let Some(sshd) = sshd::start("revoked_every_mode") else {
+        return;
+    };
+    let key = host_key_fields(&sshd);
+    // A plain line trusts the key too: revocation must win over it, as in OpenSSH.
+    let cases = [
+        format!(
+            "{}@revoked [127.0.0.1]:{} {key}\n",
+            sshd.known_hosts_line(),
+            sshd.port
+        ),
+        format!("@revoked * {key}\n"),
+        format!("@revoked [127.0.0.?]:*,other {key}\n"),
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        for mode in [
+            StrictHostKeyChecking::Yes,
+            StrictHostKeyChecking::AcceptNew,
+            StrictHostKeyChecking::Ask,
+        ] {
+            let file = sshd.dir.path().join(format!("revoked_{i}_{mode:?}"));
+            std::fs::write(&file, text).expect("write");
+            let mut o = options(&sshd, Some(&sshd.ed25519_key));
+            o.host_keys = policy(mode, file.clone());
+            o.host_keys.ask = Some(std::sync::Arc::new(|_| true));
+            let e = connect_err(o).await;
+            assert_eq!(e.kind(), "ssh.host_key_revoked", "case {i} {mode:?}: {e}");
+            assert!(e.to_string().contains("revoked host key"), "{e}");
+            assert_eq!(
+                std::fs::read_to_string(&file).expect("read"),
+                *text,
+                "nothing written"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn accept_new_never_pins_a_revoked_key() {
+    let Some(sshd) = sshd::start("accept_new_revoked") else {
+        return;
+    };
+    // The revocation sits in ~/.ssh/known_hosts; accept-new writes to azssh's own file.
+    let user_file = sshd.dir.path().join("user_known_hosts");
+    let own = sshd.dir.path().join("azssh_known_hosts");
+    std::fs::write(
+        &user_file,
+        format!("@revoked * {}\n", host_key_fields(&sshd)),
+    )
+    .expect("w");
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = HostKeyPolicy {
+        mode: StrictHostKeyChecking::AcceptNew,
+        known_hosts: KnownHosts {
+            read: vec![user_file, own.clone()],
+            write_to: own.clone(),
+        },
+        ask: None,
+    };
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.host_key_revoked", "{e}");
+    assert!(!own.exists(), "a revoked key must never be pinned");
+}
+
+#[tokio::test]
+async fn undecodable_known_hosts_line_is_skipped() {
+    let Some(sshd) = sshd::start("undecodable_line") else {
+        return;
+    };
+    let file = sshd.dir.path().join("messy_known_hosts");
+    let mut bytes =
+        b"bad\xff\xfe line\nhost ssh-ed25519 !!notbase64!!\nhost ssh-foo AAAA\n".to_vec();
+    bytes.extend_from_slice(sshd.known_hosts_line().as_bytes());
+    std::fs::write(&file, bytes).expect("write");
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::Yes, file);
+    connect(o).await;
+}
+
+#[tokio::test]
+async fn known_hosts_dev_zero_is_a_clear_error() {
+    let Some(sshd) = sshd::start("dev_zero") else {
+        return;
+    };
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(StrictHostKeyChecking::AcceptNew, PathBuf::from("/dev/zero"));
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "io.file", "{e}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // And a missing file is still just empty.
+    let mut o = options(&sshd, Some(&sshd.ed25519_key));
+    o.host_keys = policy(
+        StrictHostKeyChecking::AcceptNew,
+        sshd.dir.path().join("absent").join("known_hosts"),
+    );
+    connect(o).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn group_readable_private_key_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(sshd) = sshd::start("group_readable_key") else {
+        return;
+    };
+    let key = sshd.dir.path().join("shared_key");
+    std::fs::copy(&sshd.ed25519_key, &key).expect("copy");
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let e = connect_err(options(&sshd, Some(&key))).await;
+        assert_eq!(e.kind(), "ssh.key_permissions", "{mode:o}: {e}");
+        assert!(e.to_string().contains("readable by others"), "{e}");
+        assert_eq!(
+            e.hint().unwrap_or_default(),
+            format!("run `chmod 600 {}`", key.display())
+        );
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    connect(options(&sshd, Some(&key))).await;
+}
+
+#[tokio::test]
+async fn wrong_passphrase_hints_at_passphrase() {
+    let Some(sshd) = sshd::start("wrong_passphrase") else {
+        return;
+    };
+    let mut o = options(&sshd, Some(&sshd.encrypted_key));
+    o.passphrase = Some(Secret::new("not it".to_string()));
+    let e = connect_err(o).await;
+    assert_eq!(e.kind(), "ssh.auth_failed");
+    let hint = e.hint().unwrap_or_default();
+    assert!(hint.contains("passphrase"), "{hint}");
+    assert!(hint.contains("AZSSH_KEY_PASSPHRASE"), "{hint}");
+    assert!(!format!("{e} {hint}").contains("not it"), "no leak");
+}

@@ -9,6 +9,7 @@
 //! moment a rebuilt host key is served.
 #![allow(clippy::unwrap_used)]
 
+mod nsg;
 mod setup;
 mod verbs;
 
@@ -185,7 +186,8 @@ impl Env {
         self.home.path().join("config/azssh/known_hosts")
     }
 
-    /// A VM of `release` in `power` state, with (or without) a public IP.
+    /// A VM of `release` in `power` state, with (or without) a public IP, outside any
+    /// just-in-time policy (under one, `open_port` requests access instead of adding a rule).
     fn pick(
         &self,
         release: Option<WindowsRelease>,
@@ -199,6 +201,7 @@ impl Env {
                 release.is_none_or(|r| v.release == r)
                     && v.power_state == power
                     && v.public_ip.is_some() == public
+                    && !v.jit
                     && !self.guests.made.lock().unwrap().contains_key(&v.name)
             })
             .map(|v| (v.resource_group, v.name))

@@ -19,6 +19,20 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 /// everything else the caller does.
 const LIST_CONCURRENCY: usize = 16;
 
+/// A name given as a string or an integer (`--arg name=1234`).
+fn name_arg(what: &str, v: Dynamic) -> RhaiResult<String> {
+    if v.is_string() || v.is_int() {
+        Ok(v.to_string())
+    } else {
+        Err(crate::script::error::to_rhai(
+            &crate::script::error::ScriptError::bad_argument(
+                format!("vm(): `{what}` must be a string, not {}", v.type_name()),
+                None,
+            ),
+        ))
+    }
+}
+
 fn opt(v: &Option<String>) -> Dynamic {
     v.clone().map_or(Dynamic::UNIT, Dynamic::from)
 }
@@ -50,6 +64,16 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                     vm::get_vm(&arm, rg, name).await
                 })
         });
+    // `--arg name=1234` arrives as a number (ARGS values are parsed as JSON): still a name.
+    let c = ctx.clone();
+    engine.register_fn("vm", move |rg: Dynamic, name: Dynamic| -> RhaiResult<Vm> {
+        let (rg, name) = (name_arg("resource_group", rg)?, name_arg("name", name)?);
+        let arm = c.arm()?;
+        c.bridge
+            .block_on(&format!("reading VM `{name}`"), async move {
+                vm::get_vm(&arm, &rg, &name).await
+            })
+    });
     let c = ctx.clone();
     FuncRegistration::new("vm")
         .with_comments(["\

@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use azssh::azure::network::{OpenPort, open_port};
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::get_vm;
 use azssh::emulator::windows_guests::WindowsEmulator;
@@ -18,6 +17,7 @@ use azssh::ssh::keys::{KeyKind, SshPublicKey, generate_key};
 use azssh::windows::authorized_keys::KeyTarget;
 use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
+use azssh::workflow::nsg::{OpenPort, open_port};
 
 use super::{interrupt_and_wait, json, probe};
 use crate::Test;
@@ -114,10 +114,9 @@ async fn ready() -> Ready {
         &vm,
         &OpenPort {
             port: 22,
-            source: "127.0.0.1/32".into(),
-            priority: None,
-            name: None,
-            protocol: None,
+            sources: vec!["127.0.0.1/32".into()],
+            permanent: true,
+            ..Default::default()
         },
     )
     .await

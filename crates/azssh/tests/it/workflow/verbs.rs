@@ -126,7 +126,7 @@ async fn open_port_reports_priority_moves_refuses_taken_ones_and_is_idempotent()
     let (rg, name) = env.pick(None, PowerState::Running, true);
     let src = "203.0.113.7/32";
     let first = run(env.azssh(&["open-port", "-g", &rg, "-n", &name, "--source", src])).await;
-    assert_eq!(first["name"], "allow-SSH");
+    assert_eq!(first["name"], "azssh-ssh-203-0-113-7-32");
     assert_eq!(first["changed"], true);
     let priority = first["priority"].as_i64().unwrap();
     let again = run(env.azssh(&["open-port", "-g", &rg, "-n", &name, "--source", src])).await;
@@ -152,7 +152,9 @@ async fn open_port_reports_priority_moves_refuses_taken_ones_and_is_idempotent()
             &p,
         ])
         .status(1)
-        .stderr_contains(&format!("priority {priority} is taken by rule `allow-SSH`"));
+        .stderr_contains(&format!(
+            "priority {priority} is taken by rule `azssh-ssh-203-0-113-7-32`"
+        ));
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     // Without a priority it moves on and says so.
     let rdp = run(env.azssh(&[
@@ -167,14 +169,14 @@ async fn open_port_reports_priority_moves_refuses_taken_ones_and_is_idempotent()
         "3389",
     ]))
     .await;
-    assert_eq!(rdp["name"], "allow-3389");
+    assert_eq!(rdp["name"], "azssh-rdp-203-0-113-7-32");
     let closed = script(
         &env,
         &format!(
             r#"let v = vm("{rg}", "{name}");
-               let first = close_port(v, "allow-3389");
-               let second = close_port(v, "allow-3389");
-               [first, second, nsg_rules(v).filter(|r| r.name == "allow-3389").len()]"#
+               let first = close_port(v, "azssh-rdp-203-0-113-7-32");
+               let second = close_port(v, "azssh-rdp-203-0-113-7-32");
+               [first, second, nsg_rules(v).filter(|r| r.name == "azssh-rdp-203-0-113-7-32").len()]"#
         ),
     )
     .await;
@@ -204,6 +206,20 @@ async fn open_port_needs_a_valid_source_and_warns_for_the_internet() {
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     let t = env
         .azssh(&["open-port", "-g", &rg, "-n", &name, "--source", "*"])
+        .status(2)
+        .stderr_contains("--allow-internet");
+    tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let t = env
+        .azssh(&[
+            "open-port",
+            "-g",
+            &rg,
+            "-n",
+            &name,
+            "--source",
+            "*",
+            "--allow-internet",
+        ])
         .stderr_contains("open to the whole Internet");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     // Scripts catch the same refusals as values.

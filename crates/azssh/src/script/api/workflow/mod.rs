@@ -39,17 +39,6 @@ fn bad(message: String, hint: Option<&str>) -> Box<EvalAltResult> {
     to_rhai(&ScriptError::bad_argument(message, hint))
 }
 
-pub(crate) fn required_string(
-    o: &Options,
-    function: &str,
-    key: &str,
-    hint: &str,
-) -> RhaiResult<String> {
-    o.string(key)?
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| bad(format!("`{function}` needs `{key}`"), Some(hint)))
-}
-
 fn method_option(o: &Options, function: &str) -> RhaiResult<MethodChoice> {
     match o.string("method")? {
         None => Ok(MethodChoice::Auto),
@@ -329,8 +318,10 @@ fn register_setup(engine: &mut Engine, ctx: &Ctx) {
 /// port to `source` in the NSG, pin the host keys, then log in over SSH with strict host-key
 /// checking against the pinned file and run `hostname` and `whoami`. Options: `user`
 /// (default: the VM's admin), `key` (public key path; default `~/.ssh/id_ed25519.pub`, ...),
-/// `identity` (private key; default: `key` without `.pub`), `source` (required), `port` (22),
-/// `priority`, `method`. Returns `#{vm, host, ssh_port, user, ok, steps, total_ms}`; a failure
+/// `identity` (private key; default: `key` without `.pub`), `source` (required; as for
+/// `open_port`, Internet-wide needs `allow_internet: true`), `port` (22), `priority`, `method`,
+/// `permanent` (a standing rule even when a JIT policy covers the port; by default JIT access is
+/// requested instead). Returns `#{vm, host, ssh_port, user, ok, steps, total_ms}`; a failure
 /// throws the step's error with `step` and `report` added.
 ///
 /// # Example
@@ -357,15 +348,13 @@ fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
             "prefer_private_ip",
             "start",
             "known_hosts",
+            "allow_internet",
+            "permanent",
         ],
     )?;
-    let source = required_string(
-        &o,
-        "setup_ssh",
-        "source",
-        "give the address or CIDR you connect from (`source: \"203.0.113.7\"`), or `\"*\"` for the whole Internet",
-    )?;
-    crate::azure::network::validate_source(&source).map_err(|e| to_rhai(&e))?;
+    let sources = nsg::sources_option(&o, "setup_ssh")?;
+    let allow_internet = o.bool("allow_internet")?.unwrap_or(false);
+    crate::workflow::nsg::check_sources(&sources, allow_internet).map_err(|e| to_rhai(&e))?;
     let user = match o.string("user")?.or_else(|| v.admin_username.clone()) {
         Some(u) => user_name(&u)?,
         None => {
@@ -397,7 +386,9 @@ fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
         user,
         key,
         identity,
-        source,
+        sources,
+        allow_internet,
+        permanent: o.bool("permanent")?.unwrap_or(false),
         port: o.int_in("port", 1..=65535)?.unwrap_or(22) as u16,
         priority: o.int_in("priority", 100..=4096)?.map(|p| p as i32),
         method: method_option(&o, "setup_ssh")?,
