@@ -13,6 +13,7 @@
 pub mod azure;
 pub mod error;
 pub mod local_file;
+pub mod notice;
 pub mod rdp;
 pub mod secret;
 pub mod ssh;

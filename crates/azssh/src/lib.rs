@@ -29,6 +29,13 @@ use crate::error::{AppError, exit};
 /// Runs azssh with `args` (program name first) and returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     install_panic_hook();
+    azssh_core::notice::set_sink(|level, message| {
+        let level = match level {
+            azssh_core::notice::Level::Info => output::Level::Info,
+            azssh_core::notice::Level::Warn => output::Level::Warn,
+        };
+        output::log(level, message);
+    });
     // Before anything can print: a credential given in the environment is scrubbed from every
     // output even when only a script reads it (`env("AZSSH_ACCESS_TOKEN")`).
     secret::register_env(&|k| std::env::var(k).ok());

@@ -353,7 +353,7 @@ impl Accepted<'_> {
 impl Drop for Accepted<'_> {
     fn drop(&mut self) {
         if !self.done {
-            crate::output::log(crate::output::Level::Warn, &self.message());
+            crate::notice::warn(&self.message());
         }
     }
 }

@@ -20,7 +20,6 @@ use crate::azure::network::{
 use crate::azure::resource_id::same_id;
 use crate::azure::vm::Vm;
 use crate::error::UserError;
-use crate::output::{self, Level};
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
 pub const DEFAULT_PRIORITY: i32 = 1000;
@@ -484,8 +483,7 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
             if let Some(f) = &first
                 && let Some(from) = f.priority_moved_from
             {
-                output::log(
-                    Level::Info,
+                crate::notice::info(
                     &format!(
                         "priority {from} is taken; `{}` got priority {}",
                         f.rule.name.clone().unwrap_or_default(),
@@ -509,7 +507,7 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
         }
     }
     for w in &warnings {
-        output::log(Level::Warn, w);
+        crate::notice::warn(w);
     }
     outcome.warnings = warnings;
     Ok(outcome)
