@@ -4,6 +4,8 @@
 //!
 //! Push: the client writes N bytes, the sink reads them all and answers one byte.
 //! Pull: the sink writes N bytes and closes. Each is timed from connect to the last byte.
+// A benchmark's report is what it prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/it/sshd.rs"]
 mod sshd;

@@ -10,12 +10,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use azssh::azure::{ArmClient, ArmConfig, Timeouts};
 
-pub const TOKEN: &str = "eyJ0eXAiOiJKV1Qi.fake-arm-token.s3cr3t";
-pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+pub(crate) const TOKEN: &str = "eyJ0eXAiOiJKV1Qi.fake-arm-token.s3cr3t";
+pub(crate) const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
 
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub method: String,
     pub path: String,
     pub query: String,
@@ -24,13 +24,13 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn query_param(&self, name: &str) -> Option<String> {
+    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
         url_query_pairs(&self.query)
             .into_iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
     }
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 }
@@ -47,34 +47,34 @@ fn url_query_pairs(q: &str) -> Vec<(String, String)> {
 
 /// A canned answer. `{base}` in the body or header values becomes the server's base URL.
 #[derive(Debug, Clone)]
-pub struct Canned {
+pub(crate) struct Canned {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Canned {
-    pub fn json(status: u16, body: serde_json::Value) -> Self {
+    pub(crate) fn json(status: u16, body: serde_json::Value) -> Self {
         Canned {
             status,
             headers: vec![],
             body: body.to_string(),
         }
     }
-    pub fn empty(status: u16) -> Self {
+    pub(crate) fn empty(status: u16) -> Self {
         Canned {
             status,
             headers: vec![],
             body: String::new(),
         }
     }
-    pub fn error(status: u16, code: &str, message: &str) -> Self {
+    pub(crate) fn error(status: u16, code: &str, message: &str) -> Self {
         Self::json(
             status,
             serde_json::json!({"error": {"code": code, "message": message}}),
         )
     }
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
         self
     }
@@ -93,7 +93,7 @@ struct State {
     requests: Vec<Recorded>,
 }
 
-pub struct ArmFake {
+pub(crate) struct ArmFake {
     pub base: String,
     state: Arc<Mutex<State>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -107,7 +107,7 @@ fn key(method: &str, path: &str) -> (String, String) {
 }
 
 impl ArmFake {
-    pub fn start() -> ArmFake {
+    pub(crate) fn start() -> ArmFake {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         listener
             .set_nonblocking(true)
@@ -144,7 +144,7 @@ impl ArmFake {
     }
 
     /// Answers `method path` with these responses in turn; the last one repeats.
-    pub fn on(&self, method: &str, path: &str, responses: Vec<Canned>) -> &Self {
+    pub(crate) fn on(&self, method: &str, path: &str, responses: Vec<Canned>) -> &Self {
         self.lock()
             .routes
             .insert(key(method, path), Route::Queue(responses));
@@ -152,7 +152,7 @@ impl ArmFake {
     }
 
     /// Answers `method path` by calling `f` with the request.
-    pub fn on_fn(
+    pub(crate) fn on_fn(
         &self,
         method: &str,
         path: &str,
@@ -164,12 +164,12 @@ impl ArmFake {
         self
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
     }
 
     /// A client with a static token and no HTTP timers (see `Timeouts`), fit for paused clocks.
-    pub fn client(&self) -> ArmClient {
+    pub(crate) fn client(&self) -> ArmClient {
         let mut config =
             ArmConfig::with_static_token(&self.base, SUBSCRIPTION, TOKEN).expect("config");
         config.timeouts = Timeouts {
@@ -179,7 +179,7 @@ impl ArmFake {
         ArmClient::new(config).expect("client")
     }
 
-    pub fn sub_path(&self, rest: &str) -> String {
+    pub(crate) fn sub_path(&self, rest: &str) -> String {
         format!("/subscriptions/{SUBSCRIPTION}{rest}")
     }
 

@@ -14,7 +14,7 @@ use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
 use azssh::workflow::nsg::{OpenPort, open_port};
 
-pub async fn emulator(vms: usize) -> WindowsEmulator {
+pub(crate) async fn emulator(vms: usize) -> WindowsEmulator {
     WindowsEmulator::start(EmulatorConfig {
         vms,
         speed: 1000.0,
@@ -25,7 +25,7 @@ pub async fn emulator(vms: usize) -> WindowsEmulator {
     .expect("emulator starts")
 }
 
-pub fn client(emu: &WindowsEmulator) -> ArmClient {
+pub(crate) fn client(emu: &WindowsEmulator) -> ArmClient {
     let cfg = ArmConfig::with_static_token(
         emu.handle.endpoint(),
         emu.handle.subscription_id(),
@@ -36,7 +36,7 @@ pub fn client(emu: &WindowsEmulator) -> ArmClient {
 }
 
 /// A running VM with a public IP on Windows Server 2019 or newer (capability path).
-pub fn pick_vm(emu: &WindowsEmulator) -> (String, String) {
+pub(crate) fn pick_vm(emu: &WindowsEmulator) -> (String, String) {
     use azssh::emulator::{PowerState, WindowsRelease};
     let v = emu
         .handle

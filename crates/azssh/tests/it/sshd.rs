@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SSHD: &str = "/usr/sbin/sshd";
+pub(crate) const SSHD: &str = "/usr/sbin/sshd";
 /// The passphrase of `Sshd::encrypted_key`.
-pub const PASSPHRASE: &str = "correct horse battery staple";
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple";
 
 /// A running sshd. Client keys (`ed25519_key`, `rsa_key`, `encrypted_key`) are all authorized
 /// for `user`, the user running the tests.
-pub struct Sshd {
+pub(crate) struct Sshd {
     pub port: u16,
     pub user: String,
     pub dir: tempfile::TempDir,
@@ -30,7 +30,7 @@ pub struct Sshd {
 
 /// Starts sshd, or returns `None` after printing a visible skip notice when it is not
 /// installed. With `AZSSH_REQUIRE_SSHD=1` (set by `.ci/run`) a missing sshd fails instead.
-pub fn start(test: &str) -> Option<Sshd> {
+pub(crate) fn start(test: &str) -> Option<Sshd> {
     if !Path::new(SSHD).exists() {
         if std::env::var("AZSSH_REQUIRE_SSHD").as_deref() == Ok("1") {
             panic!("{test}: sshd not found at {SSHD} and AZSSH_REQUIRE_SSHD=1");
@@ -55,7 +55,7 @@ fn run(cmd: &mut Command) {
 }
 
 /// `ssh-keygen -t TYPE -N PASSPHRASE -f PATH` (`-m PEM` when asked: the older RSA format).
-pub fn keygen(path: &Path, kind: &str, passphrase: &str, pem: bool) {
+pub(crate) fn keygen(path: &Path, kind: &str, passphrase: &str, pem: bool) {
     let mut cmd = Command::new("ssh-keygen");
     cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", "azssh-test", "-f"])
         .arg(path);
@@ -142,7 +142,7 @@ impl Sshd {
     }
 
     /// The server's host key as a `known_hosts` line for `[127.0.0.1]:port`.
-    pub fn known_hosts_line(&self) -> String {
+    pub(crate) fn known_hosts_line(&self) -> String {
         let pubkey = std::fs::read_to_string(&self.host_key_pub).expect("host key");
         let mut fields = pubkey.split_whitespace();
         let (algo, body) = (fields.next().expect("algo"), fields.next().expect("body"));
@@ -150,13 +150,13 @@ impl Sshd {
     }
 
     /// A `known_hosts` file trusting this server.
-    pub fn trusted_known_hosts(&self) -> PathBuf {
+    pub(crate) fn trusted_known_hosts(&self) -> PathBuf {
         let path = self.dir.path().join("trusted_known_hosts");
         std::fs::write(&path, self.known_hosts_line()).expect("known_hosts");
         path
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 }
@@ -225,14 +225,14 @@ impl Drop for Sshd {
 }
 
 /// A spawned `ssh-agent` on a socket in its own temp dir, killed on drop.
-pub struct Agent {
+pub(crate) struct Agent {
     pub socket: PathBuf,
     _dir: tempfile::TempDir,
     child: Child,
 }
 
 impl Agent {
-    pub fn start() -> Agent {
+    pub(crate) fn start() -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("agent.sock");
         let child = Command::new("ssh-agent")
@@ -255,7 +255,7 @@ impl Agent {
     }
 
     /// `ssh-add KEY` against this agent.
-    pub fn add(&self, key: &Path) {
+    pub(crate) fn add(&self, key: &Path) {
         run(Command::new("ssh-add")
             .arg("-q")
             .arg(key)

@@ -11,13 +11,13 @@ use crate::ssh::auth::PromptSecret;
 use crate::ssh::known_hosts::{AskHostKey, HostKeyQuestion};
 
 /// Whether a person can answer: stdin is a terminal.
-pub fn interactive() -> bool {
+pub(super) fn interactive() -> bool {
     std::io::stdin().is_terminal()
 }
 
 /// OpenSSH's question, answered by `yes`, `no`, or the fingerprint itself (which OpenSSH also
 /// accepts, so a user can paste the one they were given out of band).
-pub fn ask_host_key() -> AskHostKey {
+pub(super) fn ask_host_key() -> AskHostKey {
     Arc::new(|q: &HostKeyQuestion| {
         let host = crate::ssh::known_hosts::host_field(&q.host, q.port);
         output::status(&format!(
@@ -65,7 +65,7 @@ fn host_key_answer(answer: &str, fingerprint: &str) -> Option<bool> {
 }
 
 /// Reads a secret with echo off (raw mode), Enter to finish, Ctrl-C or Ctrl-D to decline.
-pub fn prompt_secret() -> PromptSecret {
+pub(super) fn prompt_secret() -> PromptSecret {
     Arc::new(|question: &str| {
         output::status(question);
         let secret = read_without_echo();
