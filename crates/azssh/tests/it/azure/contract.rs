@@ -1,5 +1,5 @@
 //! Contract tests against `../shared/reference/arm-examples/`: every official example is parsed
-//! by our types, and our request bodies have the examples' shape. Recorded traffic: `azure_replay.rs`.
+//! by our types, and our request bodies have the examples' shape. Recorded traffic: `replay.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub(crate) fn reference() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference")).to_path_buf()
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference"
+    ))
+    .to_path_buf()
 }
 
 fn example(rel: &str) -> Value {
