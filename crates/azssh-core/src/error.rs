@@ -1,6 +1,8 @@
 //! The error contract every domain shares: a kind, a lower-case message and an optional hint,
 //! and the rendered form the interfaces print (`Diagnostic`).
 
+pub mod kind;
+
 /// Implemented by each domain's `thiserror` enum (`azure::AzureError`, `ssh::SshError`, ...), so
 /// that scripts see `#{kind, message, hint}` and the CLI prints one message plus a `hint:` line.
 pub trait UserError: std::error::Error + Send + Sync + 'static {

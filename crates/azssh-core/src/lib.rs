@@ -12,6 +12,7 @@
 
 pub mod azure;
 pub mod error;
+pub mod home;
 pub mod local_file;
 pub mod notice;
 pub mod rdp;

@@ -4,6 +4,7 @@
 //! `--known-hosts /dev/zero` once read until the machine's memory ran out; a FIFO blocks for
 //! ever. Every file azssh reads on the operator's machine goes through here.
 
+use crate::error::kind;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -54,7 +55,7 @@ const NOT_FOUND: &str = "no such file or directory";
 
 impl crate::error::UserError for LocalFileError {
     fn kind(&self) -> &'static str {
-        "io.file"
+        kind::io::FILE
     }
     fn hint(&self) -> Option<String> {
         Some(match self {

@@ -8,6 +8,7 @@
 //! then an optional 8-byte negotiation structure (RDP_NEG_REQ 2.2.1.1.1, RDP_NEG_RSP 2.2.1.2.1,
 //! RDP_NEG_FAILURE 2.2.1.2.2), whose integers are little-endian.
 
+use crate::error::kind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// TPKT version byte (T.123 / RFC 1006).
@@ -44,9 +45,9 @@ pub enum RdpError {
 impl crate::error::UserError for RdpError {
     fn kind(&self) -> &'static str {
         match self {
-            RdpError::Closed => "rdp.closed",
-            RdpError::Io(_) => "rdp.io",
-            RdpError::NotRdp(_) => "rdp.not_rdp",
+            RdpError::Closed => kind::rdp::CLOSED,
+            RdpError::Io(_) => kind::rdp::IO,
+            RdpError::NotRdp(_) => kind::rdp::NOT_RDP,
         }
     }
 

@@ -34,6 +34,8 @@ pub mod routes;
 pub mod secret;
 pub mod security;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod throttle;
 pub mod windows_guests;
 pub mod world;
@@ -264,17 +266,4 @@ impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
-}
-
-/// `azssh emulator`: starts, hands the `export` lines to `announce` (the command layer prints
-/// them), then serves until Ctrl-C.
-pub async fn serve_cli(
-    config: EmulatorConfig,
-    announce: impl FnOnce(&[String]),
-) -> Result<(), EmulatorError> {
-    let handle = Emulator::start(config).await?;
-    announce(&handle.export_lines());
-    let _ = tokio::signal::ctrl_c().await;
-    handle.shutdown();
-    Ok(())
 }

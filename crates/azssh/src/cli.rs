@@ -93,7 +93,7 @@ pub struct SshLoginArgs {
     #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
     pub private_key: Option<String>,
     /// SSH port (default: `AZSSH_SSH_PORT` when set, else 22)
-    #[arg(long)]
+    #[arg(long, env = "AZSSH_SSH_PORT")]
     pub port: Option<u16>,
     /// Connect to the VM's private IP (from inside its virtual network)
     #[arg(long)]
@@ -349,22 +349,22 @@ pub struct RunArgs {
 #[derive(Debug, Args, Clone)]
 pub struct LimitArgs {
     /// Maximum script operations before the run is stopped
-    #[arg(long, env = "AZSSH_MAX_OPERATIONS", default_value_t = 100_000_000)]
+    #[arg(long, env = "AZSSH_MAX_OPERATIONS", default_value_t = crate::script::engine::Limits::DEFAULT.max_operations)]
     pub max_operations: u64,
     /// Maximum function call depth
-    #[arg(long, env = "AZSSH_MAX_CALL_DEPTH", default_value_t = 64)]
+    #[arg(long, env = "AZSSH_MAX_CALL_DEPTH", default_value_t = crate::script::engine::Limits::DEFAULT.max_call_depth)]
     pub max_call_depth: usize,
     /// Maximum expression nesting depth
-    #[arg(long, env = "AZSSH_MAX_EXPR_DEPTH", default_value_t = 128)]
+    #[arg(long, env = "AZSSH_MAX_EXPR_DEPTH", default_value_t = crate::script::engine::Limits::DEFAULT.max_expr_depth)]
     pub max_expr_depth: usize,
     /// Maximum string length in bytes
-    #[arg(long, env = "AZSSH_MAX_STRING_SIZE", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "AZSSH_MAX_STRING_SIZE", default_value_t = crate::script::engine::Limits::DEFAULT.max_string_size)]
     pub max_string_size: usize,
     /// Maximum array length
-    #[arg(long, env = "AZSSH_MAX_ARRAY_SIZE", default_value_t = 1_000_000)]
+    #[arg(long, env = "AZSSH_MAX_ARRAY_SIZE", default_value_t = crate::script::engine::Limits::DEFAULT.max_array_size)]
     pub max_array_size: usize,
     /// Maximum number of map entries
-    #[arg(long, env = "AZSSH_MAX_MAP_SIZE", default_value_t = 100_000)]
+    #[arg(long, env = "AZSSH_MAX_MAP_SIZE", default_value_t = crate::script::engine::Limits::DEFAULT.max_map_size)]
     pub max_map_size: usize,
 }
 

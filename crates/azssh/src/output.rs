@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 
 use crate::error::AppError;
+use azssh_core::error::kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -48,7 +49,7 @@ pub enum OutputError {
 
 impl crate::error::UserError for OutputError {
     fn kind(&self) -> &'static str {
-        "output.write"
+        kind::output::WRITE
     }
     fn hint(&self) -> Option<String> {
         Some("check where stdout goes (a full disk, a file you cannot write)".into())

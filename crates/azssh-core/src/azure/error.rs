@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::error::UserError;
+use crate::error::kind;
 
 /// One entry of an ARM error's `details` (also used for the top level itself).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -228,81 +229,81 @@ impl UserError for AzureError {
                     || self.matches_code("ResourceGroupNotFound")
                     || *status == 404
                 {
-                    "azure.not_found"
+                    kind::azure::NOT_FOUND
                 } else if self.matches_code("AuthorizationFailed") || *status == 403 {
-                    "azure.forbidden"
+                    kind::azure::FORBIDDEN
                 } else if *status == 401 || self.matches_code("InvalidAuthenticationToken") {
-                    "azure.unauthorized"
+                    kind::azure::UNAUTHORIZED
                 } else if self.matches_code("SecurityRuleConflict") {
-                    "azure.rule_conflict"
+                    kind::azure::RULE_CONFLICT
                 } else if self.is_run_command_busy() {
-                    "azure.run_command_busy"
+                    kind::azure::RUN_COMMAND_BUSY
                 } else if *status == 429 {
-                    "azure.throttled"
+                    kind::azure::THROTTLED
                 } else if self.matches_code("OperationNotAllowed") {
-                    "azure.operation_not_allowed"
+                    kind::azure::OPERATION_NOT_ALLOWED
                 } else if *status == 409 {
-                    "azure.conflict"
+                    kind::azure::CONFLICT
                 } else if *status >= 500 {
-                    "azure.server_error"
+                    kind::azure::SERVER_ERROR
                 } else {
-                    "azure.bad_request"
+                    kind::azure::BAD_REQUEST
                 }
             }
-            UnexpectedResponse { status: 401, .. } => "azure.unauthorized",
-            UnexpectedResponse { status: 404, .. } => "azure.not_found",
-            UnexpectedResponse { status: 429, .. } => "azure.throttled",
+            UnexpectedResponse { status: 401, .. } => kind::azure::UNAUTHORIZED,
+            UnexpectedResponse { status: 404, .. } => kind::azure::NOT_FOUND,
+            UnexpectedResponse { status: 429, .. } => kind::azure::THROTTLED,
             // A gateway's 502/503 page is no ARM envelope, but it is a server error all the same.
             UnexpectedResponse {
                 status: 500..=599, ..
-            } => "azure.server_error",
-            UnexpectedResponse { .. } => "azure.unexpected_response",
-            OperationFailed { .. } => "azure.operation_failed",
-            OperationTimeout { .. } => "azure.operation_timeout",
-            Transport { .. } => "azure.transport",
-            Timeout { .. } => "azure.timeout",
-            Decode { .. } => "azure.decode",
-            NoCredential { .. } => "azure.no_credential",
-            NoSubscription => "azure.no_subscription",
-            UnknownCloud(_) => "azure.unknown_cloud",
-            BadEndpoint(_) => "azure.bad_endpoint",
-            BadResourceId { .. } => "azure.bad_resource_id",
-            ForeignHost { .. } => "azure.foreign_host",
-            InsecureEndpoint { .. } => "azure.insecure_endpoint",
-            InvalidInput(_) => "azure.invalid_input",
-            NotFound(_) => "azure.not_found",
-            PriorityTaken { .. } => "azure.priority_taken",
-            InvalidSource { .. } => "azure.invalid_source",
-            NoJitPolicy { .. } => "azure.no_jit_policy",
+            } => kind::azure::SERVER_ERROR,
+            UnexpectedResponse { .. } => kind::azure::UNEXPECTED_RESPONSE,
+            OperationFailed { .. } => kind::azure::OPERATION_FAILED,
+            OperationTimeout { .. } => kind::azure::OPERATION_TIMEOUT,
+            Transport { .. } => kind::azure::TRANSPORT,
+            Timeout { .. } => kind::azure::TIMEOUT,
+            Decode { .. } => kind::azure::DECODE,
+            NoCredential { .. } => kind::azure::NO_CREDENTIAL,
+            NoSubscription => kind::azure::NO_SUBSCRIPTION,
+            UnknownCloud(_) => kind::azure::UNKNOWN_CLOUD,
+            BadEndpoint(_) => kind::azure::BAD_ENDPOINT,
+            BadResourceId { .. } => kind::azure::BAD_RESOURCE_ID,
+            ForeignHost { .. } => kind::azure::FOREIGN_HOST,
+            InsecureEndpoint { .. } => kind::azure::INSECURE_ENDPOINT,
+            InvalidInput(_) => kind::azure::INVALID_INPUT,
+            NotFound(_) => kind::azure::NOT_FOUND,
+            PriorityTaken { .. } => kind::azure::PRIORITY_TAKEN,
+            InvalidSource { .. } => kind::azure::INVALID_SOURCE,
+            NoJitPolicy { .. } => kind::azure::NO_JIT_POLICY,
         }
     }
 
     fn hint(&self) -> Option<String> {
         use AzureError::*;
         let hint = match (self, self.kind()) {
-            (_, "azure.not_found") => {
+            (_, kind::azure::NOT_FOUND) => {
                 "check the resource group, the name and the subscription (`--subscription` or `AZURE_SUBSCRIPTION_ID`)".to_string()
             }
-            (_, "azure.forbidden") => {
+            (_, kind::azure::FORBIDDEN) => {
                 "your identity lacks a role on this scope: reading VMs needs `Reader`; RunCommand, extensions and NSG rules need `Virtual Machine Contributor` and `Network Contributor` (or `Contributor`)".to_string()
             }
-            (_, "azure.unauthorized") | (NoCredential { .. }, _) => {
+            (_, kind::azure::UNAUTHORIZED) | (NoCredential { .. }, _) => {
                 "run `az login` (or set `AZSSH_ACCESS_TOKEN`, or `AZURE_TENANT_ID`/`AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`)".to_string()
             }
-            (Api(a), "azure.rule_conflict") => {
+            (Api(a), kind::azure::RULE_CONFLICT) => {
                 format!("another rule already uses this priority and direction ({}); pick a free priority", a.message)
             }
-            (_, "azure.run_command_busy") => {
+            (_, kind::azure::RUN_COMMAND_BUSY) => {
                 "RunCommand runs one script at a time per VM; wait for the running one to finish".to_string()
             }
-            (_, "azure.operation_not_allowed") => {
+            (_, kind::azure::OPERATION_NOT_ALLOWED) => {
                 "the VM may not be running: start it with `start()` or `ensure_running()`".to_string()
             }
-            (Api(a), "azure.throttled") if a.retry_after.is_some() => {
+            (Api(a), kind::azure::THROTTLED) if a.retry_after.is_some() => {
                 let s = a.retry_after.unwrap_or_default();
                 format!("Resource Manager is throttling this subscription; retry in {s}s or lower the concurrency")
             }
-            (_, "azure.throttled") => {
+            (_, kind::azure::THROTTLED) => {
                 "Resource Manager is throttling this subscription; lower the concurrency".to_string()
             }
             (NoSubscription, _) => {

@@ -290,13 +290,6 @@ pub async fn get_public_ip(client: &ArmClient, id: &str) -> Result<PublicIpAddre
     get_typed(client, id, "Microsoft.Network/publicIPAddresses").await
 }
 
-pub async fn get_network_security_group(
-    client: &ArmClient,
-    id: &str,
-) -> Result<NetworkSecurityGroup> {
-    get_typed(client, id, "Microsoft.Network/networkSecurityGroups").await
-}
-
 fn rule_path(nsg_id: &str, name: &str) -> Result<String> {
     let nsg = ResourceId::parse_typed(nsg_id, "Microsoft.Network/networkSecurityGroups")?;
     super::names::rule_name(name)?;
@@ -390,18 +383,6 @@ pub fn validate_source(source: &str) -> Result<bool> {
     } else {
         Err(bad("it is neither an address, a CIDR nor a service tag"))
     }
-}
-
-/// The rules of every NSG that applies to the VM (NIC's first, then subnet's).
-pub async fn vm_security_rules(
-    client: &ArmClient,
-    vm: &super::vm::Vm,
-) -> Result<Vec<SecurityRule>> {
-    let mut all = Vec::new();
-    for nsg in &vm.nsg_ids {
-        all.extend(list_security_rules(client, nsg).await?);
-    }
-    Ok(all)
 }
 
 #[cfg(test)]

@@ -30,17 +30,7 @@ pub(crate) struct Credentials {
     pub agent_socket: Option<PathBuf>,
 }
 
-/// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`: the files OpenSSH offers by default, when present.
-pub fn default_identity_files() -> Vec<PathBuf> {
-    let Some(home) = dirs::home_dir() else {
-        return Vec::new();
-    };
-    ["id_ed25519", "id_ecdsa", "id_rsa"]
-        .iter()
-        .map(|n| home.join(".ssh").join(n))
-        .filter(|p| p.exists())
-        .collect()
-}
+pub use crate::home::default_identity_files;
 
 pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,

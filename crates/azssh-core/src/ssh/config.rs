@@ -32,8 +32,8 @@ struct Block {
 impl SshConfig {
     /// `~/.ssh/config`, or nothing when it does not exist.
     pub fn load_user_default() -> Result<SshConfig, SshError> {
-        match dirs::home_dir() {
-            Some(home) => SshConfig::load(&home.join(".ssh").join("config")),
+        match crate::home::ssh_dir() {
+            Some(dir) => SshConfig::load(&dir.join("config")),
             None => Ok(SshConfig::default()),
         }
     }
@@ -124,11 +124,10 @@ impl Block {
     }
 }
 
+// OpenSSH expands only `~/` in `IdentityFile`; `expand_home` also takes `~\`, which no
+// config written for OpenSSH on Linux contains.
 fn expand_tilde(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), dirs::home_dir()) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(path),
-    }
+    crate::home::expand_home(path)
 }
 
 #[cfg(test)]

@@ -21,6 +21,28 @@ use crate::secret::Secret;
 /// all listen on one unprivileged port.
 pub const SSH_PORT_ENV: &str = "AZSSH_SSH_PORT";
 
+/// `AZSSH_SSH_PORT`, the one reader of it: `None` when unset or empty. A value that is no port
+/// (not a number, or 0) is an error rather than a silent 22, which would knock on the real sshd
+/// port of an emulated guest that only listens on the unprivileged one.
+pub fn ssh_port_from_env() -> Result<Option<u16>, SshError> {
+    parse_ssh_port_env(std::env::var(SSH_PORT_ENV).ok().as_deref())
+}
+
+/// `ssh_port_from_env`'s rules for a given value.
+pub fn parse_ssh_port_env(value: Option<&str>) -> Result<Option<u16>, SshError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(Some)
+            .ok_or_else(|| SshError::BadPortEnv {
+                value: v.to_string(),
+            }),
+    }
+}
+
 /// Everything needed to reach and log into one host.
 #[derive(Clone)]
 pub struct ConnectOptions {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::UserError;
+use crate::error::kind;
 
 /// One authentication method tried and why it did not get us in, so that the final
 /// `ssh.auth_failed` error can list them all the way `ssh -v` would.
@@ -134,6 +135,9 @@ pub enum SshError {
 
     #[error("the ssh connection closed")]
     Disconnected,
+
+    #[error("`AZSSH_SSH_PORT` is `{value}`, not a port number")]
+    BadPortEnv { value: String },
 }
 
 /// The outcome recorded for a key whose passphrase did not decrypt it (the hint keys on it).
@@ -173,33 +177,37 @@ impl SshError {
 impl UserError for SshError {
     fn kind(&self) -> &'static str {
         match self {
-            SshError::ConnectRefused { .. } => "ssh.connect_refused",
-            SshError::ConnectTimeout { .. } => "ssh.connect_timeout",
-            SshError::Unreachable { .. } => "ssh.unreachable",
-            SshError::Resolve { .. } => "ssh.resolve",
-            SshError::HostKeyChanged { .. } => "ssh.host_key_changed",
-            SshError::UnknownHost { .. } => "ssh.unknown_host",
-            SshError::HostKeyRejected { .. } => "ssh.host_key_rejected",
-            SshError::KnownHosts { .. } => "ssh.known_hosts",
-            SshError::HostKeyRevoked { .. } => "ssh.host_key_revoked",
+            SshError::ConnectRefused { .. } => kind::ssh::CONNECT_REFUSED,
+            SshError::ConnectTimeout { .. } => kind::ssh::CONNECT_TIMEOUT,
+            SshError::Unreachable { .. } => kind::ssh::UNREACHABLE,
+            SshError::Resolve { .. } => kind::ssh::RESOLVE,
+            SshError::HostKeyChanged { .. } => kind::ssh::HOST_KEY_CHANGED,
+            SshError::UnknownHost { .. } => kind::ssh::UNKNOWN_HOST,
+            SshError::HostKeyRejected { .. } => kind::ssh::HOST_KEY_REJECTED,
+            SshError::KnownHosts { .. } => kind::ssh::KNOWN_HOSTS,
+            SshError::HostKeyRevoked { .. } => kind::ssh::HOST_KEY_REVOKED,
             SshError::File(e) => e.kind(),
-            SshError::KeyPermissions { .. } => "ssh.key_permissions",
-            SshError::AuthFailed { .. } => "ssh.auth_failed",
-            SshError::Key { .. } => "ssh.key",
-            SshError::ExecTimeout { .. } => "ssh.exec_timeout",
-            SshError::InvalidForward { .. } => "ssh.invalid_forward",
-            SshError::Listen { .. } => "ssh.listen",
-            SshError::Sftp { .. } => "ssh.sftp",
-            SshError::UnsafeEntryName { .. } => "ssh.sftp_unsafe_name",
-            SshError::Io { .. } => "ssh.io",
-            SshError::Config { .. } => "ssh.config",
-            SshError::Protocol(_) => "ssh.protocol",
-            SshError::Disconnected => "ssh.disconnected",
+            SshError::KeyPermissions { .. } => kind::ssh::KEY_PERMISSIONS,
+            SshError::AuthFailed { .. } => kind::ssh::AUTH_FAILED,
+            SshError::Key { .. } => kind::ssh::KEY,
+            SshError::ExecTimeout { .. } => kind::ssh::EXEC_TIMEOUT,
+            SshError::InvalidForward { .. } => kind::ssh::INVALID_FORWARD,
+            SshError::Listen { .. } => kind::ssh::LISTEN,
+            SshError::Sftp { .. } => kind::ssh::SFTP,
+            SshError::UnsafeEntryName { .. } => kind::ssh::SFTP_UNSAFE_NAME,
+            SshError::Io { .. } => kind::ssh::IO,
+            SshError::Config { .. } => kind::ssh::CONFIG,
+            SshError::Protocol(_) => kind::ssh::PROTOCOL,
+            SshError::Disconnected => kind::ssh::DISCONNECTED,
+            SshError::BadPortEnv { .. } => kind::ssh::BAD_PORT,
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
+            SshError::BadPortEnv { .. } => Some(
+                "unset `AZSSH_SSH_PORT` or set it to the port the guests' sshd listens on".into(),
+            ),
             SshError::ConnectRefused { port, .. } => Some(format!(
                 "nothing listens on port {port}: start sshd on the VM with `azssh enable-ssh` \
                  (Windows ships OpenSSH Server as an optional capability that is off by default)"

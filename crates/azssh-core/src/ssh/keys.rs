@@ -16,6 +16,7 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use serde::Serialize;
 
 use crate::error::UserError;
+use crate::error::kind;
 
 /// Smallest RSA modulus we accept, in bits (Azure's documented minimum).
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -64,20 +65,20 @@ pub enum KeyError {
 impl UserError for KeyError {
     fn kind(&self) -> &'static str {
         match self {
-            KeyError::Empty => "key.empty",
-            KeyError::MultipleKeys { .. } => "key.multiple",
-            KeyError::OptionsPrefix { .. } => "key.options",
-            KeyError::Malformed { .. } => "key.malformed",
-            KeyError::Unsupported { .. } => "key.unsupported",
-            KeyError::RsaTooShort { .. } => "key.too_short",
-            KeyError::Read { .. } => "key.read",
-            KeyError::Write { .. } => "key.write",
-            KeyError::Exists { .. } => "key.exists",
-            KeyError::NotAKey { .. } => "key.not_a_key",
-            KeyError::Generate { .. } => "key.generate",
-            KeyError::BadRsaSize { .. } => "key.bad_size",
+            KeyError::Empty => kind::key::EMPTY,
+            KeyError::MultipleKeys { .. } => kind::key::MULTIPLE,
+            KeyError::OptionsPrefix { .. } => kind::key::OPTIONS,
+            KeyError::Malformed { .. } => kind::key::MALFORMED,
+            KeyError::Unsupported { .. } => kind::key::UNSUPPORTED,
+            KeyError::RsaTooShort { .. } => kind::key::TOO_SHORT,
+            KeyError::Read { .. } => kind::key::READ,
+            KeyError::Write { .. } => kind::key::WRITE,
+            KeyError::Exists { .. } => kind::key::EXISTS,
+            KeyError::NotAKey { .. } => kind::key::NOT_A_KEY,
+            KeyError::Generate { .. } => kind::key::GENERATE,
+            KeyError::BadRsaSize { .. } => kind::key::BAD_SIZE,
             // Kept as `key.read`, the kind scripts already match on for an unreadable key.
-            KeyError::File(_) => "key.read",
+            KeyError::File(_) => kind::key::READ,
         }
     }
 
@@ -402,17 +403,8 @@ pub fn key_info(path_or_text: &str) -> Result<KeyInfo, KeyError> {
     Ok(info_of(&public, Some(path), false, false))
 }
 
-/// `~/x` → the home directory's `x`: scripts pass paths the way users type them, and no shell
-/// expands them on the way.
-pub fn expand_home(path: &str) -> PathBuf {
-    match (
-        path.strip_prefix("~/").or(path.strip_prefix("~\\")),
-        dirs::home_dir(),
-    ) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(path),
-    }
-}
+/// `~/x` → the home directory's `x`: scripts pass paths the way users type them.
+pub use crate::home::expand_home;
 
 fn info_of(key: &SshPublicKey, path: Option<PathBuf>, private: bool, encrypted: bool) -> KeyInfo {
     KeyInfo {

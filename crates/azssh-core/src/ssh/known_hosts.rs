@@ -149,8 +149,8 @@ impl KnownHosts {
     pub fn user_default() -> Self {
         let own = azssh_known_hosts_path();
         let mut read = Vec::new();
-        if let Some(home) = dirs::home_dir() {
-            read.push(home.join(".ssh").join("known_hosts"));
+        if let Some(dir) = crate::home::ssh_dir() {
+            read.push(dir.join("known_hosts"));
         }
         read.push(own.clone());
         KnownHosts {

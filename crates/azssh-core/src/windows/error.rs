@@ -1,6 +1,7 @@
 //! Errors from building guest scripts and reading their results.
 
 use crate::error::UserError;
+use crate::error::kind;
 
 /// Capability install failures that mean "this VM cannot fetch Features on Demand".
 const NO_SOURCE_CODES: [&str; 3] = ["0x800f0950", "0x800f0954", "0x800f081f"];
@@ -45,17 +46,17 @@ fn stderr_suffix(stderr: &str) -> String {
 impl UserError for WindowsError {
     fn kind(&self) -> &'static str {
         match self {
-            WindowsError::InvalidUserName { .. } => "windows.invalid_user",
-            WindowsError::NoResult { .. } => "windows.no_result",
-            WindowsError::MalformedResult { .. } => "windows.malformed_result",
-            WindowsError::MissingStep { .. } => "windows.missing_step",
+            WindowsError::InvalidUserName { .. } => kind::windows::INVALID_USER,
+            WindowsError::NoResult { .. } => kind::windows::NO_RESULT,
+            WindowsError::MalformedResult { .. } => kind::windows::MALFORMED_RESULT,
+            WindowsError::MissingStep { .. } => kind::windows::MISSING_STEP,
             WindowsError::CapabilityInstall { code, .. } if code == "0x800f080c" => {
-                "windows.capability_unavailable"
+                kind::windows::CAPABILITY_UNAVAILABLE
             }
-            WindowsError::CapabilityInstall { .. } => "windows.capability_install",
-            WindowsError::StepFailed { .. } => "windows.step_failed",
-            WindowsError::KeyNotVerified { .. } => "windows.key_not_verified",
-            WindowsError::BadEncodedCommand { .. } => "windows.bad_encoded_command",
+            WindowsError::CapabilityInstall { .. } => kind::windows::CAPABILITY_INSTALL,
+            WindowsError::StepFailed { .. } => kind::windows::STEP_FAILED,
+            WindowsError::KeyNotVerified { .. } => kind::windows::KEY_NOT_VERIFIED,
+            WindowsError::BadEncodedCommand { .. } => kind::windows::BAD_ENCODED_COMMAND,
         }
     }
 

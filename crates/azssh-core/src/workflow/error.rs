@@ -3,6 +3,7 @@
 
 use crate::azure::error::AzureError;
 use crate::error::UserError;
+use crate::error::kind;
 use crate::ssh::error::SshError;
 use crate::ssh::keys::KeyError;
 use crate::windows::WindowsError;
@@ -56,13 +57,13 @@ impl UserError for WorkflowError {
             WorkflowError::Ssh(e) => e.kind(),
             WorkflowError::Key(e) => e.kind(),
             WorkflowError::Nsg(e) => e.kind(),
-            WorkflowError::NoPublicIp { .. } => "workflow.no_public_ip",
-            WorkflowError::NotRunning { .. } => "workflow.not_running",
-            WorkflowError::NotWindows { .. } => "workflow.not_windows",
-            WorkflowError::ExtensionFailed { .. } => "workflow.extension_failed",
-            WorkflowError::NoPrivateKey { .. } => "workflow.no_private_key",
-            WorkflowError::CheckFailed { .. } => "workflow.check_failed",
-            WorkflowError::NoHostKeys => "workflow.no_host_keys",
+            WorkflowError::NoPublicIp { .. } => kind::workflow::NO_PUBLIC_IP,
+            WorkflowError::NotRunning { .. } => kind::workflow::NOT_RUNNING,
+            WorkflowError::NotWindows { .. } => kind::workflow::NOT_WINDOWS,
+            WorkflowError::ExtensionFailed { .. } => kind::workflow::EXTENSION_FAILED,
+            WorkflowError::NoPrivateKey { .. } => kind::workflow::NO_PRIVATE_KEY,
+            WorkflowError::CheckFailed { .. } => kind::workflow::CHECK_FAILED,
+            WorkflowError::NoHostKeys => kind::workflow::NO_HOST_KEYS,
         }
     }
 

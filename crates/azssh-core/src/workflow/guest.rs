@@ -8,6 +8,7 @@ use crate::azure::client::ArmClient;
 use crate::azure::extension::{self, VmExtension};
 use crate::azure::run_command::{self, RunCommandOptions};
 use crate::azure::vm::Vm;
+use crate::error::kind;
 use crate::ssh::keys::SshPublicKey;
 use crate::windows::{GuestScript, KeyInstalled, KeyTarget, ScriptResult, SshdState};
 
@@ -185,7 +186,8 @@ pub async fn enable(
     };
     match enable_with(arm, vm, method, key.clone()).await {
         Err(WorkflowError::Windows(e))
-            if guessed && crate::error::UserError::kind(&e) == "windows.capability_unavailable" =>
+            if guessed
+                && crate::error::UserError::kind(&e) == kind::windows::CAPABILITY_UNAVAILABLE =>
         {
             tracing::debug!(vm = %vm.name, "capability unknown to this Windows; using the extension");
             enable_with(arm, vm, Method::Extension, key).await

@@ -20,6 +20,7 @@ use crate::azure::network::{
 use crate::azure::resource_id::same_id;
 use crate::azure::vm::Vm;
 use crate::error::UserError;
+use crate::error::kind;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
 pub const DEFAULT_PRIORITY: i32 = 1000;
@@ -55,12 +56,12 @@ pub enum NsgError {
 impl UserError for NsgError {
     fn kind(&self) -> &'static str {
         match self {
-            NsgError::InternetWide { .. } => "workflow.internet_wide_source",
-            NsgError::NameTaken { .. } => "workflow.rule_name_taken",
-            NsgError::OneSourceOnly { .. } => "workflow.one_source_only",
-            NsgError::JitOneSource { .. } => "workflow.jit_one_source",
-            NsgError::NoPrivateIp { .. } => "workflow.no_private_ip",
-            NsgError::NoNsg { .. } => "workflow.no_nsg",
+            NsgError::InternetWide { .. } => kind::workflow::INTERNET_WIDE_SOURCE,
+            NsgError::NameTaken { .. } => kind::workflow::RULE_NAME_TAKEN,
+            NsgError::OneSourceOnly { .. } => kind::workflow::ONE_SOURCE_ONLY,
+            NsgError::JitOneSource { .. } => kind::workflow::JIT_ONE_SOURCE,
+            NsgError::NoPrivateIp { .. } => kind::workflow::NO_PRIVATE_IP,
+            NsgError::NoNsg { .. } => kind::workflow::NO_NSG,
         }
     }
 

@@ -16,12 +16,10 @@ use crate::ssh::known_hosts::{self, HostKeyStatus, KnownHosts};
 /// The port the emulator's guests listen on instead of 22, when it is set.
 pub use crate::ssh::connect::SSH_PORT_ENV;
 
-/// The SSH port to use: `AZSSH_SSH_PORT` (the emulator) or `default`.
-pub fn ssh_port(default: u16) -> u16 {
-    std::env::var(SSH_PORT_ENV)
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(default)
+/// The SSH port to use: `AZSSH_SSH_PORT` (the emulator) or `default`; a malformed value is an
+/// error (`ssh_port_from_env`), as everywhere else it is read.
+pub fn ssh_port(default: u16) -> Result<u16, SshError> {
+    Ok(crate::ssh::connect::ssh_port_from_env()?.unwrap_or(default))
 }
 
 /// A pinned key that differs from the one already on file for that host.

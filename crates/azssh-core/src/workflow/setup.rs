@@ -113,12 +113,16 @@ pub async fn setup_ssh(
     vm: &Vm,
     req: &SetupRequest,
 ) -> Result<SetupReport, Box<(SetupReport, WorkflowError)>> {
+    let (ssh_port, bad_port) = match pin::ssh_port(req.port) {
+        Ok(port) => (port, None),
+        Err(e) => (req.port, Some(e)),
+    };
     let mut run = Run {
         report: SetupReport {
             vm: vm.name.clone(),
             resource_group: vm.resource_group.clone(),
             host: None,
-            ssh_port: pin::ssh_port(req.port),
+            ssh_port,
             user: req.user.as_str().to_string(),
             ok: false,
             failed: None,
@@ -127,6 +131,9 @@ pub async fn setup_ssh(
         },
         started: Instant::now(),
     };
+    if let Some(e) = bad_port {
+        return Err(Box::new((run.report, e.into())));
+    }
     match steps(arm, vm, req, &mut run).await {
         Ok(()) => {
             run.report.ok = true;

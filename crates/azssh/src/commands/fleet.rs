@@ -22,6 +22,7 @@ use crate::script::context::{ScriptContext, Settings};
 use crate::script::engine::{self, Limits};
 use crate::script::error::Diagnostic;
 use crate::script::run::Script;
+use azssh_core::error::kind;
 
 pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError> {
     let usage = |e: FleetError| AppError::usage_from(&e);
@@ -129,7 +130,7 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
     let failed = report.failed() + report.not_started.len();
     let total = report.entries.len() + report.not_started.len();
     Err(AppError::Failed(Box::new(Diagnostic::plain(
-        "fleet.failed",
+        kind::fleet::FAILED,
         match &report.stopped {
             Some(why) => format!("{failed} of {total} VMs failed or did not run ({why})"),
             None => format!("{failed} of {total} VMs failed"),
@@ -276,7 +277,7 @@ impl Plan {
                 status: Status::Failed,
                 result: None,
                 error: Some(ErrorInfo {
-                    kind: "fleet.interrupted".into(),
+                    kind: kind::fleet::INTERRUPTED.into(),
                     message: "an earlier run stopped while this VM's script was running; it may have partly run".into(),
                     hint: Some("check the VM, then rerun it with `--resume --retry-failed`".into()),
                 }),

@@ -13,6 +13,7 @@ use crate::script::context::{ScriptContext, Settings};
 use crate::script::engine::Limits;
 use crate::script::error::Diagnostic;
 use crate::script::run::Script;
+use azssh_core::error::kind;
 
 #[cfg(feature = "emulator")]
 pub mod demo;
@@ -67,6 +68,30 @@ pub fn limits(args: &LimitArgs) -> Limits {
         max_array_size: args.max_array_size,
         max_map_size: args.max_map_size,
     }
+}
+
+/// The limits of a verb without `--max-*` flags (the workflow and session verbs run bundled
+/// runbooks): the same `AZSSH_MAX_*` variables and defaults as `LimitArgs`, read by clap from the
+/// environment so a malformed value is refused the same way.
+pub fn env_limits() -> Result<Limits, AppError> {
+    #[derive(clap::Parser)]
+    #[command(name = "azssh")]
+    struct EnvOnly {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+    use clap::Parser;
+    EnvOnly::try_parse_from(["azssh"])
+        .map(|e| limits(&e.limits))
+        .map_err(|e| {
+            AppError::usage(
+                e.to_string()
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string(),
+                Some("fix or unset the `AZSSH_MAX_*` variable".into()),
+            )
+        })
 }
 
 /// `key=value` pairs into the `ARGS` map: JSON when the value parses as JSON, else the string.
@@ -139,7 +164,7 @@ pub async fn run_blocking<T: Send + 'static>(
 pub fn print_result(global: &GlobalArgs, value: &Dynamic) -> Result<(), AppError> {
     let json = crate::script::value::to_json(value).map_err(|e| {
         AppError::Failed(Box::new(Diagnostic::plain(
-            "script.output",
+            kind::script::OUTPUT,
             format!("cannot print the script's result: {e}"),
             Some("end the script with a map, array, string or number".into()),
         )))

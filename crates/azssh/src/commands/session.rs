@@ -8,7 +8,6 @@ use crate::cli::{
     ConnectArgs, CpArgs, GlobalArgs, RdpArgs, SshLoginArgs, TunnelArgs, VmTargetArgs,
 };
 use crate::error::AppError;
-use crate::script::engine::Limits;
 use crate::script::run::Script;
 
 pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), AppError> {
@@ -65,7 +64,7 @@ pub async fn run_runbook(global: &GlobalArgs, name: &str, args: Map) -> Result<D
     };
     super::run_blocking(
         super::settings(global),
-        Limits::default(),
+        super::env_limits()?,
         None,
         move |ctx| crate::script::run::run(&ctx, &script, args, |_| {}),
     )
@@ -87,7 +86,7 @@ fn exit_with(result: &Dynamic) -> Result<(), AppError> {
 /// Long-lived tunnels end with Ctrl-C: that is success, not an error.
 fn until_interrupted(result: Result<Dynamic, AppError>) -> Result<(), AppError> {
     match result {
-        Err(AppError::Failed(diag)) if diag.kind == "cancelled" => {
+        Err(AppError::Failed(diag)) if diag.kind == azssh_core::error::kind::CANCELLED => {
             crate::output::log(crate::output::Level::Info, "tunnel closed");
             Ok(())
         }

@@ -8,7 +8,6 @@ use crate::cli::{
     CopyKeyArgs, EnableSshArgs, GlobalArgs, JitArgs, OpenPortArgs, SetupArgs, VmArgs,
 };
 use crate::error::AppError;
-use crate::script::engine::Limits;
 
 /// Builds `ARGS` from `(key, value)` pairs, leaving out the `None`s.
 struct ArgsMap(Map);
@@ -67,7 +66,7 @@ async fn run_runbook(global: &GlobalArgs, name: &str, args: ArgsMap) -> Result<(
     let script = super::load_script(name)?;
     let value = super::run_blocking(
         super::settings(global),
-        Limits::default(),
+        super::env_limits()?,
         None,
         move |ctx| crate::script::run::run(&ctx, &script, args.0, |_| {}),
     )

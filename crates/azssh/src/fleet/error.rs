@@ -2,6 +2,7 @@
 //! before or around the per-VM runs (a VM's own failure is a journal entry, not this).
 
 use crate::error::UserError;
+use azssh_core::error::kind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -36,16 +37,18 @@ pub enum FleetError {
 impl UserError for FleetError {
     fn kind(&self) -> &'static str {
         match self {
-            FleetError::NoSelector => "fleet.no_targets",
-            FleetError::BadShard { .. } => "fleet.bad_shard",
-            FleetError::BadTag(_) => "fleet.bad_tag",
-            FleetError::TargetsFile { .. } | FleetError::BadTarget { .. } => "fleet.targets_file",
-            FleetError::QueryWithoutId => "fleet.query_without_id",
+            FleetError::NoSelector => kind::fleet::NO_TARGETS,
+            FleetError::BadShard { .. } => kind::fleet::BAD_SHARD,
+            FleetError::BadTag(_) => kind::fleet::BAD_TAG,
+            FleetError::TargetsFile { .. } | FleetError::BadTarget { .. } => {
+                kind::fleet::TARGETS_FILE
+            }
+            FleetError::QueryWithoutId => kind::fleet::QUERY_WITHOUT_ID,
             FleetError::JournalExists { .. }
             | FleetError::ResumeWithoutJournal
             | FleetError::JournalLocked { .. }
-            | FleetError::Journal { .. } => "fleet.journal",
-            FleetError::BadMaxFail(_) => "fleet.bad_max_fail",
+            | FleetError::Journal { .. } => kind::fleet::JOURNAL,
+            FleetError::BadMaxFail(_) => kind::fleet::BAD_MAX_FAIL,
         }
     }
 

@@ -11,6 +11,7 @@ use super::journal::{Entry, Status};
 use super::targets::Target;
 use crate::azure::budget::BudgetSnapshot;
 use crate::output::OutputFormat;
+use azssh_core::error::kind;
 
 /// Everything the run knows at the end.
 #[derive(Debug, Default)]
@@ -182,7 +183,7 @@ impl Report {
                     let (kind, message) = err
                         .as_ref()
                         .map(|e| (e.kind.as_str(), e.message.as_str()))
-                        .unwrap_or(("fleet.unknown", "no error recorded"));
+                        .unwrap_or((kind::fleet::UNKNOWN, "no error recorded"));
                     x.push_str(&format!(
                         ">\n    <failure type=\"{}\" message=\"{}\"/>\n  </testcase>\n",
                         xml_escape(kind),

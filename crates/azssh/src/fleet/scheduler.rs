@@ -33,6 +33,7 @@ use crate::script::context::{ScriptContext, Settings};
 use crate::script::engine::{self, Limits};
 use crate::script::error::{self, SourceLookup};
 use crate::script::run::Script;
+use azssh_core::error::kind;
 
 /// What every VM run shares.
 pub struct FleetJob {
@@ -271,23 +272,11 @@ fn entry(
     }
 }
 
-/// Failures worth running the VM's script again for (`--retries`): the request never took
-/// effect or ARM asks to come back later — throttling (429), server errors (5xx), connection
-/// resets and timeouts, and RunCommand busy with another run. The ARM client already retried
-/// these inside the call; reaching the script means its own retries ran out.
-///
-/// Not retried: an operation Azure accepted and that then failed or timed out
-/// (`azure.operation_failed`, `azure.operation_timeout`: it ran, or may still run, so a rerun
-/// would repeat its effects), script errors and throws, and 4xx answers (they fail again).
+/// Failures worth running the VM's script again for (`--retries`); the ARM client already retried
+/// these inside the call, so reaching the script means its own retries ran out. The list lives
+/// beside the kinds (`azssh_core::error::kind::is_transient`).
 pub fn is_transient(kind: &str) -> bool {
-    matches!(
-        kind,
-        "azure.throttled"
-            | "azure.server_error"
-            | "azure.transport"
-            | "azure.timeout"
-            | "azure.run_command_busy"
-    )
+    kind::is_transient(kind)
 }
 
 async fn attempt(s: &Shared, target: &Target, cancel: &Cancel) -> Result<Value, ErrorInfo> {
@@ -388,7 +377,7 @@ fn evaluate(
         .eval_ast_with_scope::<Dynamic>(&mut scope, &job.ast)
         .map_err(|e| diagnose(&e))?;
     let mut json = crate::script::value::to_json(&value).map_err(|e| ErrorInfo {
-        kind: "script.output".into(),
+        kind: kind::script::OUTPUT.into(),
         message: format!("cannot record the script's result: {e}"),
         hint: Some("end the script with a map, array, string or number".into()),
     })?;

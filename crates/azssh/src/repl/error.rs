@@ -2,6 +2,7 @@
 //! code typed into it, which are `Diagnostic`s.
 
 use crate::error::UserError;
+use azssh_core::error::kind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
@@ -20,10 +21,10 @@ pub enum ReplError {
 impl UserError for ReplError {
     fn kind(&self) -> &'static str {
         match self {
-            ReplError::Terminal(_) => "repl.terminal",
-            ReplError::UnknownCommand(_) => "repl.unknown_command",
-            ReplError::MissingArgument(_) => "repl.missing_argument",
-            ReplError::Write { .. } => "repl.write",
+            ReplError::Terminal(_) => kind::repl::TERMINAL,
+            ReplError::UnknownCommand(_) => kind::repl::UNKNOWN_COMMAND,
+            ReplError::MissingArgument(_) => kind::repl::MISSING_ARGUMENT,
+            ReplError::Write { .. } => kind::repl::WRITE,
             ReplError::EvaluationLost => "internal",
         }
     }

@@ -20,16 +20,21 @@ pub struct Limits {
     pub max_map_size: usize,
 }
 
+impl Limits {
+    /// The defaults, defined once: `Default` and the CLI's `--max-*` flags both read these.
+    pub const DEFAULT: Limits = Limits {
+        max_operations: 100_000_000,
+        max_call_depth: 64,
+        max_expr_depth: 128,
+        max_string_size: 16 * 1024 * 1024,
+        max_array_size: 1_000_000,
+        max_map_size: 100_000,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_operations: 100_000_000,
-            max_call_depth: 64,
-            max_expr_depth: 128,
-            max_string_size: 16 * 1024 * 1024,
-            max_array_size: 1_000_000,
-            max_map_size: 100_000,
-        }
+        Limits::DEFAULT
     }
 }
 

@@ -5,6 +5,7 @@
 use rhai::{Dynamic, EvalAltResult, Map, ParseError, Position};
 
 use crate::error::UserError;
+use azssh_core::error::kind;
 
 /// Errors raised by the scripting layer itself.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +35,10 @@ impl ScriptError {
 impl UserError for ScriptError {
     fn kind(&self) -> &'static str {
         match self {
-            ScriptError::Cancelled => "cancelled",
-            ScriptError::DeadlineExceeded => "deadline",
-            ScriptError::BadArgument { .. } => "script.bad_argument",
-            ScriptError::Json(_) => "script.json",
+            ScriptError::Cancelled => kind::CANCELLED,
+            ScriptError::DeadlineExceeded => kind::DEADLINE,
+            ScriptError::BadArgument { .. } => kind::script::BAD_ARGUMENT,
+            ScriptError::Json(_) => kind::script::JSON,
         }
     }
     fn hint(&self) -> Option<String> {
@@ -53,7 +54,7 @@ impl UserError for ScriptError {
 /// `try`/`catch` in a loop must not swallow Ctrl-C.
 pub fn to_rhai<E: UserError + ?Sized>(err: &E) -> Box<EvalAltResult> {
     let value = error_map(err.kind(), &err.to_string(), err.hint());
-    if matches!(err.kind(), "cancelled" | "deadline") {
+    if matches!(err.kind(), kind::CANCELLED | kind::DEADLINE) {
         return Box::new(EvalAltResult::ErrorTerminated(value, Position::NONE));
     }
     Box::new(EvalAltResult::ErrorRuntime(value, Position::NONE))
@@ -86,7 +87,7 @@ fn locate(diag: &mut Diagnostic, pos: Position, file: &str, sources: &dyn Source
 
 pub fn from_parse(err: &ParseError, file: &str, sources: &dyn SourceLookup) -> Diagnostic {
     let mut diag = Diagnostic::plain(
-        "script.syntax",
+        kind::script::SYNTAX,
         lower_first(&err.err_type().to_string()),
         None,
     );
@@ -159,14 +160,14 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
             if let Some(map) = value.read_lock::<Map>()
                 && let Some(message) = map_field(&map, "message")
             {
-                let kind = map_field(&map, "kind").unwrap_or_else(|| "script.error".into());
+                let kind = map_field(&map, "kind").unwrap_or_else(|| kind::script::ERROR.into());
                 return Diagnostic::plain(&kind, message, map_field(&map, "hint"));
             }
             let text = value.to_string();
             let kind = if matches!(err, EvalAltResult::ErrorTerminated(..)) {
-                "cancelled"
+                kind::CANCELLED
             } else {
-                "script.thrown"
+                kind::script::THROWN
             };
             Diagnostic::plain(kind, format!("script threw: {text}"), None)
         }
@@ -184,28 +185,28 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
                 Some(format!("`{name}` exists as: {}", list.join(", ")))
             };
             Diagnostic::plain(
-                "script.function_not_found",
+                kind::script::FUNCTION_NOT_FOUND,
                 format!("function not found: `{}`", friendly_types(sig)),
                 hint,
             )
         }
         EvalAltResult::ErrorTooManyOperations(_) => Diagnostic::plain(
-            "script.operations_limit",
+            kind::script::OPERATIONS_LIMIT,
             "the script exceeded its operations limit".to_string(),
             Some("an endless loop? if the work is really this big, raise `--max-operations` (or `AZSSH_MAX_OPERATIONS`)".into()),
         ),
         EvalAltResult::ErrorStackOverflow(_) => Diagnostic::plain(
-            "script.call_depth_limit",
+            kind::script::CALL_DEPTH_LIMIT,
             "the script exceeded its call-depth limit".to_string(),
             Some("unbounded recursion? raise `--max-call-depth` (or `AZSSH_MAX_CALL_DEPTH`) if the depth is intended".into()),
         ),
         EvalAltResult::ErrorDataTooLarge(what, _) => Diagnostic::plain(
-            "script.data_limit",
+            kind::script::DATA_LIMIT,
             format!("{what} is larger than the configured limit"),
             Some("raise `--max-string-size` / `--max-array-size` / `--max-map-size` if this is intended".into()),
         ),
         EvalAltResult::ErrorModuleNotFound(path, _) => Diagnostic::plain(
-            "script.module_not_found",
+            kind::script::MODULE_NOT_FOUND,
             format!("module not found: `{path}`"),
             Some(format!(
                 "bundled modules are {}; other paths resolve relative to the importing script",
@@ -217,7 +218,7 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
             )),
         ),
         EvalAltResult::ErrorVariableNotFound(name, _) => Diagnostic::plain(
-            "script.variable_not_found",
+            kind::script::VARIABLE_NOT_FOUND,
             format!("variable not found: `{name}`"),
             (name == "vm" || name == "ARGS")
                 .then(|| "`vm` exists in fleet runs; `ARGS` holds the `--arg key=value` values".into()),
@@ -228,7 +229,7 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
             if let Some(idx) = text.rfind(" (line ") {
                 text.truncate(idx);
             }
-            Diagnostic::plain("script.error", lower_first(&text), None)
+            Diagnostic::plain(kind::script::ERROR, lower_first(&text), None)
         }
     }
 }

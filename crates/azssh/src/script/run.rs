@@ -9,6 +9,7 @@ use rhai::{Dynamic, Engine, Map, Scope};
 use crate::script::context::ScriptContext;
 use crate::script::error::{self, Diagnostic, SourceLookup};
 use crate::script::{bundled, engine, resolver};
+use azssh_core::error::kind;
 
 /// A script to run: its display name (a path, or `runbook:<name>`) and its text.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub enum LoadError {
 
 impl crate::error::UserError for LoadError {
     fn kind(&self) -> &'static str {
-        "script.load"
+        kind::script::LOAD
     }
     fn hint(&self) -> Option<String> {
         match self {
@@ -110,7 +111,7 @@ pub const SCRIPT_STACK: usize = 1024 * 1024 * 1024;
 pub fn isolated<T: Send>(name: &str, job: impl FnOnce() -> T + Send) -> Result<T, Box<Diagnostic>> {
     let crashed = |why: String| {
         Box::new(Diagnostic::plain(
-            "script.crashed",
+            kind::script::CRASHED,
             format!("the script `{name}` stopped azssh's evaluator: {why}"),
             Some(
                 "the script was stopped, not finished; simplify the deepest nesting or recursion, and report it if it persists"

@@ -6,26 +6,19 @@ use std::process::Command;
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::get_vm;
 use azssh::azure::{ArmClient, ArmConfig};
-use azssh::emulator::EmulatorConfig;
-use azssh::emulator::windows_guests::WindowsEmulator;
 use azssh::ssh::keys::{KeyKind, generate_key};
 use azssh::windows::authorized_keys::KeyTarget;
 use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
 use azssh::workflow::nsg::{OpenPort, open_port};
+use azssh_emulator::testing::Emu;
 
-pub(crate) async fn emulator(vms: usize) -> WindowsEmulator {
-    WindowsEmulator::start(EmulatorConfig {
-        vms,
-        speed: 1000.0,
-        throttling: false,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator starts")
+/// The emulator with Windows guests (the one fixture, `azssh_emulator::testing::Emu`).
+pub(crate) async fn emulator(vms: usize) -> Emu {
+    Emu::builder().vms(vms).start().await
 }
 
-pub(crate) fn client(emu: &WindowsEmulator) -> ArmClient {
+pub(crate) fn client(emu: &Emu) -> ArmClient {
     let cfg = ArmConfig::with_static_token(
         emu.handle.endpoint(),
         emu.handle.subscription_id(),
@@ -36,18 +29,8 @@ pub(crate) fn client(emu: &WindowsEmulator) -> ArmClient {
 }
 
 /// A running VM with a public IP on Windows Server 2019 or newer (capability path).
-pub(crate) fn pick_vm(emu: &WindowsEmulator) -> (String, String) {
-    use azssh::emulator::{PowerState, WindowsRelease};
-    let v = emu
-        .handle
-        .vms()
-        .into_iter()
-        .find(|v| {
-            v.power_state == PowerState::Running
-                && v.public_ip.is_some()
-                && v.release != WindowsRelease::Ws2016
-        })
-        .expect("the seeded world has a running 2019+ VM with a public IP");
+pub(crate) fn pick_vm(emu: &Emu) -> (String, String) {
+    let v = emu.ready_vm();
     (v.resource_group, v.name)
 }
 
@@ -69,7 +52,7 @@ async fn real_openssh_client_logs_into_a_guest_after_setup() {
     let public = azssh::ssh::keys::SshPublicKey::parse(&key.public_line).expect("pub");
 
     // Before setup nothing listens: the port is closed.
-    let port = emu.guests.ssh_port();
+    let port = emu.guests().ssh_port();
     assert!(
         std::net::TcpStream::connect((ip.as_str(), port)).is_err(),
         "sshd answered before setup"
@@ -170,7 +153,7 @@ async fn real_openssh_client_logs_into_a_guest_after_setup() {
     );
 
     // The guest model shows the documented end state.
-    let guest = emu.guests.shared(&rg, &name).expect("guest exists");
+    let guest = emu.guests().shared(&rg, &name).expect("guest exists");
     let g = guest.lock();
     let file = g
         .file(r"C:\ProgramData\ssh\administrators_authorized_keys")

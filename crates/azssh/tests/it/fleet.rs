@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use azssh::emulator::{Emulator, EmulatorConfig, EmulatorHandle, FaultSpec};
+use azssh::emulator::FaultSpec;
+use azssh_emulator::testing::Emu as Fixture;
 use serde_json::Value;
 
 use crate::harness::{Test, stdout_of};
@@ -36,51 +37,33 @@ impl RunAny for Test {
     }
 }
 
-struct Emu {
-    handle: EmulatorHandle,
-    // Serves the emulator while the binary runs; dropped last.
-    _rt: tokio::runtime::Runtime,
+/// The one fixture (`azssh_emulator::testing::Emu`), with the fleet tests' helpers.
+struct Emu(Fixture);
+
+impl std::ops::Deref for Emu {
+    type Target = Fixture;
+    fn deref(&self) -> &Fixture {
+        &self.0
+    }
 }
 
 impl Emu {
+    /// The ARM side alone (no guests), on a runtime of its own while the binary runs.
     fn start(vms: usize, faults: FaultSpec, throttling: bool) -> Emu {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let handle = rt
-            .block_on(Emulator::start(EmulatorConfig {
-                vms,
-                faults,
-                throttling,
-                speed: 1000.0,
-                ..EmulatorConfig::default()
-            }))
-            .unwrap();
-        Emu { handle, _rt: rt }
+        Emu(Fixture::builder()
+            .vms(vms)
+            .faults(faults)
+            .throttling(throttling)
+            .guests(false)
+            .start_blocking())
     }
 
     fn test(&self) -> Test {
-        Test::new()
-            .env("AZSSH_ARM_ENDPOINT", self.handle.endpoint())
-            .env("AZSSH_ACCESS_TOKEN", self.handle.token().expose())
-            .env("AZURE_SUBSCRIPTION_ID", self.handle.subscription_id())
-            .file("setup.rhai", SETUP)
+        Test::new().envs(self.0.env()).file("setup.rhai", SETUP)
     }
 
     fn ids(&self) -> Vec<String> {
-        let sub = self.handle.subscription_id();
-        self.handle
-            .vms()
-            .iter()
-            .map(|v| {
-                format!(
-                    "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
-                    v.resource_group, v.name
-                )
-            })
-            .collect()
+        self.0.vm_ids()
     }
 
     fn run_commands(&self) -> BTreeMap<String, u64> {

@@ -66,6 +66,18 @@ impl Test {
         self
     }
 
+    /// Several variables, e.g. the emulator's `export`s (`Emu::env()`).
+    pub fn envs(mut self, vars: Vec<(String, String)>) -> Self {
+        self.env.extend(vars);
+        self
+    }
+
+    /// `azssh ARGS` against the emulator: its `export`s set, as after `eval "$(azssh emulator)"`.
+    /// The product's side of the one fixture (the emulator cannot know the binary).
+    pub fn azssh(emu: &azssh_emulator::testing::Emu, args: &[&str]) -> Self {
+        Test::new().envs(emu.env()).args(args)
+    }
+
     pub fn status(mut self, code: i32) -> Self {
         self.expected_status = code;
         self

@@ -4,11 +4,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod azure;
-mod azure_contract;
-mod azure_fake;
-mod azure_replay;
-mod azure_retry;
-mod azure_script;
 mod emulator;
 mod emulator_ssh;
 mod fleet;
@@ -16,6 +11,7 @@ mod guest;
 mod guest_ssh;
 mod harness;
 mod hostile_sftp;
+mod limits;
 mod repl;
 mod safety_inputs;
 mod script;

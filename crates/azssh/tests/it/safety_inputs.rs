@@ -5,15 +5,15 @@
 use std::process::Stdio;
 
 use azssh::azure::Provider;
-use azssh::emulator::windows_guests::WindowsEmulator;
+use azssh_emulator::testing::Emu;
 use serde_json::Value;
 
 use crate::Test;
-use crate::azure_fake::{ArmFake, Canned};
+use crate::azure::fake::{ArmFake, Canned};
 use crate::emulator_ssh::{emulator, pick_vm};
 use crate::harness::{stderr_of, stdout_of};
 
-fn on_emulator(mut t: Test, emu: &WindowsEmulator) -> Test {
+fn on_emulator(mut t: Test, emu: &Emu) -> Test {
     for (k, v) in emu.env() {
         t = t.env(&k, &v);
     }
@@ -27,7 +27,7 @@ async fn run_blocking(t: Test) -> std::process::Output {
 }
 
 /// Every ARM request the emulator answered, by kind.
-fn requests(emu: &WindowsEmulator) -> u64 {
+fn requests(emu: &Emu) -> u64 {
     emu.handle.stats().requests.values().sum()
 }
 

@@ -12,12 +12,12 @@ use std::process::Stdio;
 
 use azssh::azure::run_command::{RunCommandOptions, run_powershell};
 use azssh::azure::vm::get_vm;
-use azssh::emulator::windows_guests::WindowsEmulator;
 use azssh::ssh::keys::{KeyKind, SshPublicKey, generate_key};
 use azssh::windows::authorized_keys::KeyTarget;
 use azssh::windows::combined::GuestScript;
 use azssh::windows::result::ScriptResult;
 use azssh::workflow::nsg::{OpenPort, open_port};
+use azssh_emulator::testing::Emu;
 
 use super::{interrupt_and_wait, json, probe};
 use crate::Test;
@@ -26,7 +26,7 @@ use crate::emulator_ssh::{client, emulator, pick_vm};
 /// A guest with sshd running, the NSG open to 127.0.0.1, our key installed and its host keys
 /// pinned in a known_hosts file of our own.
 struct Ready {
-    emu: WindowsEmulator,
+    emu: Emu,
     rg: String,
     name: String,
     admin: String,
@@ -101,7 +101,7 @@ async fn ready() -> Ready {
         .await
         .expect("runcommand");
     let result = ScriptResult::parse(&out.stdout, &out.stderr).expect("result line");
-    let port = emu.guests.ssh_port();
+    let port = emu.guests().ssh_port();
     let pinned: Vec<String> = result
         .host_keys()
         .expect("host keys")

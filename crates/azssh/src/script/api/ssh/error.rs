@@ -2,6 +2,7 @@
 //! no terminal for a shell, a closed session or tunnel) and RDP client launch failures.
 
 use crate::error::UserError;
+use azssh_core::error::kind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -13,9 +14,6 @@ pub enum SessionError {
 
     #[error("the ssh session `{session}` is closed")]
     SessionClosed { session: String },
-
-    #[error("`AZSSH_SSH_PORT` is `{value}`, not a port number")]
-    BadPortEnv { value: String },
 
     #[error("cannot reach the RDP port `{addr}`: {reason}")]
     RdpUnreachable { addr: String, reason: String },
@@ -30,13 +28,12 @@ pub enum SessionError {
 impl UserError for SessionError {
     fn kind(&self) -> &'static str {
         match self {
-            SessionError::NoAddress { .. } => "ssh.no_address",
-            SessionError::NotATerminal { .. } => "ssh.not_a_terminal",
-            SessionError::SessionClosed { .. } => "ssh.session_closed",
-            SessionError::BadPortEnv { .. } => "ssh.bad_port",
-            SessionError::RdpUnreachable { .. } => "rdp.unreachable",
-            SessionError::RdpTimeout { .. } => "rdp.timeout",
-            SessionError::Launch { .. } => "rdp.launch",
+            SessionError::NoAddress { .. } => kind::ssh::NO_ADDRESS,
+            SessionError::NotATerminal { .. } => kind::ssh::NOT_A_TERMINAL,
+            SessionError::SessionClosed { .. } => kind::ssh::SESSION_CLOSED,
+            SessionError::RdpUnreachable { .. } => kind::rdp::UNREACHABLE,
+            SessionError::RdpTimeout { .. } => kind::rdp::TIMEOUT,
+            SessionError::Launch { .. } => kind::rdp::LAUNCH,
         }
     }
 
@@ -58,9 +55,6 @@ impl UserError for SessionError {
                     .into(),
             ),
             SessionError::SessionClosed { .. } => Some("open a new one with `ssh(...)`".into()),
-            SessionError::BadPortEnv { .. } => Some(
-                "unset `AZSSH_SSH_PORT` or set it to the port the guests' sshd listens on".into(),
-            ),
             SessionError::RdpUnreachable { .. } | SessionError::RdpTimeout { .. } => Some(
                 "check the tunnel is open (`t.local_port`) and that Remote Desktop is enabled on \
                  the VM"

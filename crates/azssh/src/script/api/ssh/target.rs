@@ -56,21 +56,6 @@ pub fn vm_target(vm: &Vm, prefer_private_ip: bool) -> Result<Target, SessionErro
     })
 }
 
-/// `AZSSH_SSH_PORT` when set (how clients reach the emulator's guests).
-pub fn port_from_env(value: Option<String>) -> Result<Option<u16>, SessionError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => v
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Some)
-            .ok_or_else(|| SessionError::BadPortEnv {
-                value: v.to_string(),
-            }),
-    }
-}
-
 /// Reads the options map and builds the connection settings for `target`.
 pub fn connect_options(target_of: TargetOf<'_>, map: Map) -> RhaiResult<ConnectOptions> {
     let opts = Options::new("ssh", map, OPTION_NAMES)?;
@@ -94,7 +79,7 @@ pub fn connect_options(target_of: TargetOf<'_>, map: Map) -> RhaiResult<ConnectO
     o.user = opts.string("user")?.or(target.default_user);
     o.port = match opts.int_in("port", 1..=65535)? {
         Some(p) => Some(p as u16),
-        None => port_from_env(std::env::var(SSH_PORT_ENV).ok()).map_err(|e| to_rhai(&e))?,
+        None => crate::ssh::connect::ssh_port_from_env().map_err(|e| to_rhai(&e))?,
     };
     o.identity_files = key_paths(&opts)?;
     // The password goes straight into a `Secret`: it never reaches Debug output or logs.
@@ -221,10 +206,11 @@ mod tests {
 
     #[test]
     fn ssh_port_env_is_validated() {
+        use crate::ssh::connect::parse_ssh_port_env as port_from_env;
         assert_eq!(port_from_env(None).unwrap(), None);
-        assert_eq!(port_from_env(Some("2222".into())).unwrap(), Some(2222));
-        assert!(port_from_env(Some("0".into())).is_err());
-        assert!(port_from_env(Some("ssh".into())).is_err());
+        assert_eq!(port_from_env(Some("2222")).unwrap(), Some(2222));
+        assert!(port_from_env(Some("0")).is_err());
+        assert!(port_from_env(Some("ssh")).is_err());
     }
 
     #[test]

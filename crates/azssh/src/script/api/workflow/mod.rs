@@ -2,8 +2,6 @@
 //! (in `nsg`), `copy_key`, `host_keys`, `pin_host_keys`, `jit_request` and `setup_ssh`. A thin
 //! layer over `crate::workflow`, which does the work.
 
-use std::path::PathBuf;
-
 use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Map};
 
 use crate::azure::jit;
@@ -56,14 +54,7 @@ fn public_key(text_or_path: &str) -> RhaiResult<SshPublicKey> {
     keys::load_public_key(text_or_path).map_err(|e| to_rhai(&e))
 }
 
-/// The default public key: the first of `~/.ssh/id_ed25519.pub`, `id_ecdsa.pub`, `id_rsa.pub`.
-fn default_public_key() -> Option<PathBuf> {
-    let home = dirs::home_dir()?;
-    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
-        .iter()
-        .map(|f| home.join(".ssh").join(f))
-        .find(|p| p.is_file())
-}
+use azssh_core::home::default_public_key;
 
 pub fn register(engine: &mut Engine, ctx: &Ctx) {
     nsg::register(engine, ctx);
@@ -229,7 +220,7 @@ fn pin_host_keys(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
     let replace = o.bool("replace")?.unwrap_or(false);
     let port = match o.int_in("port", 1..=65535)? {
         Some(p) => p as u16,
-        None => pin::ssh_port(22),
+        None => pin::ssh_port(22).map_err(|e| to_rhai(&e))?,
     };
     let file = o
         .string("known_hosts")?

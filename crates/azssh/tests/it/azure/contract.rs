@@ -1,5 +1,5 @@
 //! Contract tests against `../shared/reference/arm-examples/`: every official example is parsed
-//! by our types, and our request bodies have the examples' shape. Recorded traffic: `azure_replay.rs`.
+//! by our types, and our request bodies have the examples' shape. Recorded traffic: `replay.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -11,8 +11,8 @@ use azssh::error::UserError;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::azure_contract::{assert_shape_within, parse, reference};
-use crate::azure_fake::{ArmFake, Canned};
+use crate::azure::contract::{assert_shape_within, parse, reference};
+use crate::azure::fake::{ArmFake, Canned};
 
 #[derive(Deserialize)]
 struct Cassette {

@@ -11,8 +11,8 @@ use azssh::error::UserError;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::azure::fake::{ArmFake, Canned, TOKEN};
 use crate::azure::{RG, net_id, serve_run_command, serve_vm, vm_body, vm_path};
-use crate::azure_fake::{ArmFake, Canned, TOKEN};
 #[tokio::test(start_paused = true)]
 async fn retry_after_on_429_is_honoured() {
     let fake = ArmFake::start();

@@ -1,5 +1,13 @@
 //! The ARM client against a scripted ARM server: VM lookup and start, RunCommand, VM filters,
-//! Resource Graph, and issue 3's "done when" scenario. Retries and errors: `azure_retry.rs`.
+//! Resource Graph, and issue 3's "done when" scenario. Retries and errors: `retry.rs`.
+
+// The ARM client's tests, grouped: contract (the reference examples), fake (the scripted ARM
+// server), replay (recorded traffic), retry (retries and errors), script (Rhai's `azure` API).
+pub(crate) mod contract;
+pub(crate) mod fake;
+mod replay;
+mod retry;
+mod script;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +16,7 @@ use azssh::azure::{self, run_command, vm, vm_filter};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::azure_fake::{ArmFake, Canned, SUBSCRIPTION, TOKEN};
+use crate::azure::fake::{ArmFake, Canned, SUBSCRIPTION, TOKEN};
 
 pub(crate) const RG: &str = "rg1";
 
