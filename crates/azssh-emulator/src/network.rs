@@ -270,7 +270,14 @@ pub fn put_rule(
     rule: &str,
 ) -> Result<Reply, ArmError> {
     let body = req.json()?;
-    let mut new = Rule::from_body(rule, &body)?;
+    let rule_id = {
+        let world = lock(&app.world);
+        world
+            .nsg(group, name)
+            .map(|n| format!("{}/securityRules/{rule}", nsg_id(&world, n)))
+            .unwrap_or_else(|| rule.to_string())
+    };
+    let mut new = Rule::from_body(rule, &rule_id, &body)?;
     let (status, rendered, region, sub) = {
         let mut world = lock(&app.world);
         let n = nsg_or_404(app, &mut world, group, name)?;

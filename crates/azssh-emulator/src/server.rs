@@ -312,6 +312,7 @@ fn admit(
         }
         Some(v) => v.clone(),
     };
+    check_api_version(app, uri.path(), &api_version)?;
     if !app.throttling {
         return Ok((api_version, None));
     }
@@ -319,6 +320,31 @@ fn admit(
         Ok(left) => Ok((api_version, Some(left))),
         Err(retry) => Err(throttled(op, retry)),
     }
+}
+
+/// The api-version against the addressed type's registered versions (`api_versions.rs`); the
+/// refusal names the resource's location as ARM's does.
+fn check_api_version(app: &App, path: &str, version: &str) -> Result<(), ArmError> {
+    let lower: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s).to_ascii_lowercase())
+        .collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let location = match l.iter().position(|s| *s == "locations") {
+        Some(i) if i + 1 < l.len() => l[i + 1].to_string(),
+        _ => {
+            let world = lock(&app.world);
+            l.iter()
+                .position(|s| *s == "resourcegroups")
+                .and_then(|i| l.get(i + 1))
+                .and_then(|g| world.group(g))
+                .or(if world.groups.is_empty() { None } else { Some(0) })
+                .map(|g| world.groups[g as usize].location.to_string())
+                .unwrap_or_else(|| "westus".into())
+        }
+    };
+    super::api_versions::check(&l, version, &location)
 }
 
 fn unauthenticated(code: &str, message: &str, description: &str) -> ArmError {
