@@ -33,6 +33,7 @@ pub mod reply;
 pub mod resources;
 pub mod routes;
 pub mod rules;
+pub mod run_command_input;
 pub mod secret;
 pub mod security;
 pub mod server;
