@@ -195,7 +195,9 @@ impl Poller<'_> {
         })
     }
 
-    /// Waits `Retry-After` when the last answer had one, else our own growing interval.
+    /// Waits `Retry-After` when the last answer had one, else our own growing interval. A
+    /// `Retry-After: 0` counts as no hint (azure-core reads it the same way): polling at once in
+    /// a loop would only spend the Compute RP's GetOperation bucket.
     async fn wait(&self, delay: &mut Option<Duration>, polls: u32) -> Result<()> {
         let policy = self.client.retry_policy();
         let own = policy
