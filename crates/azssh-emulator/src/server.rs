@@ -295,8 +295,7 @@ const REMAINING_RESOURCE: &str = "x-ms-ratelimit-remaining-resource";
 const LRO_RETRY_AFTER_SECS: f64 = 10.0;
 
 /// `Retry-After` on an LRO's first answer (it names a poll URL) and on polls of an operation
-/// still running, scaled by `--speed` and rounded down: at test speeds it is `0`, which clients
-/// (azure-core, ours) read as "no hint" and poll on their own interval.
+/// still running, scaled by `--speed` and rounded down.
 fn lro_retry_after(app: &App, kind: &str, r: &mut Reply) {
     let has = |name: &str| r.headers.iter().any(|(n, _)| n.as_str() == name);
     let first = matches!(
@@ -312,10 +311,11 @@ fn lro_retry_after(app: &App, kind: &str, r: &mut Reply) {
         "operation.location" => r.status == StatusCode::ACCEPTED,
         _ => false,
     };
-    if (first || running) && !has("retry-after") {
-        let secs = (LRO_RETRY_AFTER_SECS / app.speed).floor().max(0.0) as u64;
-        r.headers
-            .push((header::RETRY_AFTER, secs.to_string()));
+    let secs = (LRO_RETRY_AFTER_SECS / app.speed).floor().max(0.0) as u64;
+    // Below a second (test speeds) the hint is left out, as in the recordings, rather than
+    // sent as `0`.
+    if (first || running) && secs > 0 && !has("retry-after") {
+        r.headers.push((header::RETRY_AFTER, secs.to_string()));
     }
 }
 

@@ -462,6 +462,9 @@ async fn security_rule_put_follows_the_recording_and_priorities_conflict() {
         )
         .await;
     assert_eq!(update.status, StatusCode::OK);
+    // The NSG stays locked until the update's operation ends (per-NSG writes are serial).
+    emu.poll(update.header("azure-asyncoperation").unwrap())
+        .await;
 
     let delete = emu
         .call(
