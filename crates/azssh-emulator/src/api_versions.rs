@@ -187,9 +187,7 @@ pub fn resource_type(segs: &[&str]) -> Option<ResourceType> {
         Some(["microsoft.network", "publicipaddresses", ..]) => rp("publicIPAddresses", NETWORK),
         Some(["microsoft.network", ..]) => rp("virtualNetworks", NETWORK),
         Some(["microsoft.resourcegraph", ..]) => rp("resources", RESOURCE_GRAPH),
-        Some(["microsoft.security", ..]) => {
-            rp("locations/jitNetworkAccessPolicies", SECURITY_JIT)
-        }
+        Some(["microsoft.security", ..]) => rp("locations/jitNetworkAccessPolicies", SECURITY_JIT),
         Some(_) => None,
         None if segs.last() == Some(&"resources") => Some(ResourceType {
             name: "resources",
@@ -279,7 +277,8 @@ mod tests {
         assert!(e.message.starts_with("No registered resource provider found for location 'westus' and API version '2099-01-01' for type 'virtualMachines'. The supported api-versions are '2026-04-01, 2025-11-01,"), "{}", e.message);
         // A network version is not a compute version.
         assert!(check_path(vm, "2024-10-01").is_err());
-        let e = check_path("/subscriptions/s/resourceGroups/g/resources", "2099-01-01").unwrap_err();
+        let e =
+            check_path("/subscriptions/s/resourceGroups/g/resources", "2099-01-01").unwrap_err();
         assert_eq!(e.code, "InvalidApiVersionParameter");
         assert!(e.message.starts_with("The api-version '2099-01-01' is invalid. The supported versions are '2025-04-01,2024-11-01,"));
     }

@@ -169,7 +169,9 @@ fn check_options(options: &Value) -> Result<(), ArmError> {
         && !t.is_string()
         && !t.is_null()
     {
-        return Err(bad_options("The '$skipToken' option must be a string.".into()));
+        return Err(bad_options(
+            "The '$skipToken' option must be a string.".into(),
+        ));
     }
     let enum_check = |key: &str, allowed: &[&str]| -> Result<(), ArmError> {
         match options.get(key) {

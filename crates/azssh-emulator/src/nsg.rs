@@ -118,7 +118,11 @@ impl Rule {
         let description = match p.get("description") {
             None | Some(Value::Null) => None,
             Some(Value::String(d)) => Some(super::rules::check_description(d)?),
-            Some(_) => return Err(invalid("security rule property `description` must be a string")),
+            Some(_) => {
+                return Err(invalid(
+                    "security rule property `description` must be a string",
+                ));
+            }
         };
         use super::rules::Field;
         let source_ports = super::rules::field(p, rule_id, Field::SourcePort)?;

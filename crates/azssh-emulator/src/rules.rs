@@ -263,11 +263,23 @@ mod tests {
         for ok in ["*", "0", "22", "65535", "1000-2000", "22-22"] {
             assert!(valid_port_range(ok), "{ok}");
         }
-        for bad in ["70000", "65536", "-1", "2000-1000", "22,23", "", "ssh", "1-"] {
+        for bad in [
+            "70000",
+            "65536",
+            "-1",
+            "2000-1000",
+            "22,23",
+            "",
+            "ssh",
+            "1-",
+        ] {
             assert!(!valid_port_range(bad), "{bad}");
         }
         assert_eq!(
-            err(json!({"destinationPortRange": "70000"}), Field::DestinationPort),
+            err(
+                json!({"destinationPortRange": "70000"}),
+                Field::DestinationPort
+            ),
             "SecurityRuleInvalidPortRange"
         );
     }
@@ -287,11 +299,21 @@ mod tests {
         ] {
             assert!(valid_prefix(ok), "{ok}");
         }
-        for bad in ["1.2.3.400/32", "1.2.3.4/33", "any", "1.2.3", "10.0.0.0/x", ""] {
+        for bad in [
+            "1.2.3.400/32",
+            "1.2.3.4/33",
+            "any",
+            "1.2.3",
+            "10.0.0.0/x",
+            "",
+        ] {
             assert!(!valid_prefix(bad), "{bad}");
         }
         assert_eq!(
-            err(json!({"sourceAddressPrefix": "1.2.3.400/32"}), Field::SourceAddress),
+            err(
+                json!({"sourceAddressPrefix": "1.2.3.400/32"}),
+                Field::SourceAddress
+            ),
             "SecurityRuleInvalidAddressPrefix"
         );
     }
@@ -315,7 +337,10 @@ mod tests {
     #[test]
     fn names_and_descriptions() {
         assert!(check_name("azssh-ssh-203.0.113.7_x").is_ok());
-        assert_eq!(check_name("bad name!").unwrap_err().code, "InvalidResourceName");
+        assert_eq!(
+            check_name("bad name!").unwrap_err().code,
+            "InvalidResourceName"
+        );
         assert!(check_name("-x").is_err() && check_name("x.").is_err());
         assert!(check_name(&"a".repeat(81)).is_err());
         assert!(check_description(&"d".repeat(140)).is_ok());

@@ -116,11 +116,12 @@ mod tests {
 
     #[test]
     fn script_as_a_string_and_bad_parameters_are_refused() {
-        let e = check(&json!({"commandId": "RunPowerShellScript", "script": "hostname"}))
-            .unwrap_err();
+        let e =
+            check(&json!({"commandId": "RunPowerShellScript", "script": "hostname"})).unwrap_err();
         assert_eq!(e.code, "InvalidRequestContent");
         assert!(e.message.contains("Path 'script'"), "{}", e.message);
-        let e = check(&json!({"commandId": "RunPowerShellScript", "script": ["a", 1]})).unwrap_err();
+        let e =
+            check(&json!({"commandId": "RunPowerShellScript", "script": ["a", 1]})).unwrap_err();
         assert!(e.message.contains("script[1]"));
         let e = check(&json!({"commandId": "RunPowerShellScript", "parameters": {"a": "1"}}))
             .unwrap_err();
@@ -128,6 +129,9 @@ mod tests {
         let e = check(&json!({"commandId": "RunPowerShellScript", "parameters": [{"name": "a"}]}))
             .unwrap_err();
         assert_eq!(e.code, "InvalidParameter");
-        assert_eq!(check(&json!({"script": []})).unwrap_err().code, "InvalidParameter");
+        assert_eq!(
+            check(&json!({"script": []})).unwrap_err().code,
+            "InvalidParameter"
+        );
     }
 }

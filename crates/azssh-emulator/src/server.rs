@@ -437,7 +437,11 @@ fn check_api_version(app: &App, path: &str, version: &str) -> Result<(), ArmErro
                 .position(|s| *s == "resourcegroups")
                 .and_then(|i| l.get(i + 1))
                 .and_then(|g| world.group(g))
-                .or(if world.groups.is_empty() { None } else { Some(0) })
+                .or(if world.groups.is_empty() {
+                    None
+                } else {
+                    Some(0)
+                })
                 .map(|g| world.groups[g as usize].location.to_string())
                 .unwrap_or_else(|| "westus".into())
         }

@@ -259,7 +259,11 @@ impl ComputeThrottle {
             });
         }
         let mut remaining = Vec::new();
-        if let Ok(left) = self.subscription.get_mut(&policy).map_or(Ok(0), |b| b.take(now)) {
+        if let Ok(left) = self
+            .subscription
+            .get_mut(&policy)
+            .map_or(Ok(0), |b| b.take(now))
+        {
             remaining.push(header(&sub_name, left));
         }
         if let Some(vm) = vm
@@ -283,24 +287,39 @@ mod tests {
         let now = Instant::now();
         let mut t = ComputeThrottle::default();
         for i in (0..12).rev() {
-            let left = t.take(ComputePolicy::UpdateVm, Some("g/vm1"), 1.0, now).unwrap();
+            let left = t
+                .take(ComputePolicy::UpdateVm, Some("g/vm1"), 1.0, now)
+                .unwrap();
             assert_eq!(left[1], format!("Microsoft.Compute/UpdateVMResource;{i}"));
         }
-        let e = t.take(ComputePolicy::UpdateVm, Some("g/vm1"), 1.0, now).unwrap_err();
+        let e = t
+            .take(ComputePolicy::UpdateVm, Some("g/vm1"), 1.0, now)
+            .unwrap_err();
         assert_eq!(e.target, "UpdateVMResource");
         assert_eq!(e.retry_after, 15);
         // Another VM has its own bucket; the subscription's counted 12 calls.
-        let left = t.take(ComputePolicy::UpdateVm, Some("g/vm2"), 1.0, now).unwrap();
-        assert_eq!(left[0], "Microsoft.Compute/UpdateVMSubscriptionMaximum;1487");
+        let left = t
+            .take(ComputePolicy::UpdateVm, Some("g/vm2"), 1.0, now)
+            .unwrap();
+        assert_eq!(
+            left[0],
+            "Microsoft.Compute/UpdateVMSubscriptionMaximum;1487"
+        );
         // 4 tokens a minute: one after 15 s.
         tokio::time::advance(Duration::from_secs(15)).await;
-        assert!(t.take(ComputePolicy::UpdateVm, Some("g/vm1"), 1.0, Instant::now()).is_ok());
+        assert!(
+            t.take(ComputePolicy::UpdateVm, Some("g/vm1"), 1.0, Instant::now())
+                .is_ok()
+        );
     }
 
     #[test]
     fn compute_requests_are_classified() {
         let segs = |p: &str| -> Vec<String> {
-            p.split('/').filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect()
+            p.split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_ascii_lowercase)
+                .collect()
         };
         let c = |m: &str, p: &str| {
             let s = segs(p);
@@ -308,17 +327,32 @@ mod tests {
             ComputePolicy::classify(m, &l).map(|(p, _)| p)
         };
         let vm = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v";
-        assert_eq!(c("POST", &format!("{vm}/runCommand")), Some(ComputePolicy::UpdateVm));
+        assert_eq!(
+            c("POST", &format!("{vm}/runCommand")),
+            Some(ComputePolicy::UpdateVm)
+        );
         assert_eq!(c("GET", vm), Some(ComputePolicy::LowCostGet));
         assert_eq!(
-            c("GET", "/subscriptions/s/providers/Microsoft.Compute/virtualMachines"),
+            c(
+                "GET",
+                "/subscriptions/s/providers/Microsoft.Compute/virtualMachines"
+            ),
             Some(ComputePolicy::HighCostGet)
         );
         assert_eq!(
-            c("GET", "/subscriptions/s/providers/Microsoft.Compute/locations/w/operations/1"),
+            c(
+                "GET",
+                "/subscriptions/s/providers/Microsoft.Compute/locations/w/operations/1"
+            ),
             Some(ComputePolicy::GetOperation)
         );
-        assert_eq!(c("GET", "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/n"), None);
+        assert_eq!(
+            c(
+                "GET",
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/n"
+            ),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -597,7 +597,12 @@ async fn out_of_range_nsg_rule_is_refused() {
                 Some(body),
             )
             .await;
-        assert_eq!(put.status, StatusCode::BAD_REQUEST, "{name}: {:?}", put.body);
+        assert_eq!(
+            put.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {:?}",
+            put.body
+        );
         assert_eq!(put.body["error"]["code"], code, "{name}: {:?}", put.body);
     }
     let message = emu
@@ -645,7 +650,9 @@ async fn second_openssh_extension_is_refused() {
         .await;
     assert_eq!(put.status, StatusCode::CREATED);
     let second = format!("{}/extensions/OpenSSH", emu.vm_path(&rg, &name));
-    let put = emu.call(Method::PUT, &second, COMPUTE, Some(body.clone())).await;
+    let put = emu
+        .call(Method::PUT, &second, COMPUTE, Some(body.clone()))
+        .await;
     assert_eq!(put.status, StatusCode::BAD_REQUEST);
     assert_eq!(put.body["error"]["code"], "OperationNotAllowed");
     assert!(
@@ -697,26 +704,45 @@ async fn graph_top_over_1000_is_refused() {
     let graph = "/providers/Microsoft.ResourceGraph/resources";
     let q = |options: Value| json!({"subscriptions": [emu.handle.subscription_id()], "query": "Resources | project id, name", "options": options});
     let big = emu
-        .call(Method::POST, graph, "2024-04-01", Some(q(json!({"$top": 5000}))))
+        .call(
+            Method::POST,
+            graph,
+            "2024-04-01",
+            Some(q(json!({"$top": 5000}))),
+        )
         .await;
     assert_eq!(big.status, StatusCode::BAD_REQUEST);
     assert_eq!(big.body["error"]["code"], "BadRequest");
-    assert!(big.body["error"]["details"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("between 1 and 1000"));
+    assert!(
+        big.body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 1000")
+    );
     let bad_format = emu
-        .call(Method::POST, graph, "2024-04-01", Some(q(json!({"resultFormat": "csv"}))))
+        .call(
+            Method::POST,
+            graph,
+            "2024-04-01",
+            Some(q(json!({"resultFormat": "csv"}))),
+        )
         .await;
     assert_eq!(bad_format.status, StatusCode::BAD_REQUEST);
     // Without `id` in the projection there is no `$skipToken`, only `resultTruncated`.
     let no_id = json!({"query": "Resources | project name", "options": {"$top": 2}});
-    let page = emu.call(Method::POST, graph, "2024-04-01", Some(no_id)).await;
+    let page = emu
+        .call(Method::POST, graph, "2024-04-01", Some(no_id))
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.body["resultTruncated"], "true");
     assert!(page.body.get("$skipToken").is_none());
     let with_id = emu
-        .call(Method::POST, graph, "2024-04-01", Some(q(json!({"$top": 2}))))
+        .call(
+            Method::POST,
+            graph,
+            "2024-04-01",
+            Some(q(json!({"$top": 2}))),
+        )
         .await;
     assert_eq!(with_id.body["resultTruncated"], "false");
     assert!(with_id.body["$skipToken"].is_string());
@@ -785,7 +811,10 @@ async fn compute_rp_throttles_per_vm() {
             .call(Method::POST, &path, COMPUTE, Some(body.clone()))
             .await;
         assert_ne!(sent.status, StatusCode::TOO_MANY_REQUESTS, "call {i}");
-        let left = sent.header("x-ms-ratelimit-remaining-resource").unwrap_or_default().to_string();
+        let left = sent
+            .header("x-ms-ratelimit-remaining-resource")
+            .unwrap_or_default()
+            .to_string();
         let all: Vec<&str> = sent
             .headers
             .get_all("x-ms-ratelimit-remaining-resource")
@@ -797,11 +826,19 @@ async fn compute_rp_throttles_per_vm() {
             "{all:?} {left}"
         );
     }
-    let throttled = emu.call(Method::POST, &path, COMPUTE, Some(body.clone())).await;
+    let throttled = emu
+        .call(Method::POST, &path, COMPUTE, Some(body.clone()))
+        .await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(throttled.body["error"]["code"], "OperationNotAllowed");
-    assert_eq!(throttled.body["error"]["details"][0]["code"], "TooManyRequests");
-    assert_eq!(throttled.body["error"]["details"][0]["target"], "UpdateVMResource");
+    assert_eq!(
+        throttled.body["error"]["details"][0]["code"],
+        "TooManyRequests"
+    );
+    assert_eq!(
+        throttled.body["error"]["details"][0]["target"],
+        "UpdateVMResource"
+    );
     // 4 tokens a minute: the next one in 15 s.
     assert_eq!(throttled.header("retry-after"), Some("15"));
     // Another VM has its own bucket; reads have theirs.
@@ -814,7 +851,10 @@ async fn compute_rp_throttles_per_vm() {
     let elsewhere = emu
         .call(
             Method::POST,
-            &format!("{}/runCommand", emu.vm_path(&other.resource_group, &other.name)),
+            &format!(
+                "{}/runCommand",
+                emu.vm_path(&other.resource_group, &other.name)
+            ),
             COMPUTE,
             Some(body),
         )
@@ -822,11 +862,12 @@ async fn compute_rp_throttles_per_vm() {
     assert_eq!(elsewhere.status, StatusCode::ACCEPTED);
     let read = emu.get(&emu.vm_path(&rg, &name), COMPUTE).await;
     assert_eq!(read.status, StatusCode::OK);
-    assert!(read
-        .headers
-        .get_all("x-ms-ratelimit-remaining-resource")
-        .iter()
-        .any(|v| v.to_str().unwrap() == "Microsoft.Compute/LowCostGetResource;35"));
+    assert!(
+        read.headers
+            .get_all("x-ms-ratelimit-remaining-resource")
+            .iter()
+            .any(|v| v.to_str().unwrap() == "Microsoft.Compute/LowCostGetResource;35")
+    );
 }
 
 #[tokio::test]
@@ -848,7 +889,9 @@ async fn lro_answers_carry_retry_after() {
         .await;
     assert_eq!(sent.status, StatusCode::ACCEPTED);
     assert_eq!(sent.header("retry-after"), Some("10"));
-    let status = emu.get(sent.header("azure-asyncoperation").unwrap(), "").await;
+    let status = emu
+        .get(sent.header("azure-asyncoperation").unwrap(), "")
+        .await;
     assert_eq!(status.body["status"], "InProgress");
     assert_eq!(status.header("retry-after"), Some("10"));
     let location = emu.get(sent.header("location").unwrap(), "").await;
@@ -875,6 +918,9 @@ async fn lro_answers_carry_retry_after() {
         )
         .await;
     assert_eq!(busy.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(busy.body["error"]["code"], "RetryableErrorDueToAnotherOperation");
+    assert_eq!(
+        busy.body["error"]["code"],
+        "RetryableErrorDueToAnotherOperation"
+    );
     assert!(busy.header("retry-after").is_some());
 }
