@@ -320,6 +320,7 @@ pub fn run_command(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<
             ),
         ));
     }
+    super::run_command_input::check(&body)?;
     let script = script_of(&body);
     let (vm, guest, region, sub, vm_name) = {
         let mut world = lock(&app.world);

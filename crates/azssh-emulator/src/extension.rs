@@ -127,6 +127,21 @@ pub fn put_extension(
             .extensions
             .iter()
             .position(|e| e.name.eq_ignore_ascii_case(ext));
+        // Windows takes one extension per handler (publisher.type): the same handler under a
+        // second name is refused (reference/WINDOWS-REALITIES.md, Azure/azure-powershell#8173).
+        if let Some(other) = world.vms[vm].extensions.iter().find(|e| {
+            !e.name.eq_ignore_ascii_case(ext)
+                && e.publisher.eq_ignore_ascii_case(&publisher)
+                && e.kind.eq_ignore_ascii_case(&kind)
+        }) {
+            return Err(ArmError::bad_request(
+                "OperationNotAllowed",
+                format!(
+                    "Multiple VMExtensions per handler not supported for OS type 'Windows'. VMExtension '{}' with handler '{}.{}' already added or specified in input.",
+                    other.name, other.publisher, other.kind
+                ),
+            ));
+        }
         let e = Extension {
             name: ext.to_string(),
             publisher,

@@ -130,6 +130,72 @@ fn graph_error(q: &str, e: QueryError) -> ArmError {
     err
 }
 
+/// ARG's refusal of request options outside `QueryRequestOptions` (resourcegraph.json 2024-04-01,
+/// ARM.md §7): the same `BadRequest` envelope as a query error, the reason in `details`.
+fn bad_options(message: String) -> ArmError {
+    let mut err = ArmError::bad_request("BadRequest", "");
+    err.raw_body = Some(Box::new(json!({"error": {
+        "code": "BadRequest",
+        "message": format!("Please provide below info when asking for support: timestamp = {}, correlationId = {}.", now(), uuid::Uuid::new_v4()),
+        "details": [{"code": "InvalidQueryRequestOptions", "message": message}],
+    }})));
+    err
+}
+
+/// `$top` 1-1000, `$skip` >= 0, `$skipToken` a string, and the enums of `resultFormat` and
+/// `authorizationScopeFilter`.
+fn check_options(options: &Value) -> Result<(), ArmError> {
+    if options.is_null() {
+        return Ok(());
+    }
+    if let Some(top) = options.get("$top") {
+        match top.as_i64() {
+            Some(n) if (1..=1000).contains(&n) => {}
+            _ => {
+                return Err(bad_options(format!(
+                    "The value of the '$top' option is {top}; it must be an integer between 1 and 1000."
+                )));
+            }
+        }
+    }
+    if let Some(skip) = options.get("$skip")
+        && !skip.as_i64().is_some_and(|n| n >= 0)
+    {
+        return Err(bad_options(format!(
+            "The value of the '$skip' option is {skip}; it must be a non-negative integer."
+        )));
+    }
+    if let Some(t) = options.get("$skipToken")
+        && !t.is_string()
+        && !t.is_null()
+    {
+        return Err(bad_options(
+            "The '$skipToken' option must be a string.".into(),
+        ));
+    }
+    let enum_check = |key: &str, allowed: &[&str]| -> Result<(), ArmError> {
+        match options.get(key) {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::String(v)) if allowed.iter().any(|a| a.eq_ignore_ascii_case(v)) => Ok(()),
+            Some(v) => Err(bad_options(format!(
+                "The value {v} of the '{key}' option is not one of '{}'.",
+                allowed.join("', '")
+            ))),
+        }
+    };
+    enum_check("resultFormat", &["table", "objectArray"])?;
+    enum_check(
+        "authorizationScopeFilter",
+        &[
+            "AtScopeAndBelow",
+            "AtScopeAndAbove",
+            "AtScopeExact",
+            "AtScopeAboveAndBelow",
+        ],
+    )?;
+    Ok(())
+}
+
 pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
     let body = req.json()?;
     let Some(q) = body.get("query").and_then(Value::as_str) else {
@@ -144,6 +210,7 @@ pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
     };
     let stages = parse(q).map_err(|e| graph_error(q, e))?;
     let options = body.get("options").cloned().unwrap_or(Value::Null);
+    check_options(&options)?;
     let world = lock(&app.world);
     let subs: Vec<String> = body
         .get("subscriptions")
@@ -197,11 +264,10 @@ pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
         }
     }
     let total = data.len();
-    let top = options
-        .get("$top")
-        .and_then(Value::as_u64)
-        .unwrap_or(100)
-        .clamp(1, 1000) as usize;
+    let pageable = columns
+        .as_ref()
+        .is_none_or(|c| c.iter().any(|n| n.eq_ignore_ascii_case("id")));
+    let top = options.get("$top").and_then(Value::as_u64).unwrap_or(100) as usize;
     let b64 = base64::engine::general_purpose::STANDARD;
     let skip = options
         .get("$skipToken")
@@ -228,7 +294,14 @@ pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
     };
     let mut out = json!({"totalRecords": total, "count": count, "data": data, "facets": [], "resultTruncated": "false"});
     if skip + count < total {
-        out["$skipToken"] = json!(b64.encode(format!("offset:{}", skip + count)));
+        // Paging needs `id` in the rows ("id field is required in the response to return the
+        // pages in stable sorted fashion", ResourcesFirstPageQuery.json): a projection without
+        // it gets no `$skipToken`, only `resultTruncated: "true"`.
+        if pageable {
+            out["$skipToken"] = json!(b64.encode(format!("offset:{}", skip + count)));
+        } else {
+            out["resultTruncated"] = json!("true");
+        }
     }
     Ok(Reply::ok(out)
         .header("x-ms-user-quota-remaining", "14")

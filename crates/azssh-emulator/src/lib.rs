@@ -14,6 +14,7 @@
 //!   per-VM embedded sshd, SFTP sandbox and RDP listener.
 //! - `lro` — long-running operations; `throttle` — ARM's token buckets; `faults` — seeded faults.
 
+pub mod api_versions;
 pub mod compute;
 pub mod error;
 pub mod extension;
@@ -31,6 +32,8 @@ pub mod rdp_server;
 pub mod reply;
 pub mod resources;
 pub mod routes;
+pub mod rules;
+pub mod run_command_input;
 pub mod secret;
 pub mod security;
 pub mod server;

@@ -216,6 +216,36 @@ fn nsg_or_404(app: &Arc<App>, world: &mut World, group: u16, name: &str) -> Resu
     Ok(n)
 }
 
+/// The Network RP locks an NSG while one of its writes runs: another write meanwhile answers
+/// 429 `RetryableErrorDueToAnotherOperation` with `Retry-After` (ARM.md §8, §9: "returns 429
+/// with the RetryableErrorDueToAnotherOperation error code when the target resource is locked
+/// by another operation"), so clients serialise writes per NSG.
+fn nsg_busy(app: &Arc<App>, world: &World, n: u32) -> Result<(), ArmError> {
+    let nsg = &world.nsgs[n as usize];
+    let Some(running) = nsg
+        .rules
+        .iter()
+        .find(|r| matches!(r.provisioning_state, "Updating" | "Deleting"))
+    else {
+        return Ok(());
+    };
+    let wait = app.scaled(RULE_TIME).as_secs_f64().ceil().max(1.0) as u64;
+    let op = if running.provisioning_state == "Deleting" {
+        "DeleteSecurityRuleOperation"
+    } else {
+        "PutSecurityRuleOperation"
+    };
+    Err(ArmError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RetryableErrorDueToAnotherOperation",
+        format!(
+            "Operation {op} is updating resource {}. The call can be retried in {wait} seconds.",
+            nsg_id(world, n)
+        ),
+    )
+    .header("retry-after", wait.to_string()))
+}
+
 pub fn get_nsg(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
     let mut world = lock(&app.world);
     let n = nsg_or_404(app, &mut world, group, name)?;
@@ -270,10 +300,18 @@ pub fn put_rule(
     rule: &str,
 ) -> Result<Reply, ArmError> {
     let body = req.json()?;
-    let mut new = Rule::from_body(rule, &body)?;
+    let rule_id = {
+        let world = lock(&app.world);
+        world
+            .nsg(group, name)
+            .map(|n| format!("{}/securityRules/{rule}", nsg_id(&world, n)))
+            .unwrap_or_else(|| rule.to_string())
+    };
+    let mut new = Rule::from_body(rule, &rule_id, &body)?;
     let (status, rendered, region, sub) = {
         let mut world = lock(&app.world);
         let n = nsg_or_404(app, &mut world, group, name)?;
+        nsg_busy(app, &world, n)?;
         let id = nsg_id(&world, n);
         let nsg = &mut world.nsgs[n as usize];
         nsg.check_conflict(&new)?;
@@ -338,6 +376,9 @@ pub fn delete_rule(
     let (region, sub) = {
         let mut world = lock(&app.world);
         let n = nsg_or_404(app, &mut world, group, name)?;
+        if world.nsgs[n as usize].rule(rule).is_some() {
+            nsg_busy(app, &world, n)?;
+        }
         let nsg = &mut world.nsgs[n as usize];
         let Some(i) = nsg.rule(rule) else {
             return Ok(Reply::status(StatusCode::NO_CONTENT, None));

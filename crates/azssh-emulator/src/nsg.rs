@@ -74,8 +74,11 @@ impl Rule {
         Self::tcp(name, priority, false, "*", port)
     }
 
-    /// Parses a `SecurityRule` PUT body (`{"properties": {...}}`), with Azure's validation.
-    pub fn from_body(name: &str, body: &Value) -> Result<Rule, ArmError> {
+    /// Parses a `SecurityRule` PUT body (`{"properties": {...}}`), with Azure's validation
+    /// (`rules.rs`: name, description, ports, prefixes, one of singular/plural). `rule_id` is the
+    /// rule's resource id, which Azure names in its refusals.
+    pub fn from_body(name: &str, rule_id: &str, body: &Value) -> Result<Rule, ArmError> {
+        super::rules::check_name(name)?;
         let p = body
             .get("properties")
             .ok_or_else(|| invalid("the request body must contain `properties`"))?;
@@ -112,32 +115,31 @@ impl Rule {
                 ),
             ));
         }
-        let list = |single: &str, plural: &str| -> Vec<String> {
-            let mut v: Vec<String> = p
-                .get(plural)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(s) = text(single) {
-                v.insert(0, s);
+        let description = match p.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) => Some(super::rules::check_description(d)?),
+            Some(_) => {
+                return Err(invalid(
+                    "security rule property `description` must be a string",
+                ));
             }
-            v
         };
+        use super::rules::Field;
+        let source_ports = super::rules::field(p, rule_id, Field::SourcePort)?;
+        let destination_ports = super::rules::field(p, rule_id, Field::DestinationPort)?;
+        let sources = super::rules::field(p, rule_id, Field::SourceAddress)?;
+        let destinations = super::rules::field(p, rule_id, Field::DestinationAddress)?;
         Ok(Rule {
             name: name.to_string(),
             priority: priority as u16,
             direction,
             allow,
             protocol,
-            source_ports: list("sourcePortRange", "sourcePortRanges"),
-            destination_ports: list("destinationPortRange", "destinationPortRanges"),
-            sources: list("sourceAddressPrefix", "sourceAddressPrefixes"),
-            destinations: list("destinationAddressPrefix", "destinationAddressPrefixes"),
-            description: text("description"),
+            source_ports,
+            destination_ports,
+            sources,
+            destinations,
+            description,
             provisioning_state: "Updating",
             expires: None,
             etag: 1,
@@ -215,7 +217,7 @@ impl Rule {
     }
 }
 
-fn invalid(message: &str) -> ArmError {
+pub fn invalid(message: &str) -> ArmError {
     ArmError::bad_request(
         "InvalidRequestFormat",
         format!("Cannot parse the request. {message}"),
@@ -452,7 +454,7 @@ mod tests {
     fn rule_body_priority_out_of_range_is_rejected() {
         let body = json!({"properties": {"protocol": "Tcp", "access": "Allow", "direction": "Inbound", "priority": 50}});
         assert_eq!(
-            Rule::from_body("r", &body).err().map(|e| e.code),
+            Rule::from_body("r", "id", &body).err().map(|e| e.code),
             Some("SecurityRuleInvalidPriority".into())
         );
     }

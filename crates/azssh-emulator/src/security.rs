@@ -16,8 +16,40 @@ use super::reply::{ArmError, Reply};
 use super::server::{App, Req, lock};
 use super::world::World;
 
-/// The longest access a request may ask for (`maxRequestAccessDuration` of every port).
-const MAX_ACCESS: time::Duration = time::Duration::hours(3);
+/// The longest access a request may ask for (`maxRequestAccessDuration` of every port, an
+/// ISO 8601 duration: "Minimum 5 minutes, maximum 1 day", ARM.md §11).
+const MAX_ACCESS_ISO: &str = "PT3H";
+/// Each policy port's allowed sources: any.
+const POLICY_SOURCE: &str = "*";
+
+/// Whether a policy port's allowed source admits the requested one (`*` admits any).
+fn source_allowed(policy: &str, requested: &str) -> bool {
+    policy == "*" || policy.eq_ignore_ascii_case(requested)
+}
+
+/// An ISO 8601 duration of days, hours, minutes and seconds (`P1D`, `PT3H`, `PT5M30S`).
+pub fn parse_iso_duration(s: &str) -> Option<time::Duration> {
+    let rest = s.strip_prefix('P')?;
+    let (date, clock) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut total = time::Duration::ZERO;
+    let mut read = |part: &str, units: &[(char, i64)]| -> Option<()> {
+        let mut num = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+            } else {
+                let secs = units.iter().find(|(u, _)| *u == c)?.1;
+                let n: i64 = num.parse().ok()?;
+                total += time::Duration::seconds(n.checked_mul(secs)?);
+                num.clear();
+            }
+        }
+        num.is_empty().then_some(())
+    };
+    read(date, &[('D', 86_400)])?;
+    read(clock, &[('H', 3600), ('M', 60), ('S', 1)])?;
+    (!rest.is_empty() && rest != "T").then_some(total)
+}
 const JIT_PORTS: [u16; 2] = [22, 3389];
 
 fn policy_vms(world: &World, group: u16) -> Vec<usize> {
@@ -33,7 +65,7 @@ fn render_policy(world: &World, group: u16) -> Value {
         .map(|vm| {
             let mut entry = json!({
                 "id": vm_id(world, vm),
-                "ports": JIT_PORTS.iter().map(|p| json!({"number": p, "protocol": "*", "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"})).collect::<Vec<_>>(),
+                "ports": JIT_PORTS.iter().map(|p| json!({"number": p, "protocol": "*", "allowedSourceAddressPrefix": POLICY_SOURCE, "maxRequestAccessDuration": MAX_ACCESS_ISO})).collect::<Vec<_>>(),
             });
             if let Some(ip) = world.vms[vm].public_ip {
                 entry["publicIpAddress"] = json!(ip.to_string());
@@ -155,18 +187,33 @@ fn parse_grants(
                 .and_then(Value::as_str)
                 .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
                 .ok_or_else(|| bad("Each port needs an `endTimeUtc` (ISO 8601)."))?;
-            if end <= now || end - now > MAX_ACCESS + time::Duration::minutes(1) {
+            let max = parse_iso_duration(MAX_ACCESS_ISO).unwrap_or(time::Duration::hours(3));
+            if end <= now || end - now > max + time::Duration::minutes(1) {
                 return Err(bad(format!(
-                    "The requested end time must be in the future and at most {} hours away.",
-                    MAX_ACCESS.whole_hours()
+                    "The requested end time must be in the future and within the policy's maximum request access duration of {MAX_ACCESS_ISO} for port {number}."
                 )));
             }
             // "If omitted, the request will be for the source IP address of the initiate request."
-            let source = port
-                .get("allowedSourceAddressPrefix")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| caller.to_string());
+            let source = match port.get("allowedSourceAddressPrefix") {
+                None | Some(Value::Null) => caller.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "The allowed source address prefix {other} of port {number} is not a string."
+                    )));
+                }
+            };
+            if !super::rules::valid_prefix(&source) {
+                return Err(bad(format!(
+                    "The allowed source address prefix '{source}' of port {number} is not a valid IP address, CIDR or service tag."
+                )));
+            }
+            // The request may only narrow the policy port's allowed sources.
+            if !source_allowed(POLICY_SOURCE, &source) {
+                return Err(bad(format!(
+                    "The allowed source address prefix '{source}' of port {number} is not allowed by the just-in-time network access policy."
+                )));
+            }
             grants.push(Grant {
                 vm,
                 port: number,
@@ -247,4 +294,30 @@ pub fn initiate(
     }
     world.jit_requests.push((group, stored));
     Ok(Reply::status(StatusCode::ACCEPTED, Some(response)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations_parse() {
+        assert_eq!(parse_iso_duration("PT3H"), Some(time::Duration::hours(3)));
+        assert_eq!(parse_iso_duration("P1D"), Some(time::Duration::days(1)));
+        assert_eq!(
+            parse_iso_duration("PT5M30S"),
+            Some(time::Duration::seconds(330))
+        );
+        for bad in ["", "P", "PT", "3H", "PT3X", "PT3"] {
+            assert_eq!(parse_iso_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy_sources_narrow_only() {
+        assert!(source_allowed("*", "203.0.113.7"));
+        assert!(source_allowed("203.0.113.7", "203.0.113.7"));
+        assert!(!source_allowed("203.0.113.7", "198.51.100.1"));
+    }
 }

@@ -220,7 +220,31 @@ async fn handle(
                 Ok((api_version, left)) => {
                     remaining = left;
                     let req = parse(&parts.method, &parts.uri, api_version, body, peer);
-                    route(&app, &req)
+                    match compute_admit(&app, &req) {
+                        Err(e) => ("throttled.compute", Err(e)),
+                        Ok(extra) => {
+                            let (kind, result) = route(&app, &req);
+                            let add = |h: &mut Vec<(axum::http::HeaderName, String)>| {
+                                for v in &extra {
+                                    h.push((
+                                        axum::http::HeaderName::from_static(REMAINING_RESOURCE),
+                                        v.clone(),
+                                    ));
+                                }
+                            };
+                            let result = result
+                                .map(|mut r| {
+                                    add(&mut r.headers);
+                                    lro_retry_after(&app, kind, &mut r);
+                                    r
+                                })
+                                .map_err(|mut e| {
+                                    add(&mut e.headers);
+                                    e
+                                });
+                            (kind, result)
+                        }
+                    }
                 }
             }
         }
@@ -262,6 +286,80 @@ fn throttled(op: OperationType, retry_after: u64) -> ArmError {
         ),
     )
     .header("retry-after", retry_after.to_string())
+}
+
+const REMAINING_RESOURCE: &str = "x-ms-ratelimit-remaining-resource";
+
+/// Azure's poll hint on a running operation, in seconds: the Compute 2025-11-01 spec declares
+/// `Retry-After` on every 201/202 of its LROs (ARM.md §1.3), and the Network RP sends 10.
+const LRO_RETRY_AFTER_SECS: f64 = 10.0;
+
+/// `Retry-After` on an LRO's first answer (it names a poll URL) and on polls of an operation
+/// still running, scaled by `--speed` and rounded down.
+fn lro_retry_after(app: &App, kind: &str, r: &mut Reply) {
+    let has = |name: &str| r.headers.iter().any(|(n, _)| n.as_str() == name);
+    let first = matches!(
+        r.status,
+        StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED
+    ) && (has("azure-asyncoperation") || has("location"));
+    let running = match kind {
+        "operation.status" => r
+            .body
+            .as_ref()
+            .and_then(|b| b.get("status"))
+            .is_some_and(|s| s == "InProgress"),
+        "operation.location" => r.status == StatusCode::ACCEPTED,
+        _ => false,
+    };
+    let secs = (LRO_RETRY_AFTER_SECS / app.speed).floor().max(0.0) as u64;
+    // Below a second (test speeds) the hint is left out, as in the recordings, rather than
+    // sent as `0`.
+    if (first || running) && secs > 0 && !has("retry-after") {
+        r.headers.push((header::RETRY_AFTER, secs.to_string()));
+    }
+}
+
+/// The Compute RP's per-VM and per-subscription buckets (ARM.md §9): each answer carries
+/// `x-ms-ratelimit-remaining-resource: Microsoft.Compute/<policy>;<count>`, an empty bucket
+/// answers 429 `OperationNotAllowed` whose `details[].target` names the policy, with
+/// `Retry-After` ("every throttling error includes the Retry-After header").
+fn compute_admit(app: &App, req: &Req) -> Result<Vec<String>, ArmError> {
+    if !app.throttling {
+        return Ok(Vec::new());
+    }
+    let lower: Vec<String> = req.segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let Some((policy, vm)) = super::throttle::ComputePolicy::classify(req.method.as_str(), &l)
+    else {
+        return Ok(Vec::new());
+    };
+    let taken = lock(&app.throttle)
+        .compute
+        .take(policy, vm.as_deref(), app.speed, Instant::now());
+    taken.map_err(|t| {
+        let detail = serde_json::json!({
+            "operationGroup": t.target,
+            "startTime": super::reply::now(),
+            "endTime": super::reply::now(),
+            "allowedRequestCount": t.allowed,
+            "measuredRequestCount": t.allowed + 1,
+        });
+        let mut e = ArmError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "OperationNotAllowed",
+            "The server rejected the request because too many requests have been received for this subscription.",
+        );
+        e.details = Some(Box::new(serde_json::json!([{
+            "code": "TooManyRequests",
+            "target": t.target,
+            "message": detail.to_string(),
+        }])));
+        let mut e = e.header("retry-after", t.retry_after.to_string());
+        for v in t.remaining {
+            e = e.header(REMAINING_RESOURCE, v);
+        }
+        e
+    })
 }
 
 /// Bearer token, api-version, then the subscription's token bucket.
@@ -312,6 +410,7 @@ fn admit(
         }
         Some(v) => v.clone(),
     };
+    check_api_version(app, uri.path(), &api_version)?;
     if !app.throttling {
         return Ok((api_version, None));
     }
@@ -319,6 +418,35 @@ fn admit(
         Ok(left) => Ok((api_version, Some(left))),
         Err(retry) => Err(throttled(op, retry)),
     }
+}
+
+/// The api-version against the addressed type's registered versions (`api_versions.rs`); the
+/// refusal names the resource's location as ARM's does.
+fn check_api_version(app: &App, path: &str, version: &str) -> Result<(), ArmError> {
+    let lower: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s).to_ascii_lowercase())
+        .collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let location = match l.iter().position(|s| *s == "locations") {
+        Some(i) if i + 1 < l.len() => l[i + 1].to_string(),
+        _ => {
+            let world = lock(&app.world);
+            l.iter()
+                .position(|s| *s == "resourcegroups")
+                .and_then(|i| l.get(i + 1))
+                .and_then(|g| world.group(g))
+                .or(if world.groups.is_empty() {
+                    None
+                } else {
+                    Some(0)
+                })
+                .map(|g| world.groups[g as usize].location.to_string())
+                .unwrap_or_else(|| "westus".into())
+        }
+    };
+    super::api_versions::check(&l, version, &location)
 }
 
 fn unauthenticated(code: &str, message: &str, description: &str) -> ArmError {

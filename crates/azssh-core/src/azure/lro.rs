@@ -147,7 +147,7 @@ impl Poller<'_> {
         location: Option<String>,
     ) -> Result<Value> {
         let body = self.json(&self.original, &initial)?;
-        let mut delay = initial.retry_after();
+        let mut delay = initial.retry_after().filter(|d| !d.is_zero());
 
         if let Some(op) = async_op {
             let op_url = self.client.absolute_url(&op)?;
@@ -195,7 +195,9 @@ impl Poller<'_> {
         })
     }
 
-    /// Waits `Retry-After` when the last answer had one, else our own growing interval.
+    /// Waits `Retry-After` when the last answer had one, else our own growing interval. A
+    /// `Retry-After: 0` counts as no hint (azure-core reads it the same way): polling at once in
+    /// a loop would only spend the Compute RP's GetOperation bucket.
     async fn wait(&self, delay: &mut Option<Duration>, polls: u32) -> Result<()> {
         let policy = self.client.retry_policy();
         let own = policy
@@ -237,7 +239,7 @@ impl Poller<'_> {
             let polls = polls - 1;
             self.wait(delay, polls).await?;
             let resp = self.get_raw(url).await?;
-            *delay = resp.retry_after();
+            *delay = resp.retry_after().filter(|d| !d.is_zero());
             let body = self.json(url, &resp)?;
             let status = body
                 .get("status")
@@ -279,7 +281,7 @@ impl Poller<'_> {
             if resp.status.as_u16() != 202 {
                 return self.json(url, &resp);
             }
-            *delay = resp.retry_after();
+            *delay = resp.retry_after().filter(|d| !d.is_zero());
             polls = polls.saturating_add(1);
         }
     }
@@ -292,7 +294,7 @@ impl Poller<'_> {
             let polls = polls - 1;
             self.wait(delay, polls).await?;
             let resp = self.get_raw(&self.original).await?;
-            *delay = resp.retry_after();
+            *delay = resp.retry_after().filter(|d| !d.is_zero());
             let body = self.json(&self.original, &resp)?;
             match provisioning_state(&body) {
                 Some(s) if s.eq_ignore_ascii_case("Succeeded") => return Ok(body),

@@ -216,14 +216,19 @@ async fn burst_past_the_read_bucket_gets_429_with_retry_after() {
     .await;
     let (rg, name) = emu.running_vm();
     let path = emu.vm_path(&rg, &name);
-    let first = emu.get(&path, COMPUTE).await;
+    // Network reads: VM reads would meet the Compute RP's per-VM bucket (36) first.
+    let nsg = format!(
+        "{}/resourceGroups/{rg}/providers/Microsoft.Network/networkSecurityGroups/{rg}-vnet-default-nsg",
+        emu.sub()
+    );
+    let first = emu.get(&nsg, NETWORK).await;
     assert_eq!(
         first.header("x-ms-ratelimit-remaining-subscription-reads"),
         Some("249")
     );
     let mut throttled = None;
     for _ in 0..400 {
-        let a = emu.get(&path, COMPUTE).await;
+        let a = emu.get(&nsg, NETWORK).await;
         if a.status == StatusCode::TOO_MANY_REQUESTS {
             throttled = Some(a);
             break;

@@ -462,6 +462,9 @@ async fn security_rule_put_follows_the_recording_and_priorities_conflict() {
         )
         .await;
     assert_eq!(update.status, StatusCode::OK);
+    // The NSG stays locked until the update's operation ends (per-NSG writes are serial).
+    emu.poll(update.header("azure-asyncoperation").unwrap())
+        .await;
 
     let delete = emu
         .call(
@@ -481,4 +484,443 @@ async fn security_rule_put_follows_the_recording_and_priorities_conflict() {
             .status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// The first group's subnet NSG (holds `allow-https` at 1000).
+fn subnet_nsg(emu: &Emu) -> String {
+    let rg = emu.handle.vms()[0].resource_group.clone();
+    format!(
+        "{}/resourceGroups/{rg}/providers/Microsoft.Network/networkSecurityGroups/{rg}-vnet-default-nsg",
+        emu.sub()
+    )
+}
+
+#[tokio::test]
+async fn unknown_api_version_is_refused_as_arm_does() {
+    let emu = Emu::fast().await;
+    let (rg, name) = emu.running_vm();
+    let vm = emu.get(&emu.vm_path(&rg, &name), "2099-01-01").await;
+    assert_eq!(vm.status, StatusCode::BAD_REQUEST);
+    assert_eq!(vm.body["error"]["code"], "NoRegisteredProviderFound");
+    let message = vm.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("and API version '2099-01-01' for type 'virtualMachines'. The supported api-versions are '2026-04-01, 2025-11-01, 2025-04-01,"),
+        "{message}"
+    );
+    // A Network version is not a Compute version, and the other way round.
+    let vm = emu.get(&emu.vm_path(&rg, &name), "2024-10-01").await;
+    assert_eq!(vm.status, StatusCode::BAD_REQUEST);
+    let nsg = emu.get(&subnet_nsg(&emu), COMPUTE).await;
+    assert_eq!(nsg.body["error"]["code"], "NoRegisteredProviderFound");
+    // ARM's own `resources` list words it `InvalidApiVersionParameter`.
+    let listed = emu
+        .get(
+            &format!("{}/resourceGroups/{rg}/resources", emu.sub()),
+            "2099-01-01",
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(listed.body["error"]["code"], "InvalidApiVersionParameter");
+    assert!(
+        listed.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The api-version '2099-01-01' is invalid. The supported versions are '")
+    );
+    // The versions the product and Microsoft's SDKs send pass.
+    for v in [COMPUTE, "2026-04-01", "2022-03-01"] {
+        assert_eq!(
+            emu.get(&emu.vm_path(&rg, &name), v).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        emu.get(&subnet_nsg(&emu), NETWORK).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn out_of_range_nsg_rule_is_refused() {
+    let emu = Emu::fast().await;
+    let nsg = subnet_nsg(&emu);
+    let with = |patch: Value| {
+        let mut body = ssh_rule(3000, "203.0.113.7/32");
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                body["properties"].as_object_mut().unwrap().remove(k);
+            } else {
+                body["properties"][k] = v.clone();
+            }
+        }
+        body
+    };
+    let cases = [
+        (
+            "r1",
+            with(json!({"destinationPortRange": "70000"})),
+            "SecurityRuleInvalidPortRange",
+        ),
+        (
+            "r2",
+            with(json!({"sourceAddressPrefix": "1.2.3.400/32"})),
+            "SecurityRuleInvalidAddressPrefix",
+        ),
+        (
+            "r3",
+            with(json!({"sourceAddressPrefixes": ["198.51.100.0/24"]})),
+            "SecurityRuleParameterContainsUnsupportedValue",
+        ),
+        (
+            "r4",
+            with(json!({"sourceAddressPrefix": null, "sourceAddressPrefixes": ["Internet"]})),
+            "SecurityRuleParameterContainsUnsupportedValue",
+        ),
+        (
+            "r5",
+            with(json!({"description": "d".repeat(200)})),
+            "SecurityRuleDescriptionTooLong",
+        ),
+        ("bad name!", with(json!({})), "InvalidResourceName"),
+        (
+            "r7",
+            with(json!({"priority": 5000})),
+            "SecurityRuleInvalidPriority",
+        ),
+    ];
+    for (name, body, code) in cases {
+        let put = emu
+            .call(
+                Method::PUT,
+                &format!("{nsg}/securityRules/{name}"),
+                NETWORK,
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            put.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {:?}",
+            put.body
+        );
+        assert_eq!(put.body["error"]["code"], code, "{name}: {:?}", put.body);
+    }
+    let message = emu
+        .call(
+            Method::PUT,
+            &format!("{nsg}/securityRules/r1"),
+            NETWORK,
+            Some(with(json!({"destinationPortRange": "70000"}))),
+        )
+        .await
+        .body["error"]["message"]
+        .clone();
+    assert_eq!(
+        message,
+        "Security rule has invalid Port range. Value provided: 70000. Value should be an integer OR integer range with '-' delimiter. Valid range 0-65535."
+    );
+    // None of the refused rules was stored; a valid one with plural prefixes is.
+    let ok = emu
+        .call(
+            Method::PUT,
+            &format!("{nsg}/securityRules/ok-rule"),
+            NETWORK,
+            Some(with(json!({"sourceAddressPrefix": null, "sourceAddressPrefixes": ["198.51.100.0/24", "203.0.113.7"]}))),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{:?}", ok.body);
+    let rules = emu.get(&format!("{nsg}/securityRules"), NETWORK).await;
+    let names: Vec<&str> = rules.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"ok-rule") && !names.iter().any(|n| n.starts_with('r')));
+}
+
+#[tokio::test]
+async fn second_openssh_extension_is_refused() {
+    let emu = Emu::fast().await;
+    let (rg, name) = emu.running_vm();
+    let body = json!({"location": "eastus", "properties": {"publisher": "Microsoft.Azure.OpenSSH", "type": "WindowsOpenSSH", "typeHandlerVersion": "3.0", "autoUpgradeMinorVersion": true}});
+    let first = format!("{}/extensions/WindowsOpenSSH", emu.vm_path(&rg, &name));
+    let put = emu
+        .call(Method::PUT, &first, COMPUTE, Some(body.clone()))
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    let second = format!("{}/extensions/OpenSSH", emu.vm_path(&rg, &name));
+    let put = emu
+        .call(Method::PUT, &second, COMPUTE, Some(body.clone()))
+        .await;
+    assert_eq!(put.status, StatusCode::BAD_REQUEST);
+    assert_eq!(put.body["error"]["code"], "OperationNotAllowed");
+    assert!(
+        put.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Multiple VMExtensions per handler not supported for OS type 'Windows'.")
+    );
+    // Updating the existing one under its own name is fine.
+    let again = emu.call(Method::PUT, &first, COMPUTE, Some(body)).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    let list = emu
+        .get(&format!("{}/extensions", emu.vm_path(&rg, &name)), COMPUTE)
+        .await;
+    assert_eq!(list.body["value"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn runcommand_script_as_string_is_refused() {
+    let emu = Emu::fast().await;
+    let (rg, name) = emu.running_vm();
+    let path = format!("{}/runCommand", emu.vm_path(&rg, &name));
+    let sent = emu
+        .call(
+            Method::POST,
+            &path,
+            COMPUTE,
+            Some(json!({"commandId": "RunPowerShellScript", "script": "hostname"})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::BAD_REQUEST);
+    assert_eq!(sent.body["error"]["code"], "InvalidRequestContent");
+    let params = emu
+        .call(
+            Method::POST,
+            &path,
+            COMPUTE,
+            Some(json!({"commandId": "RunPowerShellScript", "script": ["$a"], "parameters": {"a": "1"}})),
+        )
+        .await;
+    assert_eq!(params.body["error"]["code"], "InvalidRequestContent");
+    // Nothing ran: the guest saw no script.
+    assert_eq!(emu.handle.stats().run_commands.get(&name), None);
+}
+
+#[tokio::test]
+async fn graph_top_over_1000_is_refused() {
+    let emu = Emu::fast().await;
+    let graph = "/providers/Microsoft.ResourceGraph/resources";
+    let q = |options: Value| json!({"subscriptions": [emu.handle.subscription_id()], "query": "Resources | project id, name", "options": options});
+    let big = emu
+        .call(
+            Method::POST,
+            graph,
+            "2024-04-01",
+            Some(q(json!({"$top": 5000}))),
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::BAD_REQUEST);
+    assert_eq!(big.body["error"]["code"], "BadRequest");
+    assert!(
+        big.body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 1000")
+    );
+    let bad_format = emu
+        .call(
+            Method::POST,
+            graph,
+            "2024-04-01",
+            Some(q(json!({"resultFormat": "csv"}))),
+        )
+        .await;
+    assert_eq!(bad_format.status, StatusCode::BAD_REQUEST);
+    // Without `id` in the projection there is no `$skipToken`, only `resultTruncated`.
+    let no_id = json!({"query": "Resources | project name", "options": {"$top": 2}});
+    let page = emu
+        .call(Method::POST, graph, "2024-04-01", Some(no_id))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body["resultTruncated"], "true");
+    assert!(page.body.get("$skipToken").is_none());
+    let with_id = emu
+        .call(
+            Method::POST,
+            graph,
+            "2024-04-01",
+            Some(q(json!({"$top": 2}))),
+        )
+        .await;
+    assert_eq!(with_id.body["resultTruncated"], "false");
+    assert!(with_id.body["$skipToken"].is_string());
+}
+
+#[tokio::test]
+async fn jit_request_beyond_policy_ports_is_refused() {
+    let emu = Emu::start(EmulatorConfig {
+        vms: 60,
+        speed: 1000.0,
+        ..Default::default()
+    })
+    .await;
+    let policies = emu
+        .get(
+            &format!(
+                "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
+                emu.sub()
+            ),
+            "2020-01-01",
+        )
+        .await
+        .body;
+    let policy = &policies["value"][0];
+    let vm_id = policy["properties"]["virtualMachines"][0]["id"].clone();
+    let url = format!("{}/initiate", policy["id"].as_str().unwrap());
+    let at = |d: time::Duration| {
+        (time::OffsetDateTime::now_utc() + d)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let ask = |port: u16, end: String, source: &str| json!({"virtualMachines": [{"id": vm_id, "ports": [{"number": port, "endTimeUtc": end, "allowedSourceAddressPrefix": source}]}]});
+    for body in [
+        ask(5985, at(time::Duration::hours(1)), "127.0.0.1"),
+        ask(22, at(time::Duration::hours(5)), "127.0.0.1"),
+        ask(22, at(time::Duration::hours(1)), "1.2.3.400"),
+    ] {
+        let answer = emu.call(Method::POST, &url, "2020-01-01", Some(body)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{:?}", answer.body);
+    }
+    let ok = emu
+        .call(
+            Method::POST,
+            &url,
+            "2020-01-01",
+            Some(ask(22, at(time::Duration::hours(1)), "127.0.0.1")),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{:?}", ok.body);
+}
+
+#[tokio::test]
+async fn compute_rp_throttles_per_vm() {
+    let emu = Emu::start(EmulatorConfig {
+        speed: 1.0,
+        vms: 12,
+        ..Default::default()
+    })
+    .await;
+    let (rg, name) = emu.running_vm();
+    let path = format!("{}/runCommand", emu.vm_path(&rg, &name));
+    let body = json!({"commandId": "RunPowerShellScript", "script": ["hostname"]});
+    // Update VM: 12 per VM in a burst (the first runs, the rest meet the one-at-a-time 409).
+    for i in 0..12 {
+        let sent = emu
+            .call(Method::POST, &path, COMPUTE, Some(body.clone()))
+            .await;
+        assert_ne!(sent.status, StatusCode::TOO_MANY_REQUESTS, "call {i}");
+        let left = sent
+            .header("x-ms-ratelimit-remaining-resource")
+            .unwrap_or_default()
+            .to_string();
+        let all: Vec<&str> = sent
+            .headers
+            .get_all("x-ms-ratelimit-remaining-resource")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert!(
+            all.contains(&format!("Microsoft.Compute/UpdateVMResource;{}", 11 - i).as_str()),
+            "{all:?} {left}"
+        );
+    }
+    let throttled = emu
+        .call(Method::POST, &path, COMPUTE, Some(body.clone()))
+        .await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.body["error"]["code"], "OperationNotAllowed");
+    assert_eq!(
+        throttled.body["error"]["details"][0]["code"],
+        "TooManyRequests"
+    );
+    assert_eq!(
+        throttled.body["error"]["details"][0]["target"],
+        "UpdateVMResource"
+    );
+    // 4 tokens a minute: the next one in 15 s.
+    assert_eq!(throttled.header("retry-after"), Some("15"));
+    // Another VM has its own bucket; reads have theirs.
+    let other = emu
+        .handle
+        .vms()
+        .into_iter()
+        .find(|v| v.name != name && v.power_state == PowerState::Running)
+        .unwrap();
+    let elsewhere = emu
+        .call(
+            Method::POST,
+            &format!(
+                "{}/runCommand",
+                emu.vm_path(&other.resource_group, &other.name)
+            ),
+            COMPUTE,
+            Some(body),
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::ACCEPTED);
+    let read = emu.get(&emu.vm_path(&rg, &name), COMPUTE).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(
+        read.headers
+            .get_all("x-ms-ratelimit-remaining-resource")
+            .iter()
+            .any(|v| v.to_str().unwrap() == "Microsoft.Compute/LowCostGetResource;35")
+    );
+}
+
+#[tokio::test]
+async fn lro_answers_carry_retry_after() {
+    let emu = Emu::start(EmulatorConfig {
+        speed: 1.0,
+        vms: 12,
+        ..Default::default()
+    })
+    .await;
+    let (rg, name) = emu.running_vm();
+    let sent = emu
+        .call(
+            Method::POST,
+            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
+            COMPUTE,
+            Some(json!({"commandId": "RunPowerShellScript", "script": ["hostname"]})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    assert_eq!(sent.header("retry-after"), Some("10"));
+    let status = emu
+        .get(sent.header("azure-asyncoperation").unwrap(), "")
+        .await;
+    assert_eq!(status.body["status"], "InProgress");
+    assert_eq!(status.header("retry-after"), Some("10"));
+    let location = emu.get(sent.header("location").unwrap(), "").await;
+    assert_eq!(location.status, StatusCode::ACCEPTED);
+    assert_eq!(location.header("retry-after"), Some("10"));
+    // The Network RP: a rule PUT, and a second write to the NSG while the first runs.
+    let nsg = subnet_nsg(&emu);
+    let put = emu
+        .call(
+            Method::PUT,
+            &format!("{nsg}/securityRules/first"),
+            NETWORK,
+            Some(ssh_rule(3000, "203.0.113.7/32")),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    assert_eq!(put.header("retry-after"), Some("10"));
+    let busy = emu
+        .call(
+            Method::PUT,
+            &format!("{nsg}/securityRules/second"),
+            NETWORK,
+            Some(ssh_rule(3001, "203.0.113.7/32")),
+        )
+        .await;
+    assert_eq!(busy.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        busy.body["error"]["code"],
+        "RetryableErrorDueToAnotherOperation"
+    );
+    assert!(busy.header("retry-after").is_some());
 }
