@@ -45,8 +45,11 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run a Rhai script file, or a bundled runbook by name
     Run(RunArgs),
-    /// List the bundled runbooks
-    Runbooks,
+    /// List the runbooks (yours from `AZSSH_RUNBOOK_PATH` and ~/.config/azssh/runbooks/, then
+    /// the bundled ones), or show one runbook's description and arguments
+    Runbooks(RunbooksArgs),
+    /// List VMs: name, group, power state, OS and addresses (`-o json`: full objects)
+    Vms(VmsArgs),
     /// Print the function reference (markdown), or write editor definition files
     Docs(DocsArgs),
     /// Enable the OpenSSH server on a Windows VM (runbook `enable-ssh`)
@@ -332,9 +335,37 @@ pub struct JitArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunbooksArgs {
+    /// Show this runbook's description and arguments instead of the list
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VmsArgs {
+    /// VMs of this resource group (repeatable; default: the whole subscription)
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Only VMs carrying this tag (repeatable, all must match)
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// VMs returned by this Resource Graph query (rows need an `id` column)
+    #[arg(long, value_name = "KQL")]
+    pub query: Option<String>,
+    /// Add what an ARM-only look says about SSH readiness: running, address, NSG rule for
+    /// port 22, OpenSSH extension
+    #[arg(long)]
+    pub ssh: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A `.rhai` file, or the name of a bundled runbook (`azssh runbooks` lists them)
-    pub script: String,
+    /// A `.rhai` file, `-` for standard input, or a runbook name: `./NAME.rhai`, then the
+    /// directories of `AZSSH_RUNBOOK_PATH`, then ~/.config/azssh/runbooks/, then bundled
+    #[arg(required_unless_present = "eval")]
+    pub script: Option<String>,
+    /// Run this code instead of a script file
+    #[arg(short = 'e', long = "eval", value_name = "CODE", conflicts_with = "script")]
+    pub eval: Option<String>,
     /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed, others kept as strings
     #[arg(long = "arg", value_name = "KEY=VALUE")]
     pub args: Vec<String>,

@@ -139,25 +139,30 @@ pub fn log(level: Level, message: &str) {
         Level::Error => paint("error:", "31"),
     };
     let message = crate::secret::scrub(message);
-    let mut err = std::io::stderr().lock();
-    // Nowhere left to report a failure to write stderr itself.
-    let _ = writeln!(err, "{prefix} {message}");
+    suspended(|| {
+        let mut err = std::io::stderr().lock();
+        // Nowhere left to report a failure to write stderr itself.
+        let _ = writeln!(err, "{prefix} {message}");
+    });
 }
 
 /// A line of data on stdout (a script's `print`).
 pub fn data_line(text: &str) {
-    write_stdout(&format!("{text}\n"));
+    suspended(|| write_stdout(&format!("{text}\n")));
 }
 
 /// Text on stderr as is (transcripts, summaries).
 pub fn status(text: &str) {
     let text = crate::secret::scrub(text);
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes());
+    suspended(|| {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+    });
 }
 
 /// Prints a result value in the chosen format; `null` (a script's unit value) prints nothing.
 pub fn print_value(value: &Value, format: OutputFormat) {
+    clear_shown();
     if value.is_null() {
         return;
     }
@@ -406,4 +411,146 @@ mod tests {
             "1\n{\"a\":2}\n"
         );
     }
+}
+
+/// Whether verbs may draw progress: off with an explicit `-o json`/`jsonl` (set once by
+/// `commands::dispatch`) and whenever stderr is not a terminal.
+static PROGRESS_ALLOWED: AtomicBool = AtomicBool::new(true);
+/// The progress line drawn now, so other stderr text can clear it before writing.
+static SHOWN: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+/// Questions on the terminal in progress (host keys, passphrases): no progress drawn meanwhile.
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn allow_progress(allowed: bool) {
+    PROGRESS_ALLOWED.store(allowed, Ordering::Relaxed);
+}
+
+/// Runs `f` with the progress line (if any) cleared, then draws it again.
+fn suspended<R>(f: impl FnOnce() -> R) -> R {
+    let bar = SHOWN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
+fn clear_shown() {
+    if let Some(bar) = SHOWN.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bar.finish_and_clear();
+    }
+}
+
+/// While alive, the terminal belongs to a question (or a shell): the progress line is cleared
+/// and not drawn again until the guard drops.
+#[derive(Debug)]
+pub struct HoldProgress(());
+
+pub fn hold_progress() -> HoldProgress {
+    HELD.fetch_add(1, Ordering::SeqCst);
+    clear_shown();
+    HoldProgress(())
+}
+
+impl Drop for HoldProgress {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub fn progress_held() -> bool {
+    HELD.load(Ordering::SeqCst) > 0
+}
+
+/// A person is waiting on a verb: after `AFTER`, a spinner on stderr names the current step
+/// (`what` returns it; `None` hides the line, e.g. while a shell owns the terminal) and how long
+/// that step has run. Drawn only on a terminal and without `-o json`; cleared on `finish`/drop.
+#[derive(Debug)]
+pub struct Progress {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    message: std::sync::Arc<Mutex<String>>,
+}
+
+impl Progress {
+    const AFTER: std::time::Duration = std::time::Duration::from_millis(300);
+
+    /// A spinner whose step is set with `step`.
+    pub fn start(first: &str) -> Progress {
+        let message = std::sync::Arc::new(Mutex::new(first.to_string()));
+        let shared = message.clone();
+        let mut p = Progress::watch(move || {
+            Some(shared.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        });
+        p.message = message;
+        p
+    }
+
+    /// A spinner that asks `what` for the current step ten times a second.
+    pub fn watch(what: impl Fn() -> Option<String> + Send + 'static) -> Progress {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let message = std::sync::Arc::new(Mutex::new(String::new()));
+        let enabled = PROGRESS_ALLOWED.load(Ordering::Relaxed) && std::io::stderr().is_terminal();
+        let thread = enabled.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || ticker(&stop, &what))
+        });
+        Progress {
+            stop,
+            thread,
+            message,
+        }
+    }
+
+    pub fn step(&self, what: &str) {
+        *self.message.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
+    }
+
+    /// Clears the line; results and questions come after.
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+fn ticker(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
+    let started = std::time::Instant::now();
+    let mut step: Option<(String, std::time::Instant)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let current = if progress_held() { None } else { what() };
+        let Some(current) = current else {
+            clear_shown();
+            continue;
+        };
+        if step.as_ref().is_none_or(|(s, _)| *s != current) {
+            step = Some((current.clone(), std::time::Instant::now()));
+        }
+        if started.elapsed() < Progress::AFTER {
+            continue;
+        }
+        let since = step.as_ref().map_or(started, |(_, t)| *t);
+        let text = format!("{current} ({}s)", since.elapsed().as_secs());
+        let mut shown = SHOWN.lock().unwrap_or_else(|p| p.into_inner());
+        match &*shown {
+            Some(bar) => bar.set_message(text),
+            None => {
+                let bar = spinner();
+                bar.set_message(text);
+                *shown = Some(bar);
+            }
+        }
+    }
+    clear_shown();
 }

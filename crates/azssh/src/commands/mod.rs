@@ -24,13 +24,20 @@ pub mod repl;
 pub mod run;
 pub mod runbooks;
 pub mod session;
+pub mod vms;
 pub mod workflow;
 
 pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
     let global = cli.global;
+    // A person who asked for JSON on stderr's terminal is piping or scripting: no spinner.
+    output::allow_progress(!matches!(
+        global.output,
+        Some(OutputFormat::Json | OutputFormat::Jsonl)
+    ));
     match cli.command {
         Command::Run(args) => run::run(&global, args).await,
-        Command::Runbooks => runbooks::list(&global),
+        Command::Runbooks(args) => runbooks::runbooks(&global, args),
+        Command::Vms(args) => vms::vms(&global, args).await,
         Command::Docs(args) => docs::docs(&global, args),
         Command::EnableSsh(args) => workflow::enable_ssh(&global, args).await,
         Command::OpenPort(args) => workflow::open_port(&global, args).await,
@@ -112,6 +119,19 @@ pub async fn run_blocking<T: Send + 'static>(
 ) -> Result<T, AppError> {
     let cancel = Cancel::new(timeout);
     let bridge = Bridge::new(tokio::runtime::Handle::current(), cancel.clone());
+    // Progress for the person waiting: the step the script waits on now (the REPL's spinner
+    // shows the same), hidden while a shell or a question owns the terminal.
+    let activity = bridge.activity().clone();
+    let progress = output::Progress::watch(move || {
+        if activity.terminal_handed_over() {
+            return None;
+        }
+        Some(match activity.current() {
+            Some((what, 0)) => what,
+            Some((what, more)) => format!("{what} (and {more} more)"),
+            None => "running".into(),
+        })
+    });
     let ctx = Arc::new(ScriptContext::new(bridge, settings, limits));
     let mut task = tokio::task::spawn_blocking(move || job(ctx));
     let joined = tokio::select! {
@@ -125,6 +145,7 @@ pub async fn run_blocking<T: Send + 'static>(
             }
         }
     };
+    progress.finish();
     match joined {
         Ok(result) => result.map_err(AppError::Failed),
         Err(e) => Err(AppError::Failed(Box::new(Diagnostic::plain(

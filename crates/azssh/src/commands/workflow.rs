@@ -8,7 +8,6 @@ use crate::cli::{
     CopyKeyArgs, EnableSshArgs, GlobalArgs, JitArgs, OpenPortArgs, SetupArgs, VmArgs,
 };
 use crate::error::AppError;
-use crate::script::engine::Limits;
 
 /// Builds `ARGS` from `(key, value)` pairs, leaving out the `None`s.
 struct ArgsMap(Map);
@@ -64,14 +63,8 @@ fn check_user(user: Option<&str>) -> Result<(), AppError> {
 
 /// Runs bundled runbook `name` with `args` and prints its result.
 async fn run_runbook(global: &GlobalArgs, name: &str, args: ArgsMap) -> Result<(), AppError> {
-    let script = super::load_script(name)?;
-    let value = super::run_blocking(
-        super::settings(global),
-        Limits::default(),
-        None,
-        move |ctx| crate::script::run::run(&ctx, &script, args.0, |_| {}),
-    )
-    .await?;
+    // Bundled only: a `./enable-ssh.rhai` in the current directory must not replace a verb.
+    let value = super::session::run_runbook(global, name, args.0).await?;
     super::print_result(global, &value)
 }
 
