@@ -454,16 +454,8 @@ impl Guest {
         }
         self.create_dir(r"C:\ProgramData\ssh");
         self.create_dir(r"C:\Windows\System32\OpenSSH");
-        if firewall_rule
-            && self
-                .firewall_rule(FIREWALL_RULE)
-                .is_none()
-        {
-            self.add_firewall_rule(
-                FIREWALL_RULE,
-                "OpenSSH SSH Server (sshd)",
-                22,
-            );
+        if firewall_rule && self.firewall_rule(FIREWALL_RULE).is_none() {
+            self.add_firewall_rule(FIREWALL_RULE, "OpenSSH SSH Server (sshd)", 22);
         }
     }
 
@@ -483,10 +475,7 @@ impl Guest {
     pub fn install_openssh_extension(&mut self) -> bool {
         let before = (self.sshd.clone(), self.firewall.clone());
         self.install_openssh_files(true);
-        if let Some(rule) = self
-            .firewall
-            .get_mut(&FIREWALL_RULE.to_ascii_lowercase())
-        {
+        if let Some(rule) = self.firewall.get_mut(&FIREWALL_RULE.to_ascii_lowercase()) {
             rule.enabled = true;
         }
         let _ = self.set_startup(StartupType::Automatic);

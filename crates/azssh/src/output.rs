@@ -212,11 +212,84 @@ pub fn data(text: &str) {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
+        Value::String(s) if s.starts_with("/subscriptions/") => short_id(s),
         Value::String(s) => s.clone(),
         Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
             items.iter().map(cell).collect::<Vec<_>>().join(", ")
         }
+        // A nested value in a table cell is summarised; `-o json` shows it whole.
+        Value::Array(items) => format!("[{} items]", items.len()),
+        Value::Object(map) => summarise(map),
         other => other.to_string(),
+    }
+}
+
+/// An ARM resource id shortened to its last `type/name` pair (the group is its own column).
+fn short_id(id: &str) -> String {
+    let parts: Vec<&str> = id.trim_end_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [.., kind, name] if parts.len() > 4 => format!("{kind}/{name}"),
+        _ => id.to_string(),
+    }
+}
+
+/// `{a: 1, b: "x"}` as `a=1 b=x`, nested maps as `k={…}`, cut to 60 characters.
+fn summarise(map: &serde_json::Map<String, Value>) -> String {
+    let text = map
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Object(_) => format!("{k}={{…}}"),
+            Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+                format!("{k}=[{}]", items.len())
+            }
+            other => format!("{k}={}", cell(other)),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    truncate_cell(&text, 60)
+}
+
+fn truncate_cell(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// Where a column goes: names first, then the rest as given, ids last.
+fn column_rank(name: &str) -> u8 {
+    match name {
+        "name" | "vm" => 0,
+        "resource_group" => 1,
+        _ if name == "id" || name.ends_with("_id") || name.ends_with("_ids") => 3,
+        _ => 2,
+    }
+}
+
+/// The terminal's width for table output, when stdout is one.
+fn table_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    match crossterm::terminal::size() {
+        Ok((w, _)) if w > 0 => Some(usize::from(w)),
+        _ => None,
+    }
+}
+
+/// Narrows the widest columns until the line fits `max` (no column under 8 characters).
+fn fit_widths(widths: &mut [usize], max: usize) {
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(widths) > max {
+        let Some((i, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
+            return;
+        };
+        if w <= 8 {
+            return;
+        }
+        widths[i] = w - 1;
     }
 }
 
@@ -234,6 +307,8 @@ pub fn render_table(value: &Value) -> String {
                     }
                 }
             }
+            // Stable: within a rank, the order the data gave.
+            columns.sort_by_key(|c| column_rank(c));
             let rows: Vec<Vec<String>> = items
                 .iter()
                 .map(|item| columns.iter().map(|c| cell(&item[c])).collect())
@@ -249,11 +324,15 @@ pub fn render_table(value: &Value) -> String {
                         .unwrap_or(0)
                 })
                 .collect();
+            let mut widths = widths;
+            if let Some(max) = table_width() {
+                fit_widths(&mut widths, max);
+            }
             let line = |cells: &[String]| -> String {
                 let mut s = cells
                     .iter()
                     .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
+                    .map(|(c, w)| format!("{:<w$}", truncate_cell(c, *w)))
                     .collect::<Vec<_>>()
                     .join("  ");
                 s.truncate(s.trim_end().len());
@@ -384,35 +463,6 @@ pub fn print_error(err: &AppError) {
     status(&text);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn table_aligns_columns_of_maps() {
-        let v = json!([{"name": "web01", "power_state": "running"}, {"name": "db", "power_state": "deallocated"}]);
-        assert_eq!(
-            render_table(&v),
-            "NAME   POWER_STATE\nweb01  running\ndb     deallocated\n"
-        );
-    }
-
-    #[test]
-    fn map_prints_as_key_value_block() {
-        let v = json!({"a": 1, "long_key": "x"});
-        assert_eq!(render_table(&v), "a         1\nlong_key  x\n");
-    }
-
-    #[test]
-    fn jsonl_prints_one_line_per_item() {
-        assert_eq!(
-            render(&json!([1, {"a": 2}]), OutputFormat::Jsonl),
-            "1\n{\"a\":2}\n"
-        );
-    }
-}
-
 /// Whether verbs may draw progress: off with an explicit `-o json`/`jsonl` (set once by
 /// `commands::dispatch`) and whenever stderr is not a terminal.
 static PROGRESS_ALLOWED: AtomicBool = AtomicBool::new(true);
@@ -478,9 +528,8 @@ impl Progress {
     pub fn start(first: &str) -> Progress {
         let message = std::sync::Arc::new(Mutex::new(first.to_string()));
         let shared = message.clone();
-        let mut p = Progress::watch(move || {
-            Some(shared.lock().unwrap_or_else(|p| p.into_inner()).clone())
-        });
+        let mut p =
+            Progress::watch(move || Some(shared.lock().unwrap_or_else(|p| p.into_inner()).clone()));
         p.message = message;
         p
     }
@@ -553,4 +602,64 @@ fn ticker(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
         }
     }
     clear_shown();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn table_aligns_columns_of_maps() {
+        let v = json!([{"name": "web01", "power_state": "running"}, {"name": "db", "power_state": "deallocated"}]);
+        assert_eq!(
+            render_table(&v),
+            "NAME   POWER_STATE\nweb01  running\ndb     deallocated\n"
+        );
+    }
+
+    #[test]
+    fn map_prints_as_key_value_block() {
+        let v = json!({"a": 1, "long_key": "x"});
+        assert_eq!(render_table(&v), "a         1\nlong_key  x\n");
+    }
+
+    #[test]
+    fn jsonl_prints_one_line_per_item() {
+        assert_eq!(
+            render(&json!([1, {"a": 2}]), OutputFormat::Jsonl),
+            "1\n{\"a\":2}\n"
+        );
+    }
+
+    #[test]
+    fn table_puts_names_first_ids_last_and_summarises_nesting() {
+        let v = json!([{
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web01",
+            "location": "westeurope",
+            "name": "web01",
+            "resource_group": "rg",
+            "tags": {"env": "prod"},
+        }]);
+        let text = render_table(&v);
+        let header = text.lines().next().unwrap_or_default();
+        assert!(
+            header.starts_with("NAME   RESOURCE_GROUP  LOCATION"),
+            "{text}"
+        );
+        assert!(header.trim_end().ends_with("ID"), "{text}");
+        assert!(
+            text.contains("virtualMachines/web01") && !text.contains("/subscriptions/"),
+            "{text}"
+        );
+        assert!(text.contains("env=prod"), "{text}");
+    }
+
+    #[test]
+    fn wide_columns_narrow_to_fit() {
+        let mut w = vec![40, 10, 60];
+        fit_widths(&mut w, 80);
+        assert!(w.iter().sum::<usize>() + 4 <= 80, "{w:?}");
+        assert_eq!(w[1], 10);
+    }
 }

@@ -51,9 +51,7 @@ impl Guest {
                 let startup = sshd.as_ref().map(|s| format!("{:?}", s.startup));
                 s.insert("sshd".into(), status.into());
                 s.insert("startup".into(), startup.into());
-                let enabled = self
-                    .firewall_rule(FIREWALL_RULE)
-                    .is_some_and(|r| r.enabled);
+                let enabled = self.firewall_rule(FIREWALL_RULE).is_some_and(|r| r.enabled);
                 s.insert("firewall".into(), enabled.into());
                 s.insert("version".into(), self.openssh_version().into());
             }

@@ -4,9 +4,9 @@
 //! unmodelled.
 
 use super::super::guest::{FIRST_CAPABILITY_BUILD, StartupType, decode_text};
+use super::protocol::CAPABILITY;
 use super::syntax::{Args, Token};
 use super::{Interpreter, StmtError, unmodelled, whoami};
-use super::protocol::CAPABILITY;
 
 impl Interpreter<'_> {
     pub(super) fn command(

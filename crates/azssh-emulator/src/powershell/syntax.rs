@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{StmtError, unmodelled};
 use super::protocol::{SINGLE_QUOTES, ps_unquote_prefix};
+use super::{StmtError, unmodelled};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Token {

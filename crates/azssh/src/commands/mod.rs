@@ -43,6 +43,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::OpenPort(args) => workflow::open_port(&global, args).await,
         Command::CopyKey(args) => workflow::copy_key(&global, args).await,
         Command::Setup(args) => workflow::setup(&global, args).await,
+        Command::Pin(args) => workflow::pin(&global, args).await,
+        Command::ClosePort(args) => workflow::close_port(&global, args).await,
         Command::Jit(args) => workflow::jit(&global, args).await,
         Command::Fleet(args) => fleet::fleet(&global, args).await,
         Command::Connect(args) => session::connect(&global, args).await,

@@ -26,12 +26,16 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), AppError> {
         (None, None) => {
             return Err(AppError::usage(
                 "`azssh run` needs a script",
-                Some("give a `.rhai` file, a runbook name, `-` for standard input, or `-e 'CODE'`".into()),
+                Some(
+                    "give a `.rhai` file, a runbook name, `-` for standard input, or `-e 'CODE'`"
+                        .into(),
+                ),
             ));
         }
     };
     let script_args = super::parse_args(&args.args)?;
-    check_declared(&script, &script_args)?;
+    let shown = args.script.clone().unwrap_or_else(|| "-e".into());
+    check_declared(&shown, &script, &script_args)?;
     let value = super::run_blocking(
         super::settings(global),
         super::limits(&args.limits),
@@ -50,7 +54,12 @@ fn read_stdin() -> Result<Script, AppError> {
     std::io::stdin()
         .take(cap + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| AppError::usage(format!("cannot read the script from standard input: {e}"), None))?;
+        .map_err(|e| {
+            AppError::usage(
+                format!("cannot read the script from standard input: {e}"),
+                None,
+            )
+        })?;
     if bytes.len() as u64 > cap {
         return Err(AppError::usage(
             format!("the script on standard input is larger than {cap} bytes"),
@@ -71,19 +80,15 @@ fn read_stdin() -> Result<Script, AppError> {
 
 /// A runbook that declares its arguments (`//! arg NAME: ...`) refuses `--arg` names it does
 /// not know: a misspelt `--arg soruce=..` would otherwise be silently ignored.
-fn check_declared(script: &Script, given: &rhai::Map) -> Result<(), AppError> {
+fn check_declared(shown: &str, script: &Script, given: &rhai::Map) -> Result<(), AppError> {
     let header = script.header();
     let unknown = runbook::undeclared(&header, given.keys().map(|k| k.as_str()));
     if unknown.is_empty() {
         return Ok(());
     }
     let known: Vec<&str> = header.args.iter().map(|a| a.name.as_str()).collect();
-    let shown = script.name.strip_prefix("runbook:").unwrap_or(&script.name);
     Err(AppError::usage(
-        format!(
-            "`{shown}` takes no `--arg {}`",
-            unknown.join("`, `--arg ")
-        ),
+        format!("`{shown}` takes no `--arg {}`", unknown.join("`, `--arg ")),
         Some(format!(
             "its arguments: {} (`azssh runbooks {shown}` explains them)",
             known.join(", ")

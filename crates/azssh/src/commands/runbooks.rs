@@ -50,11 +50,18 @@ fn render(name: &str, source: &str, h: &runbook::Header) -> String {
         out.push_str(&format!("  {d}\n"));
     }
     if h.args.is_empty() {
-        out.push_str("\nno declared arguments (add `//! arg NAME: type — meaning (default)` lines)\n");
+        out.push_str(
+            "\nno declared arguments (add `//! arg NAME: type — meaning (default)` lines)\n",
+        );
         return out;
     }
     out.push_str("\narguments (`--arg NAME=VALUE`):\n");
-    let width = h.args.iter().map(|a| a.name.len() + a.ty.len() + 2).max().unwrap_or(0);
+    let width = h
+        .args
+        .iter()
+        .map(|a| a.name.len() + a.ty.len() + 2)
+        .max()
+        .unwrap_or(0);
     for a in &h.args {
         let left = format!("{}: {}", a.name, a.ty);
         out.push_str(&format!("  {left:<width$}  {}", a.meaning));

@@ -144,7 +144,8 @@ fn nsg_verdict(rules: &[SecurityRule], port: u16) -> String {
         Some(r) => {
             let name = r.name.clone().unwrap_or_default();
             if r.properties.access.eq_ignore_ascii_case("Allow") {
-                let mut sources: Vec<String> = r.properties.source_address_prefix.iter().cloned().collect();
+                let mut sources: Vec<String> =
+                    r.properties.source_address_prefix.iter().cloned().collect();
                 sources.extend(r.properties.source_address_prefixes.iter().cloned());
                 format!("allow from {} ({name})", sources.join(","))
             } else {
@@ -202,7 +203,10 @@ mod tests {
             nsg_verdict(&rules[..1], 22),
             "allow from 203.0.113.7/32 (allow-ssh)"
         );
-        assert_eq!(nsg_verdict(&rules[2..], 22), "deny (no rule: DenyAllInBound)");
+        assert_eq!(
+            nsg_verdict(&rules[2..], 22),
+            "deny (no rule: DenyAllInBound)"
+        );
     }
 
     #[test]

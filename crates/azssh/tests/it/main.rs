@@ -17,6 +17,7 @@ mod guest_ssh;
 mod harness;
 mod hostile_sftp;
 mod repl;
+mod runbooks;
 mod safety_inputs;
 mod script;
 mod session;

@@ -168,7 +168,10 @@ fn register_getters(engine: &mut Engine) {
         .register_get("admin_username", |v: &mut Vm| opt(&v.admin_username))
         .register_get("computer_name", |v: &mut Vm| opt(&v.computer_name))
         // Every field a `Vm` prints (JSON, tables) is readable as a property too.
-        .register_get("provisioning_state", |v: &mut Vm| opt(&v.provisioning_state))
+        .register_get(
+            "provisioning_state",
+            |v: &mut Vm| opt(&v.provisioning_state),
+        )
         .register_get("vm_agent_status", |v: &mut Vm| opt(&v.vm_agent_status))
         .register_get("nic_id", |v: &mut Vm| opt(&v.nic_id))
         .register_get("subnet_id", |v: &mut Vm| opt(&v.subnet_id))
@@ -303,7 +306,10 @@ fn run_ps(ctx: &Ctx, v: &Vm, script: &str, options: Map) -> RhaiResult<Dynamic> 
     )?;
     let result = value::to_dynamic(&out);
     if check {
-        let map = result.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
+        let map = result
+            .read_lock::<Map>()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         let code = map.get("exit_code").and_then(|c| c.as_int().ok());
         if code != Some(0) {
             let stderr = map.get("stderr").map(|e| e.to_string()).unwrap_or_default();

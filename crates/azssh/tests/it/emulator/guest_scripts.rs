@@ -5,11 +5,12 @@
 use azssh::error::UserError;
 use azssh::ssh::keys::SshPublicKey;
 use azssh::windows::authorized_keys::{ADMINISTRATORS_SID, KeyTarget, SYSTEM_SID, UserName};
-use azssh_emulator::guest::{
-    ADMIN_KEYS_FILE, DefaultShell, E_NO_UPDATE_SOURCE, Guest, GuestConfig, ServiceStatus, StartupType,
-};
 use azssh::windows::{
     GuestScript, ScriptResult, encoded_command, install_key_script, setup_script,
+};
+use azssh_emulator::guest::{
+    ADMIN_KEYS_FILE, DefaultShell, E_NO_UPDATE_SOURCE, Guest, GuestConfig, ServiceStatus,
+    StartupType,
 };
 
 const KEY: &str =
