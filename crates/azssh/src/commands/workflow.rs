@@ -126,6 +126,35 @@ pub async fn jit(global: &GlobalArgs, a: JitArgs) -> Result<(), AppError> {
     run_runbook(global, "jit-connect", args).await
 }
 
+/// `azssh pin`: the VM's host keys read through Azure and pinned (what error hints point to).
+pub async fn pin(global: &GlobalArgs, a: PinArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm).set("replace", a.replace);
+    let script = Script {
+        name: "verb:pin".into(),
+        text: "pin_host_keys(vm(ARGS.resource_group, ARGS.name), #{replace: ARGS.replace})".into(),
+    };
+    let value = super::session::run_verb_script(global, script, args.0).await?;
+    super::print_result(global, &value)
+}
+
+/// `azssh close-port`: deletes the rule `open-port` made for `--source` (or `--rule-name`).
+pub async fn close_port(global: &GlobalArgs, a: ClosePortArgs) -> Result<(), AppError> {
+    check_source(a.source.as_deref())?;
+    let args = ArgsMap::new(&a.vm)
+        .opt("source", a.source)
+        .opt("rule_name", a.rule_name)
+        .set("port", i64::from(a.port));
+    let script = Script {
+        name: "verb:close-port".into(),
+        text: r#"let v = vm(ARGS.resource_group, ARGS.name);
+let closed = if ARGS.rule_name != () { close_port(v, ARGS.rule_name) } else { close_port(v, #{source: ARGS.source, port: ARGS.port}) };
+#{vm: v.name, closed: closed}"#
+            .into(),
+    };
+    let value = super::session::run_verb_script(global, script, args.0).await?;
+    super::print_result(global, &value)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -198,33 +227,4 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
     }
-}
-
-/// `azssh pin`: the VM's host keys read through Azure and pinned (what error hints point to).
-pub async fn pin(global: &GlobalArgs, a: PinArgs) -> Result<(), AppError> {
-    let args = ArgsMap::new(&a.vm).set("replace", a.replace);
-    let script = Script {
-        name: "verb:pin".into(),
-        text: "pin_host_keys(vm(ARGS.resource_group, ARGS.name), #{replace: ARGS.replace})".into(),
-    };
-    let value = super::session::run_verb_script(global, script, args.0).await?;
-    super::print_result(global, &value)
-}
-
-/// `azssh close-port`: deletes the rule `open-port` made for `--source` (or `--rule-name`).
-pub async fn close_port(global: &GlobalArgs, a: ClosePortArgs) -> Result<(), AppError> {
-    check_source(a.source.as_deref())?;
-    let args = ArgsMap::new(&a.vm)
-        .opt("source", a.source)
-        .opt("rule_name", a.rule_name)
-        .set("port", i64::from(a.port));
-    let script = Script {
-        name: "verb:close-port".into(),
-        text: r#"let v = vm(ARGS.resource_group, ARGS.name);
-let closed = if ARGS.rule_name != () { close_port(v, ARGS.rule_name) } else { close_port(v, #{source: ARGS.source, port: ARGS.port}) };
-#{vm: v.name, closed: closed}"#
-            .into(),
-    };
-    let value = super::session::run_verb_script(global, script, args.0).await?;
-    super::print_result(global, &value)
 }
