@@ -93,13 +93,12 @@ pub async fn run_verb_script(
 /// A verb's failure in the words of the command line: without `-v`, no runbook source line
 /// (the operator did not write it), and the fixes scripts would use named as verbs and flags.
 pub fn in_verb_words(mut d: crate::script::error::Diagnostic) -> crate::script::error::Diagnostic {
-    if d.file.starts_with("runbook:") || d.file.starts_with("verb:") {
-        d.file.clear();
-        d.line = None;
-        d.column = None;
-        d.source_line = None;
-        d.notes.clear();
-    }
+    // Everything a verb runs (its runbook, the stdlib modules it imports) is azssh's code.
+    d.file.clear();
+    d.line = None;
+    d.column = None;
+    d.source_line = None;
+    d.notes.clear();
     d.message = to_flags(&d.message);
     d.hint = d.hint.map(|h| to_flags(&h));
     d

@@ -351,3 +351,65 @@ fn run_powershell_check_throws_on_nonzero_exit() {
     assert_ne!(m["code"], 0, "{m}");
     assert_eq!(m["thrown"], "script.command_failed", "{m}");
 }
+
+#[test]
+fn verb_failure_names_no_runbook_source_line() {
+    let emu = Emu::start(1);
+    let out = emu
+        .test()
+        .args(&["enable-ssh", "-g", "rg-nowhere", "-n", "nosuch"])
+        .command()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("error:"), "{stderr}");
+    assert!(!stderr.contains("runbook:enable-ssh"), "{stderr}");
+    // With -v the location is there for whoever debugs the runbook.
+    let out = emu
+        .test()
+        .args(&["-v", "enable-ssh", "-g", "rg-nowhere", "-n", "nosuch"])
+        .command()
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runbook:enable-ssh"));
+}
+
+#[test]
+fn close_port_removes_the_rule_open_port_made() {
+    let emu = Emu::start(1);
+    let vms = json(&emu.test().args(&["-o", "json", "vms"]).run());
+    let (rg, name) = (
+        vms[0]["resource_group"].as_str().unwrap().to_string(),
+        vms[0]["name"].as_str().unwrap().to_string(),
+    );
+    let source = "203.0.113.9/32";
+    let open = &[
+        "-o",
+        "json",
+        "open-port",
+        "-g",
+        &rg,
+        "-n",
+        &name,
+        "--source",
+        source,
+        "--permanent-rule",
+    ];
+    emu.test().args(open).run();
+    let close = &[
+        "-o",
+        "json",
+        "close-port",
+        "-g",
+        &rg,
+        "-n",
+        &name,
+        "--source",
+        source,
+    ];
+    let out = emu.test().args(close).run();
+    assert_eq!(json(&out)["closed"], true);
+    let out = emu.test().args(close).run();
+    assert_eq!(json(&out)["closed"], false, "a second close finds no rule");
+}
