@@ -45,8 +45,11 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run a Rhai script file, or a bundled runbook by name
     Run(RunArgs),
-    /// List the bundled runbooks
-    Runbooks,
+    /// List the runbooks (yours from `AZSSH_RUNBOOK_PATH` and ~/.config/azssh/runbooks/, then
+    /// the bundled ones), or show one runbook's description and arguments
+    Runbooks(RunbooksArgs),
+    /// List VMs: name, group, power state, OS and addresses (`-o json`: full objects)
+    Vms(VmsArgs),
     /// Print the function reference (markdown), or write editor definition files
     Docs(DocsArgs),
     /// Enable the OpenSSH server on a Windows VM (runbook `enable-ssh`)
@@ -58,6 +61,11 @@ pub enum Command {
     /// Install a public key for SSH logins on a Windows VM (runbook `copy-key`)
     #[command(name = "copy-key")]
     CopyKey(CopyKeyArgs),
+    /// Read the VM's host keys through Azure and pin them in azssh's known_hosts
+    Pin(PinArgs),
+    /// Delete the NSG rule `open-port` made for a source (or a rule by name)
+    #[command(name = "close-port")]
+    ClosePort(ClosePortArgs),
     /// Do the whole workflow: start, enable, key, port, pin host keys, log in (runbook `setup-ssh`)
     Setup(SetupArgs),
     /// Request just-in-time access to the VM's SSH port and wait for it (runbook `jit-connect`)
@@ -204,6 +212,9 @@ pub struct EmulatorArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplArgs {
+    /// A value for the session's `ARGS` map (as `azssh run --arg`): `key=value`
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -261,6 +272,31 @@ pub struct OpenPortArgs {
     /// an existing rule of that name with another source is not overwritten
     #[arg(long = "rule-name")]
     pub rule_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Replace keys pinned before (after a deliberate rebuild); a changed key is refused otherwise
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["source", "rule_name"])))]
+pub struct ClosePortArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// The source `open-port` was given (its rule, and only its rule, is deleted)
+    #[arg(long, value_name = "CIDR")]
+    pub source: Option<String>,
+    /// Delete the rule of this name instead
+    #[arg(long = "rule-name")]
+    pub rule_name: Option<String>,
+    /// Destination port of the rule
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -332,9 +368,42 @@ pub struct JitArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunbooksArgs {
+    /// Show this runbook's description and arguments instead of the list
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VmsArgs {
+    /// VMs of this resource group (repeatable; default: the whole subscription)
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Only VMs carrying this tag (repeatable, all must match)
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// VMs returned by this Resource Graph query (rows need an `id` column)
+    #[arg(long, value_name = "KQL")]
+    pub query: Option<String>,
+    /// Add what an ARM-only look says about SSH readiness: running, address, NSG rule for
+    /// port 22, OpenSSH extension
+    #[arg(long)]
+    pub ssh: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A `.rhai` file, or the name of a bundled runbook (`azssh runbooks` lists them)
-    pub script: String,
+    /// A `.rhai` file, `-` for standard input, or a runbook name: `./NAME.rhai`, then the
+    /// directories of `AZSSH_RUNBOOK_PATH`, then ~/.config/azssh/runbooks/, then bundled
+    #[arg(required_unless_present = "eval")]
+    pub script: Option<String>,
+    /// Run this code instead of a script file
+    #[arg(
+        short = 'e',
+        long = "eval",
+        value_name = "CODE",
+        conflicts_with = "script"
+    )]
+    pub eval: Option<String>,
     /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed, others kept as strings
     #[arg(long = "arg", value_name = "KEY=VALUE")]
     pub args: Vec<String>,

@@ -140,25 +140,30 @@ pub fn log(level: Level, message: &str) {
         Level::Error => paint("error:", "31"),
     };
     let message = crate::secret::scrub(message);
-    let mut err = std::io::stderr().lock();
-    // Nowhere left to report a failure to write stderr itself.
-    let _ = writeln!(err, "{prefix} {message}");
+    suspended(|| {
+        let mut err = std::io::stderr().lock();
+        // Nowhere left to report a failure to write stderr itself.
+        let _ = writeln!(err, "{prefix} {message}");
+    });
 }
 
 /// A line of data on stdout (a script's `print`).
 pub fn data_line(text: &str) {
-    write_stdout(&format!("{text}\n"));
+    suspended(|| write_stdout(&format!("{text}\n")));
 }
 
 /// Text on stderr as is (transcripts, summaries).
 pub fn status(text: &str) {
     let text = crate::secret::scrub(text);
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes());
+    suspended(|| {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+    });
 }
 
 /// Prints a result value in the chosen format; `null` (a script's unit value) prints nothing.
 pub fn print_value(value: &Value, format: OutputFormat) {
+    clear_shown();
     if value.is_null() {
         return;
     }
@@ -208,11 +213,84 @@ pub fn data(text: &str) {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
+        Value::String(s) if s.starts_with("/subscriptions/") => short_id(s),
         Value::String(s) => s.clone(),
         Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
             items.iter().map(cell).collect::<Vec<_>>().join(", ")
         }
+        // A nested value in a table cell is summarised; `-o json` shows it whole.
+        Value::Array(items) => format!("[{} items]", items.len()),
+        Value::Object(map) => summarise(map),
         other => other.to_string(),
+    }
+}
+
+/// An ARM resource id shortened to its last `type/name` pair (the group is its own column).
+fn short_id(id: &str) -> String {
+    let parts: Vec<&str> = id.trim_end_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [.., kind, name] if parts.len() > 4 => format!("{kind}/{name}"),
+        _ => id.to_string(),
+    }
+}
+
+/// `{a: 1, b: "x"}` as `a=1 b=x`, nested maps as `k={…}`, cut to 60 characters.
+fn summarise(map: &serde_json::Map<String, Value>) -> String {
+    let text = map
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Object(_) => format!("{k}={{…}}"),
+            Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+                format!("{k}=[{}]", items.len())
+            }
+            other => format!("{k}={}", cell(other)),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    truncate_cell(&text, 60)
+}
+
+fn truncate_cell(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// Where a column goes: names first, then the rest as given, ids last.
+fn column_rank(name: &str) -> u8 {
+    match name {
+        "name" | "vm" => 0,
+        "resource_group" => 1,
+        _ if name == "id" || name.ends_with("_id") || name.ends_with("_ids") => 3,
+        _ => 2,
+    }
+}
+
+/// The terminal's width for table output, when stdout is one.
+fn table_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    match crossterm::terminal::size() {
+        Ok((w, _)) if w > 0 => Some(usize::from(w)),
+        _ => None,
+    }
+}
+
+/// Narrows the widest columns until the line fits `max` (no column under 8 characters).
+fn fit_widths(widths: &mut [usize], max: usize) {
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(widths) > max {
+        let Some((i, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
+            return;
+        };
+        if w <= 8 {
+            return;
+        }
+        widths[i] = w - 1;
     }
 }
 
@@ -230,6 +308,8 @@ pub fn render_table(value: &Value) -> String {
                     }
                 }
             }
+            // Stable: within a rank, the order the data gave.
+            columns.sort_by_key(|c| column_rank(c));
             let rows: Vec<Vec<String>> = items
                 .iter()
                 .map(|item| columns.iter().map(|c| cell(&item[c])).collect())
@@ -245,11 +325,15 @@ pub fn render_table(value: &Value) -> String {
                         .unwrap_or(0)
                 })
                 .collect();
+            let mut widths = widths;
+            if let Some(max) = table_width() {
+                fit_widths(&mut widths, max);
+            }
             let line = |cells: &[String]| -> String {
                 let mut s = cells
                     .iter()
                     .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
+                    .map(|(c, w)| format!("{:<w$}", truncate_cell(c, *w)))
                     .collect::<Vec<_>>()
                     .join("  ");
                 s.truncate(s.trim_end().len());
@@ -380,6 +464,147 @@ pub fn print_error(err: &AppError) {
     status(&text);
 }
 
+/// Whether verbs may draw progress: off with an explicit `-o json`/`jsonl` (set once by
+/// `commands::dispatch`) and whenever stderr is not a terminal.
+static PROGRESS_ALLOWED: AtomicBool = AtomicBool::new(true);
+/// The progress line drawn now, so other stderr text can clear it before writing.
+static SHOWN: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+/// Questions on the terminal in progress (host keys, passphrases): no progress drawn meanwhile.
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn allow_progress(allowed: bool) {
+    PROGRESS_ALLOWED.store(allowed, Ordering::Relaxed);
+}
+
+/// Runs `f` with the progress line (if any) cleared, then draws it again.
+fn suspended<R>(f: impl FnOnce() -> R) -> R {
+    let bar = SHOWN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
+fn clear_shown() {
+    if let Some(bar) = SHOWN.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bar.finish_and_clear();
+    }
+}
+
+/// While alive, the terminal belongs to a question (or a shell): the progress line is cleared
+/// and not drawn again until the guard drops.
+#[derive(Debug)]
+pub struct HoldProgress(());
+
+pub fn hold_progress() -> HoldProgress {
+    HELD.fetch_add(1, Ordering::SeqCst);
+    clear_shown();
+    HoldProgress(())
+}
+
+impl Drop for HoldProgress {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub fn progress_held() -> bool {
+    HELD.load(Ordering::SeqCst) > 0
+}
+
+/// A person is waiting on a verb: after `AFTER`, a spinner on stderr names the current step
+/// (`what` returns it; `None` hides the line, e.g. while a shell owns the terminal) and how long
+/// that step has run. Drawn only on a terminal and without `-o json`; cleared on `finish`/drop.
+#[derive(Debug)]
+pub struct Progress {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    message: std::sync::Arc<Mutex<String>>,
+}
+
+impl Progress {
+    const AFTER: std::time::Duration = std::time::Duration::from_millis(300);
+
+    /// A spinner whose step is set with `step`.
+    pub fn start(first: &str) -> Progress {
+        let message = std::sync::Arc::new(Mutex::new(first.to_string()));
+        let shared = message.clone();
+        let mut p =
+            Progress::watch(move || Some(shared.lock().unwrap_or_else(|p| p.into_inner()).clone()));
+        p.message = message;
+        p
+    }
+
+    /// A spinner that asks `what` for the current step ten times a second.
+    pub fn watch(what: impl Fn() -> Option<String> + Send + 'static) -> Progress {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let message = std::sync::Arc::new(Mutex::new(String::new()));
+        let enabled = PROGRESS_ALLOWED.load(Ordering::Relaxed) && std::io::stderr().is_terminal();
+        let thread = enabled.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || ticker(&stop, &what))
+        });
+        Progress {
+            stop,
+            thread,
+            message,
+        }
+    }
+
+    pub fn step(&self, what: &str) {
+        *self.message.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
+    }
+
+    /// Clears the line; results and questions come after.
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+fn ticker(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
+    let started = std::time::Instant::now();
+    let mut step: Option<(String, std::time::Instant)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let current = if progress_held() { None } else { what() };
+        let Some(current) = current else {
+            clear_shown();
+            continue;
+        };
+        if step.as_ref().is_none_or(|(s, _)| *s != current) {
+            step = Some((current.clone(), std::time::Instant::now()));
+        }
+        if started.elapsed() < Progress::AFTER {
+            continue;
+        }
+        let since = step.as_ref().map_or(started, |(_, t)| *t);
+        let text = format!("{current} ({}s)", since.elapsed().as_secs());
+        let mut shown = SHOWN.lock().unwrap_or_else(|p| p.into_inner());
+        match &*shown {
+            Some(bar) => bar.set_message(text),
+            None => {
+                let bar = spinner();
+                bar.set_message(text);
+                *shown = Some(bar);
+            }
+        }
+    }
+    clear_shown();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +631,36 @@ mod tests {
             render(&json!([1, {"a": 2}]), OutputFormat::Jsonl),
             "1\n{\"a\":2}\n"
         );
+    }
+
+    #[test]
+    fn table_puts_names_first_ids_last_and_summarises_nesting() {
+        let v = json!([{
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web01",
+            "location": "westeurope",
+            "name": "web01",
+            "resource_group": "rg",
+            "tags": {"env": "prod"},
+        }]);
+        let text = render_table(&v);
+        let header = text.lines().next().unwrap_or_default();
+        assert!(
+            header.starts_with("NAME   RESOURCE_GROUP  LOCATION"),
+            "{text}"
+        );
+        assert!(header.trim_end().ends_with("ID"), "{text}");
+        assert!(
+            text.contains("virtualMachines/web01") && !text.contains("/subscriptions/"),
+            "{text}"
+        );
+        assert!(text.contains("env=prod"), "{text}");
+    }
+
+    #[test]
+    fn wide_columns_narrow_to_fit() {
+        let mut w = vec![40, 10, 60];
+        fit_widths(&mut w, 80);
+        assert!(w.iter().sum::<usize>() + 4 <= 80, "{w:?}");
+        assert_eq!(w[1], 10);
     }
 }

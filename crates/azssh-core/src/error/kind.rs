@@ -139,6 +139,7 @@ pub mod output {
 pub mod script {
     pub const BAD_ARGUMENT: &str = "script.bad_argument";
     pub const CALL_DEPTH_LIMIT: &str = "script.call_depth_limit";
+    pub const COMMAND_FAILED: &str = "script.command_failed";
     pub const CRASHED: &str = "script.crashed";
     pub const DATA_LIMIT: &str = "script.data_limit";
     pub const ERROR: &str = "script.error";
@@ -276,6 +277,7 @@ pub const ALL: &[&str] = &[
     output::WRITE,
     script::BAD_ARGUMENT,
     script::CALL_DEPTH_LIMIT,
+    script::COMMAND_FAILED,
     script::CRASHED,
     script::DATA_LIMIT,
     script::ERROR,

@@ -25,18 +25,27 @@ pub mod repl;
 pub mod run;
 pub mod runbooks;
 pub mod session;
+pub mod vms;
 pub mod workflow;
 
 pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
     let global = cli.global;
+    // A person who asked for JSON on stderr's terminal is piping or scripting: no spinner.
+    output::allow_progress(!matches!(
+        global.output,
+        Some(OutputFormat::Json | OutputFormat::Jsonl)
+    ));
     match cli.command {
         Command::Run(args) => run::run(&global, args).await,
-        Command::Runbooks => runbooks::list(&global),
+        Command::Runbooks(args) => runbooks::runbooks(&global, args),
+        Command::Vms(args) => vms::vms(&global, args).await,
         Command::Docs(args) => docs::docs(&global, args),
         Command::EnableSsh(args) => workflow::enable_ssh(&global, args).await,
         Command::OpenPort(args) => workflow::open_port(&global, args).await,
         Command::CopyKey(args) => workflow::copy_key(&global, args).await,
         Command::Setup(args) => workflow::setup(&global, args).await,
+        Command::Pin(args) => workflow::pin(&global, args).await,
+        Command::ClosePort(args) => workflow::close_port(&global, args).await,
         Command::Jit(args) => workflow::jit(&global, args).await,
         Command::Fleet(args) => fleet::fleet(&global, args).await,
         Command::Connect(args) => session::connect(&global, args).await,
@@ -137,6 +146,19 @@ pub async fn run_blocking<T: Send + 'static>(
 ) -> Result<T, AppError> {
     let cancel = Cancel::new(timeout);
     let bridge = Bridge::new(tokio::runtime::Handle::current(), cancel.clone());
+    // Progress for the person waiting: the step the script waits on now (the REPL's spinner
+    // shows the same), hidden while a shell or a question owns the terminal.
+    let activity = bridge.activity().clone();
+    let progress = output::Progress::watch(move || {
+        if activity.terminal_handed_over() {
+            return None;
+        }
+        Some(match activity.current() {
+            Some((what, 0)) => what,
+            Some((what, more)) => format!("{what} (and {more} more)"),
+            None => "running".into(),
+        })
+    });
     let ctx = Arc::new(ScriptContext::new(bridge, settings, limits));
     let mut task = tokio::task::spawn_blocking(move || job(ctx));
     let joined = tokio::select! {
@@ -150,6 +172,7 @@ pub async fn run_blocking<T: Send + 'static>(
             }
         }
     };
+    progress.finish();
     match joined {
         Ok(result) => result.map_err(AppError::Failed),
         Err(e) => Err(AppError::Failed(Box::new(Diagnostic::plain(

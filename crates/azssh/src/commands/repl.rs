@@ -12,6 +12,7 @@ pub async fn repl(global: &GlobalArgs, args: ReplArgs) -> Result<(), AppError> {
         limits: super::limits(&args.limits),
         // Results are for reading: tables unless `-o` asks for JSON.
         format: global.output.unwrap_or(OutputFormat::Table),
+        args: super::parse_args(&args.args)?,
     };
     let handle = tokio::runtime::Handle::current();
     let joined = tokio::task::spawn_blocking(move || crate::repl::run(handle, options)).await;

@@ -1,19 +1,41 @@
-//! `azssh run SCRIPT|RUNBOOK [--arg k=v]...`: runs one script and prints its final value.
+//! `azssh run SCRIPT|RUNBOOK|-|-e CODE [--arg k=v]...`: runs one script and prints its final value.
 
 use std::path::Path;
 
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::error::AppError;
 use crate::output;
+use crate::script::run::Script;
+use crate::script::runbook;
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), AppError> {
-    let script = super::load_script(&args.script)?;
-    // A script runs with the operator's files, network and Azure rights: say so when someone
-    // else could have changed it (bundled runbooks are compiled in and need no check).
-    for warning in tamper_warnings(Path::new(&args.script)) {
-        output::log(output::Level::Warn, &warning);
-    }
+    let script = match (&args.eval, args.script.as_deref()) {
+        (Some(code), _) => Script::inline(code),
+        (None, Some("-")) => read_stdin()?,
+        (None, Some(spec)) => {
+            let script = super::load_script(spec)?;
+            // A script runs with the operator's files, network and Azure rights: say so when
+            // someone else could have changed it (bundled runbooks are compiled in).
+            if !script.name.starts_with("runbook:") {
+                for warning in tamper_warnings(Path::new(&script.name)) {
+                    output::log(output::Level::Warn, &warning);
+                }
+            }
+            script
+        }
+        (None, None) => {
+            return Err(AppError::usage(
+                "`azssh run` needs a script",
+                Some(
+                    "give a `.rhai` file, a runbook name, `-` for standard input, or `-e 'CODE'`"
+                        .into(),
+                ),
+            ));
+        }
+    };
     let script_args = super::parse_args(&args.args)?;
+    let shown = args.script.clone().unwrap_or_else(|| "-e".into());
+    check_declared(&shown, &script, &script_args)?;
     let value = super::run_blocking(
         super::settings(global),
         super::limits(&args.limits),
@@ -22,6 +44,56 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), AppError> {
     )
     .await?;
     super::print_result(global, &value)
+}
+
+/// `azssh run -`: the script from standard input, bounded like a script file.
+fn read_stdin() -> Result<Script, AppError> {
+    use std::io::Read;
+    let cap = crate::local_file::cap::SCRIPT;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            AppError::usage(
+                format!("cannot read the script from standard input: {e}"),
+                None,
+            )
+        })?;
+    if bytes.len() as u64 > cap {
+        return Err(AppError::usage(
+            format!("the script on standard input is larger than {cap} bytes"),
+            Some("save it to a file and split it into modules".into()),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        AppError::usage(
+            "the script on standard input is not valid UTF-8 text",
+            Some("save the script as UTF-8".into()),
+        )
+    })?;
+    Ok(Script {
+        name: "-".into(),
+        text: text.trim_start_matches('\u{feff}').to_string(),
+    })
+}
+
+/// A runbook that declares its arguments (`//! arg NAME: ...`) refuses `--arg` names it does
+/// not know: a misspelt `--arg soruce=..` would otherwise be silently ignored.
+fn check_declared(shown: &str, script: &Script, given: &rhai::Map) -> Result<(), AppError> {
+    let header = script.header();
+    let unknown = runbook::undeclared(&header, given.keys().map(|k| k.as_str()));
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = header.args.iter().map(|a| a.name.as_str()).collect();
+    Err(AppError::usage(
+        format!("`{shown}` takes no `--arg {}`", unknown.join("`, `--arg ")),
+        Some(format!(
+            "its arguments: {} (`azssh runbooks {shown}` explains them)",
+            known.join(", ")
+        )),
+    ))
 }
 
 /// Why a script file at `path` may have been written by someone other than the operator: the

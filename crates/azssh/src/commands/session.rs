@@ -58,10 +58,24 @@ pub async fn run_runbook(global: &GlobalArgs, name: &str, args: Map) -> Result<D
             Some("this is a bug in azssh; please report it".into()),
         )
     })?;
-    let script = Script {
-        name: format!("runbook:{name}"),
-        text: text.to_string(),
-    };
+    run_verb_script(
+        global,
+        Script {
+            name: format!("runbook:{name}"),
+            text: text.to_string(),
+        },
+        args,
+    )
+    .await
+}
+
+/// Runs the script behind a verb; its failure is told in the verb's words (see `in_verb_words`).
+pub async fn run_verb_script(
+    global: &GlobalArgs,
+    script: Script,
+    args: Map,
+) -> Result<Dynamic, AppError> {
+    let verbose = global.verbose;
     super::run_blocking(
         super::settings(global),
         super::env_limits()?,
@@ -69,6 +83,49 @@ pub async fn run_runbook(global: &GlobalArgs, name: &str, args: Map) -> Result<D
         move |ctx| crate::script::run::run(&ctx, &script, args, |_| {}),
     )
     .await
+    .map_err(|e| match e {
+        AppError::Failed(d) if verbose == 0 => AppError::Failed(Box::new(in_verb_words(*d))),
+        other => other,
+    })
+}
+
+/// A verb's failure in the words of the command line: without `-v`, no runbook source line
+/// (the operator did not write it), and the fixes scripts would use named as verbs and flags.
+pub fn in_verb_words(mut d: crate::script::error::Diagnostic) -> crate::script::error::Diagnostic {
+    // Everything a verb runs (its runbook, the stdlib modules it imports) is azssh's code.
+    d.file.clear();
+    d.line = None;
+    d.column = None;
+    d.source_line = None;
+    d.notes.clear();
+    d.message = to_flags(&d.message);
+    d.hint = d.hint.map(|h| to_flags(&h));
+    d
+}
+
+/// Script-side fixes as the verbs spell them.
+fn to_flags(text: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("`pin_host_keys(vm)`", "`azssh pin -g RG -n VM`"),
+        (
+            "`strict: \"accept-new\"`",
+            "`--strict-host-keys accept-new`",
+        ),
+        ("leave `priority` out", "leave `--priority` out"),
+        (" (`allow_internet: true` in a script)", ""),
+        (
+            "`--permanent-rule` (`permanent: true`)",
+            "`--permanent-rule`",
+        ),
+        ("--permanent-rule / permanent: true", "--permanent-rule"),
+        ("pass `start=true` (`--start`)", "pass `--start`"),
+        ("`#{replace: true}`", "`azssh pin --replace`"),
+    ];
+    let mut out = text.to_string();
+    for (script, verb) in WORDS {
+        out = out.replace(script, verb);
+    }
+    out
 }
 
 /// `azssh connect -- command` exits with the remote command's code, as `ssh` does; a command

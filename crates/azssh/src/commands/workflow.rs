@@ -1,13 +1,16 @@
-//! The Azure-side workflow verbs: `enable-ssh`, `open-port`, `copy-key`, `setup`, `jit`. Each
+//! The Azure-side workflow verbs: `enable-ssh`, `open-port`, `copy-key`, `setup`, `jit`, `pin`,
+//! `close-port`. Each
 //! turns its az-style flags into the `ARGS` of its bundled runbook and runs it, so the runbooks
 //! stay the single source of truth for the workflow.
 
 use rhai::{Dynamic, Map};
 
 use crate::cli::{
-    CopyKeyArgs, EnableSshArgs, GlobalArgs, JitArgs, OpenPortArgs, SetupArgs, VmArgs,
+    ClosePortArgs, CopyKeyArgs, EnableSshArgs, GlobalArgs, JitArgs, OpenPortArgs, PinArgs,
+    SetupArgs, VmArgs,
 };
 use crate::error::AppError;
+use crate::script::run::Script;
 
 /// Builds `ARGS` from `(key, value)` pairs, leaving out the `None`s.
 struct ArgsMap(Map);
@@ -63,14 +66,8 @@ fn check_user(user: Option<&str>) -> Result<(), AppError> {
 
 /// Runs bundled runbook `name` with `args` and prints its result.
 async fn run_runbook(global: &GlobalArgs, name: &str, args: ArgsMap) -> Result<(), AppError> {
-    let script = super::load_script(name)?;
-    let value = super::run_blocking(
-        super::settings(global),
-        super::env_limits()?,
-        None,
-        move |ctx| crate::script::run::run(&ctx, &script, args.0, |_| {}),
-    )
-    .await?;
+    // Bundled only: a `./enable-ssh.rhai` in the current directory must not replace a verb.
+    let value = super::session::run_runbook(global, name, args.0).await?;
     super::print_result(global, &value)
 }
 
@@ -127,6 +124,35 @@ pub async fn jit(global: &GlobalArgs, a: JitArgs) -> Result<(), AppError> {
         .set("port", i64::from(a.port))
         .set("duration", a.duration);
     run_runbook(global, "jit-connect", args).await
+}
+
+/// `azssh pin`: the VM's host keys read through Azure and pinned (what error hints point to).
+pub async fn pin(global: &GlobalArgs, a: PinArgs) -> Result<(), AppError> {
+    let args = ArgsMap::new(&a.vm).set("replace", a.replace);
+    let script = Script {
+        name: "verb:pin".into(),
+        text: "pin_host_keys(vm(ARGS.resource_group, ARGS.name), #{replace: ARGS.replace})".into(),
+    };
+    let value = super::session::run_verb_script(global, script, args.0).await?;
+    super::print_result(global, &value)
+}
+
+/// `azssh close-port`: deletes the rule `open-port` made for `--source` (or `--rule-name`).
+pub async fn close_port(global: &GlobalArgs, a: ClosePortArgs) -> Result<(), AppError> {
+    check_source(a.source.as_deref())?;
+    let args = ArgsMap::new(&a.vm)
+        .opt("source", a.source)
+        .opt("rule_name", a.rule_name)
+        .set("port", i64::from(a.port));
+    let script = Script {
+        name: "verb:close-port".into(),
+        text: r#"let v = vm(ARGS.resource_group, ARGS.name);
+let closed = if ARGS.rule_name != () { close_port(v, ARGS.rule_name) } else { close_port(v, #{source: ARGS.source, port: ARGS.port}) };
+#{vm: v.name, closed: closed}"#
+            .into(),
+    };
+    let value = super::session::run_verb_script(global, script, args.0).await?;
+    super::print_result(global, &value)
 }
 
 #[cfg(test)]

@@ -371,7 +371,12 @@ fn evaluate(
         )
         .map_err(|e| diagnose(&e))?;
     let mut scope = Scope::new();
-    scope.push_constant("ARGS", job.args.clone());
+    // Bundled runbooks find their VM through `target::vm_from(ARGS)`, a module function that
+    // cannot see the caller's `vm`: hand it the VM in `ARGS.vm` too (unless `--arg vm=` says otherwise).
+    let mut args = job.args.clone();
+    args.entry("vm".into())
+        .or_insert_with(|| Dynamic::from(found.clone()));
+    scope.push_constant("ARGS", args);
     scope.push("vm", found);
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &job.ast)

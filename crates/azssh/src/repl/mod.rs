@@ -45,6 +45,8 @@ pub struct ReplOptions {
     pub settings: Settings,
     pub limits: Limits,
     pub format: OutputFormat,
+    /// `ARGS` for the session (`azssh repl --arg k=v`).
+    pub args: rhai::Map,
 }
 
 /// The prompt shows the subscription (first 8 characters) and the cloud when they are set.
@@ -84,6 +86,7 @@ pub fn run(handle: Handle, options: ReplOptions) -> Result<(), ReplError> {
     ));
     let interrupts = Interrupts::listen(&handle);
     let mut session = Session::new(ctx);
+    session.set_args(options.args.clone());
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::stdout().is_terminal();
     let config = Config::builder()

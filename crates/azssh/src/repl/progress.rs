@@ -118,7 +118,7 @@ impl Progress {
                 output::log(Level::Warn, "interrupted twice: leaving azssh");
                 std::process::exit(130);
             }
-            if activity.terminal_handed_over() {
+            if activity.terminal_handed_over() || output::progress_held() {
                 // An interactive `shell()` owns the screen: no spinner over it.
                 self.show(None);
                 continue;

@@ -62,16 +62,20 @@ pub struct Session {
     counter: usize,
     /// An import happened: the catalog should learn the engine's new static module.
     catalog_stale: bool,
+    /// `ARGS` as scripts see it (empty, or from `azssh repl --arg`), so `:load` of a runbook
+    /// that reads `ARGS.x` works as under `azssh run`.
+    args: rhai::Map,
 }
 
 impl Session {
     pub fn new(ctx: Arc<ScriptContext>) -> Session {
         let progress = Progress::default();
         let engine = build_engine(&ctx, &progress);
-        let shared = Shared {
+        let mut shared = Shared {
             catalog: Catalog::from_engine(&engine, None),
             ..Shared::default()
         };
+        shared.scope.push_constant("ARGS", rhai::Map::new());
         Session {
             ctx,
             progress,
@@ -82,7 +86,15 @@ impl Session {
             sources: BTreeMap::new(),
             counter: 0,
             catalog_stale: false,
+            args: rhai::Map::new(),
         }
+    }
+
+    /// Sets `ARGS` (from `azssh repl --arg`); kept across `:reset`.
+    pub fn set_args(&mut self, args: rhai::Map) {
+        self.args = args.clone();
+        let mut shared = lock(&self.shared);
+        shared.scope.push_constant("ARGS", args);
     }
 
     pub fn context(&self) -> &Arc<ScriptContext> {
@@ -108,6 +120,7 @@ impl Session {
         self.saved.clear();
         let mut shared = lock(&self.shared);
         shared.scope = Scope::new();
+        shared.scope.push_constant("ARGS", self.args.clone());
         shared.modules.clear();
         shared.catalog = Catalog::from_engine(&self.engine, None);
     }

@@ -21,6 +21,33 @@ pub enum ScriptError {
     },
     #[error("invalid JSON: {0}")]
     Json(String),
+    /// `#{check: true}` and the command exited non-zero.
+    #[error("{what} exited with code {code}{detail}")]
+    CommandFailed {
+        what: String,
+        code: String,
+        detail: String,
+    },
+}
+
+impl ScriptError {
+    /// The error `exec`/`powershell`/`run_powershell` throw under `#{check: true}` when the
+    /// exit code is not 0 (or could not be read): the last line of stderr says why.
+    pub fn command_failed(what: &str, code: Option<i64>, stderr: &str) -> Self {
+        let last = stderr.lines().rev().map(str::trim).find(|l| !l.is_empty());
+        let detail = match last {
+            Some(l) if l.chars().count() > 200 => {
+                format!(": {}…", l.chars().take(200).collect::<String>())
+            }
+            Some(l) => format!(": {l}"),
+            None => String::new(),
+        };
+        ScriptError::CommandFailed {
+            what: what.to_string(),
+            code: code.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
+            detail,
+        }
+    }
 }
 
 impl ScriptError {
@@ -39,12 +66,17 @@ impl UserError for ScriptError {
             ScriptError::DeadlineExceeded => kind::DEADLINE,
             ScriptError::BadArgument { .. } => kind::script::BAD_ARGUMENT,
             ScriptError::Json(_) => kind::script::JSON,
+            ScriptError::CommandFailed { .. } => kind::script::COMMAND_FAILED,
         }
     }
     fn hint(&self) -> Option<String> {
         match self {
             ScriptError::BadArgument { hint, .. } => hint.clone(),
             ScriptError::DeadlineExceeded => Some("raise `--timeout` or split the work".into()),
+            ScriptError::CommandFailed { .. } => Some(
+                "leave out `check: true` (or pass `check: false`) to get the result map with `exit_code`, `stdout` and `stderr` instead"
+                    .into(),
+            ),
             _ => None,
         }
     }

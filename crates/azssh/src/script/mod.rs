@@ -9,4 +9,5 @@ pub mod engine;
 pub mod error;
 pub mod resolver;
 pub mod run;
+pub mod runbook;
 pub mod value;

@@ -8,7 +8,7 @@ use rhai::{Dynamic, Engine, Map, Scope};
 
 use crate::script::context::ScriptContext;
 use crate::script::error::{self, Diagnostic, SourceLookup};
-use crate::script::{bundled, engine, resolver};
+use crate::script::{bundled, engine, resolver, runbook};
 use azssh_core::error::kind;
 
 /// A script to run: its display name (a path, or `runbook:<name>`) and its text.
@@ -39,7 +39,7 @@ impl crate::error::UserError for LoadError {
     fn hint(&self) -> Option<String> {
         match self {
             LoadError::NotFound(_) => {
-                Some("give a path to a `.rhai` file, or a bundled runbook name (`azssh runbooks` lists them)".into())
+                Some("give a path to a `.rhai` file, or a runbook name: `./NAME.rhai`, a directory of `AZSSH_RUNBOOK_PATH`, `~/.config/azssh/runbooks/`, or bundled (`azssh runbooks` lists them)".into())
             }
             LoadError::NotUtf8(_) => Some("save the script as UTF-8".into()),
             LoadError::Unreadable { .. } => Some("check the path and its permissions".into()),
@@ -72,13 +72,31 @@ impl Script {
                 reason: "it is not a regular file".into(),
             });
         }
-        match bundled::runbook(spec) {
-            Some(text) => Ok(Script {
-                name: format!("runbook:{}", spec.trim_end_matches(".rhai")),
-                text: text.to_string(),
-            }),
+        match runbook::find(spec) {
+            // `./NAME.rhai` or a directory of the runbook path: loaded as the file it is.
+            Some(runbook::Origin::File(p)) => Script::load(&p.display().to_string()),
+            Some(runbook::Origin::Bundled) => match bundled::runbook(spec) {
+                Some(text) => Ok(Script {
+                    name: format!("runbook:{}", spec.trim_end_matches(".rhai")),
+                    text: text.to_string(),
+                }),
+                None => Err(LoadError::NotFound(spec.to_string())),
+            },
             None => Err(LoadError::NotFound(spec.to_string())),
         }
+    }
+
+    /// Code given on the command line (`azssh run -e CODE`).
+    pub fn inline(code: &str) -> Script {
+        Script {
+            name: "-e".into(),
+            text: code.to_string(),
+        }
+    }
+
+    /// The script's `//!` header (description and declared arguments).
+    pub fn header(&self) -> runbook::Header {
+        runbook::header(&self.text)
     }
 }
 

@@ -13,6 +13,7 @@ mod harness;
 mod hostile_sftp;
 mod limits;
 mod repl;
+mod runbooks;
 mod safety_inputs;
 mod script;
 mod session;

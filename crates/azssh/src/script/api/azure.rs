@@ -167,6 +167,16 @@ fn register_getters(engine: &mut Engine) {
         .register_get("private_ip", |v: &mut Vm| opt(&v.private_ip))
         .register_get("admin_username", |v: &mut Vm| opt(&v.admin_username))
         .register_get("computer_name", |v: &mut Vm| opt(&v.computer_name))
+        // Every field a `Vm` prints (JSON, tables) is readable as a property too.
+        .register_get(
+            "provisioning_state",
+            |v: &mut Vm| opt(&v.provisioning_state),
+        )
+        .register_get("vm_agent_status", |v: &mut Vm| opt(&v.vm_agent_status))
+        .register_get("nic_id", |v: &mut Vm| opt(&v.nic_id))
+        .register_get("subnet_id", |v: &mut Vm| opt(&v.subnet_id))
+        .register_get("public_ip_id", |v: &mut Vm| opt(&v.public_ip_id))
+        .register_get("network_resolved", |v: &mut Vm| v.network_resolved)
         .register_get("nsg_ids", |v: &mut Vm| -> Array {
             v.nsg_ids.iter().cloned().map(Dynamic::from).collect()
         })
@@ -252,7 +262,8 @@ fn register_run_powershell(engine: &mut Engine, ctx: &Ctx) {
 /// returns `#{exit_code, stdout, stderr, truncated, duration_ms}`. Azure keeps only the last
 /// 4096 bytes of each stream (`truncated` says so) and runs one command per VM at a time (a
 /// busy VM is retried). `exit_code` is `()` when it could not be read, never a guess.
-/// Options: `#{parameters: #{name: value}}` passed as `-name value`.
+/// Options: `#{parameters: #{name: value}}` passed as `-name value`; `check: true` throws
+/// `script.command_failed` when the exit code is not 0.
 ///
 /// # Example
 /// ```rhai
@@ -277,7 +288,8 @@ fn register_run_powershell(engine: &mut Engine, ctx: &Ctx) {
 }
 
 fn run_ps(ctx: &Ctx, v: &Vm, script: &str, options: Map) -> RhaiResult<Dynamic> {
-    let opts = Options::new("run_powershell", options, &["parameters"])?;
+    let opts = Options::new("run_powershell", options, &["parameters", "check"])?;
+    let check = opts.bool("check")?.unwrap_or(false);
     let mut rc = RunCommandOptions::default();
     if let Some(params) = opts.map("parameters")? {
         rc.parameters = params
@@ -292,7 +304,25 @@ fn run_ps(ctx: &Ctx, v: &Vm, script: &str, options: Map) -> RhaiResult<Dynamic> 
         &format!("waiting for RunCommand on `{}`", v.name),
         async move { run_command::run_powershell(&arm, &id, &lines, &rc).await },
     )?;
-    Ok(value::to_dynamic(&out))
+    let result = value::to_dynamic(&out);
+    if check {
+        let map = result
+            .read_lock::<Map>()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let code = map.get("exit_code").and_then(|c| c.as_int().ok());
+        if code != Some(0) {
+            let stderr = map.get("stderr").map(|e| e.to_string()).unwrap_or_default();
+            return Err(crate::script::error::to_rhai(
+                &crate::script::error::ScriptError::command_failed(
+                    &format!("run_powershell() on `{}`", v.name),
+                    code,
+                    &stderr,
+                ),
+            ));
+        }
+    }
+    Ok(result)
 }
 
 fn filter_from(m: Map) -> RhaiResult<VmFilter> {

@@ -15,12 +15,13 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 const GENERATE_DOC: &str = "\
 /// Generates a key pair: the OpenSSH private key at `path` (mode 0600, never over an existing
 /// file) and the public key at `path.pub`. ed25519 by default; `#{bits: 3072}` makes RSA.
-/// Returns `#{private, public, fingerprint, public_line}`.
+/// Returns `#{private_key, public_key, fingerprint, public_line}` (the paths also as `private`
+/// and `public`, reserved words in Rhai: read those as `k[\"public\"]`).
 ///
 /// # Example
 /// ```rhai
 /// let k = generate_key(\"~/.ssh/azssh_ed25519\");
-/// info(k.fingerprint);
+/// info(`${k.public_key}: ${k.fingerprint}`);
 /// let rsa = generate_key(\"/tmp/rsa_key\", #{bits: 3072, comment: \"ops@contoso\"});
 /// ```";
 
@@ -58,5 +59,18 @@ fn generate(path: &str, options: Map) -> RhaiResult<Dynamic> {
     let path = keys::expand_home(path);
     let generated =
         keys::generate_key(&path, KeyKind::from_bits(bits), &comment).map_err(|e| to_rhai(&e))?;
-    Ok(value::to_dynamic(&generated))
+    let mut map = value::to_dynamic(&generated)
+        .try_cast::<Map>()
+        .unwrap_or_default();
+    // `public` and `private` are reserved words in Rhai (`k.public` does not parse): the same
+    // paths under names a script can write, the old keys kept for `k["public"]`.
+    map.insert(
+        "private_key".into(),
+        generated.private.display().to_string().into(),
+    );
+    map.insert(
+        "public_key".into(),
+        generated.public.display().to_string().into(),
+    );
+    Ok(map.into())
 }

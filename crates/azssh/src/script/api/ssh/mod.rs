@@ -110,17 +110,23 @@ fn live(s: &ScriptSession) -> RhaiResult<Session> {
     s.open().map_err(|e| to_rhai(&e))
 }
 
-fn exec_opts(function: &str, o: Map) -> RhaiResult<crate::ssh::ExecOptions> {
-    let opts = Options::new(function, o, &["timeout", "stream"])?;
+/// `exec`/`powershell` options, and whether `check: true` asks for a throw on a non-zero exit.
+fn exec_opts(function: &str, o: Map) -> RhaiResult<(crate::ssh::ExecOptions, bool)> {
+    let opts = Options::new(function, o, &["timeout", "stream", "check"])?;
     let timeout = target::seconds(&opts, "timeout")?;
-    Ok(exec_options(timeout, opts.bool("stream")?.unwrap_or(false)))
+    let check = opts.bool("check")?.unwrap_or(false);
+    Ok((
+        exec_options(timeout, opts.bool("stream")?.unwrap_or(false)),
+        check,
+    ))
 }
 
 fn register_exec(engine: &mut Engine, ctx: &Ctx) {
     let exec_doc = "\
 /// Runs a command (through the server's default shell: `cmd.exe` on Windows unless
 /// DefaultShell says otherwise) and returns `#{exit_code, stdout, stderr, signal}`. Options:
-/// `timeout` (seconds), `stream` (true: also copy the output to this terminal as it arrives).
+/// `timeout` (seconds), `stream` (true: also copy the output to this terminal as it arrives),
+/// `check` (true: throw `script.command_failed` when the exit code is not 0).
 ///
 /// # Example
 /// ```rhai
@@ -130,7 +136,7 @@ fn register_exec(engine: &mut Engine, ctx: &Ctx) {
     let ps_doc = "\
 /// Runs a PowerShell script as `powershell.exe -NoProfile -NonInteractive -EncodedCommand
 /// <base64 UTF-16LE>`, so no quoting is needed and any DefaultShell works. Returns the same map
-/// as `exec` and takes the same options.
+/// as `exec` and takes the same options (`check: true` throws on a non-zero exit).
 ///
 /// # Example
 /// ```rhai
@@ -148,7 +154,7 @@ fn register_exec(engine: &mut Engine, ctx: &Ctx) {
             .with_comments([doc])
             .with_params_info(["session: Session", param, "map"])
             .register_into_engine(engine, move |s: &mut ScriptSession, cmd: &str| {
-                run(&c, s, cmd, ps, crate::ssh::ExecOptions::default())
+                run(&c, s, cmd, ps, (crate::ssh::ExecOptions::default(), false))
             });
         let c = ctx.clone();
         FuncRegistration::new(name)
@@ -165,11 +171,13 @@ fn run(
     s: &ScriptSession,
     command: &str,
     powershell: bool,
-    opts: crate::ssh::ExecOptions,
+    (opts, check): (crate::ssh::ExecOptions, bool),
 ) -> RhaiResult<Map> {
     let session = live(s)?;
     let command = command.to_string();
     let what = format!("running a command on `{}`", s.label());
+    // Streamed output owns the terminal's lines: no progress line between them.
+    let _hold = opts.stdout_to.is_some().then(crate::output::hold_progress);
     let result = ctx.bridge.block_on(&what, async move {
         if powershell {
             session.powershell(&command, opts).await
@@ -177,6 +185,14 @@ fn run(
             session.exec(&command, opts).await
         }
     })?;
+    if check && result.exit_code != Some(0) {
+        let what = if powershell { "powershell()" } else { "exec()" };
+        return Err(to_rhai(&crate::script::error::ScriptError::command_failed(
+            &format!("{what} on `{}`", s.label()),
+            result.exit_code.map(i64::from),
+            &String::from_utf8_lossy(&result.stderr),
+        )));
+    }
     Ok(exec_map(&result))
 }
 
@@ -351,6 +367,9 @@ fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
             move |s: &mut ScriptSession| -> RhaiResult<Dynamic> {
                 require_terminal("shell()").map_err(|e| to_rhai(&e))?;
                 let session = live(s)?;
+                // The shell owns the terminal: no progress line drawn over it.
+                let _terminal = c.bridge.activity().hand_over_terminal();
+                let _hold = crate::output::hold_progress();
                 let code = c
                     .bridge
                     .block_on(&format!("shell on `{}`", s.label()), async move {

@@ -19,6 +19,8 @@ pub(super) fn interactive() -> bool {
 /// accepts, so a user can paste the one they were given out of band).
 pub(super) fn ask_host_key() -> AskHostKey {
     Arc::new(|q: &HostKeyQuestion| {
+        // The question owns the terminal until answered: no progress line drawn over it.
+        let _hold = output::hold_progress();
         let host = crate::ssh::known_hosts::host_field(&q.host, q.port);
         output::status(&format!(
             "The authenticity of host '{host}' can't be established.\n{} key fingerprint is {}.\n",
@@ -67,6 +69,7 @@ fn host_key_answer(answer: &str, fingerprint: &str) -> Option<bool> {
 /// Reads a secret with echo off (raw mode), Enter to finish, Ctrl-C or Ctrl-D to decline.
 pub(super) fn prompt_secret() -> PromptSecret {
     Arc::new(|question: &str| {
+        let _hold = output::hold_progress();
         output::status(question);
         let secret = read_without_echo();
         output::status("\n");
