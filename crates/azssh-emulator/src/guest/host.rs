@@ -270,6 +270,7 @@ impl GuestHost<'_> {
                 .with("Status", status_name(status))
                 .with("StartType", startup_name(startup))
                 .with("__display", display(&["Status", "Name", "DisplayName"]))
+                .with("__widths", Value::array(vec![Value::Int(8), Value::Int(18)]))
                 .into(),
         )
     }
@@ -348,7 +349,28 @@ impl GuestHost<'_> {
                     "stop-service" => status == "Stopped",
                     _ => false,
                 };
-                if !already {
+                let disabled = self
+                    .service_object(&name)
+                    .and_then(|v| match v {
+                        Value::Object(o) => o.borrow().get("StartType"),
+                        _ => None,
+                    })
+                    .is_some_and(|t| t.to_str() == "Disabled");
+                if command == "start-service" && disabled {
+                    let display_name = self
+                        .service_object(&name)
+                        .and_then(|v| match v {
+                            Value::Object(o) => o.borrow().get("DisplayName"),
+                            _ => None,
+                        })
+                        .map(|v| v.to_str())
+                        .unwrap_or_default();
+                    result.errors.push(service_failed(
+                        &format!("Service '{display_name} ({name})' cannot be started due to the following error: Cannot start service {name} on computer '.'."),
+                        class,
+                        &name,
+                    ));
+                } else if !already {
                     result.errors.push(service_failed(
                         &format!("Service '{name}' cannot be changed in the emulated guest: only sshd is modelled."),
                         class,
@@ -483,6 +505,7 @@ impl GuestHost<'_> {
                 obj("Microsoft.Dism.Commands.BasicCapabilityObject")
                     .with("Name", n)
                     .with("State", if installed { "Installed" } else { "NotPresent" })
+                    .with("__list", true)
                     .into()
             })
             .collect();
@@ -518,6 +541,7 @@ impl GuestHost<'_> {
                 .with("Path", "")
                 .with("Online", true)
                 .with("RestartNeeded", false)
+                .with("__list", true)
                 .into()]),
             Err(e) => non_terminating(capability_error(&e)),
         }
@@ -1295,6 +1319,50 @@ fn fs_error(e: String, path: &str) -> FsError {
     }
 }
 
+/// The parameters of the cmdlets the host implements (common parameters aside). A cmdlet
+/// refuses any other name, as PowerShell's binder does, so a typo never "works" here.
+fn parameters(command: &str) -> Option<&'static [&'static str]> {
+    Some(match command {
+        "get-service" | "gsv" => &["Name", "DisplayName", "Include", "Exclude", "InputObject", "ComputerName", "DependentServices", "RequiredServices"],
+        "start-service" | "sasv" | "stop-service" | "spsv" | "restart-service" => &["Name", "DisplayName", "InputObject", "PassThru", "Force", "NoWait", "Include", "Exclude"],
+        "set-service" => &["Name", "DisplayName", "Description", "StartupType", "Status", "InputObject", "PassThru", "ComputerName"],
+        "get-windowscapability" => &["Online", "Name", "LimitAccess", "Source", "LogPath", "LogLevel", "ScratchDirectory", "SystemDrive", "WindowsDirectory", "Path"],
+        "add-windowscapability" => &["Online", "Name", "LimitAccess", "Source", "LogPath", "LogLevel", "ScratchDirectory", "NoRestart"],
+        "get-netfirewallrule" => &["Name", "DisplayName", "All", "Enabled", "Direction", "Action", "PolicyStore"],
+        "enable-netfirewallrule" | "disable-netfirewallrule" => &["Name", "DisplayName", "InputObject", "PassThru", "PolicyStore"],
+        "new-netfirewallrule" => &["Name", "DisplayName", "Description", "Enabled", "Profile", "Direction", "Action", "Protocol", "LocalPort", "RemotePort", "RemoteAddress", "LocalAddress", "Program", "Group", "PolicyStore"],
+        "set-netfirewallrule" => &["Name", "DisplayName", "NewDisplayName", "Description", "Enabled", "Profile", "Direction", "Action", "Protocol", "LocalPort", "RemotePort", "RemoteAddress", "InputObject", "PassThru", "PolicyStore"],
+        "get-localuser" => &["Name", "SID"],
+        "get-localgroupmember" => &["Group", "Name", "SID", "Member"],
+        "get-ciminstance" | "get-wmiobject" | "gwmi" => &["ClassName", "Class", "Filter", "Namespace", "Property", "Query", "ComputerName"],
+        "get-acl" => &["Path", "LiteralPath", "InputObject", "Audit", "Filter", "Include", "Exclude"],
+        "set-acl" => &["Path", "LiteralPath", "AclObject", "InputObject", "Passthru", "Filter", "Include", "Exclude", "ClearCentralAccessPolicy"],
+        _ => return None,
+    })
+}
+
+/// Parameters every cmdlet takes (the interpreter consumes `-ErrorAction` and friends).
+const COMMON_PARAMETERS: &[&str] = &["Verbose", "Debug", "WarningAction", "WarningVariable", "ErrorVariable", "OutVariable", "OutBuffer", "PipelineVariable", "InformationAction", "InformationVariable", "WhatIf", "Confirm", "ErrorAction"];
+
+fn unknown_parameter(command: &str, args: &BoundArgs) -> Option<ErrorRecord> {
+    let allowed = parameters(command)?;
+    let matches = |typed: &str, full: &str| {
+        full.len() >= typed.len() && full[..typed.len()].eq_ignore_ascii_case(typed)
+    };
+    let (bad, _) = args.named().iter().find(|(n, _)| {
+        !allowed.iter().chain(COMMON_PARAMETERS).any(|a| matches(n, a))
+    })?;
+    Some(
+        ErrorRecord::new(
+            format!("A parameter cannot be found that matches parameter name '{bad}'."),
+            "System.Management.Automation.ParameterBindingException",
+            "NamedParameterNotFound",
+            "InvalidArgument",
+        )
+        .with_target(bad, "String"),
+    )
+}
+
 impl pwsh::Host for GuestHost<'_> {
     fn command(&mut self, name: &str, args: &BoundArgs, input: &[Value]) -> HostResult {
         let lower = name.to_ascii_lowercase();
@@ -1303,6 +1371,9 @@ impl pwsh::Host for GuestHost<'_> {
             .next()
             .unwrap_or(&lower)
             .to_string();
+        if let Some(e) = unknown_parameter(&lower, args) {
+            return HostResult::Error(e);
+        }
         let first_path = args
             .string("LiteralPath")
             .or_else(|| args.string_or_pos("Path", 0))
