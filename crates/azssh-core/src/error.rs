@@ -71,4 +71,3 @@ impl Diagnostic {
         out
     }
 }
-

@@ -451,9 +451,16 @@ impl Guest {
             return None;
         }
         let prefix = format!("{key}\\");
-        let direct = |k: &str| k.len() > prefix.len() && k.starts_with(&prefix) && !k[prefix.len()..].contains('\\');
+        let direct = |k: &str| {
+            k.len() > prefix.len() && k.starts_with(&prefix) && !k[prefix.len()..].contains('\\')
+        };
         let mut out: Vec<String> = self.dirs.iter().filter(|k| direct(k)).cloned().collect();
-        out.extend(self.files.iter().filter(|(k, _)| direct(k)).map(|(_, f)| f.path.clone()));
+        out.extend(
+            self.files
+                .iter()
+                .filter(|(k, _)| direct(k))
+                .map(|(_, f)| f.path.clone()),
+        );
         Some(out)
     }
 
@@ -556,16 +563,8 @@ impl Guest {
             let _ = self.write_file(&exe, b"MZ", false);
         }
         self.registry.get_or_insert_with(BTreeMap::new);
-        if firewall_rule
-            && self
-                .firewall_rule(FIREWALL_RULE)
-                .is_none()
-        {
-            self.add_firewall_rule(
-                FIREWALL_RULE,
-                "OpenSSH SSH Server (sshd)",
-                22,
-            );
+        if firewall_rule && self.firewall_rule(FIREWALL_RULE).is_none() {
+            self.add_firewall_rule(FIREWALL_RULE, "OpenSSH SSH Server (sshd)", 22);
         }
     }
 
@@ -595,10 +594,7 @@ impl Guest {
     pub fn install_openssh_extension(&mut self) -> bool {
         let before = (self.sshd.clone(), self.firewall.clone());
         self.install_openssh_files(true);
-        if let Some(rule) = self
-            .firewall
-            .get_mut(&FIREWALL_RULE.to_ascii_lowercase())
-        {
+        if let Some(rule) = self.firewall.get_mut(&FIREWALL_RULE.to_ascii_lowercase()) {
             rule.enabled = true;
         }
         let _ = self.set_startup(StartupType::Automatic);

@@ -11,8 +11,8 @@
 //! - SSH exec hands the command line to the registry's `DefaultShell`: cmd.exe (`/c`, with its
 //!   8191-character limit) unless it names `powershell.exe`, which then runs it with `-c`.
 
-use super::guest::{DefaultShell, Guest};
 use super::guest::host::GuestHost;
+use super::guest::{DefaultShell, Guest};
 
 /// What a script or command produced (RunCommand shows `stdout`/`stderr`; SSH exec also the
 /// exit code): the same type the ARM side's guest seam uses.
@@ -34,7 +34,11 @@ impl Guest {
 
     /// Runs a RunCommand script with its `parameters` (name, value), passed as Azure passes
     /// them: `-name value` on the `powershell.exe -File` command line, through cmd.exe.
-    pub fn run_powershell_with(&mut self, script: &str, params: &[(String, String)]) -> GuestOutput {
+    pub fn run_powershell_with(
+        &mut self,
+        script: &str,
+        params: &[(String, String)],
+    ) -> GuestOutput {
         let (args, rest) = pwsh::runcommand_params(params);
         let mut host = GuestHost::new(self, None);
         let mut out = pwsh::run(&mut host, script, &args);

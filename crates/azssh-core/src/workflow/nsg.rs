@@ -483,13 +483,11 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
             if let Some(f) = &first
                 && let Some(from) = f.priority_moved_from
             {
-                crate::notice::info(
-                    &format!(
-                        "priority {from} is taken; `{}` got priority {}",
-                        f.rule.name.clone().unwrap_or_default(),
-                        f.rule.properties.priority
-                    ),
-                );
+                crate::notice::info(&format!(
+                    "priority {from} is taken; `{}` got priority {}",
+                    f.rule.name.clone().unwrap_or_default(),
+                    f.rule.properties.priority
+                ));
             }
             outcome.nsg = first;
         }

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use pwsh::{BoundArgs, CommandOutput, ErrorRecord, FsError, HostResult, ItemKind, PsObject, Value};
 
 use super::{
-    ADMINISTRATORS_SID, CapabilityError, FIRST_CAPABILITY_BUILD, Guest,
-    ServiceStatus, StartupType, SYSTEM_SID, path_key,
+    ADMINISTRATORS_SID, CapabilityError, FIRST_CAPABILITY_BUILD, Guest, SYSTEM_SID, ServiceStatus,
+    StartupType, path_key,
 };
 
 /// The capability name of Windows' OpenSSH server (`Get-WindowsCapability -Online`).
@@ -190,7 +190,9 @@ fn capability_error(e: &CapabilityError) -> ErrorRecord {
 
 fn parameter_missing(command: &str, param: &str) -> ErrorRecord {
     ErrorRecord::new(
-        format!("Cannot process command because of one or more missing mandatory parameters: {param}."),
+        format!(
+            "Cannot process command because of one or more missing mandatory parameters: {param}."
+        ),
         "System.Management.Automation.ParameterBindingException",
         &format!("MissingMandatoryParameter,Microsoft.PowerShell.Commands.{command}"),
         "InvalidArgument",
@@ -270,7 +272,10 @@ impl GuestHost<'_> {
                 .with("Status", status_name(status))
                 .with("StartType", startup_name(startup))
                 .with("__display", display(&["Status", "Name", "DisplayName"]))
-                .with("__widths", Value::array(vec![Value::Int(8), Value::Int(18)]))
+                .with(
+                    "__widths",
+                    Value::array(vec![Value::Int(8), Value::Int(18)]),
+                )
                 .into(),
         )
     }
@@ -424,7 +429,10 @@ impl GuestHost<'_> {
     /// `sc.exe query NAME` (and `sc.exe qc NAME` for the start type), as the real tool prints.
     fn sc(&self, args: &BoundArgs) -> HostResult {
         let a = args.native_args();
-        let verb = a.first().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+        let verb = a
+            .first()
+            .map(|s| s.to_ascii_lowercase())
+            .unwrap_or_default();
         let Some(name) = a.get(1) else {
             return HostResult::Output(CommandOutput::native(
                 "DESCRIPTION:\r\n        SC is a command line program used for communicating with the\r\n        Service Control Manager and services.\r\n",
@@ -436,8 +444,14 @@ impl GuestHost<'_> {
             (true, Some(s)) => s.clone(),
             _ => {
                 return HostResult::Output(CommandOutput::native(
-                    &format!("[SC] {} FAILED 1060:\r\n\r\nThe specified service does not exist as an installed service.\r\n\r\n",
-                        if verb == "qc" { "OpenService" } else { "EnumQueryServicesStatus:OpenService" }),
+                    &format!(
+                        "[SC] {} FAILED 1060:\r\n\r\nThe specified service does not exist as an installed service.\r\n\r\n",
+                        if verb == "qc" {
+                            "OpenService"
+                        } else {
+                            "EnumQueryServicesStatus:OpenService"
+                        }
+                    ),
                     "",
                     1060,
                 ));
@@ -446,7 +460,9 @@ impl GuestHost<'_> {
         let text = match verb.as_str() {
             "query" | "queryex" => {
                 let (n, state, accepts) = match sshd.status {
-                    ServiceStatus::Running => (4, "RUNNING", "(STOPPABLE, NOT_PAUSABLE, ACCEPT_SHUTDOWN)"),
+                    ServiceStatus::Running => {
+                        (4, "RUNNING", "(STOPPABLE, NOT_PAUSABLE, ACCEPT_SHUTDOWN)")
+                    }
                     ServiceStatus::Stopped => (1, "STOPPED", ""),
                 };
                 format!(
@@ -467,7 +483,9 @@ impl GuestHost<'_> {
             _ => {
                 return HostResult::Output(CommandOutput::native(
                     "",
-                    &format!("[SC] the emulated guest models `sc.exe query` and `sc.exe qc`, not `{verb}`\r\n"),
+                    &format!(
+                        "[SC] the emulated guest models `sc.exe query` and `sc.exe qc`, not `{verb}`\r\n"
+                    ),
                     87,
                 ));
             }
@@ -537,12 +555,14 @@ impl GuestHost<'_> {
             })
         };
         match result {
-            Ok(_) => out(vec![obj("Microsoft.Dism.Commands.ImageObject")
-                .with("Path", "")
-                .with("Online", true)
-                .with("RestartNeeded", false)
-                .with("__list", true)
-                .into()]),
+            Ok(_) => out(vec![
+                obj("Microsoft.Dism.Commands.ImageObject")
+                    .with("Path", "")
+                    .with("Online", true)
+                    .with("RestartNeeded", false)
+                    .with("__list", true)
+                    .into(),
+            ]),
             Err(e) => non_terminating(capability_error(&e)),
         }
     }
@@ -574,7 +594,10 @@ impl GuestHost<'_> {
     fn firewall(&mut self, command: &str, args: &BoundArgs, input: &[Value]) -> HostResult {
         let mut names = names_of(args, "Name");
         if names.is_empty() {
-            if let Some(d) = args.string("DisplayName").filter(|_| command != "new-netfirewallrule") {
+            if let Some(d) = args
+                .string("DisplayName")
+                .filter(|_| command != "new-netfirewallrule")
+            {
                 names = self
                     .guest
                     .firewall_rules()
@@ -676,12 +699,18 @@ impl GuestHost<'_> {
             None => "Any".into(),
         };
         if self.guest.firewall_rule(&name).is_some() {
-            return non_terminating(ErrorRecord::new(
-                "Cannot create a file when that file already exists.",
-                "Microsoft.Management.Infrastructure.CimException",
-                "Windows System Error 183,New-NetFirewallRule",
-                "ResourceExists",
-            ).with_target("MSFT_NetFirewallRule", "root/standardcimv2/MSFT_NetFirewallRule"));
+            return non_terminating(
+                ErrorRecord::new(
+                    "Cannot create a file when that file already exists.",
+                    "Microsoft.Management.Infrastructure.CimException",
+                    "Windows System Error 183,New-NetFirewallRule",
+                    "ResourceExists",
+                )
+                .with_target(
+                    "MSFT_NetFirewallRule",
+                    "root/standardcimv2/MSFT_NetFirewallRule",
+                ),
+            );
         }
         // The model opens a port only for what azssh and admins create for sshd: an inbound
         // TCP allow rule with a local port. Other rules are kept (for Get-NetFirewallRule) but
@@ -690,9 +719,13 @@ impl GuestHost<'_> {
             && action.eq_ignore_ascii_case("Allow")
             && protocol.eq_ignore_ascii_case("TCP");
         let local_port = port.filter(|_| admits).unwrap_or(0);
-        self.guest.add_firewall_rule(&name, &display_name, local_port);
+        self.guest
+            .add_firewall_rule(&name, &display_name, local_port);
         self.guest.set_firewall_profile(&name, &profile);
-        if args.string("Enabled").is_some_and(|e| e.eq_ignore_ascii_case("False")) {
+        if args
+            .string("Enabled")
+            .is_some_and(|e| e.eq_ignore_ascii_case("False"))
+        {
             self.guest.set_firewall_enabled(&name, false);
         }
         match self.guest.firewall_rule(&name) {
@@ -719,7 +752,14 @@ impl GuestHost<'_> {
             obj("Microsoft.PowerShell.Commands.LocalUser")
                 .with("Name", u.name.clone())
                 .with("Enabled", true)
-                .with("Description", if u.sid.ends_with("-500") { "Built-in account for administering the computer/domain" } else { "" })
+                .with(
+                    "Description",
+                    if u.sid.ends_with("-500") {
+                        "Built-in account for administering the computer/domain"
+                    } else {
+                        ""
+                    },
+                )
                 .with("SID", Self::sid_object(&u.sid))
                 .with("__display", display(&["Name", "Enabled", "Description"]))
                 .into()
@@ -735,7 +775,8 @@ impl GuestHost<'_> {
             result.values.extend(users.iter().map(user_obj));
         }
         for n in names {
-            let found: Vec<&super::LocalUser> = users.iter().filter(|u| wildcard(&n, &u.name)).collect();
+            let found: Vec<&super::LocalUser> =
+                users.iter().filter(|u| wildcard(&n, &u.name)).collect();
             if found.is_empty() && !n.contains('*') {
                 result.errors.push(user_not_found(&n));
             }
@@ -745,20 +786,27 @@ impl GuestHost<'_> {
     }
 
     fn get_local_group_member(&self, args: &BoundArgs) -> HostResult {
-        let group = args.string("SID").or_else(|| args.string_or_pos("Group", 0)).or_else(|| args.string("Name"));
+        let group = args
+            .string("SID")
+            .or_else(|| args.string_or_pos("Group", 0))
+            .or_else(|| args.string("Name"));
         let Some(group) = group else {
             return HostResult::Error(parameter_missing("GetLocalGroupMemberCommand", "Group"));
         };
         let admins = group.eq_ignore_ascii_case(ADMINISTRATORS_SID)
             || group.eq_ignore_ascii_case(&self.guest.config().admin_group_name);
-        let users_group = group.eq_ignore_ascii_case("S-1-5-32-545") || group.eq_ignore_ascii_case("Users");
+        let users_group =
+            group.eq_ignore_ascii_case("S-1-5-32-545") || group.eq_ignore_ascii_case("Users");
         if !admins && !users_group {
-            return HostResult::Error(ErrorRecord::new(
-                format!("Group {group} was not found."),
-                "Microsoft.PowerShell.Commands.GroupNotFoundException",
-                "GroupNotFound,Microsoft.PowerShell.Commands.GetLocalGroupMemberCommand",
-                "ObjectNotFound",
-            ).with_target(&group, "String"));
+            return HostResult::Error(
+                ErrorRecord::new(
+                    format!("Group {group} was not found."),
+                    "Microsoft.PowerShell.Commands.GroupNotFoundException",
+                    "GroupNotFound,Microsoft.PowerShell.Commands.GetLocalGroupMemberCommand",
+                    "ObjectNotFound",
+                )
+                .with_target(&group, "String"),
+            );
         }
         let computer = self.guest.computer_name().to_string();
         let members = self
@@ -772,7 +820,10 @@ impl GuestHost<'_> {
                     .with("Name", format!(r"{computer}\{}", u.name))
                     .with("PrincipalSource", "Local")
                     .with("SID", Self::sid_object(&u.sid))
-                    .with("__display", display(&["ObjectClass", "Name", "PrincipalSource"]))
+                    .with(
+                        "__display",
+                        display(&["ObjectClass", "Name", "PrincipalSource"]),
+                    )
                     .into()
             })
             .collect();
@@ -869,7 +920,11 @@ impl GuestHost<'_> {
                 ).with_target(&format!("root\\cimv2:{class}"), "String"));
             }
         };
-        out(items.into_iter().filter(|o| keep(o)).map(Value::from).collect())
+        out(items
+            .into_iter()
+            .filter(|o| keep(o))
+            .map(Value::from)
+            .collect())
     }
 
     // ----- ACLs -----
@@ -904,7 +959,10 @@ impl GuestHost<'_> {
             .collect();
         Some(
             obj("System.Security.AccessControl.FileSecurity")
-                .with("Path", format!(r"Microsoft.PowerShell.Core\FileSystem::{}", file.path))
+                .with(
+                    "Path",
+                    format!(r"Microsoft.PowerShell.Core\FileSystem::{}", file.path),
+                )
                 .with("Owner", r"BUILTIN\Administrators")
                 .with("AreAccessRulesProtected", !inherited)
                 .with("Access", Value::array(access))
@@ -933,26 +991,37 @@ impl GuestHost<'_> {
         };
         if self.guest.dir_exists(&path) {
             // Folders: what the model knows of them is what they pass down.
-            return out(vec![obj("System.Security.AccessControl.DirectorySecurity")
-                .with("Path", format!(r"Microsoft.PowerShell.Core\FileSystem::{path}"))
-                .with("Owner", r"NT AUTHORITY\SYSTEM")
-                .with("AreAccessRulesProtected", false)
-                .with("Access", Value::array(Vec::new()))
-                .into()]);
+            return out(vec![
+                obj("System.Security.AccessControl.DirectorySecurity")
+                    .with(
+                        "Path",
+                        format!(r"Microsoft.PowerShell.Core\FileSystem::{path}"),
+                    )
+                    .with("Owner", r"NT AUTHORITY\SYSTEM")
+                    .with("AreAccessRulesProtected", false)
+                    .with("Access", Value::array(Vec::new()))
+                    .into(),
+            ]);
         }
         match self.acl_object(&path) {
             Some(acl) => out(vec![acl]),
-            None => non_terminating(ErrorRecord::new(
-                format!("Cannot find path '{path}' because it does not exist."),
-                "System.Management.Automation.ItemNotFoundException",
-                "GetAcl_PathNotFound_Exception,Microsoft.PowerShell.Commands.GetAclCommand",
-                "ObjectNotFound",
-            ).with_target(&path, "String")),
+            None => non_terminating(
+                ErrorRecord::new(
+                    format!("Cannot find path '{path}' because it does not exist."),
+                    "System.Management.Automation.ItemNotFoundException",
+                    "GetAcl_PathNotFound_Exception,Microsoft.PowerShell.Commands.GetAclCommand",
+                    "ObjectNotFound",
+                )
+                .with_target(&path, "String"),
+            ),
         }
     }
 
     fn set_acl(&mut self, args: &BoundArgs, input: &[Value]) -> HostResult {
-        let acl = args.get("AclObject").cloned().or_else(|| input.first().cloned());
+        let acl = args
+            .get("AclObject")
+            .cloned()
+            .or_else(|| input.first().cloned());
         let path = args
             .string("LiteralPath")
             .or_else(|| args.string_or_pos("Path", 0));
@@ -960,7 +1029,9 @@ impl GuestHost<'_> {
             return HostResult::Error(parameter_missing("SetAclCommand", "AclObject"));
         };
         let acl = acl.borrow();
-        let protected = acl.get("AreAccessRulesProtected").is_some_and(|v| v.truthy());
+        let protected = acl
+            .get("AreAccessRulesProtected")
+            .is_some_and(|v| v.truthy());
         let mut grants = BTreeMap::new();
         for rule in acl.get("Access").map(|a| a.enumerate()).unwrap_or_default() {
             let Value::Object(r) = rule else { continue };
@@ -968,15 +1039,15 @@ impl GuestHost<'_> {
             if r.get("IsInherited").is_some_and(|v| v.truthy()) {
                 continue;
             }
-            let sid = r
-                .get("__sid")
-                .map(|v| v.to_str())
-                .or_else(|| {
-                    let name = r.get("IdentityReference")?.to_str();
-                    self.guest.resolve_account(&name)
-                });
+            let sid = r.get("__sid").map(|v| v.to_str()).or_else(|| {
+                let name = r.get("IdentityReference")?.to_str();
+                self.guest.resolve_account(&name)
+            });
             if let Some(sid) = sid {
-                let rights = r.get("FileSystemRights").map(|v| v.to_str()).unwrap_or_default();
+                let rights = r
+                    .get("FileSystemRights")
+                    .map(|v| v.to_str())
+                    .unwrap_or_default();
                 grants.insert(sid, rights_code(&rights));
             }
         }
@@ -1035,7 +1106,11 @@ impl GuestHost<'_> {
         }
         let failed = "Successfully processed 0 files; Failed processing 1 files\r\n";
         if self.guest.file(path).is_none() {
-            return native(failed, &format!("{path}: The system cannot find the file specified.\r\n"), 2);
+            return native(
+                failed,
+                &format!("{path}: The system cannot find the file specified.\r\n"),
+                2,
+            );
         }
         let mut resolved = Vec::new();
         for (account, perm, replace) in grants {
@@ -1045,7 +1120,9 @@ impl GuestHost<'_> {
                     // ERROR_NONE_MAPPED
                     return native(
                         failed,
-                        &format!("{account}: No mapping between account names and security IDs was done.\r\n"),
+                        &format!(
+                            "{account}: No mapping between account names and security IDs was done.\r\n"
+                        ),
                         1332,
                     );
                 }
@@ -1058,7 +1135,9 @@ impl GuestHost<'_> {
                 None => {
                     return native(
                         failed,
-                        &format!("{account}: No mapping between account names and security IDs was done.\r\n"),
+                        &format!(
+                            "{account}: No mapping between account names and security IDs was done.\r\n"
+                        ),
                         1332,
                     );
                 }
@@ -1087,10 +1166,14 @@ impl GuestHost<'_> {
             file.acl.grants.remove(&sid);
         }
         for (sid, perm, _) in resolved {
-            file.acl.grants.insert(sid, perm.trim_matches(['(', ')']).to_string());
+            file.acl
+                .grants
+                .insert(sid, perm.trim_matches(['(', ')']).to_string());
         }
         native(
-            &format!("processed file: {path}\r\nSuccessfully processed 1 files; Failed processing 0 files\r\n"),
+            &format!(
+                "processed file: {path}\r\nSuccessfully processed 1 files; Failed processing 0 files\r\n"
+            ),
             "",
             0,
         )
@@ -1114,7 +1197,9 @@ impl GuestHost<'_> {
             .unwrap_or_default();
         let known = Self::is_openssh_key(&path);
         let exists = known && self.guest.registry.is_some();
-        let software = path.trim_end_matches('\\').eq_ignore_ascii_case(r"HKLM:\SOFTWARE");
+        let software = path
+            .trim_end_matches('\\')
+            .eq_ignore_ascii_case(r"HKLM:\SOFTWARE");
         match command {
             "test-path" => out(vec![Value::Bool(exists || software)]),
             "new-item" => {
@@ -1143,7 +1228,8 @@ impl GuestHost<'_> {
                 let name = args.string_or_pos("Name", 1);
                 let values = self.guest.registry.clone().unwrap_or_default();
                 if let Some(name) = name {
-                    let Some((k, v)) = values.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) else {
+                    let Some((k, v)) = values.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name))
+                    else {
                         return non_terminating(ErrorRecord::new(
                             format!("Property {name} does not exist at path HKEY_LOCAL_MACHINE\\SOFTWARE\\OpenSSH."),
                             "System.Management.Automation.PSArgumentException",
@@ -1166,11 +1252,16 @@ impl GuestHost<'_> {
                 if !exists {
                     return non_terminating(path_missing(&path));
                 }
-                let (Some(name), Some(value)) = (args.string("Name"), args.get("Value").map(Value::to_str)) else {
+                let (Some(name), Some(value)) =
+                    (args.string("Name"), args.get("Value").map(Value::to_str))
+                else {
                     return HostResult::Error(parameter_missing("SetItemPropertyCommand", "Name"));
                 };
                 let values = self.guest.registry.get_or_insert_with(BTreeMap::new);
-                let existing = values.keys().find(|k| k.eq_ignore_ascii_case(&name)).cloned();
+                let existing = values
+                    .keys()
+                    .find(|k| k.eq_ignore_ascii_case(&name))
+                    .cloned();
                 if command == "new-itemproperty" && existing.is_some() && !args.switch("Force") {
                     return non_terminating(ErrorRecord::new(
                         "The property already exists.",
@@ -1203,7 +1294,10 @@ impl GuestHost<'_> {
     fn key_object(&self) -> Value {
         obj("Microsoft.Win32.RegistryKey")
             .with("Name", r"HKEY_LOCAL_MACHINE\SOFTWARE\OpenSSH")
-            .with("PSPath", r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\SOFTWARE\OpenSSH")
+            .with(
+                "PSPath",
+                r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\SOFTWARE\OpenSSH",
+            )
             .into()
     }
 
@@ -1212,8 +1306,14 @@ impl GuestHost<'_> {
         for (k, v) in values {
             o.set(k, Value::from(v.clone()));
         }
-        o.set("PSPath", r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\SOFTWARE\OpenSSH".into());
-        o.set("PSParentPath", r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\SOFTWARE".into());
+        o.set(
+            "PSPath",
+            r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\SOFTWARE\OpenSSH".into(),
+        );
+        o.set(
+            "PSParentPath",
+            r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\SOFTWARE".into(),
+        );
         o.set("PSChildName", "OpenSSH".into());
         o.set("PSDrive", "HKLM".into());
         o.set("PSProvider", r"Microsoft.PowerShell.Core\Registry".into());
@@ -1257,7 +1357,11 @@ fn profile_of(v: &Value) -> Result<String, ErrorRecord> {
     let mut out = Vec::new();
     for p in v.enumerate() {
         for part in p.to_str().split(',') {
-            out.push(one_of(part.trim(), &["Any", "Domain", "Private", "Public"], "Profile")?);
+            out.push(one_of(
+                part.trim(),
+                &["Any", "Domain", "Private", "Public"],
+                "Profile",
+            )?);
         }
     }
     if out.iter().any(|p| p == "Any") || out.is_empty() {
@@ -1268,14 +1372,22 @@ fn profile_of(v: &Value) -> Result<String, ErrorRecord> {
 
 fn service_name_of(v: &Value) -> String {
     match v {
-        Value::Object(o) => o.borrow().get("Name").map(|n| n.to_str()).unwrap_or_default(),
+        Value::Object(o) => o
+            .borrow()
+            .get("Name")
+            .map(|n| n.to_str())
+            .unwrap_or_default(),
         other => other.to_str(),
     }
 }
 
 fn path_of(v: &Value) -> String {
     match v {
-        Value::Object(o) => o.borrow().get("FullName").map(|n| n.to_str()).unwrap_or_default(),
+        Value::Object(o) => o
+            .borrow()
+            .get("FullName")
+            .map(|n| n.to_str())
+            .unwrap_or_default(),
         other => other.to_str(),
     }
 }
@@ -1323,26 +1435,159 @@ fn fs_error(e: String, path: &str) -> FsError {
 /// refuses any other name, as PowerShell's binder does, so a typo never "works" here.
 fn parameters(command: &str) -> Option<&'static [&'static str]> {
     Some(match command {
-        "get-service" | "gsv" => &["Name", "DisplayName", "Include", "Exclude", "InputObject", "ComputerName", "DependentServices", "RequiredServices"],
-        "start-service" | "sasv" | "stop-service" | "spsv" | "restart-service" => &["Name", "DisplayName", "InputObject", "PassThru", "Force", "NoWait", "Include", "Exclude"],
-        "set-service" => &["Name", "DisplayName", "Description", "StartupType", "Status", "InputObject", "PassThru", "ComputerName"],
-        "get-windowscapability" => &["Online", "Name", "LimitAccess", "Source", "LogPath", "LogLevel", "ScratchDirectory", "SystemDrive", "WindowsDirectory", "Path"],
-        "add-windowscapability" => &["Online", "Name", "LimitAccess", "Source", "LogPath", "LogLevel", "ScratchDirectory", "NoRestart"],
-        "get-netfirewallrule" => &["Name", "DisplayName", "All", "Enabled", "Direction", "Action", "PolicyStore"],
-        "enable-netfirewallrule" | "disable-netfirewallrule" => &["Name", "DisplayName", "InputObject", "PassThru", "PolicyStore"],
-        "new-netfirewallrule" => &["Name", "DisplayName", "Description", "Enabled", "Profile", "Direction", "Action", "Protocol", "LocalPort", "RemotePort", "RemoteAddress", "LocalAddress", "Program", "Group", "PolicyStore"],
-        "set-netfirewallrule" => &["Name", "DisplayName", "NewDisplayName", "Description", "Enabled", "Profile", "Direction", "Action", "Protocol", "LocalPort", "RemotePort", "RemoteAddress", "InputObject", "PassThru", "PolicyStore"],
+        "get-service" | "gsv" => &[
+            "Name",
+            "DisplayName",
+            "Include",
+            "Exclude",
+            "InputObject",
+            "ComputerName",
+            "DependentServices",
+            "RequiredServices",
+        ],
+        "start-service" | "sasv" | "stop-service" | "spsv" | "restart-service" => &[
+            "Name",
+            "DisplayName",
+            "InputObject",
+            "PassThru",
+            "Force",
+            "NoWait",
+            "Include",
+            "Exclude",
+        ],
+        "set-service" => &[
+            "Name",
+            "DisplayName",
+            "Description",
+            "StartupType",
+            "Status",
+            "InputObject",
+            "PassThru",
+            "ComputerName",
+        ],
+        "get-windowscapability" => &[
+            "Online",
+            "Name",
+            "LimitAccess",
+            "Source",
+            "LogPath",
+            "LogLevel",
+            "ScratchDirectory",
+            "SystemDrive",
+            "WindowsDirectory",
+            "Path",
+        ],
+        "add-windowscapability" => &[
+            "Online",
+            "Name",
+            "LimitAccess",
+            "Source",
+            "LogPath",
+            "LogLevel",
+            "ScratchDirectory",
+            "NoRestart",
+        ],
+        "get-netfirewallrule" => &[
+            "Name",
+            "DisplayName",
+            "All",
+            "Enabled",
+            "Direction",
+            "Action",
+            "PolicyStore",
+        ],
+        "enable-netfirewallrule" | "disable-netfirewallrule" => &[
+            "Name",
+            "DisplayName",
+            "InputObject",
+            "PassThru",
+            "PolicyStore",
+        ],
+        "new-netfirewallrule" => &[
+            "Name",
+            "DisplayName",
+            "Description",
+            "Enabled",
+            "Profile",
+            "Direction",
+            "Action",
+            "Protocol",
+            "LocalPort",
+            "RemotePort",
+            "RemoteAddress",
+            "LocalAddress",
+            "Program",
+            "Group",
+            "PolicyStore",
+        ],
+        "set-netfirewallrule" => &[
+            "Name",
+            "DisplayName",
+            "NewDisplayName",
+            "Description",
+            "Enabled",
+            "Profile",
+            "Direction",
+            "Action",
+            "Protocol",
+            "LocalPort",
+            "RemotePort",
+            "RemoteAddress",
+            "InputObject",
+            "PassThru",
+            "PolicyStore",
+        ],
         "get-localuser" => &["Name", "SID"],
         "get-localgroupmember" => &["Group", "Name", "SID", "Member"],
-        "get-ciminstance" | "get-wmiobject" | "gwmi" => &["ClassName", "Class", "Filter", "Namespace", "Property", "Query", "ComputerName"],
-        "get-acl" => &["Path", "LiteralPath", "InputObject", "Audit", "Filter", "Include", "Exclude"],
-        "set-acl" => &["Path", "LiteralPath", "AclObject", "InputObject", "Passthru", "Filter", "Include", "Exclude", "ClearCentralAccessPolicy"],
+        "get-ciminstance" | "get-wmiobject" | "gwmi" => &[
+            "ClassName",
+            "Class",
+            "Filter",
+            "Namespace",
+            "Property",
+            "Query",
+            "ComputerName",
+        ],
+        "get-acl" => &[
+            "Path",
+            "LiteralPath",
+            "InputObject",
+            "Audit",
+            "Filter",
+            "Include",
+            "Exclude",
+        ],
+        "set-acl" => &[
+            "Path",
+            "LiteralPath",
+            "AclObject",
+            "InputObject",
+            "Passthru",
+            "Filter",
+            "Include",
+            "Exclude",
+            "ClearCentralAccessPolicy",
+        ],
         _ => return None,
     })
 }
 
 /// Parameters every cmdlet takes (the interpreter consumes `-ErrorAction` and friends).
-const COMMON_PARAMETERS: &[&str] = &["Verbose", "Debug", "WarningAction", "WarningVariable", "ErrorVariable", "OutVariable", "OutBuffer", "PipelineVariable", "InformationAction", "InformationVariable", "WhatIf", "Confirm", "ErrorAction"];
+const COMMON_PARAMETERS: &[&str] = &[
+    "Verbose",
+    "Debug",
+    "WarningAction",
+    "WarningVariable",
+    "ErrorVariable",
+    "OutVariable",
+    "OutBuffer",
+    "PipelineVariable",
+    "InformationAction",
+    "InformationVariable",
+    "WhatIf",
+    "Confirm",
+    "ErrorAction",
+];
 
 fn unknown_parameter(command: &str, args: &BoundArgs) -> Option<ErrorRecord> {
     let allowed = parameters(command)?;
@@ -1350,7 +1595,10 @@ fn unknown_parameter(command: &str, args: &BoundArgs) -> Option<ErrorRecord> {
         full.len() >= typed.len() && full[..typed.len()].eq_ignore_ascii_case(typed)
     };
     let (bad, _) = args.named().iter().find(|(n, _)| {
-        !allowed.iter().chain(COMMON_PARAMETERS).any(|a| matches(n, a))
+        !allowed
+            .iter()
+            .chain(COMMON_PARAMETERS)
+            .any(|a| matches(n, a))
     })?;
     Some(
         ErrorRecord::new(
@@ -1366,11 +1614,7 @@ fn unknown_parameter(command: &str, args: &BoundArgs) -> Option<ErrorRecord> {
 impl pwsh::Host for GuestHost<'_> {
     fn command(&mut self, name: &str, args: &BoundArgs, input: &[Value]) -> HostResult {
         let lower = name.to_ascii_lowercase();
-        let lower = lower
-            .rsplit('\\')
-            .next()
-            .unwrap_or(&lower)
-            .to_string();
+        let lower = lower.rsplit('\\').next().unwrap_or(&lower).to_string();
         if let Some(e) = unknown_parameter(&lower, args) {
             return HostResult::Error(e);
         }
@@ -1394,10 +1638,11 @@ impl pwsh::Host for GuestHost<'_> {
             "sc.exe" => self.sc(args),
             "get-windowscapability" => self.get_capability(args),
             "add-windowscapability" => self.add_capability(args),
-            "get-netfirewallrule" | "new-netfirewallrule" | "set-netfirewallrule"
-            | "enable-netfirewallrule" | "disable-netfirewallrule" => {
-                self.firewall(&lower, args, input)
-            }
+            "get-netfirewallrule"
+            | "new-netfirewallrule"
+            | "set-netfirewallrule"
+            | "enable-netfirewallrule"
+            | "disable-netfirewallrule" => self.firewall(&lower, args, input),
             "get-localuser" => self.get_local_user(args),
             "get-localgroupmember" => self.get_local_group_member(args),
             "get-ciminstance" | "get-wmiobject" | "gwmi" => self.cim(args),
@@ -1409,9 +1654,11 @@ impl pwsh::Host for GuestHost<'_> {
                 "",
                 0,
             )),
-            "whoami" | "whoami.exe" => {
-                HostResult::Output(CommandOutput::native(&format!("{}\r\n", self.whoami()), "", 0))
-            }
+            "whoami" | "whoami.exe" => HostResult::Output(CommandOutput::native(
+                &format!("{}\r\n", self.whoami()),
+                "",
+                0,
+            )),
             "cmd" | "cmd.exe" => {
                 let a = args.native_args();
                 let at = a
@@ -1426,9 +1673,22 @@ impl pwsh::Host for GuestHost<'_> {
                 let line = format!("powershell {}", args.native_args().join(" "));
                 self.nested(&line)
             }
-            "test-path" | "get-item" | "gi" | "new-item" | "ni" | "get-itemproperty" | "gp"
-            | "get-itempropertyvalue" | "gpv" | "new-itemproperty" | "set-itemproperty" | "sp"
-            | "remove-itemproperty" | "rp" | "remove-item" | "get-childitem"
+            "test-path"
+            | "get-item"
+            | "gi"
+            | "new-item"
+            | "ni"
+            | "get-itemproperty"
+            | "gp"
+            | "get-itempropertyvalue"
+            | "gpv"
+            | "new-itemproperty"
+            | "set-itemproperty"
+            | "sp"
+            | "remove-itemproperty"
+            | "rp"
+            | "remove-item"
+            | "get-childitem"
                 if is_registry =>
             {
                 let canonical = match lower.as_str() {
@@ -1469,11 +1729,20 @@ impl pwsh::Host for GuestHost<'_> {
         let type_name = o.borrow().type_name.clone();
         match (type_name.as_str(), method.to_ascii_lowercase().as_str()) {
             (
-                "System.Security.Principal.NTAccount" | "System.Security.Principal.SecurityIdentifier",
+                "System.Security.Principal.NTAccount"
+                | "System.Security.Principal.SecurityIdentifier",
                 "translate",
             ) => {
-                let sid = o.borrow().get("__sid").or_else(|| o.borrow().get("Value"))?.to_str();
-                let to = args.first().map(Value::to_str).unwrap_or_default().to_ascii_lowercase();
+                let sid = o
+                    .borrow()
+                    .get("__sid")
+                    .or_else(|| o.borrow().get("Value"))?
+                    .to_str();
+                let to = args
+                    .first()
+                    .map(Value::to_str)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 Some(Ok(if to.contains("securityidentifier") {
                     Self::sid_object(&sid)
                 } else {
@@ -1492,8 +1761,11 @@ impl pwsh::Host for GuestHost<'_> {
                         .unwrap_or_default()
                         .into_iter()
                         .filter_map(|r| {
-                            let Value::Object(rule) = &r else { return Some(r) };
-                            let inherited = rule.borrow().get("IsInherited").is_some_and(|v| v.truthy());
+                            let Value::Object(rule) = &r else {
+                                return Some(r);
+                            };
+                            let inherited =
+                                rule.borrow().get("IsInherited").is_some_and(|v| v.truthy());
                             if !inherited {
                                 return Some(r);
                             }
@@ -1565,7 +1837,9 @@ impl pwsh::Host for GuestHost<'_> {
     }
 
     fn env_var(&self, name: &str) -> Option<String> {
-        self.env.get(&name.to_ascii_uppercase()).map(|(_, v)| v.clone())
+        self.env
+            .get(&name.to_ascii_uppercase())
+            .map(|(_, v)| v.clone())
     }
 
     fn set_env_var(&mut self, name: &str, value: Option<&str>) {
@@ -1594,7 +1868,9 @@ impl pwsh::Host for GuestHost<'_> {
 
     fn cwd(&self) -> String {
         match &self.user {
-            Some(_) => self.env_var("USERPROFILE").unwrap_or_else(|| SYSTEM_CWD.into()),
+            Some(_) => self
+                .env_var("USERPROFILE")
+                .unwrap_or_else(|| SYSTEM_CWD.into()),
             None => SYSTEM_CWD.into(),
         }
     }

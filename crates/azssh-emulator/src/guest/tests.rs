@@ -140,7 +140,11 @@ fn installed() -> Guest {
 fn run_command_evaluates_powershell_instead_of_matching_text() {
     let mut g = installed();
     let out = g.run_powershell("$x = 2 + 3; \"sum=$x\"");
-    assert_eq!((out.stdout.as_str(), out.exit_code), ("sum=5\r\n", 0), "{out:?}");
+    assert_eq!(
+        (out.stdout.as_str(), out.exit_code),
+        ("sum=5\r\n", 0),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -149,7 +153,10 @@ fn a_parse_error_is_stderr_and_nothing_runs() {
     let out = g.run_powershell("Stop-Service sshd\nif ($true) {");
     assert_eq!(out.exit_code, 1);
     assert!(out.stderr.contains("ParserError"), "{out:?}");
-    assert!(g.sshd_running(), "a script that does not parse runs nothing");
+    assert!(
+        g.sshd_running(),
+        "a script that does not parse runs nothing"
+    );
 }
 
 #[test]
@@ -178,10 +185,15 @@ fn run_command_parameters_arrive_as_dash_name_value() {
 #[test]
 fn readme_service_examples_answer_running() {
     let mut g = installed();
-    assert_eq!(g.run_powershell("(Get-Service sshd).Status").stdout, "Running\r\n");
+    assert_eq!(
+        g.run_powershell("(Get-Service sshd).Status").stdout,
+        "Running\r\n"
+    );
     let out = g.run_powershell("Get-Service sshd | Select-Object -ExpandProperty Status");
     assert_eq!(out.stdout, "Running\r\n", "{out:?}");
-    let out = g.run_powershell("Stop-Service sshd; (Get-CimInstance Win32_Service -Filter \"Name='sshd'\").State");
+    let out = g.run_powershell(
+        "Stop-Service sshd; (Get-CimInstance Win32_Service -Filter \"Name='sshd'\").State",
+    );
     assert_eq!(out.stdout, "Stopped\r\n", "{out:?}");
     assert!(!g.sshd_running());
 }
@@ -198,7 +210,10 @@ fn default_shell_in_the_registry_picks_the_ssh_exec_shell() {
     );
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert_eq!(g.default_shell(), DefaultShell::PowerShell);
-    let out = g.exec("azureuser", "$PSVersionTable.PSVersion.Major; (Get-Service sshd).Status");
+    let out = g.exec(
+        "azureuser",
+        "$PSVersionTable.PSVersion.Major; (Get-Service sshd).Status",
+    );
     assert_eq!(out.stdout, "5\r\nRunning\r\n", "{out:?}");
 }
 

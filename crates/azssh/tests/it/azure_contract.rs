@@ -17,7 +17,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub(crate) fn reference() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference")).to_path_buf()
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference"
+    ))
+    .to_path_buf()
 }
 
 fn example(rel: &str) -> Value {

@@ -6,11 +6,12 @@
 use azssh::error::UserError;
 use azssh::ssh::keys::SshPublicKey;
 use azssh::windows::authorized_keys::{ADMINISTRATORS_SID, KeyTarget, SYSTEM_SID, UserName};
-use azssh_emulator::guest::{
-    ADMIN_KEYS_FILE, DefaultShell, E_NO_UPDATE_SOURCE, Guest, GuestConfig, ServiceStatus, StartupType,
-};
 use azssh::windows::{
     GuestScript, ScriptResult, encoded_command, install_key_script, setup_script,
+};
+use azssh_emulator::guest::{
+    ADMIN_KEYS_FILE, DefaultShell, E_NO_UPDATE_SOURCE, Guest, GuestConfig, ServiceStatus,
+    StartupType,
 };
 
 const KEY: &str =
@@ -263,17 +264,31 @@ fn unknown_commands_fail_as_windows_says_and_the_script_goes_on() {
         ),
         "{out:?}"
     );
-    assert!(g.sshd_running(), "an unknown command ends only its statement");
-    let out = g.run_powershell("$ErrorActionPreference = 'Stop'; Get-Frobnicator; Stop-Service sshd");
+    assert!(
+        g.sshd_running(),
+        "an unknown command ends only its statement"
+    );
+    let out =
+        g.run_powershell("$ErrorActionPreference = 'Stop'; Get-Frobnicator; Stop-Service sshd");
     assert_eq!(out.exit_code, 1);
     assert!(g.sshd_running(), "under Stop nothing after the error runs");
     for (script, expected) in [
-        ("Invoke-Expression 'Get-Service sshd | % Status'", "Running\r\n"),
+        (
+            "Invoke-Expression 'Get-Service sshd | % Status'",
+            "Running\r\n",
+        ),
         ("Write-Output \"$(hostname)\"", "VM-7\r\n"),
-        ("Get-Service | Where-Object Name -eq sshd | Select-Object -ExpandProperty StartType", "Manual\r\n"),
+        (
+            "Get-Service | Where-Object Name -eq sshd | Select-Object -ExpandProperty StartType",
+            "Manual\r\n",
+        ),
     ] {
         let out = g.run_powershell(script);
-        assert_eq!((out.stdout.as_str(), out.exit_code), (expected, 0), "{script}: {out:?}");
+        assert_eq!(
+            (out.stdout.as_str(), out.exit_code),
+            (expected, 0),
+            "{script}: {out:?}"
+        );
     }
     let out = g.run_powershell("Start-Service ssh-agent");
     assert!(out.stderr.contains("cannot be started"), "{out:?}");
@@ -286,12 +301,18 @@ fn a_tampered_script_runs_as_written_and_is_caught_by_its_own_checks() {
     let tampered = script.replace("$AzsshUser = ''", "$AzsshUser = ''; calc.exe");
     let out = g.run_powershell(&tampered);
     assert_eq!(out.exit_code, 1, "{out:?}");
-    assert!(out.stderr.contains("'calc.exe' is not recognized"), "{out:?}");
+    assert!(
+        out.stderr.contains("'calc.exe' is not recognized"),
+        "{out:?}"
+    );
     assert!(g.file(ADMIN_KEYS_FILE).is_none());
     // Inheritance left on: the key is written, but the script's read-back refuses it, and so
     // does sshd.
     let result = run(&mut g, &script.replace("/inheritance:r", "/inheritance:e"));
-    assert_eq!(result.key_installed().unwrap_err().kind(), "windows.key_not_verified");
+    assert_eq!(
+        result.key_installed().unwrap_err().kind(),
+        "windows.key_not_verified"
+    );
     assert!(!g.is_authorized("azureuser", key().key()));
 }
 
@@ -310,7 +331,10 @@ fn ssh_exec_runs_cmd_builtins_and_encoded_powershell() {
     let out = g.exec("azureuser", "notepad");
     assert_eq!(out.exit_code, 1);
     assert!(out.stderr.contains("is not recognized"));
-    let out = g.exec("azureuser", "powershell -Command \"(Get-Service sshd).Status\"");
+    let out = g.exec(
+        "azureuser",
+        "powershell -Command \"(Get-Service sshd).Status\"",
+    );
     assert!(out.stderr.contains("Cannot find any service"), "{out:?}");
     g.set_default_shell(DefaultShell::PowerShell);
     assert_eq!(g.exec("azureuser", "Write-Output 'ps'").stdout, "ps\r\n");
@@ -459,7 +483,8 @@ fn run_command_exit_code_trailer_reports_the_last_statement() {
         "Start-Service sshd\nStart-Service -Name sshd -Foo",
     ));
     assert!(
-        out.stderr.contains("A parameter cannot be found that matches parameter name 'Foo'."),
+        out.stderr
+            .contains("A parameter cannot be found that matches parameter name 'Foo'."),
         "{out:?}"
     );
     assert!(out.stdout.ends_with("AZSSH-EXIT-0123abcd:1\r\n"), "{out:?}");
