@@ -268,25 +268,24 @@ pub fn run_command_result(out: &GuestOutput) -> Value {
     ]})
 }
 
-/// RunCommand parameters reach a Windows script as `-name value`; assigning them first gives
-/// the same variables without a `param()` block.
-fn script_of(body: &Value) -> String {
-    let mut lines = Vec::new();
-    for p in body
-        .get("parameters")
+/// RunCommand parameters reach a Windows script as `-name value` on its command line (the
+/// guest binds them: `param()`, else `$args`).
+fn params_of(body: &Value) -> Vec<(String, String)> {
+    body.get("parameters")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        if let (Some(n), Some(v)) = (
-            p.get("name").and_then(Value::as_str),
-            p.get("value").and_then(Value::as_str),
-        ) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !n.is_empty()
-        {
-            lines.push(format!("${n} = '{}'", v.replace('\'', "''")));
-        }
-    }
+        .filter_map(|p| {
+            let n = p.get("name").and_then(Value::as_str)?;
+            let v = p.get("value").and_then(Value::as_str)?;
+            Some((n.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The `script` lines joined by newlines, as the agent writes them to its `.ps1`.
+fn script_of(body: &Value) -> String {
+    let mut lines = Vec::new();
     for l in body
         .get("script")
         .and_then(Value::as_array)
@@ -322,6 +321,7 @@ pub fn run_command(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<
     }
     super::run_command_input::check(&body)?;
     let script = script_of(&body);
+    let params = params_of(&body);
     let (vm, guest, region, sub, vm_name) = {
         let mut world = lock(&app.world);
         let vm = vm_or_404(&world, group, name)?;
@@ -364,7 +364,7 @@ pub fn run_command(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<
     tokio::spawn(async move {
         let started = tokio::time::Instant::now();
         let output = match guest {
-            Some(g) => tokio::task::spawn_blocking(move || g.run_powershell(&script))
+            Some(g) => tokio::task::spawn_blocking(move || g.run_powershell(&script, &params))
                 .await
                 .unwrap_or_else(|e| GuestOutput {
                     stderr: format!("the guest crashed running the script: {e}"),
@@ -405,11 +405,10 @@ mod tests {
     }
 
     #[test]
-    fn parameters_become_quoted_assignments() {
-        let s = script_of(
-            &json!({"script": ["Write-Output $p"], "parameters": [{"name": "p", "value": "it's"}, {"name": "bad;rm", "value": "x"}]}),
-        );
-        assert_eq!(s, "$p = 'it''s'\nWrite-Output $p");
+    fn parameters_are_passed_apart_from_the_script() {
+        let body = json!({"script": ["param($p)", "Write-Output $p"], "parameters": [{"name": "p", "value": "it's"}]});
+        assert_eq!(script_of(&body), "param($p)\nWrite-Output $p");
+        assert_eq!(params_of(&body), [("p".to_string(), "it's".to_string())]);
     }
 
     #[test]

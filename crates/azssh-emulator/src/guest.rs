@@ -2,10 +2,10 @@
 //!
 //! It models only what the SSH workflow touches: the OpenSSH server capability, the sshd
 //! service (status and start-up type), Windows Firewall rules, files as bytes with a small ACL
-//! model, local users, host keys and the DefaultShell. PowerShell arrives through
-//! [`Guest::run_powershell`] (RunCommand) or [`Guest::exec`] (SSH) and is interpreted by
-//! `powershell.rs`, which knows azssh's own script blocks and the doc's one-liners and fails
-//! loudly on anything else.
+//! model, local users, host keys and the registry's DefaultShell. PowerShell arrives through
+//! [`Guest::run_powershell`] (RunCommand) or [`Guest::exec`] (SSH) and runs through the
+//! `azssh-pwsh` interpreter; `guest/host.rs` implements its `Host` trait on this model
+//! (services, capabilities, firewall, users, ACLs, registry, files, native exes).
 //!
 //! Behaviours copied from real Windows because automation trips over them:
 //! - the capability install leaves sshd Stopped and Manual;
@@ -22,10 +22,9 @@ use sha2::{Digest, Sha256};
 
 pub use super::powershell::GuestOutput;
 pub use shared::SharedGuest;
-pub(crate) use steps::decode_text;
 
+pub(crate) mod host;
 mod shared;
-mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -105,6 +104,8 @@ pub struct FirewallRule {
     pub display_name: String,
     pub enabled: bool,
     pub local_port: u16,
+    /// `Any`, or a comma-separated list of `Domain`, `Private`, `Public` (`-Profile`).
+    pub profile: String,
 }
 
 /// A file's ACL: whether it inherits from its folder, and its explicit grants (SID → rights).
@@ -164,8 +165,13 @@ pub struct Guest {
     users: Vec<LocalUser>,
     host_keys: Vec<PrivateKey>,
     host_key_generation: u64,
-    default_shell: DefaultShell,
+    /// Values of `HKLM\SOFTWARE\OpenSSH`; `None` while the key does not exist (OpenSSH's
+    /// installer creates it).
+    registry: Option<BTreeMap<String, String>>,
 }
+
+/// What `DefaultShell` holds for PowerShell (Microsoft's documented value).
+pub const POWERSHELL_EXE: &str = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe";
 
 /// Case-insensitive key for a Windows path.
 pub(crate) fn path_key(path: &str) -> String {
@@ -206,7 +212,15 @@ impl Guest {
             });
         }
         let mut dirs = BTreeSet::new();
-        for d in [r"C:\ProgramData", r"C:\Users", r"C:\Windows"] {
+        for d in [
+            r"C:\",
+            r"C:\ProgramData",
+            r"C:\Users",
+            r"C:\Windows",
+            r"C:\Windows\System32",
+            r"C:\Windows\Temp",
+            r"C:\Program Files",
+        ] {
             dirs.insert(path_key(d));
         }
         for profile in users.iter().filter_map(|u| u.profile.as_deref()) {
@@ -222,7 +236,7 @@ impl Guest {
             users,
             host_keys: Vec::new(),
             host_key_generation: 0,
-            default_shell: DefaultShell::Cmd,
+            registry: None,
         }
     }
 
@@ -241,11 +255,36 @@ impl Guest {
     pub fn users(&self) -> &[LocalUser] {
         &self.users
     }
+    /// What sshd starts, read from `HKLM:\SOFTWARE\OpenSSH\DefaultShell` as sshd does: a
+    /// path ending in `powershell.exe` means PowerShell, anything else (or nothing) cmd.exe.
     pub fn default_shell(&self) -> DefaultShell {
-        self.default_shell
+        let value = self
+            .registry_value("DefaultShell")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if value.ends_with("powershell.exe") {
+            DefaultShell::PowerShell
+        } else {
+            DefaultShell::Cmd
+        }
     }
+    /// Sets `DefaultShell` as `New-ItemProperty` would (creating the key if needed).
     pub fn set_default_shell(&mut self, shell: DefaultShell) {
-        self.default_shell = shell;
+        let value = match shell {
+            DefaultShell::PowerShell => POWERSHELL_EXE,
+            DefaultShell::Cmd => r"C:\Windows\System32\cmd.exe",
+        };
+        self.registry
+            .get_or_insert_with(BTreeMap::new)
+            .insert("DefaultShell".into(), value.into());
+    }
+    /// A value under `HKLM\SOFTWARE\OpenSSH`.
+    pub fn registry_value(&self, name: &str) -> Option<&str> {
+        self.registry
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     /// OpenSSH server present (capability or extension).
     pub fn openssh_installed(&self) -> bool {
@@ -381,6 +420,68 @@ impl Guest {
         self.files.get_mut(&path_key(path))
     }
 
+    /// Removes a file, or a directory (with `recurse` when it has entries), like
+    /// `Remove-Item`.
+    pub(crate) fn remove_path(&mut self, path: &str, recurse: bool) -> Result<(), pwsh::FsError> {
+        let key = path_key(path);
+        if self.files.remove(&key).is_some() {
+            return Ok(());
+        }
+        if !self.dirs.contains(&key) {
+            return Err(pwsh::FsError::FileNotFound(path.to_string()));
+        }
+        let prefix = format!("{key}\\");
+        let busy = self.files.keys().any(|k| k.starts_with(&prefix))
+            || self.dirs.iter().any(|k| k.starts_with(&prefix));
+        if busy && !recurse {
+            return Err(pwsh::FsError::Other(format!(
+                "The item at {path} has children and the Recurse parameter was not specified."
+            )));
+        }
+        self.files.retain(|k, _| !k.starts_with(&prefix));
+        self.dirs.retain(|k| !k.starts_with(&prefix) && *k != key);
+        Ok(())
+    }
+
+    /// Direct entries of a directory, as full paths (files keep the case they were written
+    /// with; directories are known by their lower-case key).
+    pub(crate) fn list_dir(&self, path: &str) -> Option<Vec<String>> {
+        let key = path_key(path);
+        if !self.dirs.contains(&key) {
+            return None;
+        }
+        let prefix = format!("{key}\\");
+        let direct = |k: &str| {
+            k.len() > prefix.len() && k.starts_with(&prefix) && !k[prefix.len()..].contains('\\')
+        };
+        let mut out: Vec<String> = self.dirs.iter().filter(|k| direct(k)).cloned().collect();
+        out.extend(
+            self.files
+                .iter()
+                .filter(|(k, _)| direct(k))
+                .map(|(_, f)| f.path.clone()),
+        );
+        Some(out)
+    }
+
+    /// The firewall rules, for `Get-NetFirewallRule`.
+    pub fn firewall_rules(&self) -> impl Iterator<Item = &FirewallRule> {
+        self.firewall.values()
+    }
+
+    /// The display name of an account SID as Windows shows it (`BUILTIN\Administrators`).
+    pub(crate) fn account_name(&self, sid: &str) -> String {
+        match sid {
+            ADMINISTRATORS_SID => format!(r"BUILTIN\{}", self.config.admin_group_name),
+            SYSTEM_SID => r"NT AUTHORITY\SYSTEM".into(),
+            AUTHENTICATED_USERS_SID => r"NT AUTHORITY\Authenticated Users".into(),
+            _ => match self.users.iter().find(|u| u.sid == sid) {
+                Some(u) => format!(r"{}\{}", self.config.computer_name, u.name),
+                None => sid.to_string(),
+            },
+        }
+    }
+
     /// The SIDs holding access to a file: explicit grants plus, while it inherits, what its
     /// folder passes down (ProgramData\ssh: SYSTEM, Administrators, Authenticated Users read;
     /// a profile: SYSTEM, Administrators, the user).
@@ -453,9 +554,27 @@ impl Guest {
             });
         }
         self.create_dir(r"C:\ProgramData\ssh");
-        self.create_dir(r"C:\Windows\System32\OpenSSH");
+        let exe = self.sshd_exe();
+        if let Some(dir) = pwsh::parent_dir(&exe) {
+            self.create_dir(&dir);
+        }
+        if self.file(&exe).is_none() {
+            // A stand-in binary: `(Get-Item sshd.exe).VersionInfo` asks `Host::file_version`.
+            let _ = self.write_file(&exe, b"MZ", false);
+        }
+        self.registry.get_or_insert_with(BTreeMap::new);
         if firewall_rule && self.firewall_rule(FIREWALL_RULE).is_none() {
             self.add_firewall_rule(FIREWALL_RULE, "OpenSSH SSH Server (sshd)", 22);
+        }
+    }
+
+    /// Where sshd.exe lives: the capability puts it in System32, the `WindowsOpenSSH`
+    /// extension (Win32-OpenSSH's MSI) under Program Files.
+    pub fn sshd_exe(&self) -> String {
+        if self.capability_installed {
+            r"C:\Windows\System32\OpenSSH\sshd.exe".into()
+        } else {
+            r"C:\Program Files\OpenSSH\sshd.exe".into()
         }
     }
 
@@ -524,6 +643,7 @@ impl Guest {
                 display_name: display_name.to_string(),
                 enabled: true,
                 local_port: port,
+                profile: "Any".into(),
             },
         );
         true
@@ -534,6 +654,18 @@ impl Guest {
         let changed = rule.enabled != enabled;
         rule.enabled = enabled;
         Some(changed)
+    }
+
+    pub(crate) fn set_firewall_profile(&mut self, name: &str, profile: &str) {
+        if let Some(rule) = self.firewall.get_mut(&name.to_ascii_lowercase()) {
+            rule.profile = profile.to_string();
+        }
+    }
+
+    pub(crate) fn set_firewall_port(&mut self, name: &str, port: u16) {
+        if let Some(rule) = self.firewall.get_mut(&name.to_ascii_lowercase()) {
+            rule.local_port = port;
+        }
     }
 
     /// sshd's first start writes `ssh_host_ed25519_key(.pub)`. Keys derive from the seed, the
@@ -604,4 +736,28 @@ pub(crate) fn authorized_keys_contain(bytes: &[u8], key: &PublicKey) -> bool {
                 .is_ok_and(|k| k.key_data() == key.key_data())
         })
     })
+}
+
+/// Decodes a file as .NET's `File.ReadAllText` and `Get-Content` do: by BOM, else UTF-8.
+#[cfg(test)]
+pub(crate) fn decode_text(bytes: &[u8]) -> String {
+    let utf16 = |b: &[u8], le: bool| {
+        let units: Vec<u16> = b
+            .chunks_exact(2)
+            .map(|p| {
+                if le {
+                    u16::from_le_bytes([p[0], p[1]])
+                } else {
+                    u16::from_be_bytes([p[0], p[1]])
+                }
+            })
+            .collect();
+        String::from_utf16_lossy(&units)
+    };
+    match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8_lossy(rest).into_owned(),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, true),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, false),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }

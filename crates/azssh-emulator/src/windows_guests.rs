@@ -146,8 +146,8 @@ impl WiredGuest {
 }
 
 impl GuestRuntime for WiredGuest {
-    fn run_powershell(&self, script: &str) -> GuestOutput {
-        let out = self.shared.run_powershell(script);
+    fn run_powershell(&self, script: &str, params: &[(String, String)]) -> GuestOutput {
+        let out = self.shared.run_powershell_with(script, params);
         self.sync();
         out
     }

@@ -16,8 +16,9 @@ use super::nsg::{Nsg, Rule};
 
 /// What RunCommand and the extension handler need from a guest; implemented by `guest.rs`.
 pub trait GuestRuntime: Send + Sync {
-    /// Runs a RunCommand script (the `script` lines joined by newlines) as SYSTEM.
-    fn run_powershell(&self, script: &str) -> GuestOutput;
+    /// Runs a RunCommand script (the `script` lines joined by newlines) as SYSTEM, with its
+    /// `parameters` (name, value), which Azure passes as `-name value`.
+    fn run_powershell(&self, script: &str, params: &[(String, String)]) -> GuestOutput;
     /// The `Microsoft.Azure.OpenSSH/WindowsOpenSSH` 3.0 extension: installs and starts sshd.
     fn install_openssh_extension(&self) -> Result<(), String>;
     /// Whether sshd is installed and running (the SSH listener asks before answering).

@@ -44,8 +44,14 @@ fn numeric(v: &Value) -> bool {
     matches!(v, Value::Int(_) | Value::Double(_))
 }
 
-fn table(headers: &[String], rows: &[Vec<Value>], out: &mut String) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+fn table(headers: &[String], rows: &[Vec<Value>], fixed: &[usize], out: &mut String) {
+    // A host object's view may fix column widths (`__widths`), as 5.1's format.ps1xml views do
+    // (Get-Service: Status 8, Name 18).
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| h.chars().count().max(fixed.get(i).copied().unwrap_or(0)))
+        .collect();
     let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
     for r in &cells {
         for (i, c) in r.iter().enumerate() {
@@ -241,7 +247,9 @@ fn out_string_run(values: &[Value]) -> String {
                     let b = o.borrow();
                     (b.type_name.clone(), display_props(&b))
                 };
-                if props.len() > 4 || props.is_empty() {
+                // `__list`: a host object whose 5.1 view is a list (DISM's ImageObject).
+                let list_view = o.borrow().get("__list").is_some();
+                if props.len() > 4 || props.is_empty() || list_view {
                     if props.is_empty() {
                         out.push_str(&v.to_str());
                         out.push_str(NL);
@@ -253,6 +261,16 @@ fn out_string_run(values: &[Value]) -> String {
                 }
                 // A table for a run of objects of the same type and shape.
                 let headers: Vec<String> = props.iter().map(|(k, _)| k.clone()).collect();
+                let fixed: Vec<usize> = o
+                    .borrow()
+                    .get("__widths")
+                    .map(|w| {
+                        w.enumerate()
+                            .iter()
+                            .map(|x| x.as_i64().unwrap_or(0).max(0) as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let mut rows = Vec::new();
                 while let Some(Value::Object(o2)) = values.get(i) {
                     let b = o2.borrow();
@@ -266,7 +284,7 @@ fn out_string_run(values: &[Value]) -> String {
                     rows.push(p.into_iter().map(|(_, v)| v).collect());
                     i += 1;
                 }
-                table(&headers, &rows, &mut out);
+                table(&headers, &rows, &fixed, &mut out);
                 continue;
             }
             _ => {

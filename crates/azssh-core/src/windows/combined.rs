@@ -243,4 +243,60 @@ mod tests {
             assert_balanced(&script);
         }
     }
+
+    /// Every script azssh can send, each setup mode, each key target, alone and combined.
+    fn every_script() -> Vec<(String, String)> {
+        let key = SshPublicKey::parse(TEST_KEY).unwrap();
+        let bob = KeyTarget::User(UserName::parse("bob").unwrap());
+        let mut scripts = vec![
+            ("setup".to_string(), setup_script()),
+            ("service".to_string(), service_script()),
+            ("host keys".to_string(), host_keys_script()),
+            (
+                "admin key".to_string(),
+                install_key_script(&key, &KeyTarget::Administrators),
+            ),
+            ("user key".to_string(), install_key_script(&key, &bob)),
+        ];
+        for (mode, base) in [
+            ("setup", GuestScript::new().setup()),
+            ("service", GuestScript::new().ensure_service()),
+        ] {
+            for (who, target) in [("admin", KeyTarget::Administrators), ("bob", bob.clone())] {
+                scripts.push((
+                    format!("{mode} + {who} key + host keys"),
+                    base.clone()
+                        .install_key(key.clone(), target)
+                        .read_host_keys()
+                        .build(),
+                ));
+            }
+        }
+        scripts
+    }
+
+    #[test]
+    fn every_script_parses_as_windows_powershell_5_1_and_is_ascii() {
+        // RunCommand runs Windows PowerShell 5.1: no ERROR/MISSING node in the real grammar,
+        // none of PowerShell 7's `&&`, `||`, `??`, `?.`, ternary, and ASCII only (a BOM-less
+        // .ps1 is read as Windows-1252 there).
+        for (name, script) in every_script() {
+            let problems = pwsh::check_ps51(&script);
+            assert!(problems.is_empty(), "{name}: {problems:?}");
+            assert!(script.is_ascii(), "{name}");
+            assert!(pwsh::parse(&script).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn check_ps51_catches_the_mistakes_it_guards_against() {
+        // The guard rail must fail on a typo and on PowerShell 7 syntax, or it guards nothing.
+        let setup = setup_script();
+        let broken = setup.replacen("try {", "try {{", 1);
+        assert!(!pwsh::check_ps51(&broken).is_empty());
+        let ps7 = setup.replacen("$s.changed = $true", "$s.changed = $x ?? $true", 1);
+        assert!(!pwsh::check_ps51(&ps7).is_empty());
+        let chain = format!("{setup}\nhostname && whoami");
+        assert!(!pwsh::check_ps51(&chain).is_empty());
+    }
 }

@@ -38,6 +38,11 @@ impl SharedGuest {
         self.lock().run_powershell(script)
     }
 
+    /// RunCommand's `RunPowerShellScript` with its parameters (`-name value`).
+    pub fn run_powershell_with(&self, script: &str, params: &[(String, String)]) -> GuestOutput {
+        self.lock().run_powershell_with(script, params)
+    }
+
     /// The `WindowsOpenSSH` 3.0 extension. It cannot fail in the model; the `Result` is the
     /// seam's, for a future fault.
     pub fn install_openssh_extension(&self) -> Result<(), String> {

@@ -127,3 +127,111 @@ fn shared_guest_serves_both_sides_and_its_host_key_is_known_before_sshd_starts()
     assert_eq!(shared.run_powershell("hostname").stdout, "VM-9\r\n");
     assert!(!shared.is_authorized("azureuser", &key()));
 }
+
+// ----- the guest executes what it is sent (azssh-pwsh on the guest model) -----
+
+fn installed() -> Guest {
+    let mut g = Guest::new(GuestConfig::new(11, 20348, "VM-11", "azureuser"));
+    g.install_openssh_extension();
+    g
+}
+
+#[test]
+fn run_command_evaluates_powershell_instead_of_matching_text() {
+    let mut g = installed();
+    let out = g.run_powershell("$x = 2 + 3; \"sum=$x\"");
+    assert_eq!(
+        (out.stdout.as_str(), out.exit_code),
+        ("sum=5\r\n", 0),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_parse_error_is_stderr_and_nothing_runs() {
+    let mut g = installed();
+    let out = g.run_powershell("Stop-Service sshd\nif ($true) {");
+    assert_eq!(out.exit_code, 1);
+    assert!(out.stderr.contains("ParserError"), "{out:?}");
+    assert!(
+        g.sshd_running(),
+        "a script that does not parse runs nothing"
+    );
+}
+
+#[test]
+fn an_unknown_command_is_not_recognized_as_windows_says() {
+    let mut g = installed();
+    let out = g.run_powershell("Get-Frobnicator -Name x");
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.stderr.contains("The term 'Get-Frobnicator' is not recognized as the name of a cmdlet, function, script file, or operable program."),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn run_command_parameters_arrive_as_dash_name_value() {
+    let mut g = installed();
+    let params = [("name".to_string(), "bob".to_string())];
+    let out = g.run_powershell_with("param([string]$name)\n\"hi $name\"", &params);
+    assert_eq!(out.stdout, "hi bob\r\n", "{out:?}");
+    let out = g.run_powershell_with("$args -join ','", &params);
+    assert_eq!(out.stdout, "-name,bob\r\n", "{out:?}");
+    let out = g.run_powershell_with("\"[$name]\"", &params);
+    assert_eq!(out.stdout, "[]\r\n", "no variable without param(): {out:?}");
+}
+
+#[test]
+fn readme_service_examples_answer_running() {
+    let mut g = installed();
+    assert_eq!(
+        g.run_powershell("(Get-Service sshd).Status").stdout,
+        "Running\r\n"
+    );
+    let out = g.run_powershell("Get-Service sshd | Select-Object -ExpandProperty Status");
+    assert_eq!(out.stdout, "Running\r\n", "{out:?}");
+    let out = g.run_powershell(
+        "Stop-Service sshd; (Get-CimInstance Win32_Service -Filter \"Name='sshd'\").State",
+    );
+    assert_eq!(out.stdout, "Stopped\r\n", "{out:?}");
+    assert!(!g.sshd_running());
+}
+
+#[test]
+fn default_shell_in_the_registry_picks_the_ssh_exec_shell() {
+    let mut g = installed();
+    let out = g.exec("azureuser", "echo %COMPUTERNAME% & whoami");
+    assert_eq!(out.stdout, "VM-11 \r\nvm-11\\azureuser\r\n", "{out:?}");
+    let out = g.exec("azureuser", &format!("echo {}", "x".repeat(8200)));
+    assert_eq!(out.stderr, "The command line is too long.\r\n");
+    let out = g.run_powershell(
+        "New-ItemProperty -Path 'HKLM:\\SOFTWARE\\OpenSSH' -Name DefaultShell -Value 'C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe' -PropertyType String -Force | Out-Null",
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(g.default_shell(), DefaultShell::PowerShell);
+    let out = g.exec(
+        "azureuser",
+        "$PSVersionTable.PSVersion.Major; (Get-Service sshd).Status",
+    );
+    assert_eq!(out.stdout, "5\r\nRunning\r\n", "{out:?}");
+}
+
+#[test]
+fn firewall_rules_and_acls_change_the_model() {
+    let mut g = installed();
+    let out = g.run_powershell(
+        "Disable-NetFirewallRule -Name OpenSSH-Server-In-TCP; (Get-NetFirewallRule -Name OpenSSH-Server-In-TCP).Enabled",
+    );
+    assert_eq!(out.stdout, "False\r\n", "{out:?}");
+    assert!(!g.firewall_allows(22));
+    let out = g.run_powershell(
+        "New-NetFirewallRule -Name ssh2 -DisplayName 'SSH 2222' -Direction Inbound -Protocol TCP -Action Allow -LocalPort 2222 -Profile Private,Public | Select-Object -ExpandProperty Profile",
+    );
+    assert_eq!(out.stdout, "Private, Public\r\n", "{out:?}");
+    assert!(g.firewall_allows(2222));
+    let out = g.run_powershell(
+        "$p = 'C:\\ProgramData\\ssh\\x.txt'; Set-Content -Path $p -Value 'k'; icacls.exe $p /inheritance:r /grant '*S-1-5-18:F' | Out-Null; $LASTEXITCODE; (Get-Acl $p).Access | ForEach-Object { $_.IdentityReference.Value }",
+    );
+    assert_eq!(out.stdout, "0\r\nNT AUTHORITY\\SYSTEM\r\n", "{out:?}");
+}

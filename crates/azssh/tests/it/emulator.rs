@@ -29,7 +29,7 @@ struct EchoGuest {
 }
 
 impl GuestRuntime for EchoGuest {
-    fn run_powershell(&self, script: &str) -> GuestOutput {
+    fn run_powershell(&self, script: &str, _params: &[(String, String)]) -> GuestOutput {
         self.scripts.lock().unwrap().push(script.to_string());
         GuestOutput {
             stdout: script.to_string(),

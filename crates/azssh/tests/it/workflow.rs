@@ -33,8 +33,8 @@ use crate::harness::{Test, stdout_of};
 struct Runtime(Arc<SharedGuest>);
 
 impl GuestRuntime for Runtime {
-    fn run_powershell(&self, script: &str) -> GuestOutput {
-        let out = self.0.run_powershell(script);
+    fn run_powershell(&self, script: &str, params: &[(String, String)]) -> GuestOutput {
+        let out = self.0.run_powershell_with(script, params);
         GuestOutput {
             stdout: out.stdout,
             stderr: out.stderr,
