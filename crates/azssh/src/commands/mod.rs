@@ -93,12 +93,27 @@ pub fn env_limits() -> Result<Limits, AppError> {
     EnvOnly::try_parse_from(["azssh"])
         .map(|e| limits(&e.limits))
         .map_err(|e| {
+            use clap::error::{ContextKind, ContextValue};
+            let context = |k| match e.get(k) {
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            // clap names the flag (`--max-operations <MAX_OPERATIONS>`); these verbs have no
+            // such flag, so name the variable the value came from.
+            let flag = context(ContextKind::InvalidArg);
+            let var = flag
+                .trim_start_matches("--")
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .replace('-', "_")
+                .to_uppercase();
             AppError::usage(
-                e.to_string()
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .to_string(),
-                Some("fix or unset the `AZSSH_MAX_*` variable".into()),
+                format!(
+                    "`AZSSH_{var}` is `{}`, not a valid limit",
+                    context(ContextKind::InvalidValue)
+                ),
+                Some("set it to a positive whole number, or unset it for the default".into()),
             )
         })
 }

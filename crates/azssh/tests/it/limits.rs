@@ -35,6 +35,6 @@ fn malformed_limit_env_is_a_usage_error_for_workflow_verbs() {
     )
     .env("AZSSH_MAX_OPERATIONS", "lots")
     .status(2)
-    .stderr_contains("AZSSH_MAX_OPERATIONS")
+    .stderr_contains("`AZSSH_MAX_OPERATIONS` is `lots`, not a valid limit")
     .run();
 }
