@@ -8,6 +8,9 @@
 //! Messages, HRESULTs and error ids are Windows PowerShell 5.1's own (see
 //! `../shared/reference/WINDOWS-REALITIES.md`): scripts match on them.
 
+// Errors are pwsh ErrorRecords (the interpreter's currency), on the rare path: not boxed.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 
 use pwsh::{BoundArgs, CommandOutput, ErrorRecord, FsError, HostResult, ItemKind, PsObject, Value};
@@ -675,10 +678,10 @@ impl GuestHost<'_> {
             ("Enabled", &["True", "False"][..]),
             ("Protocol", &["TCP", "UDP", "Any", "ICMPv4", "ICMPv6"][..]),
         ] {
-            if let Some(v) = args.string(param) {
-                if let Err(e) = one_of(&v, allowed, param) {
-                    return HostResult::Error(e);
-                }
+            if let Some(v) = args.string(param)
+                && let Err(e) = one_of(&v, allowed, param)
+            {
+                return HostResult::Error(e);
             }
         }
         let direction = args.string("Direction").unwrap_or_else(|| "Inbound".into());
