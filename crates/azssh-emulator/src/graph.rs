@@ -159,7 +159,7 @@ fn check_options(options: &Value) -> Result<(), ArmError> {
         }
     }
     if let Some(skip) = options.get("$skip")
-        && !skip.as_i64().is_some_and(|n| n >= 0)
+        && skip.as_i64().is_none_or(|n| n < 0)
     {
         return Err(bad_options(format!(
             "The value of the '$skip' option is {skip}; it must be a non-negative integer."
