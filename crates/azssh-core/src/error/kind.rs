@@ -432,6 +432,7 @@ mod tests {
             "output.write",
             "script.bad_argument",
             "script.call_depth_limit",
+            "script.command_failed",
             "script.crashed",
             "script.data_limit",
             "script.error",

@@ -149,7 +149,10 @@ info(`logged ${t}`);
             "{stdout}\n{stderr}"
         );
         assert!(stdout.contains("printed <redacted>"), "{stdout}");
-        assert!(stdout.contains("Bearer <redacted>"), "{stdout}");
+        // The table view summarises nested values (`[1 items]`); the JSON views show them whole.
+        if format != "table" {
+            assert!(stdout.contains("Bearer <redacted>"), "{stdout}");
+        }
         assert!(stderr.contains("logged <redacted>"), "{stderr}");
     }
 }
