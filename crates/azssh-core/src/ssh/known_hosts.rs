@@ -168,6 +168,24 @@ impl KnownHosts {
         }
     }
 
+    /// Whether any file holds a plain (not `@revoked`/`@cert-authority`) entry for `host:port`,
+    /// matched as OpenSSH matches (hashed names, wildcards, `[host]:port`).
+    pub fn has_host(&self, host: &str, port: u16) -> Result<bool, SshError> {
+        for file in self
+            .read
+            .iter()
+            .chain(std::iter::once(&self.write_to).filter(|w| !self.read.contains(w)))
+        {
+            if read_entries(file)?
+                .iter()
+                .any(|e| e.marker == Marker::None && e.matches_host(host, port))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Looks `host:port`'s key up in every file. A matching `@revoked` line anywhere wins
     /// (OpenSSH checks revocation before accepting); then an exact match anywhere; otherwise the
     /// first same-type entry with a different key is a mismatch, as in OpenSSH.
@@ -630,6 +648,25 @@ mod tests {
             kh.check("vm1", 22, &key(ED2)).expect("check"),
             HostKeyStatus::Unknown
         );
+    }
+
+    #[test]
+    fn has_host_matches_as_openssh_and_ignores_markers() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("kh");
+        std::fs::write(
+            &path,
+            format!(
+                "@cert-authority vm9 {ED1}\n@revoked vm8 {ED1}\n[vm1]:2222 {ED2}\nweb* {ED1}\n"
+            ),
+        )
+        .expect("w");
+        let kh = KnownHosts::single(&path);
+        assert!(kh.has_host("vm1", 2222).expect("read"));
+        assert!(!kh.has_host("vm1", 22).expect("read"));
+        assert!(kh.has_host("web01", 22).expect("read"));
+        assert!(!kh.has_host("vm9", 22).expect("read"));
+        assert!(!kh.has_host("vm8", 22).expect("read"));
     }
 
     #[test]

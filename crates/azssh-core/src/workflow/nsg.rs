@@ -789,9 +789,76 @@ pub fn outcome_json(o: &OpenPortOutcome) -> Value {
     v
 }
 
+/// The first inbound TCP rule (by priority) covering `port`: `allow from SRC (rule)`, `deny
+/// (rule)`, or the default rules' verdict (`DenyAllInBound` at 65500: only the virtual network
+/// and the load balancer get in).
+pub fn inbound_verdict(rules: &[SecurityRule], port: u16) -> String {
+    let mut inbound: Vec<&SecurityRule> = rules
+        .iter()
+        .filter(|r| r.properties.direction.eq_ignore_ascii_case("Inbound"))
+        .filter(|r| matches!(r.properties.protocol.as_str(), "Tcp" | "tcp" | "*"))
+        .filter(|r| r.properties.covers_port(port))
+        .collect();
+    inbound.sort_by_key(|r| r.properties.priority);
+    match inbound.first() {
+        Some(r) => {
+            let name = r.name.clone().unwrap_or_default();
+            if r.properties.access.eq_ignore_ascii_case("Allow") {
+                let mut sources: Vec<String> =
+                    r.properties.source_address_prefix.iter().cloned().collect();
+                sources.extend(r.properties.source_address_prefixes.iter().cloned());
+                format!("allow from {} ({name})", sources.join(","))
+            } else {
+                format!("deny ({name})")
+            }
+        }
+        None => "deny (no rule: DenyAllInBound)".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verdict_rule(
+        name: &str,
+        priority: i32,
+        access: &str,
+        port: &str,
+        source: &str,
+    ) -> SecurityRule {
+        SecurityRule {
+            name: Some(name.into()),
+            properties: SecurityRuleProperties {
+                protocol: "Tcp".into(),
+                destination_port_range: Some(port.into()),
+                source_address_prefix: Some(source.into()),
+                access: access.into(),
+                priority,
+                direction: "Inbound".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inbound_verdict_takes_the_lowest_priority_rule_covering_the_port() {
+        let rules = vec![
+            verdict_rule("allow-ssh", 1000, "Allow", "22", "203.0.113.7/32"),
+            verdict_rule("deny-ssh", 900, "Deny", "22", "*"),
+            verdict_rule("rdp", 100, "Allow", "3389", "*"),
+        ];
+        assert_eq!(inbound_verdict(&rules, 22), "deny (deny-ssh)");
+        assert_eq!(
+            inbound_verdict(&rules[..1], 22),
+            "allow from 203.0.113.7/32 (allow-ssh)"
+        );
+        assert_eq!(
+            inbound_verdict(&rules[2..], 22),
+            "deny (no rule: DenyAllInBound)"
+        );
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

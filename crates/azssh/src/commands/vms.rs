@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::azure::client::ArmClient;
 use crate::azure::error::AzureError;
 use crate::azure::extension;
-use crate::azure::network::{self, SecurityRule};
+use crate::azure::network;
 use crate::azure::vm::{self, Vm};
 use crate::cli::{GlobalArgs, VmsArgs};
 use crate::error::AppError;
@@ -104,7 +104,7 @@ async fn ssh_readiness(arm: &ArmClient, v: &Vm) -> Result<Value, AzureError> {
     // Azure evaluates the subnet's NSG and then the NIC's for inbound traffic: both must allow.
     for nsg in &v.nsg_ids {
         let rules = network::list_security_rules(arm, nsg).await?;
-        verdicts.push(nsg_verdict(&rules, 22));
+        verdicts.push(crate::workflow::nsg::inbound_verdict(&rules, 22));
     }
     let nsg = if v.nsg_ids.is_empty() {
         "no NSG (open)".to_string()
@@ -129,85 +129,23 @@ async fn ssh_readiness(arm: &ArmClient, v: &Vm) -> Result<Value, AzureError> {
     }))
 }
 
-/// The first inbound TCP rule (by priority) covering `port`: `allow from SRC (rule)`, `deny
-/// (rule)`, or the default rules' verdict (`DenyAllInBound` at 65500: only the virtual network
-/// and the load balancer get in).
-fn nsg_verdict(rules: &[SecurityRule], port: u16) -> String {
-    let mut inbound: Vec<&SecurityRule> = rules
-        .iter()
-        .filter(|r| r.properties.direction.eq_ignore_ascii_case("Inbound"))
-        .filter(|r| matches!(r.properties.protocol.as_str(), "Tcp" | "tcp" | "*"))
-        .filter(|r| r.properties.covers_port(port))
-        .collect();
-    inbound.sort_by_key(|r| r.properties.priority);
-    match inbound.first() {
-        Some(r) => {
-            let name = r.name.clone().unwrap_or_default();
-            if r.properties.access.eq_ignore_ascii_case("Allow") {
-                let mut sources: Vec<String> =
-                    r.properties.source_address_prefix.iter().cloned().collect();
-                sources.extend(r.properties.source_address_prefixes.iter().cloned());
-                format!("allow from {} ({name})", sources.join(","))
-            } else {
-                format!("deny ({name})")
-            }
-        }
-        None => "deny (no rule: DenyAllInBound)".into(),
-    }
-}
-
 /// Whether azssh's own known_hosts (where `azssh setup` pins) has keys for `host` on port 22.
 fn is_pinned(host: &str) -> bool {
-    let path = crate::ssh::known_hosts::azssh_known_hosts_path();
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let field = crate::ssh::known_hosts::host_field(host, 22);
-    text.lines().any(|l| {
-        l.split_whitespace()
-            .next()
-            .is_some_and(|hosts| hosts.split(',').any(|h| h == field))
-    })
+    // Read like every known_hosts azssh reads: bounded, hashed entries and wildcards honoured.
+    crate::ssh::known_hosts::KnownHosts::single(crate::ssh::known_hosts::azssh_known_hosts_path())
+        .has_host(
+            host,
+            crate::ssh::connect::ssh_port_from_env()
+                .ok()
+                .flatten()
+                .unwrap_or(22),
+        )
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azure::network::SecurityRuleProperties;
-
-    fn rule(name: &str, priority: i32, access: &str, port: &str, source: &str) -> SecurityRule {
-        SecurityRule {
-            name: Some(name.into()),
-            properties: SecurityRuleProperties {
-                protocol: "Tcp".into(),
-                destination_port_range: Some(port.into()),
-                source_address_prefix: Some(source.into()),
-                access: access.into(),
-                priority,
-                direction: "Inbound".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn nsg_verdict_takes_the_lowest_priority_rule_covering_the_port() {
-        let rules = vec![
-            rule("allow-ssh", 1000, "Allow", "22", "203.0.113.7/32"),
-            rule("deny-ssh", 900, "Deny", "22", "*"),
-            rule("rdp", 100, "Allow", "3389", "*"),
-        ];
-        assert_eq!(nsg_verdict(&rules, 22), "deny (deny-ssh)");
-        assert_eq!(
-            nsg_verdict(&rules[..1], 22),
-            "allow from 203.0.113.7/32 (allow-ssh)"
-        );
-        assert_eq!(
-            nsg_verdict(&rules[2..], 22),
-            "deny (no rule: DenyAllInBound)"
-        );
-    }
 
     #[test]
     fn compact_row_puts_names_first_and_leaves_ids_out() {
