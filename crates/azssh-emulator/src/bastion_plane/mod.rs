@@ -21,6 +21,9 @@ pub mod ca;
 pub mod errors;
 pub mod tunnel;
 
+#[cfg(all(test, feature = "testing"))]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -145,7 +145,13 @@ where
                     break Ending::Closed;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break Ending::Closed,
+                Some(Ok(Message::Close(_))) => {
+                    // tungstenite queued the Close reply; send it so the client's close
+                    // handshake completes.
+                    let _ = ws.flush().await;
+                    break Ending::Closed;
+                }
+                None => break Ending::Closed,
                 Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
                     close(&mut ws, CloseCode::Size, "Messages are limited to 4096 bytes").await;
                     break Ending::Closed;
