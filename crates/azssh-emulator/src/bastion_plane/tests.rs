@@ -422,6 +422,24 @@ async fn bastions_without_native_client_support_refuse_with_azures_messages() {
     let (status, answer) = https(&emu, &ok.dns_name, "POST", "/api/tokens", &[FORM], &body).await;
     assert_eq!(status, 401);
     assert!(answer["message"].is_string());
+    // JSON instead of the form `tunnel.py` posts is refused with a clear message.
+    let json_body = json!({"resourceId": vm_id(&emu, &near), "protocol": "tcptunnel", "workloadHostPort": 22, "aztoken": emu.handle.token().expose()}).to_string();
+    let (status, answer) = https(
+        &emu,
+        &ok.dns_name,
+        "POST",
+        "/api/tokens",
+        &[("Content-Type", "application/json")],
+        &json_body,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x-www-form-urlencoded")),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
