@@ -34,7 +34,7 @@ use super::compute::group_prefix;
 use super::nsg::{Nsg, Rule};
 use super::reply::{ArmError, Reply};
 use super::server::{App, lock};
-use super::world::{PowerState, Subnet, Vm, WindowsRelease, World};
+use super::world::{PowerState, Subnet, WindowsRelease, World};
 
 /// `AZSSH_PRIVATE_NET`: the VNet space and the loopback range standing for it.
 pub const PRIVATE_NET: &str = "10.0.0.0/9=127.128.0.0/9";
