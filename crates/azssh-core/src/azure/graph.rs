@@ -89,7 +89,7 @@ pub async fn graph_query(
             _ => false,
         };
         let has_token = page.skip_token.as_deref().is_some_and(|t| !t.is_empty());
-        if truncated && !has_token && !opts.max_rows.is_some_and(|m| rows.len() >= m) {
+        if truncated && !has_token && opts.max_rows.is_none_or(|m| rows.len() < m) {
             return Err(crate::azure::AzureError::GraphTruncated { rows: rows.len() });
         }
         if opts.max_rows.is_some_and(|m| rows.len() >= m) {

@@ -226,15 +226,19 @@ pub struct KeyInstallResult {
     pub sids: Vec<String>,
     pub error: Option<String>,
     /// sshd answered `sshd -T` (the key file is sshd's own choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sshd_t: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_groups: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_users: Vec<String>,
     /// AllowGroups/AllowUsers let the user in (`None`: no such lines, or unreadable groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_unreadable: Option<bool>,
     /// What `fix_sshd_config` changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
 }
 

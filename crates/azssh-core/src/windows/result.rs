@@ -18,6 +18,7 @@ pub struct ScriptResult {
     pub host_keys: Option<Vec<String>>,
     pub host_keys_error: Option<String>,
     /// The read-only inspection, as the guest reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspect: Option<serde_json::Value>,
 }
 

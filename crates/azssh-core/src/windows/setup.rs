@@ -191,19 +191,28 @@ pub struct SetupResult {
     pub error: Option<String>,
     pub code: Option<String>,
     /// `UseWUServer = 1`: the VM takes updates from WSUS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wsus: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_update_policy_set: Option<bool>,
     /// What was repaired (`logs folder ACL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired: Option<String>,
     /// The port sshd listens on (sshd_config `Port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_set: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_category: Option<String>,
     /// `OpenSSH-Server-In-TCP`'s Profile (`Any`, `Domain, Private`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall_profile: Option<String>,
     /// The rule that admits sshd's port on the active category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall_rule: Option<String>,
     /// The version lookup failed (harmless: reported, not fatal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_error: Option<String>,
 }
 
