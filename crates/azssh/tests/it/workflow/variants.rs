@@ -358,3 +358,44 @@ async fn check_prereqs_names_what_is_in_the_way_with_the_verb_that_fixes_it() {
     let report = ok(&out, "check-prereqs after setup");
     assert_eq!(report["ready"], true, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_groups_refuses_a_standard_user_until_fix_sshd_config_adds_them() {
+    if !have_ssh() {
+        return;
+    }
+    let emu = realistic().await;
+    let vm = emu.variant_vm(Variant::SshdConfigHardened);
+    // Creating the guest (a RunCommand) before adding a user who has signed in once.
+    let desk = Desk::new();
+    let probe = format!(
+        "run_powershell(vm(\"{}\", \"{}\"), \"hostname\").stdout",
+        vm.resource_group, vm.name
+    );
+    let mut cmd = desk.azssh(&emu, &["run", "-e", &probe]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    ok(&out, "probe");
+    emu.guests()
+        .shared(&vm.resource_group, &vm.name)
+        .unwrap()
+        .lock()
+        .add_user("nina", false, true);
+
+    refused(
+        &desk.setup(&emu, &vm, "nina", &[]).await,
+        &[
+            "AllowGroups `administrators, openssh users`",
+            "--fix-sshd-config",
+        ],
+    );
+    let report = ok(
+        &desk.setup(&emu, &vm, "nina", &["--fix-sshd-config"]).await,
+        "setup --fix-sshd-config",
+    );
+    let enable = step(&report, "enable");
+    assert_eq!(enable["sshd_config_fixed"], "added to group openssh users");
+    assert_eq!(enable["key_path"], r"C:\Users\nina\.ssh\authorized_keys");
+    logs_in(&desk, &emu, &vm, "nina").await;
+}
