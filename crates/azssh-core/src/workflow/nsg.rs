@@ -635,6 +635,28 @@ async fn open_source(
         };
         let mut props = SecurityRuleProperties::allow_inbound(protocol, req.port, source, priority);
         props.destination_address_prefix = Some(destination.to_string());
+        // On a subnet NSG the rule of this source may already name other VMs of the subnet
+        // (one rule per source, destinations the VMs' addresses): keep them, or opening the
+        // port for this VM would close it for those (found by a fleet run over a realistic
+        // world, `tests/it/workflow/variants.rs`).
+        if let Some(r) = existing {
+            let mut all: Vec<String> = r
+                .properties
+                .destination_address_prefix
+                .iter()
+                .chain(r.properties.destination_address_prefixes.iter())
+                .cloned()
+                .collect();
+            if !all.iter().any(|d| d.trim() == "*") && destination != "*" {
+                if !all.iter().any(|d| d.eq_ignore_ascii_case(destination)) {
+                    all.push(destination.to_string());
+                }
+                if all.len() > 1 {
+                    props.destination_address_prefix = None;
+                    props.destination_address_prefixes = all;
+                }
+            }
+        }
         props.description = Some(format!("azssh: port {} from {source}", req.port));
         match network::create_or_update_security_rule(client, nsg, &name, &props).await {
             Err(e)

@@ -399,3 +399,85 @@ async fn allow_groups_refuses_a_standard_user_until_fix_sshd_config_adds_them() 
     assert_eq!(enable["key_path"], r"C:\Users\nina\.ssh\authorized_keys");
     logs_in(&desk, &emu, &vm, "nina").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_setup_over_the_realistic_world_ends_each_vm_in_a_login_or_its_documented_refusal() {
+    if !have_ssh() {
+        return;
+    }
+    let emu = realistic().await;
+    let desk = Desk::new();
+    let sub = emu.handle.subscription_id().to_string();
+    let wanted: Vec<VmSummary> = Variant::ALL
+        .iter()
+        .filter(|v| **v != Variant::Tidy)
+        .map(|v| emu.variant_vm(*v))
+        .collect();
+    let ids: Vec<String> = wanted
+        .iter()
+        .map(|v| {
+            format!(
+                "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+                v.resource_group, v.name
+            )
+        })
+        .collect();
+    let targets = desk.home.path().join("targets.txt");
+    std::fs::write(&targets, ids.join("\n") + "\n").unwrap();
+    let key = format!("key={}.pub", desk.key.display());
+    let mut cmd = desk.azssh(
+        &emu,
+        &[
+            "fleet",
+            "setup-ssh",
+            "--targets",
+            &targets.display().to_string(),
+            "--arg",
+            "source=127.0.0.1",
+            "--arg",
+            &key,
+            "--arg",
+            "user=azureadmin",
+            "--concurrency",
+            "4",
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let rows: Vec<Value> = serde_json::from_str::<Value>(&stdout_of(&out))
+        .unwrap_or(Value::Null)
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rows.len(), wanted.len(), "{}", stderr_of(&out));
+    // The documented refusals, by kind; every other variant logs in.
+    let refusals = [
+        (Variant::SshdPort2222, "workflow.sshd_port"),
+        (Variant::WsusManaged, "windows.wsus_blocks_capability"),
+        (Variant::NsgDenyAll, "workflow.blocked_by_deny"),
+        (Variant::DiskFull, "windows.disk_full"),
+    ];
+    for vm in &wanted {
+        let row = rows
+            .iter()
+            .find(|r| r["name"].as_str() == Some(vm.name.as_str()))
+            .unwrap_or_else(|| panic!("no row for {}", vm.name));
+        match refusals.iter().find(|(v, _)| *v == vm.variant) {
+            Some((_, kind)) => {
+                assert_eq!(row["status"], "failed", "{}: {row}", vm.variant.name());
+                assert_eq!(row["error"]["kind"], *kind, "{}: {row}", vm.variant.name());
+                assert!(
+                    row["error"]["hint"].as_str().is_some_and(|h| !h.is_empty()),
+                    "{}: a refusal says what to do: {row}",
+                    vm.variant.name()
+                );
+            }
+            None => {
+                assert_eq!(row["status"], "ok", "{}: {row}", vm.variant.name());
+                logs_in(&desk, &emu, vm, "azureadmin").await;
+            }
+        }
+    }
+    assert_eq!(out.status.code(), Some(1), "some VMs refused: exit 1");
+}
