@@ -44,6 +44,7 @@ pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+pub mod variants;
 pub mod windows_guests;
 pub mod world;
 
@@ -55,6 +56,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::EmulatorError;
 pub use faults::FaultSpec;
 pub use server::StatsSnapshot;
+pub use variants::{VARIANT_TAG, Variant, WorldKind};
 pub use world::{GuestFactory, GuestOutput, GuestRuntime, GuestSpec, PowerState, WindowsRelease};
 
 use crate::secret::Secret;
@@ -83,6 +85,9 @@ pub struct EmulatorConfig {
     /// after the `vms` seeded ones, and the TLS data plane. `azssh emulator` turns it on; off by
     /// default so a `vms: n` world keeps n VMs (the test fixture: `.bastions(true)`).
     pub bastions: bool,
+    /// `Tidy` (every VM the uniform case; the default here and in the test fixture) or
+    /// `Realistic` (the variants of `variants.rs`; what `azssh emulator` serves by default).
+    pub world: WorldKind,
 }
 
 impl Default for EmulatorConfig {
@@ -97,6 +102,7 @@ impl Default for EmulatorConfig {
             page_size: 50,
             guests: None,
             bastions: false,
+            world: WorldKind::Tidy,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct VmSummary {
     pub private_ip: Ipv4Addr,
     /// Listed in its resource group's Defender just-in-time policy.
     pub jit: bool,
+    /// The realistic world's variant (`Tidy` in a tidy world); also its `emulator-variant` tag.
+    pub variant: Variant,
 }
 
 /// A bastion host as tests need to see it.
@@ -160,7 +168,7 @@ impl Emulator {
                 addr: addr.to_string(),
                 source,
             })?;
-        let mut world = world::World::generate(config.vms, config.seed);
+        let mut world = world::World::generate_kind(config.vms, config.seed, config.world);
         if config.bastions {
             bastion::furnish(&mut world);
         }
@@ -253,6 +261,7 @@ impl EmulatorHandle {
                 public_ip: v.public_ip,
                 private_ip: v.private_ip,
                 jit: v.jit,
+                variant: v.variant,
             })
             .collect()
     }

@@ -94,6 +94,7 @@ impl GuestFactory for WindowsGuests {
         config.capability_failure = lock(&self.capability_failures)
             .get(&spec.name.to_lowercase())
             .copied();
+        config.variant = spec.variant;
         let root: PathBuf = self
             .sandbox
             .path()
@@ -108,16 +109,19 @@ impl GuestFactory for WindowsGuests {
         // inside the VNet connects to.
         let private = crate::bastion::private_image(spec.private_ip)
             .map(|ip| GuestSshSwitch::new(SocketAddr::from((ip, self.port.port()))));
+        let admit = self.admission(&spec.resource_group, &spec.name, &shared, None);
+        let private_admit = self.admission(
+            &spec.resource_group,
+            &spec.name,
+            &shared,
+            Some(spec.private_ip),
+        );
         let guest = Arc::new(WiredGuest {
             shared,
             switch: bind.map(GuestSshSwitch::new),
-            admit: self.admission(&spec.resource_group, &spec.name),
+            admit,
             private,
-            private_admit: self.private_admission(
-                &spec.resource_group,
-                &spec.name,
-                spec.private_ip,
-            ),
+            private_admit,
         });
         lock(&self.guests).insert(
             (spec.resource_group.to_lowercase(), spec.name.to_lowercase()),
@@ -128,28 +132,49 @@ impl GuestFactory for WindowsGuests {
 }
 
 impl WindowsGuests {
-    fn admission(&self, resource_group: &str, vm: &str) -> Admission {
+    /// Who reaches the guest's sshd: the listener stands for guest port 22, so sshd must
+    /// listen there (`Port` in sshd_config; elsewhere nothing answers on 22), Windows Firewall
+    /// must admit 22 on the NIC's network category (an enabled inbound allow rule whose
+    /// Profile covers it: the Windows Server 2025 rule on Domain,Private does not cover
+    /// Public), and the NSGs must admit the caller.
+    ///
+    /// `private_ip` is set for the listener on the private address's loopback image: there the
+    /// NSG sees the peer mapped into the VNet (`bastion::vnet_source`), never a loopback
+    /// "Internet" address; the guest's own checks are the same on both.
+    fn admission(
+        &self,
+        resource_group: &str,
+        vm: &str,
+        shared: &Arc<SharedGuest>,
+        private_ip: Option<Ipv4Addr>,
+    ) -> Admission {
         let me = self.me.clone();
+        let guest = Arc::downgrade(shared);
         let (rg, vm) = (resource_group.to_string(), vm.to_string());
         Arc::new(move |source: IpAddr, port: u16| {
             let IpAddr::V4(v4) = source else { return false };
-            me.upgrade()
-                .and_then(|g| g.nsg.get().cloned())
-                .is_some_and(|check| check(&rg, &vm, v4, port))
-        })
-    }
-
-    /// Admission at the private image: the NSG sees the peer mapped into the VNet
-    /// (`bastion::vnet_source`), never a loopback "Internet" address.
-    fn private_admission(&self, resource_group: &str, vm: &str, private_ip: Ipv4Addr) -> Admission {
-        let me = self.me.clone();
-        let (rg, vm) = (resource_group.to_string(), vm.to_string());
-        Arc::new(move |source: IpAddr, port: u16| {
-            let IpAddr::V4(v4) = source else { return false };
-            let source = crate::bastion::vnet_source(v4, private_ip);
-            me.upgrade()
-                .and_then(|g| g.nsg.get().cloned())
-                .is_some_and(|check| check(&rg, &vm, source, port))
+            let source = match private_ip {
+                Some(private_ip) => crate::bastion::vnet_source(v4, private_ip),
+                None => v4,
+            };
+            let guest_ok = guest.upgrade().is_some_and(|g| {
+                let g = g.lock();
+                let ok = g.sshd_port() == port && g.firewall_admits(port);
+                if !ok {
+                    tracing::debug!(
+                        vm,
+                        port,
+                        sshd_port = g.sshd_port(),
+                        "guest refused the connection (sshd port or Windows Firewall)"
+                    );
+                }
+                ok
+            });
+            guest_ok
+                && me
+                    .upgrade()
+                    .and_then(|g| g.nsg.get().cloned())
+                    .is_some_and(|check| check(&rg, &vm, source, port))
         })
     }
 }

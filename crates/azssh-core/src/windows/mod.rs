@@ -5,6 +5,7 @@
 //! - `quote` — single-quoted literals and `-EncodedCommand`, the only ways text enters a script.
 //! - `setup`, `authorized_keys`, `host_keys` — one step each: its PowerShell block and the typed
 //!   result it reports.
+//! - `inspect` — the read-only look `check-prereqs` reports from.
 //! - `combined` — `GuestScript`, which puts the wanted steps into one RunCommand script.
 //! - `result` — finds the `AZSSH-RESULT:` line in the output and types it.
 
@@ -12,15 +13,16 @@ pub mod authorized_keys;
 pub mod combined;
 pub mod error;
 pub mod host_keys;
+pub mod inspect;
 pub mod quote;
 pub mod result;
 pub mod setup;
 
-pub use authorized_keys::{KeyInstalled, KeyTarget, UserName};
+pub use authorized_keys::{KeyInstalled, KeyOptions, KeyTarget, UserName};
 pub use combined::{
     GuestScript, RESULT_MARKER, host_keys_script, install_key_script, service_script, setup_script,
 };
 pub use error::WindowsError;
-pub use quote::{encoded_command, powershell_command_line, ps_quote};
+pub use quote::{encoded_command, powershell_command_line, ps_quote, ps_text};
 pub use result::ScriptResult;
-pub use setup::{SetupMode, SshdState};
+pub use setup::{SetupMode, SetupOptions, SshdState};
