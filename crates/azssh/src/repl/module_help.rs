@@ -56,7 +56,7 @@ fn functions(module: &str) -> Vec<ScriptFn> {
     let Some(source) = bundled::stdlib(module) else {
         return Vec::new();
     };
-    let engine = Engine::new_raw();
+    let engine = parser();
     let Ok(ast) = engine.compile(source) else {
         return Vec::new();
     };
@@ -73,6 +73,15 @@ fn functions(module: &str) -> Vec<ScriptFn> {
                 .join("\n"),
         })
         .collect()
+}
+
+/// A bare engine to parse the embedded modules, with the script limits' expression depth (the
+/// raw engine's own default is shallower than the product's).
+fn parser() -> Engine {
+    let mut engine = Engine::new_raw();
+    let depth = crate::script::engine::Limits::DEFAULT.max_expr_depth;
+    engine.set_max_expr_depths(depth, depth);
+    engine
 }
 
 fn module_help(module: &str) -> Option<String> {
@@ -127,6 +136,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("target::vm_from(args)"), "{text}");
+    }
+
+    #[test]
+    fn every_stdlib_module_parses_for_help() {
+        for (module, source) in bundled::STDLIB {
+            let parsed = parser().compile(source);
+            assert!(parsed.is_ok(), "{module}: {parsed:?}");
+        }
     }
 
     #[test]

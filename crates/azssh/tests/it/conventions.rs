@@ -255,7 +255,8 @@ fn detached_emulator_returns_to_the_shell_and_stops_on_kill() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the env file holds a token");
     }
-    let mut vms = Test::new().args(&["vms", "-o", "json"]).command();
+    let lister = Test::new().args(&["vms", "-o", "json"]);
+    let mut vms = lister.command();
     for name in [
         "AZSSH_ARM_ENDPOINT",
         "AZSSH_ACCESS_TOKEN",
@@ -271,8 +272,8 @@ fn detached_emulator_returns_to_the_shell_and_stops_on_kill() {
         "{}",
         stderr_of(&listed)
     );
-    let killed = std::process::Command::new("kill")
-        .arg(&pid)
+    let killed = std::process::Command::new("sh")
+        .args(["-c", &format!("kill {pid}")])
         .status()
         .unwrap();
     assert!(killed.success());
