@@ -401,12 +401,16 @@ pub fn render_table(value: &Value) -> String {
 /// A spinner on stderr for a long wait (the REPL's running evaluations); hidden when stderr is
 /// not a terminal.
 pub fn spinner() -> indicatif::ProgressBar {
+    spinner_with("{spinner} {msg} ({elapsed})")
+}
+
+fn spinner_with(template: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm));
     let bar = indicatif::ProgressBar::with_draw_target(None, target);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
@@ -654,28 +658,33 @@ fn utc_timestamp() -> String {
 }
 
 fn ticker(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
-    let started = std::time::Instant::now();
     let mut step: Option<(String, std::time::Instant)> = None;
+    // Since when the line may be drawn: the start, or the moment a question or a shell gave the
+    // terminal back (a step that ends right after it is not worth a flash of spinner).
+    let mut visible_since: Option<std::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let current = if progress_held() { None } else { what() };
         let Some(current) = current else {
             clear_shown();
+            visible_since = None;
             continue;
         };
         if step.as_ref().is_none_or(|(s, _)| *s != current) {
             step = Some((current.clone(), std::time::Instant::now()));
         }
-        if started.elapsed() < Progress::AFTER {
+        let now = std::time::Instant::now();
+        if now.duration_since(*visible_since.get_or_insert(now)) < Progress::AFTER {
             continue;
         }
-        let since = step.as_ref().map_or(started, |(_, t)| *t);
+        let since = step.as_ref().map_or(now, |(_, t)| *t);
         let text = format!("{current} ({}s)", since.elapsed().as_secs());
         let mut shown = SHOWN.lock().unwrap_or_else(|p| p.into_inner());
         match &*shown {
             Some(bar) => bar.set_message(text),
             None => {
-                let bar = spinner();
+                // The message carries the step's own time: no `{elapsed}` of the whole run.
+                let bar = spinner_with("{spinner} {msg}");
                 bar.set_message(text);
                 *shown = Some(bar);
             }

@@ -22,6 +22,7 @@ mod session;
 mod sign_in;
 mod ssh;
 mod sshd;
+mod terminal;
 mod workflow;
 
 pub use harness::Test;
