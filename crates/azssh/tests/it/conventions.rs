@@ -286,3 +286,48 @@ fn detached_emulator_returns_to_the_shell_and_stops_on_kill() {
         "a stopped emulator leaves no env file"
     );
 }
+
+#[test]
+fn a_vm_that_is_not_there_suggests_the_nearest_names() {
+    let emu = Emu::builder().vms(4).guests(false).start_blocking();
+    let listed = Test::azssh(&emu, &["vms", "-o", "json"]).run();
+    let vms: Value = serde_json::from_str(&stdout_of(&listed)).unwrap();
+    let first = &vms[0];
+    let (group, name) = (
+        first["resource_group"].as_str().unwrap(),
+        first["name"].as_str().unwrap(),
+    );
+    // One letter dropped from the name: the verb's error names the VM it meant.
+    let typo = format!("{}{}", &name[..name.len() - 2], &name[name.len() - 1..]);
+    Test::azssh(&emu, &["enable-ssh", "-g", group, "-n", &typo])
+        .status(1)
+        .stderr_contains(&format!("hint: did you mean `{name}`?"))
+        .run();
+    // The right name in a group that does not exist: where the VM really is.
+    let wrong_group = format!("{}x", &group[..group.len() - 1]);
+    Test::azssh(
+        &emu,
+        &["run", "-e", &format!("vm(\"{wrong_group}\", \"{name}\")")],
+    )
+    .status(1)
+    .stderr_contains(&format!("hint: VM `{name}` is in resource group `{group}`"))
+    .run();
+    // A mistyped property of a `Vm` names the one it meant.
+    Test::azssh(&emu, &["run", "-e", "let v = vms()[0]; v.power_stat"])
+        .status(1)
+        .stderr_contains("hint: did you mean `power_state`?")
+        .run();
+}
+
+#[test]
+fn fleet_table_has_the_resource_group_and_whole_outcomes() {
+    let emu = Emu::builder().vms(3).guests(false).start_blocking();
+    let long = "x".repeat(120);
+    let t = Test::azssh(&emu, &["fleet", "r.rhai", "--all", "-o", "table"])
+        .file("r.rhai", &format!("#{{vm: vm.name, note: \"{long}\"}}"));
+    let out = t.run();
+    let text = stdout_of(&out);
+    let header = text.lines().next().unwrap();
+    assert!(header.starts_with("NAME") && header.contains("RESOURCE_GROUP"), "{text}");
+    assert!(text.contains(&long), "the outcome was cut: {text}");
+}
