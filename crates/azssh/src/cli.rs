@@ -395,6 +395,16 @@ pub struct JitArgs {
     /// How long, ISO 8601 (PT3H, PT30M); at most the policy's maximum
     #[arg(long, default_value = "PT3H")]
     pub duration: String,
+    /// User for the command after `--` (default: the VM's admin user)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// Private key for the command after `--` (default: ~/.ssh/id_ed25519, ... and the agent)
+    #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
+    pub private_key: Option<String>,
+    /// Once access is active, run this command over SSH (after `--`); its output streams and
+    /// its exit code becomes azssh's, as with `azssh connect -- command`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

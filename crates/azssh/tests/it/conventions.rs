@@ -328,6 +328,76 @@ fn fleet_table_has_the_resource_group_and_whole_outcomes() {
     let out = t.run();
     let text = stdout_of(&out);
     let header = text.lines().next().unwrap();
-    assert!(header.starts_with("NAME") && header.contains("RESOURCE_GROUP"), "{text}");
+    assert!(
+        header.starts_with("NAME") && header.contains("RESOURCE_GROUP"),
+        "{text}"
+    );
     assert!(text.contains(&long), "the outcome was cut: {text}");
+}
+
+/// One home for several commands (the key made once, the host keys `setup` pins): `args` are
+/// added to the fixture's command for `t`'s directory.
+fn in_home(t: &Test, emu: &Emu, args: &[&str]) -> std::process::Output {
+    let mut cmd = t.command();
+    cmd.envs(emu.env()).args(args);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn jit_runs_a_command_once_access_is_active_and_passes_its_exit_code() {
+    let emu = Emu::builder().vms(40).seed(3).speed(100.0).start_blocking();
+    let t = Test::new();
+    let found = in_home(
+        &t,
+        &emu,
+        &[
+            "run",
+            "-o",
+            "json",
+            "-e",
+            r#"vms().filter(|v| v.power_state == "running" && v.public_ip != () && v.os_name != () && !v.os_name.contains("2016")
+                 && nsg_rules(v).some(|r| r.name.starts_with("SecurityCenter-JITRule") && r.name.contains(v.name)))
+                 .map(|v| [v.resource_group, v.name])"#,
+        ],
+    );
+    let found: Value = serde_json::from_str(&stdout_of(&found)).unwrap();
+    let (rg, name) = (
+        found[0][0].as_str().expect("a JIT-covered VM"),
+        found[0][1].as_str().unwrap(),
+    );
+    std::fs::create_dir_all(t.path(".ssh")).unwrap();
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", ""])
+        .arg("-f")
+        .arg(t.path(".ssh/id_ed25519"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "ssh-keygen (OpenSSH) is needed");
+    let setup = in_home(
+        &t,
+        &emu,
+        &[
+            "setup",
+            "-g",
+            rg,
+            "-n",
+            name,
+            "--source",
+            "127.0.0.1",
+            "--local-user",
+            "azureadmin",
+        ],
+    );
+    assert_eq!(setup.status.code(), Some(0), "{}", stderr_of(&setup));
+    let jit = |command: &[&str]| {
+        let mut args = vec!["jit", "-g", rg, "-n", name, "--source", "127.0.0.1", "--"];
+        args.extend_from_slice(command);
+        in_home(&t, &emu, &args)
+    };
+    let out = jit(&["hostname"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out).trim(), name, "the command's output streams");
+    assert!(stderr_of(&out).contains("open to 127.0.0.1 until"));
+    let out = jit(&["cmd", "/c", "exit", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
 }

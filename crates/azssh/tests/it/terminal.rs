@@ -185,3 +185,20 @@ fn repl_args_are_visible_to_loaded_scripts() {
     p.send_line(":quit").unwrap();
     p.exp_eof().expect("leaves");
 }
+
+#[test]
+fn a_vm_name_typed_as_the_first_argument_completes_both_arguments() {
+    let t = Test::new();
+    let mut p = repl(&t);
+    p.send_line("[#{resource_group: \"rg-web\", name: \"web-staging\"}]")
+        .unwrap();
+    p.exp_string("web-staging").expect("listed");
+    p.exp_string(PROMPT).expect("prompt");
+    p.send("vm(\"web-st\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("vm(\"rg-web\", \"web-staging\"")
+        .expect("group and name completed");
+    p.send_control('u').unwrap();
+    p.send_line(":quit").unwrap();
+    p.exp_eof().expect("leaves");
+}
