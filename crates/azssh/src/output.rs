@@ -231,14 +231,15 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// A progress bar drawn on stderr (fleet runs): done/total, rate, ETA and a message.
+/// A progress bar drawn on stderr (fleet runs): done/total, ETA and a message (which carries
+/// the rate at a fixed one decimal: indicatif's `{per_sec}` changes its width as it goes).
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(total),
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}  {per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} eta {eta}  {msg}")
     {
         bar.set_style(style);
     }
