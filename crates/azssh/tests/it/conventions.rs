@@ -266,9 +266,9 @@ fn detached_emulator_returns_to_the_shell_and_stops_on_kill() {
     }
     let listed = vms.output().unwrap();
     let rows: Value = serde_json::from_str(&stdout_of(&listed)).unwrap();
-    assert_eq!(
-        rows.as_array().map(Vec::len),
-        Some(2),
+    // `--vms 2` plus whatever fixed VMs the world adds (a Bastion-only VM, jump hosts).
+    assert!(
+        rows.as_array().map_or(0, Vec::len) >= 2,
         "{}",
         stderr_of(&listed)
     );

@@ -89,7 +89,7 @@ fn identity_endpoint(dir: &Path, token: String) -> (String, Arc<Mutex<Vec<String
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = vec![CertificateDer::from_pem_file(dir.join("leaf.pem")).unwrap()];
     let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
