@@ -18,5 +18,6 @@ pub mod notice;
 pub mod rdp;
 pub mod secret;
 pub mod ssh;
+pub mod suggest;
 pub mod windows;
 pub mod workflow;

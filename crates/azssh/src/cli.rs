@@ -39,6 +39,10 @@ pub struct GlobalArgs {
     /// More logging on stderr (-v debug, -vv trace); `AZSSH_LOG` takes a tracing filter
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// JMESPath query applied to the output before it is printed, as `az --query`
+    /// (e.g. `'[].name'`, `"[?power_state=='running'].{name: name, ip: public_ip}"`)
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    pub query: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +93,24 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Interactive Rhai session with the azssh API: completion, history, `:help`
     Repl(ReplArgs),
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell, e.g. `azssh completions bash > /etc/bash_completion.d/azssh`
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `azssh.1` and `azssh-COMMAND.1` for every command into this directory instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// How to log into a VM over SSH (`az ssh vm`'s flags where it has them).
@@ -212,6 +234,14 @@ pub struct EmulatorArgs {
     /// hardened sshd_config, ...), each tagged `emulator-variant`; `tidy`: every VM uniform
     #[arg(long, default_value = "realistic", value_parser = ["realistic", "tidy"])]
     pub world: String,
+    /// Also write the `export` lines (and `AZSSH_EMULATOR_PID`) to this file, mode 600, once
+    /// serving: `. FILE` in another shell points azssh at the emulator
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Serve in the background: print the `export` lines once it serves and return to the shell
+    /// (`eval "$(azssh emulator --detach)"`; stop it with `kill $AZSSH_EMULATOR_PID`)
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]
@@ -387,6 +417,16 @@ pub struct JitArgs {
     /// How long, ISO 8601 (PT3H, PT30M); at most the policy's maximum
     #[arg(long, default_value = "PT3H")]
     pub duration: String,
+    /// User for the command after `--` (default: the VM's admin user)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// Private key for the command after `--` (default: ~/.ssh/id_ed25519, ... and the agent)
+    #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
+    pub private_key: Option<String>,
+    /// Once access is active, run this command over SSH (after `--`); its output streams and
+    /// its exit code becomes azssh's, as with `azssh connect -- command`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -403,8 +443,14 @@ pub struct VmsArgs {
     /// Only VMs carrying this tag (repeatable, all must match)
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
-    /// VMs returned by this Resource Graph query (rows need an `id` column)
-    #[arg(long, value_name = "KQL")]
+    /// VMs returned by this Resource Graph query (rows need an `id` column), as
+    /// `az graph query -q`
+    #[arg(
+        id = "graph_query",
+        short = 'q',
+        long = "graph-query",
+        value_name = "KQL"
+    )]
     pub query: Option<String>,
     /// Add what an ARM-only look says about SSH readiness: running, address, NSG rule for
     /// port 22, OpenSSH extension
@@ -476,8 +522,14 @@ pub struct FleetArgs {
     /// Only VMs carrying this tag (repeatable, all must match); alone, searches the subscription
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
-    /// VMs returned by this Resource Graph query (rows need an `id` column)
-    #[arg(long, value_name = "KQL")]
+    /// VMs returned by this Resource Graph query (rows need an `id` column), as
+    /// `az graph query -q`
+    #[arg(
+        id = "graph_query",
+        short = 'q',
+        long = "graph-query",
+        value_name = "KQL"
+    )]
     pub query: Option<String>,
     /// VM resource ids from a file: one a line, or a JSON array of ids or of objects with `id`
     #[arg(long, value_name = "FILE")]

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod error;
 pub mod fleet;
 pub mod output;
+pub mod query;
 pub mod repl;
 pub mod script;
 
@@ -74,6 +75,14 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
             output::print_error(&err);
             err.exit_code()
         }
+    };
+    // A `--query` that failed on the output printed nothing: that is a failure too.
+    let code = match output::query_failure() {
+        Some(e) => {
+            output::print_error(&AppError::failed(&e));
+            if code == exit::OK { exit::FAILED } else { code }
+        }
+        None => code,
     };
     // Output that never arrived (`-o json > /dev/full`) is a failure, whatever the run did.
     match output::write_failure() {

@@ -161,13 +161,53 @@ pub fn status(text: &str) {
     });
 }
 
-/// Prints a result value in the chosen format; `null` (a script's unit value) prints nothing.
+/// Prints a result value in the chosen format (after `--query`); `null` (a script's unit
+/// value) prints nothing.
 pub fn print_value(value: &Value, format: OutputFormat) {
     clear_shown();
+    let Some(value) = queried(value) else { return };
     if value.is_null() {
         return;
     }
-    write_stdout(&render(value, format));
+    write_stdout(&render(&value, format));
+}
+
+/// `--query` (JMESPath, as `az --query`), set once by `commands::dispatch`.
+static QUERY: std::sync::OnceLock<crate::query::Query> = std::sync::OnceLock::new();
+/// The first `--query` failure on an output: the run ends with exit 1.
+static QUERY_FAILURE: Mutex<Option<crate::query::QueryError>> = Mutex::new(None);
+
+pub fn set_query(query: crate::query::Query) {
+    let _ = QUERY.set(query);
+}
+
+/// `value` with `--query` applied (itself without one); `None` after a failed query, which is
+/// remembered for the exit code.
+pub fn queried(value: &Value) -> Option<Value> {
+    let Some(query) = QUERY.get() else {
+        return Some(value.clone());
+    };
+    match query.apply(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut slot = QUERY_FAILURE.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(e);
+            None
+        }
+    }
+}
+
+/// Whether `--query` was given.
+pub fn query_active() -> bool {
+    QUERY.get().is_some()
+}
+
+/// The `--query` failure met during the run, if any.
+pub fn query_failure() -> Option<crate::query::QueryError> {
+    QUERY_FAILURE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 pub fn render(value: &Value, format: OutputFormat) -> String {
@@ -191,14 +231,15 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// A progress bar drawn on stderr (fleet runs): done/total, rate, ETA and a message.
+/// A progress bar drawn on stderr (fleet runs): done/total, ETA and a message (which carries
+/// the rate at a fixed one decimal: indicatif's `{per_sec}` changes its width as it goes).
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(total),
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}  {per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} eta {eta}  {msg}")
     {
         bar.set_style(style);
     }
@@ -361,12 +402,16 @@ pub fn render_table(value: &Value) -> String {
 /// A spinner on stderr for a long wait (the REPL's running evaluations); hidden when stderr is
 /// not a terminal.
 pub fn spinner() -> indicatif::ProgressBar {
+    spinner_with("{spinner} {msg} ({elapsed})")
+}
+
+fn spinner_with(template: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm));
     let bar = indicatif::ProgressBar::with_draw_target(None, target);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
@@ -539,11 +584,17 @@ impl Progress {
     pub fn watch(what: impl Fn() -> Option<String> + Send + 'static) -> Progress {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let message = std::sync::Arc::new(Mutex::new(String::new()));
-        let enabled = PROGRESS_ALLOWED.load(Ordering::Relaxed) && std::io::stderr().is_terminal();
-        let thread = enabled.then(|| {
+        let terminal = std::io::stderr().is_terminal();
+        let thread = if !terminal {
+            // A log file or CI: one timestamped line per step a person would wait on.
             let stop = stop.clone();
-            std::thread::spawn(move || ticker(&stop, &what))
-        });
+            Some(std::thread::spawn(move || step_lines(&stop, &what)))
+        } else if PROGRESS_ALLOWED.load(Ordering::Relaxed) {
+            let stop = stop.clone();
+            Some(std::thread::spawn(move || ticker(&stop, &what)))
+        } else {
+            None
+        };
         Progress {
             stop,
             thread,
@@ -574,29 +625,67 @@ impl Drop for Progress {
     }
 }
 
+/// A step is worth a line off a terminal once it has been waited on this long (quick steps
+/// would only be noise in a log).
+const STEP_LINE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Off a terminal: `2026-01-02T03:04:05Z enabling OpenSSH ...` on stderr for each step that
+/// lasts `STEP_LINE_AFTER`, once per step.
+fn step_lines(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
+    let mut step: Option<(String, std::time::Instant, bool)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Some(current) = what() else { continue };
+        match &mut step {
+            Some((s, _, _)) if *s == current => {}
+            _ => step = Some((current, std::time::Instant::now(), false)),
+        }
+        if let Some((s, since, printed)) = &mut step
+            && !*printed
+            && since.elapsed() >= STEP_LINE_AFTER
+        {
+            *printed = true;
+            status(&format!("{} {s}\n", utc_timestamp()));
+        }
+    }
+}
+
+/// Now, as RFC 3339 UTC to the second (no local time zone: logs get compared across machines).
+fn utc_timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    now.format(&format).unwrap_or_default()
+}
+
 fn ticker(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
-    let started = std::time::Instant::now();
     let mut step: Option<(String, std::time::Instant)> = None;
+    // Since when the line may be drawn: the start, or the moment a question or a shell gave the
+    // terminal back (a step that ends right after it is not worth a flash of spinner).
+    let mut visible_since: Option<std::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let current = if progress_held() { None } else { what() };
         let Some(current) = current else {
             clear_shown();
+            visible_since = None;
             continue;
         };
         if step.as_ref().is_none_or(|(s, _)| *s != current) {
             step = Some((current.clone(), std::time::Instant::now()));
         }
-        if started.elapsed() < Progress::AFTER {
+        let now = std::time::Instant::now();
+        if now.duration_since(*visible_since.get_or_insert(now)) < Progress::AFTER {
             continue;
         }
-        let since = step.as_ref().map_or(started, |(_, t)| *t);
+        let since = step.as_ref().map_or(now, |(_, t)| *t);
         let text = format!("{current} ({}s)", since.elapsed().as_secs());
         let mut shown = SHOWN.lock().unwrap_or_else(|p| p.into_inner());
         match &*shown {
             Some(bar) => bar.set_message(text),
             None => {
-                let bar = spinner();
+                // The message carries the step's own time: no `{elapsed}` of the whole run.
+                let bar = spinner_with("{spinner} {msg}");
                 bar.set_message(text);
                 *shown = Some(bar);
             }

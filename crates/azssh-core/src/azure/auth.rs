@@ -118,7 +118,7 @@ impl TokenSource {
     /// managed identity, Azure CLI, Azure Developer CLI. `env` is the variable lookup.
     pub fn default_chain(cloud: Cloud, env: &dyn Fn(&str) -> Option<String>) -> TokenSource {
         use azure_identity::*;
-        let core_cloud = Some(Arc::new(cloud.core_configuration()));
+        let core_cloud = Some(Arc::new(identity_cloud(cloud, env)));
         let client_options = || azure_core::http::ClientOptions {
             cloud: core_cloud.clone(),
             ..Default::default()
@@ -195,6 +195,25 @@ impl TokenSource {
             Duration::from_secs(60),
         ));
         TokenSource::Chain(links)
+    }
+}
+
+/// Where the service principal and workload identity sign in: `AZURE_AUTHORITY_HOST` when set
+/// (custom and sovereign clouds, Azure Stack, a local identity endpoint), as Azure's SDKs read
+/// it, else the cloud's own authority. azure_identity 1.x reads the variable only when no cloud is
+/// configured, and we always configure one (for `--cloud`), so without this a service principal
+/// would always sign in at the `--cloud`'s authority, the public cloud's by default.
+pub fn identity_cloud(
+    cloud: Cloud,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> azure_core::cloud::CloudConfiguration {
+    match env("AZURE_AUTHORITY_HOST").filter(|h| !h.trim().is_empty()) {
+        Some(host) => {
+            let mut custom = azure_core::cloud::CustomConfiguration::default();
+            custom.authority_host = host.trim().trim_end_matches('/').to_string();
+            custom.into()
+        }
+        None => cloud.core_configuration(),
     }
 }
 
@@ -425,6 +444,23 @@ mod tests {
                 .as_deref(),
             Some("token-0")
         );
+    }
+
+    #[test]
+    fn authority_host_variable_wins_over_the_cloud() {
+        use azure_core::cloud::CloudConfiguration as C;
+        let none = |_: &str| None;
+        assert!(matches!(
+            identity_cloud(Cloud::AzureUSGovernment, &none),
+            C::AzureGovernment
+        ));
+        let custom = |k: &str| {
+            (k == "AZURE_AUTHORITY_HOST").then(|| "https://login.microsoftonline.de/".to_string())
+        };
+        match identity_cloud(Cloud::AzureCloud, &custom) {
+            C::Custom(c) => assert_eq!(c.authority_host, "https://login.microsoftonline.de"),
+            other => panic!("AZURE_AUTHORITY_HOST ignored: {other:?}"),
+        }
     }
 
     #[test]

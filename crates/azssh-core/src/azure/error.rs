@@ -82,6 +82,9 @@ pub enum AzureError {
         holder: String,
         nsg: String,
     },
+    /// ARM's 404 for a VM, with the names nearest to the one asked for as the hint.
+    #[error("{message}")]
+    VmNotFound { message: String, hint: String },
     /// No just-in-time policy in the VM's resource group lists the VM.
     #[error("no just-in-time policy covers VM `{vm}`")]
     NoJitPolicy { vm: String },
@@ -276,7 +279,7 @@ impl UserError for AzureError {
             ForeignHost { .. } => kind::azure::FOREIGN_HOST,
             InsecureEndpoint { .. } => kind::azure::INSECURE_ENDPOINT,
             InvalidInput(_) => kind::azure::INVALID_INPUT,
-            NotFound(_) => kind::azure::NOT_FOUND,
+            NotFound(_) | VmNotFound { .. } => kind::azure::NOT_FOUND,
             PriorityTaken { .. } => kind::azure::PRIORITY_TAKEN,
             InvalidSource { .. } => kind::azure::INVALID_SOURCE,
             NoJitPolicy { .. } => kind::azure::NO_JIT_POLICY,
@@ -287,6 +290,7 @@ impl UserError for AzureError {
     fn hint(&self) -> Option<String> {
         use AzureError::*;
         let hint = match (self, self.kind()) {
+            (VmNotFound { hint, .. }, _) => hint.clone(),
             (_, kind::azure::NOT_FOUND) => {
                 "check the resource group, the name and the subscription (`--subscription` or `AZURE_SUBSCRIPTION_ID`)".to_string()
             }

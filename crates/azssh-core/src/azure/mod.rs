@@ -35,6 +35,7 @@ pub mod resource_id;
 pub mod run_command;
 pub mod vm;
 pub mod vm_filter;
+pub mod vm_suggest;
 
 pub use auth::{AccessToken, FetchToken, TokenProvider, TokenSource};
 pub use budget::{BudgetSnapshot, ThrottleBudget};

@@ -316,8 +316,12 @@ fn vm_path(client: &ArmClient, resource_group: &str, name: &str) -> Result<Strin
 }
 
 /// The VM with its instance view, primary NIC, public IP and subnet.
+/// A VM that is not there gets the nearest names as its hint (one more list call, on 404 only).
 pub async fn get_vm(client: &ArmClient, resource_group: &str, name: &str) -> Result<Vm> {
-    get_vm_at(client, &vm_path(client, resource_group, name)?).await
+    match get_vm_at(client, &vm_path(client, resource_group, name)?).await {
+        Err(e) => Err(super::vm_suggest::explain_missing(client, resource_group, name, e).await),
+        ok => ok,
+    }
 }
 
 /// `get_vm` for a resource id (any subscription the token can read).

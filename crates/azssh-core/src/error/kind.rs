@@ -140,6 +140,8 @@ pub mod rdp {
 /// Writing to stdout/stderr (the product's `output`).
 pub mod output {
     pub const WRITE: &str = "output.write";
+    /// `--query`: the JMESPath expression failed on the output (a type error at run time).
+    pub const QUERY: &str = "output.query";
 }
 
 /// The Rhai engine: syntax, runtime, limits, modules (the product's `script`).
@@ -289,6 +291,7 @@ pub const ALL: &[&str] = &[
     rdp::TIMEOUT,
     rdp::UNREACHABLE,
     output::WRITE,
+    output::QUERY,
     script::BAD_ARGUMENT,
     script::CALL_DEPTH_LIMIT,
     script::COMMAND_FAILED,
@@ -451,6 +454,7 @@ mod tests {
             "rdp.timeout",
             "rdp.unreachable",
             "output.write",
+            "output.query",
             "script.bad_argument",
             "script.call_depth_limit",
             "script.command_failed",

@@ -15,6 +15,7 @@ use crate::script::error::Diagnostic;
 use crate::script::run::Script;
 use azssh_core::error::kind;
 
+pub mod completions;
 #[cfg(feature = "emulator")]
 pub mod demo;
 pub mod docs;
@@ -30,12 +31,16 @@ pub mod workflow;
 
 pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
     let global = cli.global;
+    let mut command = cli.command;
+    if let Some(text) = &global.query {
+        query_flag(text, &mut command)?;
+    }
     // A person who asked for JSON on stderr's terminal is piping or scripting: no spinner.
     output::allow_progress(!matches!(
         global.output,
         Some(OutputFormat::Json | OutputFormat::Jsonl)
     ));
-    match cli.command {
+    match command {
         Command::Run(args) => run::run(&global, args).await,
         Command::Runbooks(args) => runbooks::runbooks(&global, args),
         Command::Vms(args) => vms::vms(&global, args).await,
@@ -57,6 +62,43 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => emulator::serve(args).await,
         Command::Repl(args) => repl::repl(&global, args).await,
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
+    }
+}
+
+/// Compiles `--query` for `output`. `vms` and `fleet` took a Resource Graph query in `--query`
+/// before it meant JMESPath (now `--graph-query`): KQL there, which never compiles as JMESPath
+/// (`Resources | where ...`), is still taken as the graph query, with a warning.
+fn query_flag(text: &str, command: &mut Command) -> Result<(), AppError> {
+    let error = match crate::query::Query::compile(text) {
+        Ok(query) => {
+            output::set_query(query);
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let graph = match command {
+        Command::Vms(args) => Some(&mut args.query),
+        Command::Fleet(args) => Some(&mut args.query),
+        _ => None,
+    };
+    // KQL starts with a table and a pipe (`Resources | where ...`); anything else is a JMESPath
+    // typo, and its syntax error is what helps.
+    let kql = text.split_once('|').is_some_and(|(table, _)| {
+        let table = table.trim();
+        !table.is_empty() && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    match graph {
+        Some(slot @ None) if kql => {
+            output::log(
+                output::Level::Warn,
+                "`--query` takes a JMESPath expression now, as in `az`; pass a Resource Graph query with `--graph-query`",
+            );
+            *slot = Some(text.to_string());
+            Ok(())
+        }
+        _ => Err(AppError::usage_from(&error)),
     }
 }
 

@@ -130,7 +130,7 @@ fn to_flags(text: &str) -> String {
 
 /// `azssh connect -- command` exits with the remote command's code, as `ssh` does; a command
 /// killed by a signal counts as a failure.
-fn exit_with(result: &Dynamic) -> Result<(), AppError> {
+pub fn exit_with(result: &Dynamic) -> Result<(), AppError> {
     let code = result
         .read_lock::<Map>()
         .and_then(|m| m.get("exit_code").map(|c| c.as_int().unwrap_or(1)));

@@ -1,4 +1,4 @@
-//! `azssh vms [-g RG]... [--tag k=v]... [--query KQL] [--ssh]`: the VMs, as a compact table
+//! `azssh vms [-g RG]... [--tag k=v]... [--graph-query KQL] [--ssh]`: the VMs, as a compact table
 //! (name, group, power, OS, addresses) or full objects with `-o json`; `--ssh` adds what an
 //! ARM-only look says about SSH readiness (no connection is made, nothing is changed).
 
@@ -57,7 +57,10 @@ pub async fn vms(global: &GlobalArgs, args: VmsArgs) -> Result<(), AppError> {
     progress.finish();
     let format = OutputFormat::resolve(global.output);
     let value = match format {
-        OutputFormat::Table => Value::Array(rows.iter().map(|(v, r)| compact(v, r)).collect()),
+        // `--query` sees the full objects whatever the format, as `az --query` does.
+        OutputFormat::Table if !output::query_active() => {
+            Value::Array(rows.iter().map(|(v, r)| compact(v, r)).collect())
+        }
         _ => Value::Array(
             rows.iter()
                 .map(|(v, r)| {

@@ -127,8 +127,16 @@ pub async fn jit(global: &GlobalArgs, a: JitArgs) -> Result<(), AppError> {
     let args = ArgsMap::new(&a.vm)
         .opt("source", a.source)
         .set("port", i64::from(a.port))
-        .set("duration", a.duration);
-    run_runbook(global, "jit-connect", args).await
+        .set("duration", a.duration)
+        .opt("user", a.local_user)
+        .opt("key", a.private_key);
+    if a.command.is_empty() {
+        return run_runbook(global, "jit-connect", args).await;
+    }
+    // Like `ssh host a b c`: the words are joined and the remote shell splits them again.
+    let args = args.set("command", a.command.join(" ")).set("stream", true);
+    let result = super::session::run_runbook(global, "jit-connect", args.0).await?;
+    super::session::exit_with(&result)
 }
 
 /// `azssh pin`: the VM's host keys read through Azure and pinned (what error hints point to).

@@ -126,10 +126,16 @@ impl Report {
 
     /// The structured output for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
+        // `--query` sees the rows `-o json` prints, whatever the format (as `az --query`).
+        let rows = |rows: Vec<Value>| crate::output::queried(&Value::Array(rows));
         match format {
             OutputFormat::Junit => self.junit(),
-            OutputFormat::Table => crate::output::render_table(&Value::Array(self.table_rows())),
-            other => crate::output::render(&Value::Array(self.rows()), other),
+            OutputFormat::Table if !crate::output::query_active() => {
+                crate::output::render_table(&Value::Array(self.table_rows()))
+            }
+            other => rows(self.rows())
+                .map(|v| crate::output::render(&v, other))
+                .unwrap_or_default(),
         }
     }
 
@@ -147,13 +153,17 @@ impl Report {
                     (None, Some(v)) => v.to_string(),
                     (None, None) => String::new(),
                 };
+                let group = r["id"].as_str().map(resource_group_of).unwrap_or_default();
                 json!({
                     "name": r["name"],
+                    "resource_group": group,
                     "status": r["status"],
                     "attempts": r.get("attempts").cloned().unwrap_or(Value::Null),
                     "seconds": r.get("duration_ms").and_then(Value::as_u64)
                         .map(|ms| format!("{:.1}", ms as f64 / 1000.0)),
-                    "outcome": outcome.lines().next().unwrap_or_default().chars().take(80).collect::<String>(),
+                    // Whole (one line): the table fits the terminal's width, or the
+                    // reader's pager scrolls; a cut JSON outcome could not be read at all.
+                    "outcome": outcome.lines().collect::<Vec<_>>().join(" "),
                 })
             })
             .collect()

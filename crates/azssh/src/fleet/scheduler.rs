@@ -182,6 +182,7 @@ async fn run_vm(s: &Shared, target: Target) -> Result<Entry, Target> {
         return Err(target);
     }
     s.counters.running.fetch_add(1, Ordering::Relaxed);
+    s.counters.started(&target.name);
     let cancel = Cancel::new(s.job.timeout);
     let mut attempts = 0;
     let outcome = loop {
@@ -205,6 +206,7 @@ async fn run_vm(s: &Shared, target: Target) -> Result<Entry, Target> {
         }
     };
     s.counters.running.fetch_sub(1, Ordering::Relaxed);
+    s.counters.finished(&target.name);
     let status = if outcome.is_ok() {
         s.counters.ok.fetch_add(1, Ordering::Relaxed);
         Status::Ok

@@ -260,7 +260,21 @@ fn complete_in_string(
             (1, Some(group)) if callee == "vm" => cx.names.vms(group, typed),
             _ => Vec::new(),
         };
-        return (start, names.into_iter().map(Candidate::same).collect());
+        let mut out: Vec<Candidate> = names.into_iter().map(Candidate::same).collect();
+        // A VM's name typed where its group goes (`vm("web-st`): complete both arguments.
+        if index == 0 && callee == "vm" && !typed.is_empty() {
+            let quote = &before[start - 1..start];
+            out.extend(
+                cx.names
+                    .vms_anywhere(typed)
+                    .into_iter()
+                    .map(|(group, vm)| Candidate {
+                        display: format!("{vm} (in {group})"),
+                        replacement: format!("{group}{quote}, {quote}{vm}{quote}"),
+                    }),
+            );
+        }
+        return (start, out);
     }
     (start, paths(typed))
 }
@@ -397,6 +411,16 @@ mod tests {
         assert_eq!((start, c), (4, vec!["rg-web".to_string()]));
         let (_, c) = run("let v = vm(\"rg-web\", \"web", &Scope::new(), &names);
         assert_eq!(c, vec!["web01", "web02"]);
+    }
+
+    #[test]
+    fn a_vm_name_in_the_first_argument_completes_group_and_name() {
+        let mut names = NameCache::default();
+        names.insert("rg-web", "web-staging");
+        names.insert("rg-db", "db01");
+        let (start, c) = run("vm(\"web-st", &Scope::new(), &names);
+        assert_eq!(start, 4);
+        assert_eq!(c, vec!["rg-web\", \"web-staging\"".to_string()]);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Scan {
     pub ends_with_backslash: bool,
     /// A closing bracket with no partner: the input can never become valid by adding lines.
     pub stray_close: bool,
+    /// The last character of code (outside strings and comments) is a binary operator, `=`,
+    /// `,` or `.`: `let x = 1 +` goes on on the next line.
+    pub ends_with_operator: bool,
 }
 
 impl Scan {
@@ -30,7 +33,8 @@ impl Scan {
         let open_string = self
             .string
             .is_some_and(|s| s.quote == '`' || self.ends_with_backslash);
-        !self.stray_close && (!self.open.is_empty() || open_string || self.in_comment)
+        !self.stray_close
+            && (!self.open.is_empty() || open_string || self.in_comment || self.ends_with_operator)
     }
 
     /// The innermost open `(` that is a call: its offset, for `callee` and `argument_index`.
@@ -51,9 +55,17 @@ pub fn scan(text: &str) -> Scan {
     let mut interpolation_depth: Vec<usize> = Vec::new();
     let bytes: Vec<(usize, char)> = text.char_indices().collect();
     let mut i = 0;
+    // The last character of code, outside strings and comments.
+    let mut last: Option<char> = None;
     while i < bytes.len() {
         let (at, c) = bytes[i];
         let next = bytes.get(i + 1).map(|(_, c)| *c);
+        if scan.string.is_none()
+            && !c.is_whitespace()
+            && !(c == '/' && matches!(next, Some('/' | '*')))
+        {
+            last = Some(c);
+        }
         if let Some(open) = scan.string {
             match c {
                 '\\' if open.quote != '`' => i += 1,
@@ -125,7 +137,52 @@ pub fn scan(text: &str) -> Scan {
         i += 1;
     }
     scan.ends_with_backslash = text.ends_with('\\');
+    scan.ends_with_operator = scan.string.is_none()
+        && !scan.in_comment
+        && matches!(
+            last,
+            Some('=' | '+' | '-' | '*' | '/' | '%' | ',' | '.' | '|' | '&' | '<' | '>' | '!' | '^')
+        );
     scan
+}
+
+/// Splits input that holds several complete inputs (a paste, lines typed ahead) into those
+/// inputs, in order, as if each had been typed and entered alone: a line ends an input once
+/// everything so far is complete, unless the next line goes on with the same statement
+/// (`.method()`, an operator, `else`, `catch`). A `:command` line is an input of its own.
+pub fn split_inputs(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut inputs = Vec::new();
+    let mut current = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if current.is_empty() && line.trim().is_empty() {
+            continue;
+        }
+        if current.is_empty() && line.trim_start().starts_with(':') {
+            inputs.push(line.to_string());
+            continue;
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(line);
+        let next = lines[i + 1..]
+            .iter()
+            .map(|l| l.trim_start())
+            .find(|l| !l.is_empty());
+        let goes_on = next.is_some_and(|n| {
+            n.starts_with(['.', '?', '+', '*', '/', '%', '|', '&', '=', '>', '<'])
+                || n.starts_with("else")
+                || n.starts_with("catch")
+        });
+        if !scan(&current).is_incomplete() && !goes_on {
+            inputs.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.trim().is_empty() {
+        inputs.push(current);
+    }
+    inputs
 }
 
 /// The identifier (or `module::name`, or `.method`) just before byte `paren` in `text`.
@@ -209,6 +266,44 @@ mod tests {
         ] {
             assert!(scan(text).is_incomplete(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_trailing_operator_continues() {
+        for text in [
+            "let x = 1 +",
+            "let x =",
+            "call(a,",
+            "v.",
+            "let f = |x|",
+            "a &&",
+        ] {
+            assert!(scan(text).is_incomplete(), "{text}");
+        }
+        for text in [
+            "let x = 1 + 2;",
+            "x // trailing +",
+            "let s = \"a +\"",
+            "f(|| 1)",
+        ] {
+            assert!(!scan(text).is_incomplete(), "{text}");
+        }
+    }
+
+    #[test]
+    fn pasted_text_splits_into_the_inputs_typed_one_by_one() {
+        let pasted = "let x = 5;\nfn twice(n) {\n  n * 2\n}\n\ntwice(x)\n:vars\nlet v = [1, 2]\n  .map(|n| n + 1);\nif x > 1 {\n 1\n}\nelse {\n 2\n}\n";
+        assert_eq!(
+            split_inputs(pasted),
+            vec![
+                "let x = 5;",
+                "fn twice(n) {\n  n * 2\n}",
+                "twice(x)",
+                ":vars",
+                "let v = [1, 2]\n  .map(|n| n + 1);",
+                "if x > 1 {\n 1\n}\nelse {\n 2\n}",
+            ]
+        );
     }
 
     #[test]

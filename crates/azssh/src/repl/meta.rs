@@ -21,7 +21,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         ":help",
         "[NAME]",
-        "this overview, or a function's signature and documentation",
+        "this overview, or the doc of a function, a module (`retry`, `retry::retry`) or `ARGS`",
     ),
     (
         ":load",

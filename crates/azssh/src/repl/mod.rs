@@ -13,6 +13,7 @@ pub mod helper;
 pub mod history;
 pub mod input;
 pub mod meta;
+pub mod module_help;
 pub mod names;
 pub mod progress;
 pub mod render;
@@ -116,37 +117,38 @@ pub fn run(handle: Handle, options: ReplOptions) -> Result<(), ReplError> {
     let main_prompt = prompt(&options.settings);
     let cont_prompt = continuation(&main_prompt);
     output::status("azssh repl: `:help` for help, Tab to complete, Ctrl-D to leave\n");
-    loop {
+    'session: loop {
         let text = match read_input(&mut rl, &main_prompt, &cont_prompt)? {
             Read::Input(text) => text,
             Read::Cleared => continue,
             Read::Eof => break,
         };
-        if text.trim().is_empty() {
-            continue;
-        }
-        let command = text
-            .trim_start()
-            .starts_with(':')
-            .then(|| meta::parse(&text));
-        // `:quit` is not worth recalling: Up in the next session should give real work.
-        if !matches!(command, Some(Ok(Meta::Quit))) {
-            let _ = rl.add_history_entry(text.as_str());
-            if let Some(path) = &history
-                && let Err(e) = rl.append_history(path)
-            {
-                tracing::debug!("cannot append to history `{}`: {e}", path.display());
+        // A paste (or lines typed ahead while something ran) may hold several inputs: each
+        // runs in order, as if typed and entered alone.
+        for text in input::split_inputs(&text) {
+            let command = text
+                .trim_start()
+                .starts_with(':')
+                .then(|| meta::parse(&text));
+            // `:quit` is not worth recalling: Up in the next session should give real work.
+            if !matches!(command, Some(Ok(Meta::Quit))) {
+                let _ = rl.add_history_entry(text.as_str());
+                if let Some(path) = &history
+                    && let Err(e) = rl.append_history(path)
+                {
+                    tracing::debug!("cannot append to history `{}`: {e}", path.display());
+                }
             }
-        }
-        if let Some(command) = command {
-            match command {
-                Ok(Meta::Quit) => break,
-                Ok(command) => run_meta(&mut session, command, &interrupts, options.format),
-                Err(e) => output::print_error(&AppError::failed(&e)),
+            if let Some(command) = command {
+                match command {
+                    Ok(Meta::Quit) => break 'session,
+                    Ok(command) => run_meta(&mut session, command, &interrupts, options.format),
+                    Err(e) => output::print_error(&AppError::failed(&e)),
+                }
+                continue;
             }
-            continue;
+            evaluate(&mut session, &text, None, &interrupts, options.format);
         }
-        evaluate(&mut session, &text, None, &interrupts, options.format);
     }
     Ok(())
 }
@@ -227,14 +229,34 @@ fn run_meta(session: &mut Session, command: Meta, interrupts: &Interrupts, forma
     match command {
         Meta::Help(None) => output::data_line(&meta::overview()),
         Meta::Help(Some(name)) => {
-            let text = meta::help_for(&lock(session.shared()).catalog, &name);
+            let shared = lock(session.shared());
+            let text = meta::help_for(&shared.catalog, &name).or_else(|| module_help::help(&name));
+            let known: Vec<String> = shared
+                .catalog
+                .function_names()
+                .iter()
+                .cloned()
+                .chain(module_help::names())
+                .collect();
+            drop(shared);
             match text {
                 Some(text) => output::data_line(&text),
-                None => print_diagnostic(Box::new(Diagnostic::plain(
-                    "repl.unknown_function",
-                    format!("no function named `{name}`"),
-                    Some("type the start of a name and press Tab to see what exists".into()),
-                ))),
+                None => {
+                    let near = azssh_core::suggest::nearest(
+                        name.trim().trim_end_matches("()"),
+                        known.iter().map(String::as_str),
+                    );
+                    let hint = if near.is_empty() {
+                        "type the start of a name and press Tab to see what exists; `:help retry` shows a stdlib module".into()
+                    } else {
+                        format!("did you mean {}?", azssh_core::suggest::one_of(&near))
+                    };
+                    print_diagnostic(Box::new(Diagnostic::plain(
+                        "repl.unknown_function",
+                        format!("no function, module or global named `{name}`"),
+                        Some(hint),
+                    )))
+                }
             }
         }
         Meta::Load(path) => load(session, &path, interrupts, format),

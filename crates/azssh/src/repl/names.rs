@@ -85,6 +85,17 @@ impl NameCache {
             .collect()
     }
 
+    /// `(resource group, VM)` for the VMs of any group whose name starts with `prefix`
+    /// (case-insensitive): for a VM name typed where its group belongs.
+    pub fn vms_anywhere(&self, prefix: &str) -> Vec<(&str, &str)> {
+        let prefix = prefix.to_lowercase();
+        self.groups
+            .values()
+            .flat_map(|(group, vms)| vms.iter().map(move |n| (group.as_str(), n.as_str())))
+            .filter(|(_, n)| n.to_lowercase().starts_with(&prefix))
+            .collect()
+    }
+
     /// VM names in `resource_group` starting with `prefix` (case-insensitive).
     pub fn vms(&self, resource_group: &str, prefix: &str) -> Vec<&str> {
         let prefix = prefix.to_lowercase();

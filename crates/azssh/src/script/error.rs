@@ -211,7 +211,15 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
                 .filter(|s| s.split('(').next() == Some(name))
                 .collect();
             let hint = if overloads.is_empty() {
-                Some("see `azssh docs` for the functions azssh provides".into())
+                let near = azssh_core::suggest::nearest(name, callable_names(signatures));
+                Some(if near.is_empty() {
+                    "see `azssh docs` for the functions azssh provides".into()
+                } else {
+                    format!(
+                        "did you mean {}? (`azssh docs` lists every function)",
+                        azssh_core::suggest::one_of(&near)
+                    )
+                })
             } else {
                 let list: Vec<String> = overloads.iter().map(|s| format!("`{s}`")).collect();
                 Some(format!("`{name}` exists as: {}", list.join(", ")))
@@ -255,6 +263,10 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
             (name == "vm" || name == "ARGS")
                 .then(|| "`vm` exists in fleet runs; `ARGS` holds the `--arg key=value` values".into()),
         ),
+        EvalAltResult::ErrorDotExpr(text, _) if text.starts_with("Unknown property '") => {
+            let hint = unknown_property_hint(text, signatures);
+            Diagnostic::plain(kind::script::ERROR, lower_first(text), hint)
+        }
         other => {
             let mut text = other.to_string();
             // rhai appends " (line x, position y)"; the location is printed separately.
@@ -264,6 +276,58 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
             Diagnostic::plain(kind::script::ERROR, lower_first(&text), None)
         }
     }
+}
+
+/// Names scripts call as `name(...)` or `x.name(...)`: no operators, getters or setters.
+fn callable_names(signatures: &[String]) -> Vec<&str> {
+    let mut names: Vec<&str> = signatures
+        .iter()
+        .filter_map(|s| s.split('(').next())
+        .map(str::trim)
+        .filter(|n| {
+            n.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+        })
+        .filter(|n| !n.contains('$'))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// rhai's "Unknown property 'power_stat' - a getter is not registered for type 'Vm'": the
+/// type's properties nearest to the one asked for (its getters are `get$NAME(Vm)`).
+fn unknown_property_hint(text: &str, signatures: &[String]) -> Option<String> {
+    let mut quoted = text.split('\'').skip(1).step_by(2);
+    let property = quoted.next()?;
+    let type_name = quoted.next()?;
+    let short = type_name.rsplit("::").next().unwrap_or(type_name);
+    let getters: Vec<&str> = signatures
+        .iter()
+        .filter_map(|s| {
+            let rest = s.strip_prefix("get$")?;
+            let (name, params) = rest.split_once('(')?;
+            params
+                .split(')')
+                .next()
+                .is_some_and(|p| p.contains(short))
+                .then_some(name)
+        })
+        .collect();
+    let near = azssh_core::suggest::nearest(property, getters.iter().copied());
+    if !near.is_empty() {
+        return Some(format!(
+            "did you mean {}?",
+            azssh_core::suggest::one_of(&near)
+        ));
+    }
+    (!getters.is_empty()).then(|| {
+        let mut all = getters.clone();
+        all.sort_unstable();
+        all.dedup();
+        format!("`{short}` has {}", all.join(", "))
+    })
 }
 
 /// rhai names Rust types in signatures; scripts know `string`, `int`, `float`, `map`, `array`.
@@ -315,6 +379,40 @@ mod tests {
         let d = from_eval(&err, "t.rhai", &One("parse_int()"), &sigs);
         assert!(d.message.contains("parse_int"), "{}", d.message);
         assert!(d.hint.unwrap().contains("parse_int(s: &str)"));
+    }
+
+    #[test]
+    fn a_mistyped_function_gets_the_nearest_names() {
+        let engine = rhai::Engine::new();
+        let err = engine.eval::<()>("pars_json(\"1\")").unwrap_err();
+        let sigs = vec![
+            "parse_json(text: &str) -> Dynamic".to_string(),
+            "get$power_state(vm: &mut Vm) -> String".to_string(),
+        ];
+        let d = from_eval(&err, "t.rhai", &One("pars_json(\"1\")"), &sigs);
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("did you mean `parse_json`? (`azssh docs` lists every function)")
+        );
+    }
+
+    #[test]
+    fn a_mistyped_property_gets_the_types_nearest_properties() {
+        let sigs = vec![
+            "get$power_state(vm: &mut Vm) -> String".to_string(),
+            "get$public_ip(vm: &mut Vm) -> Dynamic".to_string(),
+            "get$stdout(r: &mut ExecResult) -> String".to_string(),
+        ];
+        let text = "Unknown property 'power_stat' - a getter is not registered for type 'Vm'";
+        assert_eq!(
+            unknown_property_hint(text, &sigs).as_deref(),
+            Some("did you mean `power_state`?")
+        );
+        let text = "Unknown property 'zzz' - a getter is not registered for type 'Vm'";
+        assert_eq!(
+            unknown_property_hint(text, &sigs).as_deref(),
+            Some("`Vm` has power_state, public_ip")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod azure;
+mod conventions;
 mod emulator;
 mod emulator_ssh;
 mod fleet;
@@ -12,13 +13,16 @@ mod guest_ssh;
 mod harness;
 mod hostile_sftp;
 mod limits;
+mod readme;
 mod repl;
 mod runbooks;
 mod safety_inputs;
 mod script;
 mod session;
+mod sign_in;
 mod ssh;
 mod sshd;
+mod terminal;
 mod workflow;
 
 pub use harness::Test;

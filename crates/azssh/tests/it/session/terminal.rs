@@ -128,3 +128,95 @@ fn connect_shell_runs_on_a_terminal_and_passes_on_its_exit_code() {
     // `script -e` returns the child's exit code: the remote shell's.
     assert_eq!(out.status.code(), Some(5), "{text}");
 }
+
+/// Whether `text` holds a frame of the spinner (indicatif's braille frames).
+fn has_spinner(text: &str) -> bool {
+    text.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+}
+
+#[test]
+fn the_spinner_never_draws_over_the_host_key_question() {
+    let Some(sshd) = sshd::start("spinner_and_question") else {
+        return;
+    };
+    let file = sshd.dir.path().join("spinner_known_hosts");
+    // A wait first, so the spinner is up when the question comes (no `-o json`: a person
+    // reading tables gets the spinner).
+    let test = crate::Test::new()
+        .file(
+            "s.rhai",
+            &format!("{}sleep(1); ssh(\"127.0.0.1\", opts)", super::CONNECT),
+        )
+        .args(&["run", "s.rhai"])
+        .arg("--arg")
+        .arg(&format!("port={}", sshd.port))
+        .arg("--arg")
+        .arg(&format!("user={}", sshd.user))
+        .arg("--arg")
+        .arg(&format!("key={}", sshd.ed25519_key.display()))
+        .arg("--arg")
+        .arg(&format!("known_hosts={}", file.display()));
+    let mut p = on_pty(test.command());
+    p.exp_string("sleeping 1 s")
+        .expect("the spinner runs first");
+    let (asked, _) = p
+        .exp_regex(r"\(yes/no/\[fingerprint\]\)\? ")
+        .expect("prompt");
+    assert!(asked.contains("The authenticity of host"), "{asked:?}");
+    // A person reads the question: nothing may be drawn over it meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut after = String::new();
+    while let Some(c) = p.try_read() {
+        after.push(c);
+    }
+    assert!(
+        !has_spinner(&after) && !after.contains("(1s)"),
+        "drawn over the question: {after:?}"
+    );
+    p.send_line("no").expect("type");
+    p.exp_string("was not accepted").expect("refusal");
+    assert_eq!(exit_code(&mut p), 1);
+}
+
+#[test]
+fn no_spinner_inside_the_interactive_shell() {
+    let Some(sshd) = sshd::start("spinner_and_shell") else {
+        return;
+    };
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    let test = verb(&sshd, "connect");
+    let inner = test.command();
+    let mut line = format!("{:?}", inner.get_program());
+    for a in inner.get_args() {
+        line.push_str(&format!(" {a:?}"));
+    }
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(test.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let mut child = script.spawn().expect("run script");
+    let mut keys = child.stdin.take().expect("stdin");
+    // The shell sits idle well past the spinner's delay before anything is typed.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::io::Write::write_all(&mut keys, b"sleep 1; echo idle-$((40+2))\rexit 0\r").expect("type");
+    let out = child.wait_with_output().expect("script ends");
+    drop(keys);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("idle-42"), "{text}");
+    assert!(!has_spinner(&text), "a spinner inside the shell: {text:?}");
+}
