@@ -80,6 +80,27 @@ pub fn caller_fingerprints(extra: &[PathBuf]) -> Vec<String> {
     out
 }
 
+/// A fingerprint (`SHA256:...`) as given, or the fingerprint of a public key given as text or
+/// as a key file.
+pub fn fingerprint_of(text_or_key: &str) -> Result<String, WorkflowError> {
+    if let Some(fp) = crate::windows::keys::parse_fingerprint(text_or_key) {
+        return Ok(fp);
+    }
+    keys::load_public_key(text_or_key)
+        .map(|k| k.fingerprint())
+        .map_err(|e| WorkflowError::InvalidFingerprint {
+            text: text_or_key.chars().take(60).collect(),
+            reason: e.to_string(),
+        })
+}
+
+/// An expiry date checked to be a real `YYYY-MM-DD` day.
+pub fn expiry_date(text: &str) -> Result<String, WorkflowError> {
+    crate::windows::keys::parse_date(text).ok_or_else(|| WorkflowError::InvalidDate {
+        text: text.chars().take(40).collect(),
+    })
+}
+
 /// Today's date in UTC, `YYYY-MM-DD`: a key whose expiry date is before it has expired.
 pub fn today_utc() -> String {
     time::OffsetDateTime::now_utc().date().to_string()
