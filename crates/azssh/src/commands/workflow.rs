@@ -74,7 +74,8 @@ async fn run_runbook(global: &GlobalArgs, name: &str, args: ArgsMap) -> Result<(
 pub async fn enable_ssh(global: &GlobalArgs, a: EnableSshArgs) -> Result<(), AppError> {
     let args = ArgsMap::new(&a.vm)
         .set("method", a.method)
-        .set("start", a.start);
+        .set("start", a.start)
+        .opt("default_shell", a.default_shell);
     run_runbook(global, "enable-ssh", args).await
 }
 
