@@ -11,6 +11,7 @@ mod guest;
 mod guest_ssh;
 mod harness;
 mod hostile_sftp;
+mod keys;
 mod limits;
 mod repl;
 mod runbooks;
