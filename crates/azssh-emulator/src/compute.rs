@@ -48,7 +48,11 @@ pub fn group_prefix(world: &World, group: u16) -> String {
 
 pub fn tags(world: &World, vm: usize) -> Value {
     let v = &world.vms[vm];
-    json!({"env": ENVS[v.env as usize], "team": TEAMS[v.team as usize], "role": ROLES[v.role as usize]})
+    let mut tags = json!({"env": ENVS[v.env as usize], "team": TEAMS[v.team as usize], "role": ROLES[v.role as usize]});
+    if v.variant != crate::variants::Variant::Tidy || world.realistic {
+        tags[crate::variants::VARIANT_TAG] = json!(v.variant.name());
+    }
+    tags
 }
 
 pub fn status(code: &str, display: &str) -> Value {
@@ -70,9 +74,16 @@ pub fn render_instance_view(world: &World, vm: usize) -> Value {
         iv["platformFaultDomain"] = json!(0);
         iv["osName"] = json!(v.release.os_name());
         iv["osVersion"] = json!(v.os_version());
+        // An agent that has not reported shows as Not Ready with "VM Agent is unresponsive."
+        // (what the portal's Agent status shows, MicrosoftDocs/azure-docs#35914).
+        let agent = if v.agent_pending {
+            json!([{"code": "ProvisioningState/Unavailable", "level": "Warning", "displayStatus": "Not Ready", "message": "VM Agent is unresponsive.", "time": CREATED}])
+        } else {
+            json!([{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready", "message": "GuestAgent is running and accepting new configurations.", "time": CREATED}])
+        };
         iv["vmAgent"] = json!({
             "vmAgentVersion": "2.7.41491.1176",
-            "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready", "message": "GuestAgent is running and accepting new configurations.", "time": CREATED}],
+            "statuses": agent,
             "extensionHandlers": v.extensions.iter().map(|e| json!({
                 "type": format!("{}.{}", e.publisher, e.kind),
                 "typeHandlerVersion": e.type_handler_version,
@@ -227,6 +238,10 @@ pub fn start(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<Reply,
             } else {
                 PowerState::Running
             };
+            // The guest agent reports some time after the OS is up; this variant's agent has
+            // not yet when the start operation ends.
+            v.agent_pending = v.variant == crate::variants::Variant::AgentNotReady
+                && v.power == PowerState::Running;
         }
         lock(&app.ops).finish(
             &id,
@@ -322,7 +337,7 @@ pub fn run_command(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<
     super::run_command_input::check(&body)?;
     let script = script_of(&body);
     let params = params_of(&body);
-    let (vm, guest, region, sub, vm_name) = {
+    let (vm, guest, region, sub, vm_name, agent_down) = {
         let mut world = lock(&app.world);
         let vm = vm_or_404(&world, group, name)?;
         let v = &world.vms[vm];
@@ -342,13 +357,22 @@ pub fn run_command(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<
             ));
         }
         world.vms[vm].run_command_busy = true;
-        let guest = app.guest(&mut world, vm);
+        // The agent that has not reported runs nothing: the operation fails as Azure's does
+        // (VMAgentStatusCommunicationError, Azure/azure-powershell#5741), and the agent is
+        // Ready by the time it has (the wait is what brought it up).
+        let agent_down = std::mem::take(&mut world.vms[vm].agent_pending);
+        let guest = if agent_down {
+            None
+        } else {
+            app.guest(&mut world, vm)
+        };
         (
             vm,
             guest,
             world.location_of(vm),
             world.subscription.clone(),
             world.vms[vm].name.clone(),
+            agent_down,
         )
     };
     app.stats.run_command_started(&vm_name);
@@ -379,7 +403,14 @@ pub fn run_command(app: &Arc<App>, req: &Req, group: u16, name: &str) -> Result<
             },
         };
         tokio::time::sleep_until(started + app.scaled(RUN_COMMAND_TIME)).await;
-        let state = if app.lro_fails() {
+        let state = if agent_down {
+            OpState::Failed {
+                code: "VMAgentStatusCommunicationError".into(),
+                message: format!(
+                    "VM '{vm_name}' has not reported status for VM agent or extensions. Verify that the OS is up and healthy, the VM has a running VM agent, and that it can establish outbound connections to Azure storage."
+                ),
+            }
+        } else if app.lro_fails() {
             internal_failure()
         } else {
             OpState::Succeeded(Some(run_command_result(&output)))

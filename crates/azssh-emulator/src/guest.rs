@@ -24,7 +24,11 @@ pub use super::powershell::GuestOutput;
 pub use shared::SharedGuest;
 
 pub(crate) mod host;
+pub mod realistic;
+#[cfg(test)]
+mod realistic_tests;
 mod shared;
+pub mod sshd_config;
 #[cfg(test)]
 mod tests;
 
@@ -35,7 +39,7 @@ pub const SYSTEM_SID: &str = "S-1-5-18";
 /// The inbound rule the OpenSSH.Server capability (and the MSI) creates for TCP 22.
 pub const FIREWALL_RULE: &str = "OpenSSH-Server-In-TCP";
 /// SID of "Authenticated Users", which ProgramData\ssh grants read access (inherited).
-const AUTHENTICATED_USERS_SID: &str = "S-1-5-11";
+pub(crate) const AUTHENTICATED_USERS_SID: &str = "S-1-5-11";
 /// First build with the OpenSSH capability (Windows Server 2019).
 pub const FIRST_CAPABILITY_BUILD: u32 = 17763;
 /// HRESULT Windows reports when the capability name is unknown (Server 2016 and older).
@@ -61,6 +65,11 @@ pub struct GuestConfig {
     pub firewall_rule_on_install: bool,
     /// The Administrators group's localized name ("Administratoren" on a German image).
     pub admin_group_name: String,
+    /// The realistic world's variant this guest shows (`variants.rs`); `Tidy` by default.
+    pub variant: crate::variants::Variant,
+    /// The NIC's network category (`Get-NetConnectionProfile`): `Public`, as Windows files an
+    /// Azure VM's network that is not a domain network.
+    pub network_category: String,
 }
 
 impl GuestConfig {
@@ -74,6 +83,8 @@ impl GuestConfig {
             capability_failure: None,
             firewall_rule_on_install: true,
             admin_group_name: "Administrators".into(),
+            variant: crate::variants::Variant::Tidy,
+            network_category: "Public".into(),
         }
     }
 }
@@ -130,6 +141,8 @@ pub struct LocalUser {
     pub admin: bool,
     /// The profile folder; `None` until the user has signed in once.
     pub profile: Option<String>,
+    /// SIDs of the local groups (other than Administrators and Users) it is a member of.
+    pub groups: Vec<String>,
 }
 
 impl LocalUser {
@@ -168,6 +181,17 @@ pub struct Guest {
     /// Values of `HKLM\SOFTWARE\OpenSSH`; `None` while the key does not exist (OpenSSH's
     /// installer creates it).
     registry: Option<BTreeMap<String, String>>,
+    /// Local groups besides Administrators and Users (`realistic.rs`).
+    local_groups: Vec<realistic::LocalGroup>,
+    /// Members of Administrators that resolve to no account (Entra ID, orphaned domain SIDs).
+    admin_foreign_sids: Vec<String>,
+    /// Keys under `HKLM:\SOFTWARE\Policies` (lower-case path → (path, values)).
+    policies: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    /// ACLs of folders whose ACL something set (others inherit their parent's).
+    dir_acls: BTreeMap<String, Acl>,
+    /// Every file write fails: the OS disk is full.
+    disk_full: bool,
+    network_category: String,
 }
 
 /// What `DefaultShell` holds for PowerShell (Microsoft's documented value).
@@ -202,6 +226,7 @@ impl Guest {
             sid: format!("{machine}-500"),
             admin: true,
             profile: Some(format!(r"C:\Users\{}", config.admin_user)),
+            groups: Vec::new(),
         }];
         for (i, name) in config.users.iter().enumerate() {
             users.push(LocalUser {
@@ -209,6 +234,7 @@ impl Guest {
                 sid: format!("{machine}-{}", 1001 + i),
                 admin: false,
                 profile: Some(format!(r"C:\Users\{name}")),
+                groups: Vec::new(),
             });
         }
         let mut dirs = BTreeSet::new();
@@ -226,7 +252,9 @@ impl Guest {
         for profile in users.iter().filter_map(|u| u.profile.as_deref()) {
             dirs.insert(path_key(profile));
         }
-        Guest {
+        let variant = config.variant;
+        let network_category = config.network_category.clone();
+        let mut guest = Guest {
             config,
             capability_installed: false,
             sshd: None,
@@ -237,7 +265,15 @@ impl Guest {
             host_keys: Vec::new(),
             host_key_generation: 0,
             registry: None,
-        }
+            local_groups: Vec::new(),
+            admin_foreign_sids: Vec::new(),
+            policies: BTreeMap::new(),
+            dir_acls: BTreeMap::new(),
+            disk_full: false,
+            network_category,
+        };
+        guest.apply_variant(variant);
+        guest
     }
 
     pub fn config(&self) -> &GuestConfig {
@@ -362,6 +398,7 @@ impl Guest {
             sid: format!("{machine}-{}", 1000 + self.users.len()),
             admin,
             profile,
+            groups: Vec::new(),
         });
     }
 
@@ -397,6 +434,10 @@ impl Guest {
     ) -> Result<(), String> {
         if !self.dir_exists(&parent_key(path)) {
             return Err(format!("Could not find a part of the path '{path}'."));
+        }
+        if self.disk_full {
+            // ERROR_DISK_FULL as .NET's IOException words it.
+            return Err("There is not enough space on the disk.".into());
         }
         let entry = self
             .files
@@ -532,7 +573,8 @@ impl Guest {
                 ),
             });
         }
-        if let Some(code) = self.config.capability_failure {
+        let wsus = self.wsus_blocks_features().then_some(E_NO_UPDATE_SOURCE);
+        if let Some(code) = self.config.capability_failure.or(wsus) {
             return Err(CapabilityError {
                 code,
                 message: format!("Add-WindowsCapability failed. Error code = 0x{code:08x}"),
@@ -610,7 +652,16 @@ impl Guest {
         if sshd.status == ServiceStatus::Running {
             return Ok(false);
         }
+        if !self.logs_acl_ok() {
+            // The service process exits at once (error 1067); PowerShell 5.1 says only this
+            // (PowerShell/Win32-OpenSSH#2335).
+            return Err("Failed to start service 'OpenSSH SSH Server (sshd)'.".into());
+        }
+        let Some(sshd) = self.sshd.as_mut() else {
+            return Err(no_sshd());
+        };
         sshd.status = ServiceStatus::Running;
+        self.write_default_sshd_config();
         if self.host_keys.is_empty() {
             self.generate_host_keys();
         }
@@ -682,37 +733,38 @@ impl Guest {
 
     // ----- what Windows OpenSSH does at login -----
 
-    /// Whether sshd would accept `key` for `user`, reading the key files as Windows OpenSSH
-    /// does: the admin file only for administrators (with StrictModes on its ACL), the
-    /// profile's `authorized_keys` for others, and only UTF-8 text without BOM.
+    /// Whether sshd would accept `key` for `user`, as Windows OpenSSH decides it from its
+    /// `sshd_config`: AllowUsers/AllowGroups/Deny* first, then the `AuthorizedKeysFile`s that
+    /// apply to the user (the stock `Match Group administrators` block sends administrators,
+    /// nested ones included, to `administrators_authorized_keys`), each read only when its ACL
+    /// passes StrictModes (only Administrators, SYSTEM and the user hold access) and only as
+    /// UTF-8 text without BOM.
     pub fn is_authorized(&self, user: &str, key: &PublicKey) -> bool {
         let Some(account) = self.user(user) else {
             return false;
         };
-        let path = if account.admin {
-            ADMIN_KEYS_FILE.to_string()
-        } else {
-            let Some(path) = account.authorized_keys_path() else {
-                return false;
-            };
-            path
-        };
-        let Some(file) = self.file(&path) else {
-            return false;
-        };
-        let allowed: BTreeSet<String> = if account.admin {
-            [ADMINISTRATORS_SID, SYSTEM_SID].map(String::from).into()
-        } else {
-            [ADMINISTRATORS_SID, SYSTEM_SID, account.sid.as_str()]
-                .map(String::from)
-                .into()
-        };
-        let sids = self.effective_sids(file);
-        if !sids.is_subset(&allowed) || (account.admin && file.acl.inherited) {
-            tracing::debug!(user, path, "key file ACL refused (StrictModes)");
+        let groups = self.group_names(&account.name);
+        let effective = self.sshd_config().effective(&account.name, &groups);
+        if let Err(why) = effective.admits(&account.name, &groups) {
+            tracing::debug!(user, why, "sshd refused the user");
             return false;
         }
-        authorized_keys_contain(&file.bytes, key)
+        let allowed: BTreeSet<String> = [ADMINISTRATORS_SID, SYSTEM_SID, account.sid.as_str()]
+            .map(String::from)
+            .into();
+        effective
+            .key_paths(&account.name, account.profile.as_deref())
+            .iter()
+            .any(|path| {
+                let Some(file) = self.file(path) else {
+                    return false;
+                };
+                if !self.effective_sids(file).is_subset(&allowed) {
+                    tracing::debug!(user, path, "key file ACL refused (StrictModes)");
+                    return false;
+                }
+                authorized_keys_contain(&file.bytes, key)
+            })
     }
 }
 

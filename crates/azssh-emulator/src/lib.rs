@@ -40,6 +40,7 @@ pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+pub mod variants;
 pub mod windows_guests;
 pub mod world;
 
@@ -51,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::EmulatorError;
 pub use faults::FaultSpec;
 pub use server::StatsSnapshot;
+pub use variants::{VARIANT_TAG, Variant, WorldKind};
 pub use world::{GuestFactory, GuestOutput, GuestRuntime, GuestSpec, PowerState, WindowsRelease};
 
 use crate::secret::Secret;
@@ -75,6 +77,9 @@ pub struct EmulatorConfig {
     /// Creates each VM's guest on first use (the Windows guest model, `guest.rs`). Without one,
     /// RunCommand answers with a stderr saying no guest is wired in, and extensions fail.
     pub guests: Option<Arc<dyn GuestFactory>>,
+    /// `Tidy` (every VM the uniform case; the default here and in the test fixture) or
+    /// `Realistic` (the variants of `variants.rs`; what `azssh emulator` serves by default).
+    pub world: WorldKind,
 }
 
 impl Default for EmulatorConfig {
@@ -88,6 +93,7 @@ impl Default for EmulatorConfig {
             throttling: true,
             page_size: 50,
             guests: None,
+            world: WorldKind::Tidy,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct VmSummary {
     pub private_ip: Ipv4Addr,
     /// Listed in its resource group's Defender just-in-time policy.
     pub jit: bool,
+    /// The realistic world's variant (`Tidy` in a tidy world); also its `emulator-variant` tag.
+    pub variant: Variant,
 }
 
 pub struct Emulator;
@@ -134,7 +142,7 @@ impl Emulator {
                 addr: addr.to_string(),
                 source,
             })?;
-        let world = world::World::generate(config.vms, config.seed);
+        let world = world::World::generate_kind(config.vms, config.seed, config.world);
         let subscription = world.subscription.clone();
         let token = format!("azssh-emulator.{}", uuid::Uuid::new_v4().simple());
         let app = Arc::new(App {
@@ -207,6 +215,7 @@ impl EmulatorHandle {
                 public_ip: v.public_ip,
                 private_ip: v.private_ip,
                 jit: v.jit,
+                variant: v.variant,
             })
             .collect()
     }

@@ -73,6 +73,13 @@ impl Rule {
     pub fn deny_tcp(name: &str, priority: u16, port: &str) -> Rule {
         Self::tcp(name, priority, false, "*", port)
     }
+    /// A lockdown rule: deny every protocol and port from anywhere (the realistic world's
+    /// `nsg-deny-all` variant).
+    pub fn deny_all_inbound(name: &str, priority: u16) -> Rule {
+        let mut rule = Self::tcp(name, priority, false, "*", "*");
+        rule.protocol = "*".into();
+        rule
+    }
 
     /// Parses a `SecurityRule` PUT body (`{"properties": {...}}`), with Azure's validation
     /// (`rules.rs`: name, description, ports, prefixes, one of singular/plural). `rule_id` is the

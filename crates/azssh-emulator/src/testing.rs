@@ -43,6 +43,13 @@ impl EmuBuilder {
         self.config.throttling = on;
         self
     }
+    /// The world to build. The fixture keeps `WorldKind::Tidy` as its default (unlike `azssh
+    /// emulator`, whose default is realistic) so that tests written for the uniform VM stay
+    /// valid; tests of the variants ask for `WorldKind::Realistic`.
+    pub fn world(mut self, world: crate::WorldKind) -> Self {
+        self.config.world = world;
+        self
+    }
     pub fn page_size(mut self, page_size: usize) -> Self {
         self.config.page_size = page_size;
         self
@@ -158,6 +165,17 @@ impl Emu {
         }) {
             Some(v) => v,
             None => panic!("the seeded world has no running 2019+ VM with a public IP"),
+        }
+    }
+
+    /// The first VM of the realistic world showing `variant` (tag `emulator-variant`).
+    pub fn variant_vm(&self, variant: crate::Variant) -> VmSummary {
+        match self.handle.vms().into_iter().find(|v| v.variant == variant) {
+            Some(v) => v,
+            None => panic!(
+                "no VM shows `{}`: build the Emu with `.world(WorldKind::Realistic)` and 13 VMs or more",
+                variant.name()
+            ),
         }
     }
 

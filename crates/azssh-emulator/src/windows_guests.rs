@@ -90,6 +90,7 @@ impl GuestFactory for WindowsGuests {
         config.capability_failure = lock(&self.capability_failures)
             .get(&spec.name.to_lowercase())
             .copied();
+        config.variant = spec.variant;
         let root: PathBuf = self
             .sandbox
             .path()
@@ -100,10 +101,11 @@ impl GuestFactory for WindowsGuests {
         let bind = spec
             .public_ip
             .map(|ip| SocketAddr::from((ip, self.port.port())));
+        let admit = self.admission(&spec.resource_group, &spec.name, &shared);
         let guest = Arc::new(WiredGuest {
             shared,
             switch: bind.map(GuestSshSwitch::new),
-            admit: self.admission(&spec.resource_group, &spec.name),
+            admit,
         });
         lock(&self.guests).insert(
             (spec.resource_group.to_lowercase(), spec.name.to_lowercase()),
@@ -114,14 +116,35 @@ impl GuestFactory for WindowsGuests {
 }
 
 impl WindowsGuests {
-    fn admission(&self, resource_group: &str, vm: &str) -> Admission {
+    /// Who reaches the guest's sshd: the listener stands for guest port 22, so sshd must
+    /// listen there (`Port` in sshd_config; elsewhere nothing answers on 22), Windows Firewall
+    /// must admit 22 on the NIC's network category (an enabled inbound allow rule whose
+    /// Profile covers it: the Windows Server 2025 rule on Domain,Private does not cover
+    /// Public), and the NSGs must admit the caller.
+    fn admission(&self, resource_group: &str, vm: &str, shared: &Arc<SharedGuest>) -> Admission {
         let me = self.me.clone();
+        let guest = Arc::downgrade(shared);
         let (rg, vm) = (resource_group.to_string(), vm.to_string());
         Arc::new(move |source: IpAddr, port: u16| {
             let IpAddr::V4(v4) = source else { return false };
-            me.upgrade()
-                .and_then(|g| g.nsg.get().cloned())
-                .is_some_and(|check| check(&rg, &vm, v4, port))
+            let guest_ok = guest.upgrade().is_some_and(|g| {
+                let g = g.lock();
+                let ok = g.sshd_port() == port && g.firewall_admits(port);
+                if !ok {
+                    tracing::debug!(
+                        vm,
+                        port,
+                        sshd_port = g.sshd_port(),
+                        "guest refused the connection (sshd port or Windows Firewall)"
+                    );
+                }
+                ok
+            });
+            guest_ok
+                && me
+                    .upgrade()
+                    .and_then(|g| g.nsg.get().cloned())
+                    .is_some_and(|check| check(&rg, &vm, v4, port))
         })
     }
 }

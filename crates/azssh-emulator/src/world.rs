@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::nsg::{Nsg, Rule};
+use super::variants::{Variant, WorldKind};
 
 /// What RunCommand and the extension handler need from a guest; implemented by `guest.rs`.
 pub trait GuestRuntime: Send + Sync {
@@ -49,6 +50,8 @@ pub struct GuestSpec {
     pub release: WindowsRelease,
     pub public_ip: Option<Ipv4Addr>,
     pub private_ip: Ipv4Addr,
+    /// What this guest shows of a real estate (`variants.rs`).
+    pub variant: Variant,
 }
 
 /// Windows Server releases the world draws from, with the values real instance views report.
@@ -187,6 +190,11 @@ pub struct Vm {
     /// RunCommand runs one script at a time per VM (Azure answers 409 Conflict otherwise).
     pub run_command_busy: bool,
     pub guest: Option<Arc<dyn GuestRuntime>>,
+    /// The realistic world's variant (`Tidy` otherwise), rendered as the `emulator-variant` tag.
+    pub variant: Variant,
+    /// The VM agent has not reported since the last start (variant `agent-not-ready`): the next
+    /// RunCommand fails with `VMAgentStatusCommunicationError`, and the agent is Ready after it.
+    pub agent_pending: bool,
 }
 
 impl Vm {
@@ -218,6 +226,8 @@ pub struct World {
     pub vms: Vec<Vm>,
     /// JIT access requests made so far, by resource group (rendered into the policy's `requests`).
     pub jit_requests: Vec<(u16, serde_json::Value)>,
+    /// Every VM of a realistic world carries the `emulator-variant` tag (`tidy` included).
+    pub realistic: bool,
     vm_index: HashMap<(u16, String), usize>,
     nsg_index: HashMap<(u16, String), u32>,
     group_index: HashMap<String, u16>,
@@ -246,8 +256,15 @@ fn loopback_ip(i: usize) -> Ipv4Addr {
 }
 
 impl World {
-    /// Builds the world for `vm_count` VMs from `seed`.
+    /// Builds the tidy world for `vm_count` VMs from `seed`.
     pub fn generate(vm_count: usize, seed: u64) -> World {
+        Self::generate_kind(vm_count, seed, WorldKind::Tidy)
+    }
+
+    /// Builds the world of `kind` for `vm_count` VMs from `seed`. A realistic world draws the
+    /// same random numbers as a tidy one and then deals the variants (`variants.rs`), so the
+    /// tidy VMs of both are the same.
+    pub fn generate_kind(vm_count: usize, seed: u64, kind: WorldKind) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let subscription = seeded_uuid(&mut rng).to_string();
         let tenant = seeded_uuid(&mut rng).to_string();
@@ -259,6 +276,7 @@ impl World {
             nsgs: Vec::new(),
             vms: Vec::with_capacity(vm_count),
             jit_requests: Vec::new(),
+            realistic: kind == WorldKind::Realistic,
             vm_index: HashMap::with_capacity(vm_count),
             nsg_index: HashMap::new(),
             group_index: HashMap::new(),
@@ -297,6 +315,9 @@ impl World {
         let mut per_subnet = vec![0u32; world.subnets.len()];
         for i in 0..vm_count {
             world.add_vm(i, &mut rng, &mut per_subnet);
+            if kind == WorldKind::Realistic {
+                world.deal_variant(i);
+            }
         }
         world
     }
@@ -372,6 +393,8 @@ impl World {
             extensions: Vec::new(),
             run_command_busy: false,
             guest: None,
+            variant: Variant::Tidy,
+            agent_pending: false,
         };
         if jit {
             // Defender for Cloud locks JIT ports with deny rules in the NSG closest to the VM.
@@ -388,6 +411,69 @@ impl World {
         self.vm_index
             .insert((group, vm.name.to_ascii_lowercase()), self.vms.len());
         self.vms.push(vm);
+    }
+
+    /// Gives VM `i` its variant: the release, power state and network that variant needs, plus
+    /// the ARM-side parts of it (the `OpenSSH` extension, the deny-all NSG rule). The guest
+    /// side is built from `GuestSpec::variant` when the guest is first used.
+    fn deal_variant(&mut self, i: usize) {
+        let variant = Variant::for_index(i);
+        let v = &mut self.vms[i];
+        v.variant = variant;
+        if variant == Variant::Tidy {
+            return;
+        }
+        // A variant VM is reachable and running (so the variant, not a stopped VM or a missing
+        // address, is what a run meets), and not under JIT (its deny rules are another story).
+        v.power = PowerState::Running;
+        v.public_ip = Some(loopback_ip(i));
+        if v.jit {
+            v.jit = false;
+            let name = v.name.clone();
+            for nsg in &mut self.nsgs {
+                nsg.rules.retain(|r| {
+                    !r.name
+                        .starts_with(&format!("SecurityCenter-JITRule_{name}_"))
+                });
+            }
+        }
+        let v = &mut self.vms[i];
+        v.release = match variant {
+            Variant::Ws2025PublicProfile => WindowsRelease::Ws2025,
+            Variant::ExtensionOtherName => WindowsRelease::Ws2016,
+            Variant::WsusManaged | Variant::SshdBrokenLogsAcl => WindowsRelease::Ws2019,
+            _ => WindowsRelease::Ws2022,
+        };
+        match variant {
+            Variant::AgentNotReady => v.power = PowerState::Deallocated,
+            Variant::ExtensionOtherName => v.extensions.push(Extension {
+                name: "OpenSSH".into(),
+                publisher: "Microsoft.Azure.OpenSSH".into(),
+                kind: "WindowsOpenSSH".into(),
+                type_handler_version: "3.0".into(),
+                auto_upgrade_minor_version: true,
+                settings: serde_json::json!({}),
+                provisioning_state: "Failed",
+                message: "Extension operation failed: the handler did not report a status within the allowed time.".into(),
+            }),
+            Variant::NsgDenyAll => {
+                let vm = &self.vms[i];
+                let nsg = match vm.nic_nsg {
+                    Some(n) => n,
+                    None => {
+                        let group = vm.group;
+                        let name = format!("{}-nsg", vm.name);
+                        let n = self.add_nsg(Nsg::new(group, name));
+                        self.vms[i].nic_nsg = Some(n);
+                        n
+                    }
+                };
+                self.nsgs[nsg as usize]
+                    .rules
+                    .push(Rule::deny_all_inbound("deny-all-inbound-lockdown", 100));
+            }
+            _ => {}
+        }
     }
 
     pub fn group(&self, name: &str) -> Option<u16> {
@@ -449,6 +535,7 @@ impl World {
             release: v.release,
             public_ip: v.public_ip,
             private_ip: v.private_ip,
+            variant: v.variant,
         }
     }
 
@@ -525,6 +612,39 @@ mod tests {
                 .iter()
                 .any(|n| n.rules.iter().any(|r| r.priority == 1000))
         );
+    }
+
+    #[test]
+    fn realistic_world_deals_every_variant_with_what_it_needs() {
+        let w = World::generate_kind(20, 1, WorldKind::Realistic);
+        let tidy = World::generate(20, 1);
+        for v in Variant::ALL {
+            assert!(w.vms.iter().any(|vm| vm.variant == v), "{v:?} missing");
+        }
+        let of = |v: Variant| w.vms.iter().find(|vm| vm.variant == v).unwrap();
+        assert_eq!(
+            of(Variant::Ws2025PublicProfile).release,
+            WindowsRelease::Ws2025
+        );
+        let ext = &of(Variant::ExtensionOtherName).extensions[0];
+        assert_eq!(
+            (ext.name.as_str(), ext.provisioning_state),
+            ("OpenSSH", "Failed")
+        );
+        let locked = of(Variant::NsgDenyAll);
+        let nsg = &w.nsgs[locked.nic_nsg.unwrap() as usize];
+        assert!(nsg.rules.iter().any(|r| r.priority == 100 && !r.allow));
+        assert_eq!(of(Variant::AgentNotReady).power, PowerState::Deallocated);
+        // The tidy VMs are the same VMs as in the tidy world.
+        for (a, b) in w.vms.iter().zip(&tidy.vms) {
+            assert_eq!(a.name, b.name);
+            if a.variant == Variant::Tidy {
+                assert_eq!(
+                    (a.release, a.power, a.public_ip),
+                    (b.release, b.power, b.public_ip)
+                );
+            }
+        }
     }
 
     #[test]

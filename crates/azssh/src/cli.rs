@@ -215,6 +215,10 @@ pub struct EmulatorArgs {
     /// Turn ARM's throttling (token buckets, 429) off
     #[arg(long)]
     pub no_throttling: bool,
+    /// `realistic`: VMs show the variants of real estates (WS2025 firewall profiles, WSUS,
+    /// hardened sshd_config, ...), each tagged `emulator-variant`; `tidy`: every VM uniform
+    #[arg(long, default_value = "realistic", value_parser = ["realistic", "tidy"])]
+    pub world: String,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,8 @@
 // Errors are pwsh ErrorRecords (the interpreter's currency), on the rare path: not boxed.
 #![allow(clippy::result_large_err)]
 
+mod realistic;
+
 use std::collections::BTreeMap;
 
 use pwsh::{BoundArgs, CommandOutput, ErrorRecord, FsError, HostResult, ItemKind, PsObject, Value};
@@ -469,7 +471,8 @@ impl GuestHost<'_> {
                     ServiceStatus::Stopped => (1, "STOPPED", ""),
                 };
                 format!(
-                    "\r\nSERVICE_NAME: sshd \r\n        TYPE               : 10  WIN32_OWN_PROCESS  \r\n        STATE              : {n}  {state} \r\n                                {accepts}\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x0\r\n        WAIT_HINT          : 0x0\r\n"
+                    "\r\nSERVICE_NAME: sshd \r\n        TYPE               : 10  WIN32_OWN_PROCESS  \r\n        STATE              : {n}  {state} \r\n                                {accepts}\r\n        WIN32_EXIT_CODE    : {code}  (0x{code:x})\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x0\r\n        WAIT_HINT          : 0x0\r\n",
+                    code = self.guest.sshd_exit_code()
                 )
             }
             "qc" => {
@@ -800,7 +803,13 @@ impl GuestHost<'_> {
             || group.eq_ignore_ascii_case(&self.guest.config().admin_group_name);
         let users_group =
             group.eq_ignore_ascii_case("S-1-5-32-545") || group.eq_ignore_ascii_case("Users");
-        if !admins && !users_group {
+        let other = self
+            .guest
+            .local_groups()
+            .iter()
+            .find(|g| g.name.eq_ignore_ascii_case(&group) || g.sid.eq_ignore_ascii_case(&group))
+            .cloned();
+        if !admins && !users_group && other.is_none() {
             return HostResult::Error(
                 ErrorRecord::new(
                     format!("Group {group} was not found."),
@@ -811,25 +820,48 @@ impl GuestHost<'_> {
                 .with_target(&group, "String"),
             );
         }
+        if admins && !self.guest.admin_foreign_sids().is_empty() {
+            // Windows PowerShell 5.1 sorts the members by name and cannot compare a SID that
+            // resolves to nothing (PowerShell/PowerShell#2996, #21617).
+            return HostResult::Error(ErrorRecord::new(
+                "Failed to compare two elements in the array.",
+                "System.InvalidOperationException",
+                "System.InvalidOperationException,Microsoft.PowerShell.Commands.GetLocalGroupMemberCommand",
+                "NotSpecified",
+            ));
+        }
         let computer = self.guest.computer_name().to_string();
-        let members = self
+        let principal = |class: &str, name: String, sid: &str| -> Value {
+            obj("Microsoft.PowerShell.Commands.LocalPrincipal")
+                .with("ObjectClass", class)
+                .with("Name", name)
+                .with("PrincipalSource", "Local")
+                .with("SID", Self::sid_object(sid))
+                .with(
+                    "__display",
+                    display(&["ObjectClass", "Name", "PrincipalSource"]),
+                )
+                .into()
+        };
+        let mut members: Vec<Value> = self
             .guest
             .users()
             .iter()
-            .filter(|u| u.admin == admins || users_group)
-            .map(|u| {
-                obj("Microsoft.PowerShell.Commands.LocalPrincipal")
-                    .with("ObjectClass", "User")
-                    .with("Name", format!(r"{computer}\{}", u.name))
-                    .with("PrincipalSource", "Local")
-                    .with("SID", Self::sid_object(&u.sid))
-                    .with(
-                        "__display",
-                        display(&["ObjectClass", "Name", "PrincipalSource"]),
-                    )
-                    .into()
+            .filter(|u| match &other {
+                Some(g) => u.groups.contains(&g.sid),
+                None => u.admin == admins || users_group,
             })
+            .map(|u| principal("User", format!(r"{computer}\{}", u.name), &u.sid))
             .collect();
+        if admins {
+            members.extend(
+                self.guest
+                    .local_groups()
+                    .iter()
+                    .filter(|g| g.in_administrators)
+                    .map(|g| principal("Group", format!(r"{computer}\{}", g.name), &g.sid)),
+            );
+        }
         out(members)
     }
 
@@ -1108,7 +1140,8 @@ impl GuestHost<'_> {
             i += 1;
         }
         let failed = "Successfully processed 0 files; Failed processing 1 files\r\n";
-        if self.guest.file(path).is_none() {
+        let is_dir = self.guest.file(path).is_none() && self.guest.dir_exists(path);
+        if self.guest.file(path).is_none() && !is_dir {
             return native(
                 failed,
                 &format!("{path}: The system cannot find the file specified.\r\n"),
@@ -1150,10 +1183,26 @@ impl GuestHost<'_> {
             .guest
             .file(path)
             .map(|f| self.guest.effective_sids(f))
-            .unwrap_or_default();
-        let Some(file) = self.guest.file_mut(path) else {
-            return native(failed, "", 2);
+            .unwrap_or_else(|| {
+                [
+                    super::SYSTEM_SID,
+                    ADMINISTRATORS_SID,
+                    super::AUTHENTICATED_USERS_SID,
+                ]
+                .map(String::from)
+                .into()
+            });
+        // A folder's grants carry inheritance flags (`(OI)(CI)F`); the model keeps the rights.
+        let rights = |perm: &str| perm.rsplit(')').next().unwrap_or(perm).to_string();
+        let acl = if is_dir {
+            self.guest.dir_acl_mut(path)
+        } else {
+            match self.guest.file_mut(path) {
+                Some(file) => &mut file.acl,
+                None => return native(failed, "", 2),
+            }
         };
+        let file = FileAcl { acl };
         match inheritance {
             Some('r') => file.acl.inherited = false,
             Some('d') => {
@@ -1169,9 +1218,7 @@ impl GuestHost<'_> {
             file.acl.grants.remove(&sid);
         }
         for (sid, perm, _) in resolved {
-            file.acl
-                .grants
-                .insert(sid, perm.trim_matches(['(', ')']).to_string());
+            file.acl.grants.insert(sid, rights(&perm));
         }
         native(
             &format!(
@@ -1329,6 +1376,11 @@ impl GuestHost<'_> {
         let o = pwsh::run_cmd(self, line);
         HostResult::Output(CommandOutput::native(&o.stdout, &o.stderr, o.exit_code))
     }
+}
+
+/// The ACL `icacls` changes, a file's or a folder's.
+struct FileAcl<'a> {
+    acl: &'a mut super::Acl,
 }
 
 fn unmodelled_key(path: &str) -> HostResult {
@@ -1542,6 +1594,13 @@ fn parameters(command: &str) -> Option<&'static [&'static str]> {
         ],
         "get-localuser" => &["Name", "SID"],
         "get-localgroupmember" => &["Group", "Name", "SID", "Member"],
+        "add-localgroupmember" => &["Group", "Name", "SID", "Member"],
+        "get-netconnectionprofile" => &[
+            "Name",
+            "InterfaceAlias",
+            "InterfaceIndex",
+            "NetworkCategory",
+        ],
         "get-ciminstance" | "get-wmiobject" | "gwmi" => &[
             "ClassName",
             "Class",
@@ -1648,6 +1707,9 @@ impl pwsh::Host for GuestHost<'_> {
             | "disable-netfirewallrule" => self.firewall(&lower, args, input),
             "get-localuser" => self.get_local_user(args),
             "get-localgroupmember" => self.get_local_group_member(args),
+            "add-localgroupmember" => self.add_local_group_member(args),
+            "get-netconnectionprofile" => self.connection_profile(),
+            "sshd" | "sshd.exe" => self.sshd_exe(args),
             "get-ciminstance" | "get-wmiobject" | "gwmi" => self.cim(args),
             "get-acl" => self.get_acl(args, input),
             "set-acl" => self.set_acl(args, input),
@@ -1703,6 +1765,13 @@ impl pwsh::Host for GuestHost<'_> {
                     "rp" => "remove-itemproperty",
                     other => other,
                 };
+                let path = args
+                    .string("LiteralPath")
+                    .or_else(|| args.string_or_pos("Path", 0))
+                    .unwrap_or_default();
+                if realistic::is_policy_key(&realistic::normalize_key(&path)) {
+                    return self.policy_registry(canonical, &path, args);
+                }
                 self.registry(canonical, args)
             }
             _ => HostResult::NotFound,

@@ -19,7 +19,11 @@ pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig, AppError> {
             Some("e.g. `--speed 20` makes a 20 s RunCommand take 1 s".into()),
         ));
     }
+    let world = args.world.parse().map_err(|e: String| {
+        AppError::usage(e, Some("use `--world realistic` or `--world tidy`".into()))
+    })?;
     Ok(EmulatorConfig {
+        world,
         vms: args.vms,
         port: args.port,
         seed: args.seed,
