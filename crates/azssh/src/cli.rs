@@ -548,7 +548,12 @@ pub struct FleetScopeArgs {
     #[arg(short = 'g', long = "resource-group", value_name = "RG")]
     pub resource_groups: Vec<String>,
     /// One VM (needs exactly one `-g`); without it the verb runs over the selected fleet
-    #[arg(short = 'n', long = "name", visible_alias = "vm-name", value_name = "VM")]
+    #[arg(
+        short = 'n',
+        long = "name",
+        visible_alias = "vm-name",
+        value_name = "VM"
+    )]
     pub name: Option<String>,
     /// Fleet: only VMs carrying this tag (repeatable)
     #[arg(long = "tag", value_name = "KEY=VALUE")]
@@ -596,7 +601,12 @@ pub struct KeysRemoveArgs {
     #[command(flatten)]
     pub scope: FleetScopeArgs,
     /// The key's fingerprint, as `ssh-keygen -lf` prints it (`SHA256:...`)
-    #[arg(long, value_name = "SHA256:...", conflicts_with = "key", required_unless_present = "key")]
+    #[arg(
+        long,
+        value_name = "SHA256:...",
+        conflicts_with = "key",
+        required_unless_present = "key"
+    )]
     pub fingerprint: Option<String>,
     /// The public key to remove (a `.pub` file or the key text)
     #[arg(long, value_name = "KEY")]

@@ -54,8 +54,16 @@ impl Shell {
 
 pub(crate) fn block(shell: Shell) -> String {
     let path = shell.path().unwrap_or("");
+    // Windows PowerShell 5.1 ships with every Windows Server azssh supports; PowerShell 7 is an
+    // install of its own, so only its path is checked.
+    let check = if shell == Shell::Pwsh {
+        "$true"
+    } else {
+        "$false"
+    };
     format!(
         r#"$AzsshShell = '{path}'
+$AzsshCheck = {check}
 $d = [ordered]@{{ changed = $false }}
 try {{
     $key = 'HKLM:\SOFTWARE\OpenSSH'
@@ -69,7 +77,7 @@ try {{
             $d.changed = $true
         }}
     }} else {{
-        if (-not (Test-Path -LiteralPath $AzsshShell)) {{ throw ($AzsshShell + ' does not exist on this VM') }}
+        if ($AzsshCheck -and -not (Test-Path -LiteralPath $AzsshShell)) {{ throw ($AzsshShell + ' does not exist on this VM') }}
         if ($d.previous -ne $AzsshShell) {{
             $null = New-ItemProperty -Path $key -Name DefaultShell -Value $AzsshShell -PropertyType String -Force
             $d.changed = $true

@@ -41,11 +41,8 @@ pub fn parse_fingerprint(text: &str) -> Option<String> {
 /// A calendar date `YYYY-MM-DD` (the only form an expiry takes), checked for a real day.
 pub fn parse_date(text: &str) -> Option<String> {
     let t = text.trim();
-    let date = time::Date::parse(
-        t,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()?;
+    let date =
+        time::Date::parse(t, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
     (t.len() == 10).then(|| date.to_string())
 }
 
@@ -472,7 +469,11 @@ mod tests {
     #[test]
     fn key_file_scripts_parse_as_windows_powershell_5_1_and_are_ascii() {
         for script in every_script() {
-            assert!(pwsh::check_ps51(&script).is_empty(), "{:?}", pwsh::check_ps51(&script));
+            assert!(
+                pwsh::check_ps51(&script).is_empty(),
+                "{:?}",
+                pwsh::check_ps51(&script)
+            );
             assert!(script.is_ascii());
             for bad in ["\\n", "\\r", "\\t"] {
                 assert!(!script.contains(bad), "{bad}");
@@ -483,11 +484,22 @@ mod tests {
     #[test]
     fn fingerprints_and_dates_are_checked_before_they_reach_a_script() {
         assert_eq!(parse_fingerprint(&format!(" {FP} ")).as_deref(), Some(FP));
-        for bad in ["SHA256:abc", "MD5:aa", "SHA256:'; calc; '", &format!("{FP}x")] {
+        for bad in [
+            "SHA256:abc",
+            "MD5:aa",
+            "SHA256:'; calc; '",
+            &format!("{FP}x"),
+        ] {
             assert!(parse_fingerprint(bad).is_none(), "{bad}");
         }
         assert_eq!(parse_date("2027-03-01").as_deref(), Some("2027-03-01"));
-        for bad in ["2027-02-30", "27-03-01", "2027-3-1", "2027-03-01'", "tomorrow"] {
+        for bad in [
+            "2027-02-30",
+            "27-03-01",
+            "2027-3-1",
+            "2027-03-01'",
+            "tomorrow",
+        ] {
             assert!(parse_date(bad).is_none(), "{bad}");
         }
     }

@@ -28,13 +28,11 @@ try {{
         $logs = Join-Path $env:ProgramData 'ssh\logs'
         $foreign = @()
         if ($a.logs) {{ $foreign = @($a.logs.sids | Where-Object {{ $_ -ne '{ADMINISTRATORS_SID}' -and $_ -ne '{SYSTEM_SID}' }}) }}
-        if (-not $a.logs -or $a.logs.inherited -or $foreign.Count -gt 0) {{
-            $from = 'missing'
-            if ($a.logs) {{ $from = 'inherited: ' + $a.logs.inherited + '; ' + ($a.logs.sids -join ', ') }}
+        if ($a.logs -and ($a.logs.inherited -or $foreign.Count -gt 0)) {{
+            $from = 'inherited: ' + $a.logs.inherited + '; ' + ($a.logs.sids -join ', ')
             $fix.changes += [ordered]@{{ what = 'logs.acl'; path = $logs; from = $from; to = 'SYSTEM, Administrators: full control, not inherited' }}
             if (-not $AzsshDryRun) {{
                 try {{
-                    if (-not (Test-Path -LiteralPath $logs)) {{ $null = New-Item -ItemType Directory -Path $logs -Force }}
                     $null = icacls.exe $logs /inheritance:r /grant '*{ADMINISTRATORS_SID}:(OI)(CI)F' /grant '*{SYSTEM_SID}:(OI)(CI)F'
                     if ($LASTEXITCODE -ne 0) {{ throw "icacls failed with exit code $LASTEXITCODE" }}
                     foreach ($sid in $foreign) {{

@@ -17,7 +17,10 @@ fn epilogue() -> String {
 pub fn audit_script() -> String {
     let mut s = frame(PROLOGUE, &prologue());
     s.push_str(&frame(SSH_FACTS, &audit::block()));
-    s.push_str(&frame(KEY_FILES, &keys::block(&KeyScope::All, &KeyEdit::default())));
+    s.push_str(&frame(
+        KEY_FILES,
+        &keys::block(&KeyScope::All, &KeyEdit::default()),
+    ));
     s.push_str(&frame(EPILOGUE, &epilogue()));
     s
 }
@@ -26,7 +29,10 @@ pub fn audit_script() -> String {
 pub fn repair_script(dry_run: bool) -> String {
     let mut s = frame(PROLOGUE, &prologue());
     s.push_str(&frame(SSH_FACTS, &audit::block()));
-    s.push_str(&frame(KEY_FILES, &keys::block(&KeyScope::All, &KeyEdit::default())));
+    s.push_str(&frame(
+        KEY_FILES,
+        &keys::block(&KeyScope::All, &KeyEdit::default()),
+    ));
     s.push_str(&frame(REPAIR, &repair::block(dry_run)));
     if !dry_run {
         s.push_str(&frame(
@@ -94,6 +100,9 @@ mod tests {
             assert!(script.is_ascii());
         }
         assert_eq!(repair_script(false).matches("$r.after = $a").count(), 1);
-        assert_eq!(repair_script(false).matches("$r.keys_after = $k").count(), 1);
+        assert_eq!(
+            repair_script(false).matches("$r.keys_after = $k").count(),
+            1
+        );
     }
 }

@@ -80,10 +80,7 @@ pub fn deviations(
 ) -> Vec<Deviation> {
     let mut out = Vec::new();
     if facts.sshd == "missing" {
-        out.push(dev(
-            "sshd.missing",
-            "the OpenSSH server is not installed",
-        ));
+        out.push(dev("sshd.missing", "the OpenSSH server is not installed"));
     } else {
         if facts.sshd != "Running" {
             out.push(dev("sshd.status", facts.sshd.clone()));
@@ -144,12 +141,6 @@ pub fn deviations(
                     ));
                 }
             }
-            // sshd makes the folder at its first start; missing while sshd is stopped is the
-            // Windows Update breakage (error 1067), missing while it runs is harmless.
-            None if facts.sshd != "Running" => out.push(dev(
-                "logs.missing",
-                "C:\\ProgramData\\ssh\\logs does not exist",
-            )),
             None => {}
         }
     }

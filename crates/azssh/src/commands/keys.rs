@@ -152,11 +152,15 @@ async fn remove(global: &GlobalArgs, a: KeysRemoveArgs) -> Result<(), AppError> 
         (Some(fp), _) => crate::windows::keys::parse_fingerprint(&fp).ok_or_else(|| {
             AppError::usage(
                 format!("`--fingerprint {fp}` is not a SHA256 fingerprint"),
-                Some("give it as `ssh-keygen -lf KEY.pub` prints it: `SHA256:` and 43 characters".into()),
+                Some(
+                    "give it as `ssh-keygen -lf KEY.pub` prints it: `SHA256:` and 43 characters"
+                        .into(),
+                ),
             )
         })?,
-        (None, Some(k)) => crate::workflow::keys::fingerprint_of(&k)
-            .map_err(|e| AppError::usage_from(&e))?,
+        (None, Some(k)) => {
+            crate::workflow::keys::fingerprint_of(&k).map_err(|e| AppError::usage_from(&e))?
+        }
         (None, None) => {
             return Err(AppError::usage(
                 "`keys remove` needs `--fingerprint` or `--key`",
@@ -185,8 +189,9 @@ async fn rotate(global: &GlobalArgs, a: KeysRotateArgs) -> Result<(), AppError> 
     let mut args = Map::new();
     args.insert("resource_group".into(), a.vm.resource_group.into());
     args.insert("name".into(), a.vm.name.into());
-    args.insert("old".into(), a.old.into());
-    args.insert("new".into(), a.new.into());
+    // `new` is a reserved word in Rhai: the keys are `old_key` and `new_key`.
+    args.insert("old_key".into(), a.old.into());
+    args.insert("new_key".into(), a.new.into());
     let mut opts = Map::new();
     if let Some(u) = a.local_user {
         opts.insert("user".into(), u.into());
@@ -201,8 +206,9 @@ async fn rotate(global: &GlobalArgs, a: KeysRotateArgs) -> Result<(), AppError> 
     args.insert("opts".into(), opts.into());
     let script = Script {
         name: "verb:keys-rotate".into(),
-        text: "rotate_key(vm(ARGS.resource_group, ARGS.name), ARGS.old, ARGS.new, ARGS.opts)"
-            .into(),
+        text:
+            "rotate_key(vm(ARGS.resource_group, ARGS.name), ARGS.old_key, ARGS.new_key, ARGS.opts)"
+                .into(),
     };
     let value = super::session::run_verb_script(global, script, args).await?;
     super::print_result(global, &value)
@@ -238,7 +244,11 @@ pub fn drift_summary(report: &Report) -> Option<String> {
             .as_ref()
             .and_then(|r| r.get("drift"))
             .and_then(|d| d.as_array())
-            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let label = if codes.is_empty() {
             "no drift".to_string()
@@ -252,7 +262,11 @@ pub fn drift_summary(report: &Report) -> Option<String> {
     }
     let mut out = String::from("drift by VM:");
     for (label, vms) in groups {
-        out.push_str(&format!("\n  {} VM(s) [{}]: {label}", vms.len(), vms.join(", ")));
+        out.push_str(&format!(
+            "\n  {} VM(s) [{}]: {label}",
+            vms.len(),
+            vms.join(", ")
+        ));
     }
     Some(out)
 }

@@ -19,6 +19,8 @@ struct World {
     rg: String,
     name: String,
     ip: String,
+    /// The VM's admin, who logs in.
+    user: String,
 }
 
 fn have_openssh() -> bool {
@@ -48,7 +50,11 @@ impl World {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         path
     }
 
@@ -62,9 +68,8 @@ impl World {
 
     async fn json(&self, t: Test) -> Value {
         let out = tokio::task::spawn_blocking(move || t.run()).await.unwrap();
-        serde_json::from_str(&stdout_of(&out)).unwrap_or_else(|e| {
-            panic!("{e}: {}\n{}", stdout_of(&out), stderr_of(&out))
-        })
+        serde_json::from_str(&stdout_of(&out))
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout_of(&out), stderr_of(&out)))
     }
 
     async fn run(&self, args: &[&str]) -> Value {
@@ -73,7 +78,14 @@ impl World {
 
     async fn script(&self, code: &str) -> Value {
         let t = self
-            .azssh(&["run", "s.rhai", "--arg", &format!("rg={}", self.rg), "--arg", &format!("name={}", self.name)])
+            .azssh(&[
+                "run",
+                "s.rhai",
+                "--arg",
+                &format!("rg={}", self.rg),
+                "--arg",
+                &format!("name={}", self.name),
+            ])
             .file("s.rhai", code);
         self.json(t).await
     }
@@ -90,7 +102,7 @@ impl World {
     async fn openssh_login(&self, key: &Path) -> std::process::Output {
         let port = self.emu.guests().ssh_port().to_string();
         let known = self.home.path().join(".config/azssh/known_hosts");
-        let target = format!("azureuser@{}", self.ip);
+        let target = format!("{}@{}", self.user, self.ip);
         let key = key.to_path_buf();
         tokio::task::spawn_blocking(move || {
             Command::new("ssh")
@@ -113,7 +125,8 @@ impl World {
     async fn start() -> World {
         let emu = Emu::builder().vms(12).start().await;
         let v = emu.ready_vm();
-        let w = World {
+        let mut w = World {
+            user: String::new(),
             ip: v.public_ip.unwrap().to_string(),
             rg: v.resource_group,
             name: v.name,
@@ -123,18 +136,30 @@ impl World {
         let me = w.key(".ssh/id_ed25519");
         let report = w
             .run(&[
-                "setup", "-g", &w.rg, "-n", &w.name, "--local-user", "azureuser", "--source",
-                "127.0.0.0/8", "--key", &format!("{}.pub", me.display()),
+                "setup",
+                "-g",
+                &w.rg,
+                "-n",
+                &w.name,
+                "--source",
+                "127.0.0.0/8",
+                "--key",
+                &format!("{}.pub", me.display()),
             ])
             .await;
         assert_eq!(report["ok"], true, "{report}");
+        w.user = report["user"].as_str().unwrap().to_string();
         w
     }
 }
 
 /// `ssh-keygen -lf` of a key file: the fingerprint as OpenSSH prints it.
 fn openssh_fingerprint(public: &Path) -> String {
-    let out = Command::new("ssh-keygen").arg("-lf").arg(public).output().unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .nth(1)
@@ -179,7 +204,12 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
         assert_eq!(r["type"], "ssh-ed25519");
         assert_eq!(r["encoding"], "utf-8");
         assert_eq!(r["acl"], "ok");
-        assert!(r["file"].as_str().unwrap().ends_with("administrators_authorized_keys"));
+        assert!(
+            r["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("administrators_authorized_keys")
+        );
     }
     assert_eq!(rows[1]["comment"], "alice");
     assert_eq!(rows[3]["line"], 4);
@@ -188,16 +218,32 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
     let alice2 = w.key("alice2");
     let r = w
         .run(&[
-            "keys", "rotate", "-g", &w.rg, "-n", &w.name, "--old", &pubfile(&alice), "--new",
+            "keys",
+            "rotate",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--old",
+            &pubfile(&alice),
+            "--new",
             &pubfile(&alice2),
         ])
         .await;
     assert!(r["stopped_at"].is_null(), "{r}");
     assert_eq!(r["added"], true);
     assert_eq!(r["removed"].as_array().unwrap().len(), 1);
-    assert!(r["login"]["whoami"].as_str().unwrap().to_lowercase().ends_with("\\azureuser"));
+    let whoami = r["login"]["whoami"].as_str().unwrap().to_lowercase();
+    assert!(
+        whoami.ends_with(&format!("\\{}", w.user.to_lowercase())),
+        "{r}"
+    );
     let new_login = w.openssh_login(&alice2).await;
-    assert!(new_login.status.success(), "{}", String::from_utf8_lossy(&new_login.stderr));
+    assert!(
+        new_login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new_login.stderr)
+    );
     let old_login = w.openssh_login(&alice).await;
     assert!(!old_login.status.success(), "the old key still logs in");
 
@@ -205,36 +251,81 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
     let dave = w.key("dave");
     let t = w
         .azssh(&[
-            "keys", "rotate", "-g", &w.rg, "-n", &w.name, "--old", &pubfile(&bob), "--new",
-            &pubfile(&dave), "--port", "1",
+            "keys",
+            "rotate",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--old",
+            &pubfile(&bob),
+            "--new",
+            &pubfile(&dave),
+            "--port",
+            "1",
         ])
         .status(1)
         .stderr_contains("stopped at `login`")
         .stderr_contains("the old key stays");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
-    assert!(w.openssh_login(&bob).await.status.success(), "bob's key was removed");
+    assert!(
+        w.openssh_login(&bob).await.status.success(),
+        "bob's key was removed"
+    );
 
     // Removed: exactly that key, the file's encoding and ACL kept; again: a no-op.
     let bob_fp = openssh_fingerprint(Path::new(&pubfile(&bob)));
     let r = w
-        .run(&["keys", "remove", "-g", &w.rg, "-n", &w.name, "--fingerprint", &bob_fp])
+        .run(&[
+            "keys",
+            "remove",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--fingerprint",
+            &bob_fp,
+        ])
         .await;
     assert_eq!(r["changed"], true);
     assert_eq!(r["removed"][0]["fingerprint"], bob_fp.as_str());
     let again = w
-        .run(&["keys", "remove", "-g", &w.rg, "-n", &w.name, "--fingerprint", &bob_fp])
+        .run(&[
+            "keys",
+            "remove",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--fingerprint",
+            &bob_fp,
+        ])
         .await;
     assert_eq!(again["changed"], false);
     let rows = w.run(&["keys", "list", "-g", &w.rg, "-n", &w.name]).await;
     assert!(!fingerprints(&rows).contains(&bob_fp));
     assert_eq!(rows.as_array().unwrap().len(), 4, "{rows}");
-    assert!(rows.as_array().unwrap().iter().all(|r| r["acl"] == "ok" && r["encoding"] == "utf-8"));
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["acl"] == "ok" && r["encoding"] == "utf-8")
+    );
     assert!(!w.openssh_login(&bob).await.status.success());
 
     // The caller's own key is not removed while it is their last way in.
     let mine = openssh_fingerprint(Path::new(&pubfile(&me)));
     let t = w
-        .azssh(&["keys", "remove", "-g", &w.rg, "-n", &w.name, "--key", &pubfile(&me)])
+        .azssh(&[
+            "keys",
+            "remove",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--key",
+            &pubfile(&me),
+        ])
         .status(1)
         .stderr_contains("would keep none of your keys")
         .stderr_contains("--force");
@@ -266,14 +357,22 @@ let c = copy_key(v, "{}");
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[1]["expires"], "2020-01-31");
-    assert!(rows[1]["comment"].as_str().unwrap().ends_with("azssh-expires=2020-01-31"));
+    assert!(
+        rows[1]["comment"]
+            .as_str()
+            .unwrap()
+            .ends_with("azssh-expires=2020-01-31")
+    );
     // sshd ignores the comment: an expiring key logs in until it is removed.
     assert!(w.openssh_login(&old).await.status.success());
 
     let r = w.run(&["keys", "expire", "-g", &w.rg, "-n", &w.name]).await;
     let removed = r["removed"].as_array().unwrap();
     assert_eq!(removed.len(), 1, "{r}");
-    assert_eq!(removed[0]["fingerprint"], openssh_fingerprint(Path::new(&pubfile(&old))).as_str());
+    assert_eq!(
+        removed[0]["fingerprint"],
+        openssh_fingerprint(Path::new(&pubfile(&old))).as_str()
+    );
     assert!(!w.openssh_login(&old).await.status.success());
     assert!(w.openssh_login(&fresh).await.status.success());
 
@@ -304,7 +403,15 @@ async fn the_audit_finds_each_drift_and_only_those_and_repair_brings_ssh_back() 
     let w = World::start().await;
     let me = w.home.path().join(".ssh/id_ed25519");
     let audit = |w: &World| {
-        w.azssh(&["audit", "-g", &w.rg, "-n", &w.name, "--known-key", &pubfile(&me)])
+        w.azssh(&[
+            "audit",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--known-key",
+            &pubfile(&me),
+        ])
     };
     let clean = w.json(audit(&w)).await;
     assert_eq!(clean["drift"], serde_json::json!([]), "{clean}");
@@ -313,7 +420,16 @@ async fn the_audit_finds_each_drift_and_only_those_and_repair_brings_ssh_back() 
     // Drift: a Windows Update leaves sshd Manual and stopped, someone adds a stray key, widens
     // the key file's ACL, and sets PowerShell as the default shell.
     let stray = w.key("stray");
-    w.run(&["copy-key", "-g", &w.rg, "-n", &w.name, "--key", &pubfile(&stray)]).await;
+    w.run(&[
+        "copy-key",
+        "-g",
+        &w.rg,
+        "-n",
+        &w.name,
+        "--key",
+        &pubfile(&stray),
+    ])
+    .await;
     w.on_guest(
         "Set-Service -Name sshd -StartupType Manual
 Stop-Service -Name sshd
@@ -323,26 +439,54 @@ $null = New-ItemProperty -Path 'HKLM:\\SOFTWARE\\OpenSSH' -Name DefaultShell -Va
     let drifted = w.json(audit(&w)).await;
     assert_eq!(
         drifted["drift"],
-        serde_json::json!(["default_shell", "keys.acl", "keys.unknown", "sshd.startup", "sshd.status"]),
+        serde_json::json!([
+            "default_shell",
+            "keys.acl",
+            "keys.unknown",
+            "sshd.startup",
+            "sshd.status"
+        ]),
         "{drifted}"
     );
-    assert!(!w.openssh_login(&me).await.status.success(), "sshd is stopped");
+    assert!(
+        !w.openssh_login(&me).await.status.success(),
+        "sshd is stopped"
+    );
 
     // Dry run: says what it would change, changes nothing.
-    let dry = w.run(&["repair", "-g", &w.rg, "-n", &w.name, "--dry-run"]).await;
-    let whats: Vec<&str> = dry["changes"].as_array().unwrap().iter().map(|c| c["what"].as_str().unwrap()).collect();
+    let dry = w
+        .run(&["repair", "-g", &w.rg, "-n", &w.name, "--dry-run"])
+        .await;
+    let whats: Vec<&str> = dry["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["what"].as_str().unwrap())
+        .collect();
     assert_eq!(whats, ["sshd.startup", "sshd.status", "keys.acl"], "{dry}");
     assert!(!w.openssh_login(&me).await.status.success());
 
     // Repair: sshd back, the ACL reset; the shell and the stray key are decisions, left alone.
     let fixed = w.run(&["repair", "-g", &w.rg, "-n", &w.name]).await;
     assert!(fixed["failed"].as_array().unwrap().is_empty(), "{fixed}");
-    assert_eq!(fixed["drift"], serde_json::json!(["default_shell"]), "{fixed}");
+    assert_eq!(
+        fixed["drift"],
+        serde_json::json!(["default_shell"]),
+        "{fixed}"
+    );
     w.emu.guests().sync_listeners();
     let login = w.openssh_login(&me).await;
-    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
     let after = w.json(audit(&w)).await;
-    assert_eq!(after["drift"], serde_json::json!(["default_shell", "keys.unknown"]), "{after}");
+    assert_eq!(
+        after["drift"],
+        serde_json::json!(["default_shell", "keys.unknown"]),
+        "{after}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,27 +500,53 @@ async fn exec_keeps_working_whichever_default_shell_is_set() {
             .script(&format!(
                 r#"let v = vm(ARGS.rg, ARGS.name);
 let d = set_default_shell(v, "{shell}");
-let s = ssh(v, #{{user: "azureuser"}});
+let s = ssh(v);
 let h = s.exec("hostname", #{{check: true}});
 let p = s.powershell("[Environment]::MachineName", #{{check: true}});
 s.close();
-#{{ shell: d.shell, hostname: h.stdout.trim(), ps: p.stdout.trim() }}"#
+#{{ shell: d.shell, hostname: h.stdout, ps: p.stdout }}"#
             ))
             .await;
-        assert!(!r["hostname"].as_str().unwrap().is_empty(), "{r}");
-        assert_eq!(r["hostname"], r["ps"], "{r}");
-        let expected = if shell == "cmd" { "cmd" } else { "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe" };
+        let hostname = r["hostname"].as_str().unwrap().trim();
+        assert!(!hostname.is_empty(), "{r}");
+        assert_eq!(hostname, r["ps"].as_str().unwrap().trim(), "{r}");
+        let expected = if shell == "cmd" {
+            "cmd"
+        } else {
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+        };
         assert_eq!(r["shell"], expected);
     }
     let t = w
-        .azssh(&["enable-ssh", "-g", &w.rg, "-n", &w.name, "--default-shell", "pwsh"])
+        .azssh(&[
+            "enable-ssh",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--default-shell",
+            "pwsh",
+        ])
         .status(1)
         .stderr_contains("pwsh.exe does not exist");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
     let r = w
-        .run(&["enable-ssh", "-g", &w.rg, "-n", &w.name, "--default-shell", "powershell"])
+        .run(&[
+            "enable-ssh",
+            "-g",
+            &w.rg,
+            "-n",
+            &w.name,
+            "--default-shell",
+            "powershell",
+        ])
         .await;
-    assert!(r["default_shell"].as_str().unwrap().ends_with("powershell.exe"), "{r}");
+    assert!(
+        r["default_shell"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("powershell.exe")),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +556,16 @@ async fn a_key_is_removed_across_the_fleet_and_the_audit_groups_vms_by_drift() {
     }
     let w = World::start().await;
     let gone = w.key("departed");
-    w.run(&["copy-key", "-g", &w.rg, "-n", &w.name, "--key", &pubfile(&gone)]).await;
+    w.run(&[
+        "copy-key",
+        "-g",
+        &w.rg,
+        "-n",
+        &w.name,
+        "--key",
+        &pubfile(&gone),
+    ])
+    .await;
     let fp = openssh_fingerprint(Path::new(&pubfile(&gone)));
     let journal = w.home.path().join("remove.jsonl");
     // VMs of the group that are not running fail (RunCommand needs a running VM).
@@ -399,13 +578,24 @@ async fn a_key_is_removed_across_the_fleet_and_the_audit_groups_vms_by_drift() {
         .all(|v| v.power_state == azssh_emulator::PowerState::Running);
     let code = if all_running { 0 } else { 1 };
     let t = w.azssh(&[
-        "keys", "remove", "-g", &w.rg, "--fingerprint", &fp, "--journal",
+        "keys",
+        "remove",
+        "-g",
+        &w.rg,
+        "--fingerprint",
+        &fp,
+        "--journal",
         &journal.display().to_string(),
     ]);
-    let out = tokio::task::spawn_blocking(move || t.status(code).run()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || t.status(code).run())
+        .await
+        .unwrap();
     let stderr = stderr_of(&out);
     // Stopped or deallocated VMs of the group fail; the running ones are searched.
-    assert!(stderr.contains(&format!("removed from 1 VM(s) [{}]", w.name)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("removed from 1 VM(s) [{}]", w.name)),
+        "{stderr}"
+    );
     let lines = std::fs::read_to_string(&journal).unwrap();
     assert!(lines.lines().count() >= 2, "{lines}");
     assert!(lines.contains("\"status\":\"ok\""), "{lines}");
@@ -414,10 +604,15 @@ async fn a_key_is_removed_across_the_fleet_and_the_audit_groups_vms_by_drift() {
 
     w.on_guest("Set-Service -Name sshd -StartupType Manual");
     let t = w.azssh(&["audit", "-g", &w.rg]);
-    let out = tokio::task::spawn_blocking(move || t.status(code).run()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || t.status(code).run())
+        .await
+        .unwrap();
     let stderr = stderr_of(&out);
     assert!(stderr.contains("drift by VM:"), "{stderr}");
-    assert!(stderr.contains(&format!("[{}]: sshd.startup", w.name)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[{}]: sshd.startup", w.name)),
+        "{stderr}"
+    );
     let results: Value = serde_json::from_str(&stdout_of(&out)).unwrap();
     assert!(results.is_array(), "{results}");
 }

@@ -25,7 +25,7 @@ const AUDIT_DOC: &str = "\
 /// `sshd.startup`, `sshd.version`, `sshd.missing`, `firewall.rule`, `firewall.enabled`,
 /// `firewall.profile`, `config.match_block`, `config.port`, `config.password_authentication`,
 /// `config.allow_groups`, `default_shell`, `keys.encoding`, `keys.acl`, `keys.expired`,
-/// `keys.unknown`, `logs.acl`, `logs.missing`), empty when nothing drifted.
+/// `keys.unknown`, `logs.acl`), empty when nothing drifted.
 ///
 /// # Example
 /// ```rhai
@@ -138,9 +138,11 @@ fn set_default_shell(ctx: &Ctx, v: &Vm, shell_name: &str) -> RhaiResult<Dynamic>
         .map_err(|reason| to_rhai(&WorkflowError::InvalidShell { reason }))?;
     let arm = ctx.arm()?;
     let vm = v.clone();
-    let r = block(ctx, &format!("setting the default shell of `{}`", v.name), async move {
-        shell::set_default_shell(&arm, &vm, chosen).await
-    })?;
+    let r = block(
+        ctx,
+        &format!("setting the default shell of `{}`", v.name),
+        async move { shell::set_default_shell(&arm, &vm, chosen).await },
+    )?;
     Ok(value::from_json(&serde_json::json!({
         "vm": v.name, "shell": if r.shell.is_empty() { "cmd" } else { r.shell.as_str() },
         "previous": r.previous, "changed": r.changed,

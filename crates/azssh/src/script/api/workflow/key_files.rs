@@ -68,7 +68,13 @@ fn edit_result(vm: &Vm, r: &KeyFilesResult, dry_run: bool) -> Dynamic {
     }))
 }
 
-fn run_edit(ctx: &Ctx, v: &Vm, what: &str, scope: KeyScope, edit: KeyEdit) -> RhaiResult<KeyFilesResult> {
+fn run_edit(
+    ctx: &Ctx,
+    v: &Vm,
+    what: &str,
+    scope: KeyScope,
+    edit: KeyEdit,
+) -> RhaiResult<KeyFilesResult> {
     let arm = ctx.arm()?;
     let vm = v.clone();
     block(ctx, &format!("{what} on `{}`", v.name), async move {
@@ -118,7 +124,15 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     );
     for (with_opts, params) in [
         (false, &["vm: Vm", "fingerprint_or_key: string", "map"][..]),
-        (true, &["vm: Vm", "fingerprint_or_key: string", "options: map", "map"][..]),
+        (
+            true,
+            &[
+                "vm: Vm",
+                "fingerprint_or_key: string",
+                "options: map",
+                "map",
+            ][..],
+        ),
     ] {
         let c = ctx.clone();
         let reg = FuncRegistration::new("remove_key")
@@ -139,10 +153,16 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         let c = ctx.clone();
         let reg = FuncRegistration::new("rotate_key").with_comments([ROTATE_DOC]);
         if with_opts {
-            reg.with_params_info(["vm: Vm", "old: string", "new: string", "options: map", "map"])
-                .register_into_engine(engine, move |v: Vm, old: &str, new: &str, o: Map| {
-                    rotate_key(&c, &v, old, new, o)
-                });
+            reg.with_params_info([
+                "vm: Vm",
+                "old: string",
+                "new: string",
+                "options: map",
+                "map",
+            ])
+            .register_into_engine(engine, move |v: Vm, old: &str, new: &str, o: Map| {
+                rotate_key(&c, &v, old, new, o)
+            });
         } else {
             reg.with_params_info(["vm: Vm", "old: string", "new: string", "map"])
                 .register_into_engine(engine, move |v: Vm, old: &str, new: &str| {
@@ -224,10 +244,16 @@ fn authorized_keys(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
 }
 
 fn remove_key(ctx: &Ctx, v: &Vm, key: &str, options: Map) -> RhaiResult<Dynamic> {
-    let o = Options::new("remove_key", options, &["user", "force", "dry_run", "identity"])?;
+    let o = Options::new(
+        "remove_key",
+        options,
+        &["user", "force", "dry_run", "identity"],
+    )?;
     let scope = scope(&o, true)?;
-    let fingerprint = wf(wk::fingerprint_of(&keys::expand_home(key).to_string_lossy())
-        .or_else(|_| wk::fingerprint_of(key)))?;
+    let fingerprint = wf(
+        wk::fingerprint_of(&keys::expand_home(key).to_string_lossy())
+            .or_else(|_| wk::fingerprint_of(key)),
+    )?;
     let dry_run = o.bool("dry_run")?.unwrap_or(false);
     let edit = KeyEdit {
         remove: vec![fingerprint],
@@ -292,7 +318,9 @@ fn copy_keys(ctx: &Ctx, v: &Vm, texts: &[String], options: Map) -> RhaiResult<Dy
         ..Default::default()
     };
     let r = run_edit(ctx, v, "installing keys", scope, edit)?;
-    let mut map = edit_result(v, &r, false).try_cast::<Map>().unwrap_or_default();
+    let mut map = edit_result(v, &r, false)
+        .try_cast::<Map>()
+        .unwrap_or_default();
     let path = r.files.first().map(|f| f.path.clone()).unwrap_or_default();
     map.insert("path".into(), path.into());
     map.insert(
@@ -301,9 +329,16 @@ fn copy_keys(ctx: &Ctx, v: &Vm, texts: &[String], options: Map) -> RhaiResult<Dy
     );
     map.insert(
         "fingerprints".into(),
-        fingerprints.into_iter().map(Dynamic::from).collect::<Array>().into(),
+        fingerprints
+            .into_iter()
+            .map(Dynamic::from)
+            .collect::<Array>()
+            .into(),
     );
-    map.insert("expires".into(), expires.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    map.insert(
+        "expires".into(),
+        expires.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
     Ok(map.into())
 }
 
@@ -311,10 +346,18 @@ fn rotate_key(ctx: &Ctx, v: &Vm, old: &str, new: &str, options: Map) -> RhaiResu
     let o = Options::new(
         "rotate_key",
         options,
-        &["user", "identity", "port", "known_hosts", "prefer_private_ip"],
+        &[
+            "user",
+            "identity",
+            "port",
+            "known_hosts",
+            "prefer_private_ip",
+        ],
     )?;
-    let old_fingerprint = wf(wk::fingerprint_of(&keys::expand_home(old).to_string_lossy())
-        .or_else(|_| wk::fingerprint_of(old)))?;
+    let old_fingerprint = wf(
+        wk::fingerprint_of(&keys::expand_home(old).to_string_lossy())
+            .or_else(|_| wk::fingerprint_of(old)),
+    )?;
     let new_path = keys::expand_home(new);
     let new_key = public_key(&new_path.to_string_lossy())?;
     if new_key.fingerprint() == old_fingerprint {
@@ -349,10 +392,12 @@ fn rotate_key(ctx: &Ctx, v: &Vm, old: &str, new: &str, options: Map) -> RhaiResu
         v.public_ip.clone()
     };
     let Some(host) = host.filter(|h| !h.is_empty()) else {
-        return Err(to_rhai(&crate::workflow::error::WorkflowError::NoPublicIp {
-            vm: v.name.clone(),
-            private_ip: v.private_ip.clone(),
-        }));
+        return Err(to_rhai(
+            &crate::workflow::error::WorkflowError::NoPublicIp {
+                vm: v.name.clone(),
+                private_ip: v.private_ip.clone(),
+            },
+        ));
     };
     let port = match o.int_in("port", 1..=65535)? {
         Some(p) => p as u16,

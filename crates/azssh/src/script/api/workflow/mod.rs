@@ -197,7 +197,10 @@ fn register_keys(engine: &mut Engine, ctx: &Ctx) {
 }
 
 fn copy_key(ctx: &Ctx, v: &Vm, key: &str, options: Map) -> RhaiResult<Dynamic> {
-    if ["expires", "exclusive"].iter().any(|k| options.contains_key(*k)) {
+    if ["expires", "exclusive"]
+        .iter()
+        .any(|k| options.contains_key(*k))
+    {
         return key_files::copy_key_with(ctx, v, key, options);
     }
     let o = Options::new("copy_key", options, &["user", "expires", "exclusive"])?;
