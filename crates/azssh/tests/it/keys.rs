@@ -125,7 +125,16 @@ impl World {
     async fn start() -> World {
         let emu = Emu::builder().vms(12).start().await;
         let v = emu.ready_vm();
-        let mut w = World {
+        let mut w = World::on(emu, v);
+        let report = w.setup(0).await;
+        assert_eq!(report["ok"], true, "{report}");
+        w.user = report["user"].as_str().unwrap().to_string();
+        w
+    }
+
+    /// `vm` of `emu`, with a home holding `~/.ssh/id_ed25519`, not set up.
+    fn on(emu: Emu, v: azssh_emulator::VmSummary) -> World {
+        let w = World {
             user: String::new(),
             ip: v.public_ip.unwrap().to_string(),
             rg: v.resource_group,
@@ -133,23 +142,29 @@ impl World {
             emu,
             home: tempfile::tempdir().unwrap(),
         };
-        let me = w.key(".ssh/id_ed25519");
-        let report = w
-            .run(&[
+        w.key(".ssh/id_ed25519");
+        w
+    }
+
+    /// `azssh setup` with `~/.ssh/id_ed25519`, expecting exit `code`; its JSON report, or the
+    /// error's stderr as a JSON string.
+    async fn setup(&self, code: i32) -> Value {
+        let me = self.home.path().join(".ssh/id_ed25519.pub");
+        let t = self
+            .azssh(&[
                 "setup",
                 "-g",
-                &w.rg,
+                &self.rg,
                 "-n",
-                &w.name,
+                &self.name,
                 "--source",
                 "127.0.0.0/8",
                 "--key",
-                &format!("{}.pub", me.display()),
+                &me.display().to_string(),
             ])
-            .await;
-        assert_eq!(report["ok"], true, "{report}");
-        w.user = report["user"].as_str().unwrap().to_string();
-        w
+            .status(code);
+        let out = tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+        serde_json::from_str(&stdout_of(&out)).unwrap_or(Value::String(stderr_of(&out)))
     }
 }
 
@@ -615,4 +630,140 @@ async fn a_key_is_removed_across_the_fleet_and_the_audit_groups_vms_by_drift() {
     );
     let results: Value = serde_json::from_str(&stdout_of(&out)).unwrap();
     assert!(results.is_array(), "{results}");
+}
+
+/// What the audit must find on each variant of the realistic world, before anyone set it up.
+fn expected_drift(variant: azssh_emulator::Variant) -> Option<&'static [&'static str]> {
+    use azssh_emulator::Variant as V;
+    Some(match variant {
+        // Nothing installed yet: the only finding is that.
+        V::Tidy
+        | V::AdminsUnresolvableSid
+        | V::AdminNestedGroup
+        | V::WsusManaged
+        | V::NsgDenyAll
+        | V::DiskFull
+        | V::ExtensionOtherName => &["sshd.missing"],
+        V::Ws2025PublicProfile => &["firewall.profile", "sshd.startup", "sshd.status"],
+        V::SshdConfigHardened => &[
+            "config.allow_groups",
+            "config.match_block",
+            "config.password_authentication",
+        ],
+        V::SshdPort2222 => &["config.port"],
+        V::SshdBrokenLogsAcl => &["logs.acl", "sshd.status"],
+        V::DefaultShellPowerShell => &["default_shell"],
+        // Deallocated: RunCommand cannot run, the fleet run reports it failed.
+        V::AgentNotReady => return None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_every_variant_of_the_realistic_world_and_only_those() {
+    if !have_openssh() {
+        return;
+    }
+    let emu = Emu::builder()
+        .vms(13)
+        .world(azssh_emulator::WorldKind::Realistic)
+        .start()
+        .await;
+    let vms = emu.handle.vms();
+    let w = World::on(emu, vms[0].clone());
+    let t = w.azssh(&["audit", "--all"]).status(1);
+    let out = tokio::task::spawn_blocking(move || t.run()).await.unwrap();
+    let rows: Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("drift by VM:"), "{stderr}");
+    for v in &vms {
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == v.name.as_str())
+            .unwrap_or_else(|| panic!("{} missing from {rows}", v.name));
+        match expected_drift(v.variant) {
+            Some(want) => assert_eq!(
+                row["result"]["drift"],
+                serde_json::json!(want),
+                "{} ({}): {row}",
+                v.name,
+                v.variant.name()
+            ),
+            None => assert_eq!(row["status"], "failed", "{row}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_brings_the_broken_sshd_and_narrowed_firewall_vms_back_to_an_ssh_login() {
+    if !have_openssh() {
+        return;
+    }
+    use azssh_emulator::Variant;
+    let emu = Emu::builder()
+        .vms(13)
+        .world(azssh_emulator::WorldKind::Realistic)
+        .start()
+        .await;
+    let broken = emu.variant_vm(Variant::SshdBrokenLogsAcl);
+    let narrowed = emu.variant_vm(Variant::Ws2025PublicProfile);
+    let mut w = World::on(emu, broken);
+
+    // sshd cannot start (error 1067): setup stops at `enable`; repair resets the logs folder's
+    // ACL and starts sshd; then the whole workflow, login included, works.
+    let failed = w.setup(1).await;
+    assert!(
+        failed.to_string().contains("step `enable` failed"),
+        "{failed}"
+    );
+    let r = w.run(&["repair", "-g", &w.rg, "-n", &w.name]).await;
+    let whats: Vec<&str> = r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(whats, ["logs.acl", "sshd.status"], "{r}");
+    assert!(r["failed"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["drift"], serde_json::json!([]), "{r}");
+    let ok = w.setup(0).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    w.user = ok["user"].as_str().unwrap().to_string();
+    let me = w.home.path().join(".ssh/id_ed25519");
+    let login = w.openssh_login(&me).await;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+
+    // Windows Server 2025: the rule covers Domain and Private, the NIC is Public. Setup gets as
+    // far as the login, which the guest firewall drops; repair adds the Public profile.
+    let mut w = World::on(w.emu, narrowed);
+    let failed = w.setup(1).await;
+    assert!(failed.to_string().contains("step `ssh` failed"), "{failed}");
+    let dry = w
+        .run(&["repair", "-g", &w.rg, "-n", &w.name, "--dry-run"])
+        .await;
+    assert_eq!(dry["changes"][0]["what"], "firewall.profile", "{dry}");
+    assert_eq!(dry["changes"][0]["to"], "Domain, Private, Public", "{dry}");
+    let r = w.run(&["repair", "-g", &w.rg, "-n", &w.name]).await;
+    assert_eq!(r["drift"], serde_json::json!([]), "{r}");
+    w.user = w
+        .run(&["vms", "-o", "json"])
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == w.name.as_str())
+        .and_then(|v| v["admin_username"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let me = w.home.path().join(".ssh/id_ed25519");
+    let login = w.openssh_login(&me).await;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
 }
