@@ -123,25 +123,21 @@ pub fn deviations(
                 }
             }
         }
-        match &facts.logs {
-            Some(acl) => {
-                let foreign: Vec<&String> = acl
-                    .sids
-                    .iter()
-                    .filter(|s| *s != ADMINISTRATORS_SID && *s != SYSTEM_SID)
-                    .collect();
-                if acl.inherited || !foreign.is_empty() {
-                    out.push(dev(
-                        "logs.acl",
-                        format!(
-                            "C:\\ProgramData\\ssh\\logs: inherited {}, grants {}",
-                            acl.inherited,
-                            acl.sids.join(", ")
-                        ),
-                    ));
-                }
+        if let Some(acl) = &facts.logs {
+            let foreign = acl
+                .sids
+                .iter()
+                .any(|s| s != ADMINISTRATORS_SID && s != SYSTEM_SID);
+            if acl.inherited || foreign {
+                out.push(dev(
+                    "logs.acl",
+                    format!(
+                        "C:\\ProgramData\\ssh\\logs: inherited {}, grants {}",
+                        acl.inherited,
+                        acl.sids.join(", ")
+                    ),
+                ));
             }
-            None => {}
         }
     }
     if let Some(c) = &facts.config {
