@@ -146,6 +146,46 @@ impl World {
         w
     }
 
+    /// Without `setup`: the key installed, the NSG opened to loopback, the admin's name known.
+    async fn reachable(mut self) -> World {
+        let me = self.home.path().join(".ssh/id_ed25519.pub");
+        self.run(&[
+            "copy-key",
+            "-g",
+            &self.rg,
+            "-n",
+            &self.name,
+            "--key",
+            &me.display().to_string(),
+        ])
+        .await;
+        self.run(&[
+            "open-port",
+            "-g",
+            &self.rg,
+            "-n",
+            &self.name,
+            "--source",
+            "127.0.0.0/8",
+        ])
+        .await;
+        let vms = self.run(&["vms", "-g", &self.rg]).await;
+        self.user = vms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == self.name.as_str())
+            .and_then(|v| v["admin_username"].as_str())
+            .unwrap_or_else(|| panic!("no admin in {vms}"))
+            .to_string();
+        self
+    }
+
+    /// The host keys read through Azure and pinned (sshd must have run once).
+    async fn pin(&self) {
+        self.run(&["pin", "-g", &self.rg, "-n", &self.name]).await;
+    }
+
     /// `azssh setup` with `~/.ssh/id_ed25519`, expecting exit `code`; its JSON report, or the
     /// error's stderr as a JSON string.
     async fn setup(&self, code: i32) -> Value {
@@ -708,15 +748,13 @@ async fn repair_brings_the_broken_sshd_and_narrowed_firewall_vms_back_to_an_ssh_
         .await;
     let broken = emu.variant_vm(Variant::SshdBrokenLogsAcl);
     let narrowed = emu.variant_vm(Variant::Ws2025PublicProfile);
-    let mut w = World::on(emu, broken);
+    let w = World::on(emu, broken).reachable().await;
+    let me = w.home.path().join(".ssh/id_ed25519");
 
-    // sshd cannot start (error 1067): setup stops at `enable`; repair resets the logs folder's
-    // ACL and starts sshd; then the whole workflow, login included, works.
-    let failed = w.setup(1).await;
-    assert!(
-        failed.to_string().contains("step `enable` failed"),
-        "{failed}"
-    );
+    // sshd cannot start (error 1067): no login. Repair resets the logs folder's ACL and starts
+    // sshd; the login works.
+    w.pin().await;
+    assert!(!w.openssh_login(&me).await.status.success(), "sshd is down");
     let r = w.run(&["repair", "-g", &w.rg, "-n", &w.name]).await;
     let whats: Vec<&str> = r["changes"]
         .as_array()
@@ -727,10 +765,7 @@ async fn repair_brings_the_broken_sshd_and_narrowed_firewall_vms_back_to_an_ssh_
     assert_eq!(whats, ["logs.acl", "sshd.status"], "{r}");
     assert!(r["failed"].as_array().unwrap().is_empty(), "{r}");
     assert_eq!(r["drift"], serde_json::json!([]), "{r}");
-    let ok = w.setup(0).await;
-    assert_eq!(ok["ok"], true, "{ok}");
-    w.user = ok["user"].as_str().unwrap().to_string();
-    let me = w.home.path().join(".ssh/id_ed25519");
+    w.emu.guests().sync_listeners();
     let login = w.openssh_login(&me).await;
     assert!(
         login.status.success(),
@@ -738,27 +773,32 @@ async fn repair_brings_the_broken_sshd_and_narrowed_firewall_vms_back_to_an_ssh_
         String::from_utf8_lossy(&login.stderr)
     );
 
-    // Windows Server 2025: the rule covers Domain and Private, the NIC is Public. Setup gets as
-    // far as the login, which the guest firewall drops; repair adds the Public profile.
-    let mut w = World::on(w.emu, narrowed);
-    let failed = w.setup(1).await;
-    assert!(failed.to_string().contains("step `ssh` failed"), "{failed}");
+    // Windows Server 2025: an administrator started the preinstalled sshd, but its rule covers
+    // Domain and Private and the NIC is Public: the guest firewall drops the login. Repair adds
+    // the Public profile (and makes sshd Automatic).
+    let w = World::on(w.emu, narrowed).reachable().await;
+    w.on_guest("Start-Service -Name sshd");
+    w.pin().await;
+    assert!(
+        !w.openssh_login(&me).await.status.success(),
+        "the firewall admitted"
+    );
     let dry = w
         .run(&["repair", "-g", &w.rg, "-n", &w.name, "--dry-run"])
         .await;
-    assert_eq!(dry["changes"][0]["what"], "firewall.profile", "{dry}");
-    assert_eq!(dry["changes"][0]["to"], "Domain, Private, Public", "{dry}");
-    let r = w.run(&["repair", "-g", &w.rg, "-n", &w.name]).await;
-    assert_eq!(r["drift"], serde_json::json!([]), "{r}");
-    w.user = w
-        .run(&["vms", "-o", "json"])
-        .await
+    let profile = dry["changes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == w.name.as_str())
-        .and_then(|v| v["admin_username"].as_str().map(str::to_string))
-        .unwrap_or_default();
+        .find(|c| c["what"] == "firewall.profile")
+        .unwrap_or_else(|| panic!("{dry}"));
+    assert_eq!(profile["to"], "Domain, Private, Public", "{dry}");
+    assert!(
+        !w.openssh_login(&me).await.status.success(),
+        "a dry run changed it"
+    );
+    let r = w.run(&["repair", "-g", &w.rg, "-n", &w.name]).await;
+    assert_eq!(r["drift"], serde_json::json!([]), "{r}");
     let me = w.home.path().join(".ssh/id_ed25519");
     let login = w.openssh_login(&me).await;
     assert!(
