@@ -259,6 +259,10 @@ pub struct EnableSshArgs {
     /// Start the VM if it is stopped (default: refuse)
     #[arg(long)]
     pub start: bool,
+    /// On a WSUS-managed VM, set the documented policy "Download repair content and optional
+    /// features directly from Windows Update" so the OpenSSH capability can install
+    #[arg(long)]
+    pub allow_windows_update: bool,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +327,9 @@ pub struct CopyKeyArgs {
     /// Local user whose key file to write (default: administrators_authorized_keys)
     #[arg(long = "local-user", value_name = "USER")]
     pub local_user: Option<String>,
+    /// When sshd_config's AllowGroups keeps the user out, add them to the group it names
+    #[arg(long)]
+    pub fix_sshd_config: bool,
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +371,17 @@ pub struct SetupArgs {
     /// Fail instead of starting a stopped VM
     #[arg(long)]
     pub no_start: bool,
+    /// On a WSUS-managed VM, set the documented policy "Download repair content and optional
+    /// features directly from Windows Update" so the OpenSSH capability can install
+    #[arg(long)]
+    pub allow_windows_update: bool,
+    /// Make the guest's sshd listen on `--port` (sshd_config `Port`) and open it in Windows
+    /// Firewall; without it a `--port` other than sshd's own is refused
+    #[arg(long)]
+    pub set_sshd_port: bool,
+    /// When sshd_config's AllowGroups keeps the user out, add them to the group it names
+    #[arg(long)]
+    pub fix_sshd_config: bool,
 }
 
 #[derive(Debug, Args)]

@@ -85,6 +85,11 @@ pub enum AzureError {
     /// No just-in-time policy in the VM's resource group lists the VM.
     #[error("no just-in-time policy covers VM `{vm}`")]
     NoJitPolicy { vm: String },
+    /// Resource Graph answered `resultTruncated` with no `$skipToken`: the rows are a prefix.
+    #[error(
+        "the Resource Graph query returned only its first {rows} rows (`resultTruncated`) and cannot be paged"
+    )]
+    GraphTruncated { rows: usize },
     /// An NSG rule source that is neither an address, a CIDR nor a service tag.
     #[error("`{source_prefix}` is not a valid rule source: {reason}")]
     InvalidSource {
@@ -275,6 +280,7 @@ impl UserError for AzureError {
             PriorityTaken { .. } => kind::azure::PRIORITY_TAKEN,
             InvalidSource { .. } => kind::azure::INVALID_SOURCE,
             NoJitPolicy { .. } => kind::azure::NO_JIT_POLICY,
+            GraphTruncated { .. } => kind::azure::GRAPH_TRUNCATED,
         }
     }
 
@@ -312,6 +318,9 @@ impl UserError for AzureError {
             (InsecureEndpoint { .. }, _) => "use an `https://` endpoint; plain `http://` is accepted only on loopback (127.0.0.0/8, ::1, localhost), for a local emulator".to_string(),
             (BadEndpoint(_), _) => "set `AZSSH_ARM_ENDPOINT` like `https://management.azure.com`".to_string(),
             (Transport { .. }, _) => "check the network and `AZSSH_ARM_ENDPOINT`".to_string(),
+            (GraphTruncated { .. }, _) => {
+                "project `id` (`| project id, name, ...`) and remove `take`/`limit` so the service can page the results".to_string()
+            }
             (NoJitPolicy { .. }, _) => {
                 "enable just-in-time VM access for it in Microsoft Defender for Cloud (Defender for Servers plan), or open the port with `open_port`".to_string()
             }

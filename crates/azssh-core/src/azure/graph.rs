@@ -79,6 +79,19 @@ pub async fn graph_query(
         if let Value::Array(items) = page.data {
             rows.extend(items);
         }
+        // A query that cannot be paged (`take`/`limit`, or only dynamic columns) answers
+        // `resultTruncated: "true"` without a `$skipToken` (learn.microsoft.com
+        // governance/resource-graph/concepts/paging-results): acting on that first page
+        // silently would skip VMs, so it fails.
+        let truncated = match &page.result_truncated {
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            Some(Value::Bool(b)) => *b,
+            _ => false,
+        };
+        let has_token = page.skip_token.as_deref().is_some_and(|t| !t.is_empty());
+        if truncated && !has_token && opts.max_rows.is_none_or(|m| rows.len() < m) {
+            return Err(crate::azure::AzureError::GraphTruncated { rows: rows.len() });
+        }
         if opts.max_rows.is_some_and(|m| rows.len() >= m) {
             rows.truncate(opts.max_rows.unwrap_or(usize::MAX));
             return Ok(rows);

@@ -249,6 +249,21 @@ pub fn max_access(policy: &JitPolicy, vm_id: &str, port: u16) -> Option<std::tim
         .and_then(|d| parse_duration(d).ok())
 }
 
+/// How far below the policy's maximum azssh asks: the end time is computed from our clock, and
+/// Defender compares it with its own; asking for exactly the maximum fails whenever our clock
+/// runs a little fast (reference WINDOWS-REALITIES.md).
+pub const JIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The longest duration worth asking for under `max`: `max` minus [`JIT_MARGIN`], or 90 % of a
+/// short `max`.
+pub fn below_max(max: std::time::Duration) -> std::time::Duration {
+    if max > JIT_MARGIN * 4 {
+        max - JIT_MARGIN
+    } else {
+        max.mul_f64(0.9)
+    }
+}
+
 /// The port of an active (`Initiated`) request for the VM, from the policy's `requests`.
 pub fn active_request(policy: &JitPolicy, vm_id: &str, port: u16) -> Option<JitRequestPort> {
     policy
@@ -349,6 +364,14 @@ pub async fn request_and_wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_stay_a_margin_below_the_policy_maximum() {
+        let three_hours = std::time::Duration::from_secs(3 * 3600);
+        assert_eq!(below_max(three_hours), three_hours - JIT_MARGIN);
+        let five_minutes = std::time::Duration::from_secs(300);
+        assert_eq!(below_max(five_minutes).as_secs(), 270);
+    }
 
     #[test]
     fn iso_durations_parse() {

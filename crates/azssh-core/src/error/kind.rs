@@ -23,6 +23,7 @@ pub mod azure {
     pub const INVALID_SOURCE: &str = "azure.invalid_source";
     pub const NO_CREDENTIAL: &str = "azure.no_credential";
     pub const NO_JIT_POLICY: &str = "azure.no_jit_policy";
+    pub const GRAPH_TRUNCATED: &str = "azure.graph_truncated";
     pub const NO_SUBSCRIPTION: &str = "azure.no_subscription";
     pub const NOT_FOUND: &str = "azure.not_found";
     pub const OPERATION_FAILED: &str = "azure.operation_failed";
@@ -97,6 +98,9 @@ pub mod windows {
     pub const MISSING_STEP: &str = "windows.missing_step";
     pub const NO_RESULT: &str = "windows.no_result";
     pub const STEP_FAILED: &str = "windows.step_failed";
+    pub const WSUS_BLOCKS_CAPABILITY: &str = "windows.wsus_blocks_capability";
+    pub const USER_NOT_ALLOWED: &str = "windows.user_not_allowed";
+    pub const DISK_FULL: &str = "windows.disk_full";
 }
 
 /// The enable/open-port/pin workflow's policy (`azssh-core::workflow`).
@@ -117,6 +121,9 @@ pub mod workflow {
     pub const NOT_WINDOWS: &str = "workflow.not_windows";
     pub const ONE_SOURCE_ONLY: &str = "workflow.one_source_only";
     pub const RULE_NAME_TAKEN: &str = "workflow.rule_name_taken";
+    pub const BLOCKED_BY_DENY: &str = "workflow.blocked_by_deny";
+    pub const AGENT_NOT_READY: &str = "workflow.agent_not_ready";
+    pub const SSHD_PORT: &str = "workflow.sshd_port";
 }
 
 /// Bounded local file reads (`azssh-core::local_file`).
@@ -197,6 +204,7 @@ pub const ALL: &[&str] = &[
     azure::INVALID_SOURCE,
     azure::NO_CREDENTIAL,
     azure::NO_JIT_POLICY,
+    azure::GRAPH_TRUNCATED,
     azure::NO_SUBSCRIPTION,
     azure::NOT_FOUND,
     azure::OPERATION_FAILED,
@@ -259,6 +267,9 @@ pub const ALL: &[&str] = &[
     windows::MISSING_STEP,
     windows::NO_RESULT,
     windows::STEP_FAILED,
+    windows::WSUS_BLOCKS_CAPABILITY,
+    windows::USER_NOT_ALLOWED,
+    windows::DISK_FULL,
     workflow::CHECK_FAILED,
     workflow::EXTENSION_FAILED,
     workflow::INTERNET_WIDE_SOURCE,
@@ -275,6 +286,9 @@ pub const ALL: &[&str] = &[
     workflow::NOT_WINDOWS,
     workflow::ONE_SOURCE_ONLY,
     workflow::RULE_NAME_TAKEN,
+    workflow::BLOCKED_BY_DENY,
+    workflow::AGENT_NOT_READY,
+    workflow::SSHD_PORT,
     io::FILE,
     rdp::CLOSED,
     rdp::IO,
@@ -356,6 +370,7 @@ mod tests {
             "azure.invalid_source",
             "azure.no_credential",
             "azure.no_jit_policy",
+            "azure.graph_truncated",
             "azure.no_subscription",
             "azure.not_found",
             "azure.operation_failed",
@@ -417,6 +432,9 @@ mod tests {
             "windows.missing_step",
             "windows.no_result",
             "windows.step_failed",
+            "windows.wsus_blocks_capability",
+            "windows.user_not_allowed",
+            "windows.disk_full",
             "workflow.check_failed",
             "workflow.extension_failed",
             "workflow.internet_wide_source",
@@ -430,6 +448,9 @@ mod tests {
             "workflow.not_windows",
             "workflow.one_source_only",
             "workflow.rule_name_taken",
+            "workflow.blocked_by_deny",
+            "workflow.agent_not_ready",
+            "workflow.sshd_port",
             "io.file",
             "rdp.closed",
             "rdp.io",

@@ -35,6 +35,7 @@ try {{
     if ($fw) {{
         $a.rule = [ordered]@{{ enabled = ([string]$fw.Enabled -eq 'True'); profile = [string]$fw.Profile }}
     }}
+    $a.own_rules = @(Get-NetFirewallRule | Where-Object {{ $_.Name -like 'azssh-sshd-*' }} | ForEach-Object {{ [ordered]@{{ name = [string]$_.Name; enabled = ([string]$_.Enabled -eq 'True'); profile = [string]$_.Profile }} }})
     try {{
         $a.categories = @(Get-NetConnectionProfile -ErrorAction Stop | ForEach-Object {{ [string]$_.NetworkCategory }})
     }} catch {{ $a.categories_error = Limit $_.Exception.Message }}
@@ -79,6 +80,14 @@ pub struct RuleFacts {
     pub profile: String,
 }
 
+/// A firewall rule azssh made for sshd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnRule {
+    pub name: String,
+    pub enabled: bool,
+    pub profile: String,
+}
+
 /// The active lines of `sshd_config` that the audit compares with the stock file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigFacts {
@@ -113,6 +122,10 @@ pub struct SshFacts {
     pub startup: Option<String>,
     pub version: Option<String>,
     pub rule: Option<RuleFacts>,
+    /// The rules `setup` adds for sshd when the stock one does not cover the network
+    /// (`azssh-sshd-<port>`).
+    #[serde(default)]
+    pub own_rules: Vec<OwnRule>,
     /// The active network connections' categories (`Public`, `Private`, `DomainAuthenticated`).
     pub categories: Option<Vec<String>>,
     pub categories_error: Option<String>,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::ssh::keys::SshPublicKey;
 
 use super::error::WindowsError;
-use super::quote::ps_quote;
+use super::quote::{ps_quote, ps_text};
 
 /// SID of the built-in Administrators group.
 pub const ADMINISTRATORS_SID: &str = "S-1-5-32-544";
@@ -77,33 +77,100 @@ pub enum KeyTarget {
     User(UserName),
 }
 
+/// Options of the key step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyOptions {
+    /// When sshd_config's `AllowGroups` keeps the user out, add them to the first group it
+    /// names other than administrators (`--fix-sshd-config`); without it the step refuses
+    /// and says so.
+    pub fix_sshd_config: bool,
+}
+
 /// The key step's PowerShell, framed as the block `key`. The two parameters are the only
-/// user-derived text and appear once each, single-quoted; the key has been re-serialised so
-/// it holds only `[A-Za-z0-9+/=@._ -]` anyway.
-pub(crate) fn block(key: &SshPublicKey, target: &KeyTarget) -> String {
+/// user-derived text and appear once each, single-quoted (a non-ASCII user name base64-encoded,
+/// [`ps_text`]); the key has been re-serialised so it holds only `[A-Za-z0-9+/=@._ -]` anyway.
+///
+/// Where the key goes is sshd's decision, so the step asks sshd: `sshd -T -C user=...` prints
+/// the effective `AuthorizedKeysFile` for that user after evaluating `Match Group
+/// administrators` the way the login will (by the user's token groups: nested admins count,
+/// and no member name is resolved, so an unresolvable SID in Administrators does not matter —
+/// `Get-LocalGroupMember` throws on those in 5.1, PowerShell/PowerShell#2996). Only when sshd
+/// cannot answer (not started yet) does it fall back to Administrators' direct members,
+/// compared by SID. `AllowGroups`/`AllowUsers` from the same output are checked and reported.
+pub(crate) fn block(key: &SshPublicKey, target: &KeyTarget, opts: KeyOptions) -> String {
     let user = match target {
         KeyTarget::Administrators => String::new(),
         KeyTarget::User(name) => name.as_str().to_string(),
     };
+    let fix = if opts.fix_sshd_config {
+        "$true"
+    } else {
+        "$false"
+    };
     format!(
         r#"$AzsshUser = {user}
 $AzsshKey = {key}
-$k = [ordered]@{{ added = $false; repaired = $false }}
+$k = [ordered]@{{ added = $false; repaired = $false; allow_groups = @(); allow_users = @() }}
 try {{
     $admin = $AzsshUser -eq ''
+    $path = $null
+    $sid = $null
     if (-not $admin) {{
-        $admin = [bool](Get-LocalGroupMember -SID '{ADMINISTRATORS_SID}' | Where-Object {{ ($_.Name -split '\\')[-1] -eq $AzsshUser }})
-    }}
-    if ($admin) {{
-        $path = Join-Path $env:ProgramData 'ssh\administrators_authorized_keys'
-        $owner = '*{ADMINISTRATORS_SID}:F'
-    }} else {{
         $sid = (Get-LocalUser -Name $AzsshUser).SID.Value
         $profileDir = @(Get-CimInstance -ClassName Win32_UserProfile | Where-Object {{ $_.SID -eq $sid }})[0].LocalPath
+        $t = $null
+        try {{
+            $exe = (Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
+            $t = @(& $exe -T -C ('user=' + $AzsshUser + ',host=azssh,addr=127.0.0.1') 2>$null)
+            if ($LASTEXITCODE -ne 0) {{ $t = $null }}
+        }} catch {{ $t = $null }}
+        if ($t) {{
+            $k.sshd_t = $true
+            $akf = [string]@($t | Where-Object {{ $_ -like 'authorizedkeysfile *' }})[0]
+            $first = @(($akf -replace '^authorizedkeysfile\s+', '') -split '\s+')[0]
+            $k.allow_groups = @($t | Where-Object {{ $_ -like 'allowgroups *' }} | ForEach-Object {{ $_.Substring(12) }})
+            $k.allow_users = @($t | Where-Object {{ $_ -like 'allowusers *' }} | ForEach-Object {{ $_.Substring(11) }})
+            $file = $first.Replace('__PROGRAMDATA__', $env:ProgramData).Replace('%u', $AzsshUser).Replace('/', '\')
+            if ($file -like '*%h*') {{ $file = $file.Replace('%h', [string]$profileDir) }}
+            if ($file -notmatch '^[A-Za-z]:') {{
+                if (-not $profileDir) {{ throw ('user ' + $AzsshUser + {no_profile}) }}
+                $file = Join-Path $profileDir $file
+            }}
+            $path = $file
+            $admin = $path -like ($env:ProgramData + '\*')
+        }} else {{
+            $admin = @(Get-LocalGroupMember -SID '{ADMINISTRATORS_SID}' | Where-Object {{ $_.SID.Value -eq $sid }}).Count -gt 0
+        }}
+        if ($k.allow_users.Count -gt 0) {{
+            $k.allowed = @($k.allow_users | Where-Object {{ $AzsshUser -like $_ }}).Count -gt 0
+        }}
+        if ($k.allow_groups.Count -gt 0 -and $k.allowed -ne $false) {{
+            $in = @()
+            foreach ($g in $k.allow_groups) {{
+                try {{
+                    $m = @(Get-LocalGroupMember -Group $g -ErrorAction Stop | Where-Object {{ $_.SID.Value -eq $sid }})
+                    if ($m.Count -gt 0) {{ $in += $g }}
+                }} catch {{ $k.groups_unreadable = $true }}
+            }}
+            if ($in.Count -gt 0) {{ $k.allowed = $true }} elseif (-not $k.groups_unreadable) {{ $k.allowed = $false }}
+            if ($k.allowed -eq $false -and {fix}) {{
+                $to = @($k.allow_groups | Where-Object {{ $_ -ne 'administrators' }})[0]
+                if ($to) {{
+                    Add-LocalGroupMember -Group $to -Member $AzsshUser
+                    $k.fixed = 'added to group ' + $to
+                    $k.allowed = $true
+                }}
+            }}
+        }}
+    }}
+    if ($admin -and -not $path) {{
+        $path = Join-Path $env:ProgramData 'ssh\administrators_authorized_keys'
+    }}
+    if (-not $path) {{
         if (-not $profileDir) {{ throw ('user ' + $AzsshUser + {no_profile}) }}
         $path = Join-Path $profileDir '.ssh\authorized_keys'
-        $owner = $AzsshUser + ':F'
     }}
+    if ($admin) {{ $owner = '*{ADMINISTRATORS_SID}:F' }} else {{ $owner = '*' + $sid + ':F' }}
     $dir = Split-Path -Parent $path
     if (-not (Test-Path -LiteralPath $dir)) {{ $null = New-Item -ItemType Directory -Path $dir -Force }}
     $enc = New-Object Text.UTF8Encoding $false
@@ -137,7 +204,7 @@ try {{
     $k.error = Limit $_.Exception.Message
 }}
 $r.key = $k"#,
-        user = ps_quote(&user),
+        user = ps_text(&user),
         key = ps_quote(&key.to_line()),
         no_profile = ps_quote(NO_PROFILE),
     )
@@ -158,6 +225,21 @@ pub struct KeyInstallResult {
     #[serde(default)]
     pub sids: Vec<String>,
     pub error: Option<String>,
+    /// sshd answered `sshd -T` (the key file is sshd's own choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sshd_t: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_users: Vec<String>,
+    /// AllowGroups/AllowUsers let the user in (`None`: no such lines, or unreadable groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_unreadable: Option<bool>,
+    /// What `fix_sshd_config` changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
 }
 
 /// A verified key install.
@@ -169,6 +251,11 @@ pub struct KeyInstalled {
     /// A BOM or UTF-16 file was rewritten as UTF-8 without BOM.
     pub repaired: bool,
     pub admin: bool,
+    /// sshd_config's `AllowGroups` and `AllowUsers`, as sshd reported them.
+    pub allow_groups: Vec<String>,
+    pub allow_users: Vec<String>,
+    /// What `fix_sshd_config` changed.
+    pub fixed: Option<String>,
 }
 
 impl KeyInstallResult {
@@ -176,6 +263,9 @@ impl KeyInstallResult {
     /// expected SIDs on the ACL (sshd's StrictModes would ignore the file otherwise).
     pub fn into_installed(self) -> Result<KeyInstalled, WindowsError> {
         if let Some(message) = self.error {
+            if message.contains("There is not enough space on the disk") {
+                return Err(WindowsError::DiskFull { message });
+            }
             return Err(WindowsError::StepFailed {
                 step: "key install",
                 message,
@@ -204,11 +294,20 @@ impl KeyInstallResult {
         if let Some(other) = self.sids.iter().find(|s| !allowed(s)) {
             return Err(fail(format!("`{other}` has access to the file")));
         }
+        if self.allowed == Some(false) {
+            return Err(WindowsError::UserNotAllowed {
+                allow_groups: self.allow_groups.join(", "),
+                allow_users: self.allow_users.join(", "),
+            });
+        }
         Ok(KeyInstalled {
             path,
             added: self.added,
             repaired: self.repaired,
             admin,
+            allow_groups: self.allow_groups,
+            allow_users: self.allow_users,
+            fixed: self.fixed,
         })
     }
 }
@@ -261,13 +360,27 @@ mod tests {
     fn key_block_holds_parameters_only_inside_single_quoted_literals() {
         let key = SshPublicKey::parse(KEY).unwrap();
         let target = KeyTarget::User(UserName::parse("Jean-Luc").unwrap());
-        let block = block(&key, &target);
+        let block = block(&key, &target, KeyOptions::default());
         let mut lines = block.lines();
         assert_eq!(lines.next(), Some("$AzsshUser = 'Jean-Luc'"));
         assert_eq!(lines.next(), Some(format!("$AzsshKey = '{KEY}'").as_str()));
         assert_eq!(block.matches("Jean-Luc").count(), 1);
         assert_eq!(block.matches("AAAAC3Nza").count(), 1);
         assert!(!block.contains(">>") && !block.contains("Add-Content"));
+    }
+
+    #[test]
+    fn non_ascii_user_names_cross_base64_encoded_and_the_script_stays_ascii() {
+        let key = SshPublicKey::parse(KEY).unwrap();
+        let target = KeyTarget::User(UserName::parse("J\u{f6}rg").unwrap());
+        let block = block(&key, &target, KeyOptions::default());
+        assert!(block.is_ascii());
+        assert_eq!(
+            block.lines().next(),
+            Some(
+                "$AzsshUser = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('SsO2cmc='))"
+            )
+        );
     }
 
     #[test]
@@ -295,6 +408,7 @@ mod tests {
         let benign = block(
             &SshPublicKey::parse(KEY).unwrap(),
             &KeyTarget::User(UserName::parse("bob").unwrap()),
+            KeyOptions::default(),
         );
         for payload in INJECTION_CORPUS {
             // As a user name: refused.
@@ -305,7 +419,11 @@ mod tests {
             // As a key comment: sanitised away, the script is the benign one.
             let key = SshPublicKey::parse(&format!("{KEY}{payload}"));
             if let Ok(key) = key {
-                let script = block(&key, &KeyTarget::User(UserName::parse("bob").unwrap()));
+                let script = block(
+                    &key,
+                    &KeyTarget::User(UserName::parse("bob").unwrap()),
+                    KeyOptions::default(),
+                );
                 let key_line = script.lines().nth(1).unwrap();
                 let (value, rest) =
                     ps_unquote_prefix(key_line.strip_prefix("$AzsshKey = ").unwrap()).unwrap();

@@ -9,9 +9,9 @@
 
 use crate::ssh::keys::SshPublicKey;
 
-use super::authorized_keys::{self, KeyTarget};
+use super::authorized_keys::{self, KeyOptions, KeyTarget};
 use super::host_keys;
-use super::setup::{self, SetupMode};
+use super::setup::{self, SetupMode, SetupOptions};
 
 /// Marks the one line of a script's output that holds its JSON result.
 pub const RESULT_MARKER: &str = "AZSSH-RESULT:";
@@ -25,6 +25,7 @@ pub const SETUP: &str = "setup";
 pub const SERVICE: &str = "service";
 pub const KEY: &str = "key";
 pub const HOST_KEYS: &str = "host-keys";
+pub const INSPECT: &str = "inspect";
 pub const EPILOGUE: &str = "epilogue";
 
 /// Errors stop the step they happen in (each step catches its own), progress bars stay off
@@ -51,8 +52,12 @@ pub(crate) fn frame(name: &str, body: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct GuestScript {
     setup: Option<SetupMode>,
+    setup_options: SetupOptions,
     key: Option<(SshPublicKey, KeyTarget)>,
+    key_options: KeyOptions,
     host_keys: bool,
+    /// `Some(user)`: the read-only inspection (`user` may be empty).
+    inspect: Option<String>,
 }
 
 impl GuestScript {
@@ -74,9 +79,27 @@ impl GuestScript {
         self
     }
 
+    /// What setup may change beyond the documented install (WSUS policy, sshd's port).
+    pub fn setup_options(mut self, opts: SetupOptions) -> Self {
+        self.setup_options = opts;
+        self
+    }
+
+    /// What the key step may change (`fix_sshd_config`).
+    pub fn key_options(mut self, opts: KeyOptions) -> Self {
+        self.key_options = opts;
+        self
+    }
+
     /// Append `key` to the file sshd reads for `target`, repair encoding, set the ACL.
     pub fn install_key(mut self, key: SshPublicKey, target: KeyTarget) -> Self {
         self.key = Some((key, target));
+        self
+    }
+
+    /// Look, changing nothing, at everything SSH depends on (for `check-prereqs`).
+    pub fn inspect(mut self, user: &str) -> Self {
+        self.inspect = Some(user.to_string());
         self
     }
 
@@ -90,19 +113,27 @@ impl GuestScript {
     pub fn build(&self) -> String {
         let mut script = frame(PROLOGUE, &prologue());
         match self.setup {
-            Some(SetupMode::Capability) => {
-                script.push_str(&frame(SETUP, &setup::block(SetupMode::Capability)))
-            }
-            Some(SetupMode::ServiceOnly) => {
-                script.push_str(&frame(SERVICE, &setup::block(SetupMode::ServiceOnly)))
-            }
+            Some(SetupMode::Capability) => script.push_str(&frame(
+                SETUP,
+                &setup::block(SetupMode::Capability, self.setup_options),
+            )),
+            Some(SetupMode::ServiceOnly) => script.push_str(&frame(
+                SERVICE,
+                &setup::block(SetupMode::ServiceOnly, self.setup_options),
+            )),
             None => {}
         }
         if let Some((key, target)) = &self.key {
-            script.push_str(&frame(KEY, &authorized_keys::block(key, target)));
+            script.push_str(&frame(
+                KEY,
+                &authorized_keys::block(key, target, self.key_options),
+            ));
         }
         if self.host_keys {
             script.push_str(&frame(HOST_KEYS, &host_keys::block()));
+        }
+        if let Some(user) = &self.inspect {
+            script.push_str(&frame(INSPECT, &super::inspect::block(user)));
         }
         script.push_str(&frame(EPILOGUE, &epilogue()));
         script
@@ -155,7 +186,7 @@ mod tests {
         // Only the epilogue writes to the output stream.
         assert_eq!(script.matches("Write-Output").count(), 1);
         // RunCommand passes the script through; keep it modest.
-        assert!(script.len() < 8192, "{}", script.len());
+        assert!(script.len() < 16384, "{}", script.len());
     }
 
     #[test]
@@ -234,6 +265,7 @@ mod tests {
             service_script(),
             host_keys_script(),
             install_key_script(&key, &KeyTarget::Administrators),
+            GuestScript::new().inspect("bob").build(),
             GuestScript::new()
                 .setup()
                 .install_key(key.clone(), bob)
@@ -257,6 +289,10 @@ mod tests {
                 install_key_script(&key, &KeyTarget::Administrators),
             ),
             ("user key".to_string(), install_key_script(&key, &bob)),
+            (
+                "inspect".to_string(),
+                GuestScript::new().inspect("bob").build(),
+            ),
         ];
         for (mode, base) in [
             ("setup", GuestScript::new().setup()),

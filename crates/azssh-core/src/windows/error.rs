@@ -26,6 +26,19 @@ pub enum WindowsError {
     LastKey { reason: String },
     #[error("invalid -EncodedCommand argument: {reason}")]
     BadEncodedCommand { reason: String },
+    #[error(
+        "installing the OpenSSH server capability failed ({code}): the VM takes updates from WSUS (policy `UseWUServer = 1` under `HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdate\\AU`), which does not serve Features on Demand"
+    )]
+    WsusBlocksCapability { code: String, message: String },
+    #[error(
+        "sshd_config keeps the user out: AllowGroups `{allow_groups}`, AllowUsers `{allow_users}` (C:\\ProgramData\\ssh\\sshd_config)"
+    )]
+    UserNotAllowed {
+        allow_groups: String,
+        allow_users: String,
+    },
+    #[error("the VM's disk is full: {message}")]
+    DiskFull { message: String },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -60,6 +73,9 @@ impl UserError for WindowsError {
             WindowsError::KeyNotVerified { .. } => kind::windows::KEY_NOT_VERIFIED,
             WindowsError::BadEncodedCommand { .. } => kind::windows::BAD_ENCODED_COMMAND,
             WindowsError::LastKey { .. } => kind::windows::LAST_KEY,
+            WindowsError::WsusBlocksCapability { .. } => kind::windows::WSUS_BLOCKS_CAPABILITY,
+            WindowsError::UserNotAllowed { .. } => kind::windows::USER_NOT_ALLOWED,
+            WindowsError::DiskFull { .. } => kind::windows::DISK_FULL,
         }
     }
 
@@ -91,6 +107,25 @@ impl UserError for WindowsError {
             WindowsError::LastKey { .. } => Some(
                 "nothing was changed; add another key of yours first (`copy_key`), or pass \
                  `force: true` (`--force`) to remove it anyway"
+                    .into(),
+            ),
+            WindowsError::WsusBlocksCapability { .. } => Some(
+                "with `--allow-windows-update` (`allow_windows_update: true` in a script) azssh sets \
+                 the documented policy \"Download repair content and optional features directly \
+                 from Windows Update\" (`RepairContentServerSource = 2` under \
+                 `HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows\\Servicing`) and installs; it is \
+                 a policy change, so it is yours to make (or install from FoD media with `-Source`)"
+                    .into(),
+            ),
+            WindowsError::UserNotAllowed { .. } => Some(
+                "pass `--fix-sshd-config` (`fix_sshd_config: true`) to add the user to the group \
+                 AllowGroups names, or add them yourself (`Add-LocalGroupMember`), or log in as an \
+                 administrator"
+                    .into(),
+            ),
+            WindowsError::DiskFull { .. } => Some(
+                "free space on the OS disk (C:) or resize it (`az disk update --size-gb`), then run \
+                 the step again"
                     .into(),
             ),
             WindowsError::InvalidUserName { .. } => Some(

@@ -68,6 +68,21 @@ pub fn encoded_command(script: &str) -> String {
     STANDARD.encode(bytes)
 }
 
+/// A PowerShell expression for `text` that keeps the script ASCII: a single-quoted literal for
+/// ASCII text, else the UTF-8 bytes base64-encoded and decoded on the guest. RunCommand does not
+/// document its `.ps1` file's encoding and Windows PowerShell 5.1 reads a BOM-less file as the
+/// ANSI code page, so non-ASCII text would arrive mangled (reference WINDOWS-REALITIES.md).
+pub fn ps_text(text: &str) -> String {
+    if text.is_ascii() {
+        ps_quote(text)
+    } else {
+        format!(
+            "[Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('{}'))",
+            STANDARD.encode(text.as_bytes())
+        )
+    }
+}
+
 /// The inverse of [`encoded_command`].
 pub fn decode_encoded_command(encoded: &str) -> Result<String, WindowsError> {
     let bytes = STANDARD

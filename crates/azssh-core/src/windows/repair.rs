@@ -73,7 +73,8 @@ try {{
                     $p = 'Public'
                     if ($c -eq 'DomainAuthenticated' -or $c -eq 'Domain') {{ $p = 'Domain' }}
                     elseif ($c -eq 'Private') {{ $p = 'Private' }}
-                    if (-not ($want -contains $p)) {{ $want += $p }}
+                    $own = @($a.own_rules | Where-Object {{ $_.enabled -and ($_.profile -eq 'Any' -or @($_.profile -split ',\s*') -contains $p) }}).Count -gt 0
+                    if (-not $own -and -not ($want -contains $p)) {{ $want += $p }}
                 }}
                 if ($want.Count -gt $have.Count) {{
                     $fix.changes += [ordered]@{{ what = 'firewall.profile'; from = $a.rule.profile; to = ($want -join ', ') }}

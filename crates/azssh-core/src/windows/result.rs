@@ -17,6 +17,9 @@ pub struct ScriptResult {
     pub key: Option<KeyInstallResult>,
     pub host_keys: Option<Vec<String>>,
     pub host_keys_error: Option<String>,
+    /// The read-only inspection, as the guest reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<serde_json::Value>,
 }
 
 impl ScriptResult {
@@ -131,6 +134,7 @@ mod tests {
             }),
             host_keys: Some(vec![long_key; 4]),
             host_keys_error: None,
+            inspect: None,
         };
         let line = format!("{RESULT_MARKER}{}", serde_json::to_string(&result).unwrap());
         assert!(line.len() < 4096, "{}", line.len());

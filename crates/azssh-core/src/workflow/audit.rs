@@ -105,7 +105,13 @@ pub fn deviations(
                     .categories
                     .iter()
                     .flatten()
-                    .filter(|c| !rule_covers(&rule.profile, c))
+                    .filter(|c| {
+                        !rule_covers(&rule.profile, c)
+                            && !facts
+                                .own_rules
+                                .iter()
+                                .any(|o| o.enabled && rule_covers(&o.profile, c))
+                    })
                     .collect();
                 if !uncovered.is_empty() {
                     out.push(dev(

@@ -29,6 +29,23 @@ pub enum WorkflowError {
     NotRunning { vm: String, power_state: String },
     #[error("VM `{vm}` runs {os}, not Windows")]
     NotWindows { vm: String, os: String },
+    #[error("sshd on `{vm}` listens on port {sshd_port} (sshd_config `Port`), not on {port}")]
+    SshdPort {
+        vm: String,
+        sshd_port: u16,
+        port: u16,
+    },
+    #[error("the VM agent of `{vm}` is still {status}, so RunCommand cannot run")]
+    AgentNotReady { vm: String, status: String },
+    #[error(
+        "rule `{rule}` (priority {priority}, Deny) in `{nsg}` comes before any allow rule azssh adds and blocks port {port}"
+    )]
+    BlockedByDeny {
+        rule: String,
+        priority: i32,
+        nsg: String,
+        port: u16,
+    },
     #[error("the extension `{name}` ended {state}")]
     ExtensionFailed { name: String, state: String },
     #[error("no private key found for `{public}`")]
@@ -66,6 +83,9 @@ impl UserError for WorkflowError {
             WorkflowError::NoPublicIp { .. } => kind::workflow::NO_PUBLIC_IP,
             WorkflowError::NotRunning { .. } => kind::workflow::NOT_RUNNING,
             WorkflowError::NotWindows { .. } => kind::workflow::NOT_WINDOWS,
+            WorkflowError::AgentNotReady { .. } => kind::workflow::AGENT_NOT_READY,
+            WorkflowError::SshdPort { .. } => kind::workflow::SSHD_PORT,
+            WorkflowError::BlockedByDeny { .. } => kind::workflow::BLOCKED_BY_DENY,
             WorkflowError::ExtensionFailed { .. } => kind::workflow::EXTENSION_FAILED,
             WorkflowError::NoPrivateKey { .. } => kind::workflow::NO_PRIVATE_KEY,
             WorkflowError::CheckFailed { .. } => kind::workflow::CHECK_FAILED,
@@ -92,6 +112,20 @@ impl UserError for WorkflowError {
             WorkflowError::NotRunning { .. } => {
                 Some("start it first (`v.start()`), or pass `start: true`".into())
             }
+            WorkflowError::SshdPort { sshd_port, port, .. } => Some(format!(
+                "pass `--port {sshd_port}` to open the port sshd uses, or `--port {port} \
+                 --set-sshd-port` (`set_sshd_port: true`) to make sshd listen on {port}"
+            )),
+            WorkflowError::AgentNotReady { .. } => Some(
+                "wait for the agent (the portal's Agent status), or restart the VM; RunCommand \
+                 needs a Ready VM agent"
+                    .into(),
+            ),
+            WorkflowError::BlockedByDeny { .. } => Some(
+                "azssh never overrides someone's deny rule: remove or narrow it, or, if it is \
+                 yours to override, pass `--priority` below its priority (`priority:` in a script)"
+                    .into(),
+            ),
             WorkflowError::NotWindows { .. } => Some(
                 "this workflow configures Windows guests; Linux VMs have sshd already".into(),
             ),

@@ -10,7 +10,16 @@ use crate::azure::run_command::{self, RunCommandOptions};
 use crate::azure::vm::Vm;
 use crate::error::kind;
 use crate::ssh::keys::SshPublicKey;
-use crate::windows::{GuestScript, KeyInstalled, KeyTarget, ScriptResult, SshdState};
+use crate::windows::{
+    GuestScript, KeyInstalled, KeyOptions, KeyTarget, ScriptResult, SetupOptions, SshdState,
+};
+
+/// What `enable_ssh`/`setup` may change beyond the documented steps, each only when asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnableOptions {
+    pub setup: SetupOptions,
+    pub key: KeyOptions,
+}
 
 /// First Windows build with the OpenSSH capability (Windows Server 2019).
 pub const FIRST_CAPABILITY_BUILD: u32 = 17763;
@@ -108,6 +117,11 @@ pub fn check_windows_running(vm: &Vm) -> Result<(), WorkflowError> {
 }
 
 /// Runs a guest script through RunCommand and reads its `AZSSH-RESULT:` line.
+///
+/// Just after a start the VM agent may not have reported yet; RunCommand then fails with
+/// `VMAgentStatusCommunicationError` (Azure/azure-powershell#5741, MicrosoftDocs/azure-docs
+/// #77947: RunCommand needs a Ready agent). The script has not run, so it is safe to wait for
+/// the instance view to show the agent Ready and run it once more.
 pub async fn run_guest_script(
     arm: &ArmClient,
     vm: &Vm,
@@ -120,12 +134,48 @@ pub async fn run_guest_script(
         report_exit_code: false,
         ..Default::default()
     };
-    let out = run_command::run_powershell(arm, &vm.id, &lines, &opts).await?;
+    let out = match run_command::run_powershell(arm, &vm.id, &lines, &opts).await {
+        Err(e) if e.code() == Some("VMAgentStatusCommunicationError") => {
+            tracing::info!(vm = %vm.name, "the VM agent has not reported yet; waiting for it");
+            wait_for_agent(arm, vm).await?;
+            run_command::run_powershell(arm, &vm.id, &lines, &opts).await?
+        }
+        other => other?,
+    };
     Ok(ScriptResult::parse(&out.stdout, &out.stderr)?)
 }
 
+/// Polls the instance view until the VM agent says Ready (about ten minutes at most, the
+/// time Azure itself gives an agent before failing an operation).
+async fn wait_for_agent(arm: &ArmClient, vm: &Vm) -> Result<(), WorkflowError> {
+    let mut delay = std::time::Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let fresh = crate::azure::vm::get_vm_by_id(arm, &vm.id).await?;
+        if fresh
+            .vm_agent_status
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("Ready"))
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + delay > deadline {
+            return Err(WorkflowError::AgentNotReady {
+                vm: vm.name.clone(),
+                status: fresh.vm_agent_status.unwrap_or_else(|| "unknown".into()),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(15));
+    }
+}
+
 /// Installs the `WindowsOpenSSH` extension unless an install (by publisher and type, under any
-/// name) already succeeded. Returns whether it changed anything.
+/// name) already succeeded. Returns whether it changed anything. An extension of that handler
+/// already present under another name (Azure PowerShell's docs call it `OpenSSH`), even a
+/// Failed one, is updated under its own name: Windows takes one extension per handler and
+/// refuses a second name with "Multiple VMExtensions per handler not supported"
+/// (Azure/azure-powershell#8173).
 pub async fn ensure_extension(arm: &ArmClient, vm: &Vm) -> Result<bool, WorkflowError> {
     let installed = extension::list_extensions(arm, &vm.id).await?;
     let succeeded = |e: &VmExtension| {
@@ -140,12 +190,16 @@ pub async fn ensure_extension(arm: &ArmClient, vm: &Vm) -> Result<bool, Workflow
     {
         return Ok(false);
     }
+    let name = installed
+        .iter()
+        .find(|e| e.is_windows_openssh())
+        .and_then(|e| e.name.clone())
+        .unwrap_or_else(|| extension::OPENSSH_TYPE.to_string());
     let body = VmExtension::windows_openssh(&vm.location);
-    let done =
-        extension::create_or_update_extension(arm, &vm.id, extension::OPENSSH_TYPE, &body).await?;
+    let done = extension::create_or_update_extension(arm, &vm.id, &name, &body).await?;
     if !succeeded(&done) {
         return Err(WorkflowError::ExtensionFailed {
-            name: extension::OPENSSH_TYPE.into(),
+            name,
             state: done
                 .properties
                 .provisioning_state
@@ -175,6 +229,7 @@ pub async fn enable(
     vm: &Vm,
     choice: MethodChoice,
     key: Option<(SshPublicKey, KeyTarget)>,
+    opts: EnableOptions,
 ) -> Result<Enabled, WorkflowError> {
     check_windows_running(vm)?;
     let (method, guessed) = match choice {
@@ -184,13 +239,13 @@ pub async fn enable(
             None => (Method::Capability, true),
         },
     };
-    match enable_with(arm, vm, method, key.clone()).await {
+    match enable_with(arm, vm, method, key.clone(), opts).await {
         Err(WorkflowError::Windows(e))
             if guessed
                 && crate::error::UserError::kind(&e) == kind::windows::CAPABILITY_UNAVAILABLE =>
         {
             tracing::debug!(vm = %vm.name, "capability unknown to this Windows; using the extension");
-            enable_with(arm, vm, Method::Extension, key).await
+            enable_with(arm, vm, Method::Extension, key, opts).await
         }
         other => other,
     }
@@ -201,6 +256,7 @@ async fn enable_with(
     vm: &Vm,
     method: Method,
     key: Option<(SshPublicKey, KeyTarget)>,
+    opts: EnableOptions,
 ) -> Result<Enabled, WorkflowError> {
     let extension_installed = match method {
         Method::Extension => ensure_extension(arm, vm).await?,
@@ -210,6 +266,8 @@ async fn enable_with(
         Method::Capability => GuestScript::new().setup(),
         Method::Extension => GuestScript::new().ensure_service(),
     }
+    .setup_options(opts.setup)
+    .key_options(opts.key)
     .read_host_keys();
     let with_key = key.is_some();
     if let Some((k, target)) = key {
@@ -239,10 +297,27 @@ pub async fn copy_key(
     vm: &Vm,
     key: SshPublicKey,
     target: KeyTarget,
+    opts: KeyOptions,
 ) -> Result<KeyInstalled, WorkflowError> {
     check_windows_running(vm)?;
-    let result = run_guest_script(arm, vm, &GuestScript::new().install_key(key, target)).await?;
+    let script = GuestScript::new()
+        .install_key(key, target)
+        .key_options(opts);
+    let result = run_guest_script(arm, vm, &script).await?;
     Ok(result.key_installed()?)
+}
+
+/// Looks inside the guest, changing nothing, at what SSH depends on (`check-prereqs`).
+pub async fn inspect(
+    arm: &ArmClient,
+    vm: &Vm,
+    user: &str,
+) -> Result<serde_json::Value, WorkflowError> {
+    check_windows_running(vm)?;
+    let result = run_guest_script(arm, vm, &GuestScript::new().inspect(user)).await?;
+    result.inspect.ok_or(WorkflowError::Windows(
+        crate::windows::WindowsError::MissingStep { step: "inspect" },
+    ))
 }
 
 /// Reads the guest's host public keys (the host-key step alone).

@@ -17,7 +17,7 @@ use crate::azure::jit::{self, JitAccess, JitPolicy};
 use crate::azure::network::{
     self, SecurityRule, SecurityRuleProperties, free_priority, list_security_rules, validate_source,
 };
-use crate::azure::resource_id::same_id;
+use crate::azure::resource_id::{ResourceId, same_id};
 use crate::azure::vm::Vm;
 use crate::error::UserError;
 use crate::error::kind;
@@ -543,8 +543,9 @@ async fn request_jit(
             changed: false,
         });
     }
-    let duration = jit::max_access(policy, &vm.id, port)
-        .map_or(DEFAULT_JIT_ACCESS, |max| max.min(DEFAULT_JIT_ACCESS));
+    let duration = jit::max_access(policy, &vm.id, port).map_or(DEFAULT_JIT_ACCESS, |max| {
+        jit::below_max(max).min(DEFAULT_JIT_ACCESS)
+    });
     let access: JitAccess =
         jit::request_and_wait(client, &vm.id, port, Some(source), duration).await?;
     Ok(JitAccessOutcome {
@@ -814,6 +815,49 @@ pub fn inbound_verdict(rules: &[SecurityRule], port: u16) -> String {
         }
         None => "deny (no rule: DenyAllInBound)".into(),
     }
+}
+
+/// A deny rule that admits nobody to `port` before any allow rule could: the first inbound rule
+/// covering the port, by priority, in one of the VM's NSGs, when it denies every source
+/// (`*`, `Internet`, `Any`, a `/0`). Such a rule is someone's lockdown; azssh reports it
+/// rather than outranking it. Returns `(rule, priority, nsg)`.
+pub async fn blocking_deny(
+    client: &ArmClient,
+    vm: &Vm,
+    port: u16,
+) -> Result<Option<(String, i32, String)>> {
+    for nsg in &vm.nsg_ids {
+        let rules = network::list_security_rules(client, nsg).await?;
+        let mut inbound: Vec<&SecurityRule> = rules
+            .iter()
+            .filter(|r| r.properties.direction.eq_ignore_ascii_case("Inbound"))
+            .filter(|r| matches!(r.properties.protocol.as_str(), "Tcp" | "tcp" | "*"))
+            .filter(|r| r.properties.covers_port(port))
+            .collect();
+        inbound.sort_by_key(|r| r.properties.priority);
+        if let Some(first) = inbound.first()
+            && first.properties.access.eq_ignore_ascii_case("Deny")
+        {
+            let mut sources: Vec<String> = first
+                .properties
+                .source_address_prefix
+                .iter()
+                .cloned()
+                .collect();
+            sources.extend(first.properties.source_address_prefixes.iter().cloned());
+            if internet_wide(&sources) {
+                let nsg_name = ResourceId::parse(nsg)
+                    .map(|id| id.name().to_string())
+                    .unwrap_or_else(|_| nsg.clone());
+                return Ok(Some((
+                    first.name.clone().unwrap_or_default(),
+                    first.properties.priority,
+                    nsg_name,
+                )));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

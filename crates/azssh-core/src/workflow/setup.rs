@@ -39,6 +39,8 @@ pub struct SetupRequest {
     /// Start a stopped VM (default) rather than fail.
     pub start: bool,
     pub known_hosts: PathBuf,
+    /// WSUS policy, sshd port and sshd_config fixes, each only when asked.
+    pub options: guest::EnableOptions,
 }
 
 /// One step of the report.
@@ -185,12 +187,32 @@ async fn steps(
     let enabled = run
         .step("enable", async {
             let target = KeyTarget::User(req.user.clone());
-            let e = guest::enable(arm, &fresh, req.method, Some((req.key.clone(), target))).await?;
+            let e = guest::enable(
+                arm,
+                &fresh,
+                req.method,
+                Some((req.key.clone(), target)),
+                req.options,
+            )
+            .await?;
+            if e.sshd.port != req.port {
+                return Err(WorkflowError::SshdPort {
+                    vm: fresh.name.clone(),
+                    sshd_port: e.sshd.port,
+                    port: req.port,
+                });
+            }
             let key = e.key.clone();
             let detail = json!({
                 "method": e.method, "changed": e.changed, "extension_installed": e.extension_installed,
                 "sshd": e.sshd.sshd, "startup": e.sshd.startup, "firewall": e.sshd.firewall,
                 "version": e.sshd.version, "os_build": e.sshd.os_build,
+                "sshd_port": e.sshd.port, "network_category": e.sshd.network_category,
+                "firewall_profile": e.sshd.firewall_profile, "firewall_rule": e.sshd.firewall_rule,
+                "repaired": e.sshd.repaired, "windows_update_policy_set": e.sshd.windows_update_policy_set,
+                "allow_groups": key.as_ref().map(|k| k.allow_groups.clone()),
+                "allow_users": key.as_ref().map(|k| k.allow_users.clone()),
+                "sshd_config_fixed": key.as_ref().and_then(|k| k.fixed.clone()),
                 "key_path": key.as_ref().map(|k| k.path.clone()),
                 "key_added": key.as_ref().map(|k| k.added),
                 "key_fingerprint": req.key.fingerprint(),
@@ -214,6 +236,16 @@ async fn steps(
             },
         )
         .await?;
+        if let Some((rule, priority, nsg)) =
+            super::nsg::blocking_deny(arm, &fresh, req.port).await?
+        {
+            return Err(WorkflowError::BlockedByDeny {
+                rule,
+                priority,
+                nsg,
+                port: req.port,
+            });
+        }
         Ok(((), super::nsg::outcome_json(&outcome)))
     })
     .await?;

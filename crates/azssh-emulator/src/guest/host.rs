@@ -942,6 +942,13 @@ impl GuestHost<'_> {
                     .with("OSArchitecture", "64-bit")
                     .with("__display", display(&["SystemDirectory", "Organization", "BuildNumber", "RegisteredUser", "SerialNumber", "Version"]))]
             }
+            "win32_logicaldisk" => vec![obj("Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_LogicalDisk")
+                .with("DeviceID", "C:")
+                .with("DriveType", Value::Int(3))
+                .with("FileSystem", "NTFS")
+                .with("Size", Value::Int(136_363_114_496))
+                .with("FreeSpace", Value::Int(if self.guest.disk_full() { 0 } else { 98_304_000_000 }))
+                .with("__display", display(&["DeviceID", "DriveType", "ProviderName", "FreeSpace", "Size", "VolumeName"]))],
             "win32_computersystem" => vec![obj("Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_ComputerSystem")
                 .with("Name", self.guest.computer_name().to_string())
                 .with("Domain", "WORKGROUP")

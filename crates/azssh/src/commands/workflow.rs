@@ -75,6 +75,7 @@ pub async fn enable_ssh(global: &GlobalArgs, a: EnableSshArgs) -> Result<(), App
     let args = ArgsMap::new(&a.vm)
         .set("method", a.method)
         .set("start", a.start)
+        .set("allow_windows_update", a.allow_windows_update)
         .opt("default_shell", a.default_shell);
     run_runbook(global, "enable-ssh", args).await
 }
@@ -95,7 +96,8 @@ pub async fn copy_key(global: &GlobalArgs, a: CopyKeyArgs) -> Result<(), AppErro
     check_user(a.local_user.as_deref())?;
     let args = ArgsMap::new(&a.vm)
         .opt("key", a.key)
-        .opt("user", a.local_user);
+        .opt("user", a.local_user)
+        .set("fix_sshd_config", a.fix_sshd_config);
     run_runbook(global, "copy-key", args).await
 }
 
@@ -113,7 +115,10 @@ pub async fn setup(global: &GlobalArgs, a: SetupArgs) -> Result<(), AppError> {
         .opt("priority", a.priority)
         .set("method", a.method)
         .set("prefer_private_ip", a.prefer_private_ip)
-        .set("start", !a.no_start);
+        .set("start", !a.no_start)
+        .set("allow_windows_update", a.allow_windows_update)
+        .set("set_sshd_port", a.set_sshd_port)
+        .set("fix_sshd_config", a.fix_sshd_config);
     run_runbook(global, "setup-ssh", args).await
 }
 

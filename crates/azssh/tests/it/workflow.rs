@@ -11,6 +11,7 @@
 
 mod nsg;
 mod setup;
+mod variants;
 mod verbs;
 
 use std::collections::HashMap;

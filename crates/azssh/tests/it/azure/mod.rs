@@ -329,6 +329,37 @@ async fn graph_query_pages_with_skip_token() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn graph_result_truncated_without_a_skip_token_fails_with_the_fix() {
+    // Resource Graph cannot page a query without `id` (or with `take`): it answers
+    // `resultTruncated: "true"` and no `$skipToken`. Acting on that first page would skip VMs.
+    let fake = ArmFake::start();
+    fake.on_fn(
+        "POST",
+        "/providers/Microsoft.ResourceGraph/resources",
+        |_| {
+            Canned::json(
+                200,
+                json!({"totalRecords": 1500, "count": 1000, "resultTruncated": "true",
+            "data": [{"name": "web1"}]}),
+            )
+        },
+    );
+    let err = azure::graph::graph_query(
+        &fake.client(),
+        "Resources | project name",
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(azssh::error::UserError::kind(&err), "azure.graph_truncated");
+    let hint = azssh::error::UserError::hint(&err).unwrap();
+    assert!(
+        hint.contains("project `id`") && hint.contains("take"),
+        "{hint}"
+    );
+}
+
 /// Issue 3's "done when": a VM lookup and a RunCommand against an ARM-speaking server survive a
 /// 429, and every request carried the api-version and the token.
 #[tokio::test(start_paused = true)]

@@ -63,6 +63,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     key_files::register(engine, ctx);
     audit::register(engine, ctx);
     register_enable(engine, ctx);
+    register_prereqs(engine, ctx);
     register_keys(engine, ctx);
     register_jit(engine, ctx);
     register_setup(engine, ctx);
@@ -97,18 +98,88 @@ fn register_enable(engine: &mut Engine, ctx: &Ctx) {
     }
 }
 
+/// The options `enable_ssh` and `setup_ssh` share: `allow_windows_update`,
+/// `set_sshd_port` (with `port`), `fix_sshd_config`.
+fn enable_options(o: &Options<'_>, port: Option<u16>) -> RhaiResult<guest::EnableOptions> {
+    let set_port = o.bool("set_sshd_port")?.unwrap_or(false);
+    Ok(guest::EnableOptions {
+        setup: crate::windows::SetupOptions {
+            allow_windows_update: o.bool("allow_windows_update")?.unwrap_or(false),
+            sshd_port: if set_port {
+                Some(port.unwrap_or(22))
+            } else {
+                None
+            },
+        },
+        key: crate::windows::KeyOptions {
+            fix_sshd_config: o.bool("fix_sshd_config")?.unwrap_or(false),
+        },
+    })
+}
+
+fn register_prereqs(engine: &mut Engine, ctx: &Ctx) {
+    let doc = "\
+/// Looks inside a running Windows VM through RunCommand, changing nothing, at what SSH depends
+/// on: OpenSSH capability state, WSUS policy, sshd status and last exit code (1067: the logs
+/// folder ACL), sshd_config (`port`, `admin_match_block`, `allow_groups`, `allow_users`), the
+/// network category and whether Windows Firewall admits sshd's port on it, whether
+/// Administrators can be listed (an unresolvable SID makes `Get-LocalGroupMember` throw),
+/// `DefaultShell`, free disk space, and with `user` whether AllowGroups/AllowUsers let them in.
+/// `check-prereqs` turns it into a list of what to fix, in order.
+///
+/// # Example
+/// ```rhai
+/// let g = ssh_prereqs(v, #{user: \"azureadmin\"});
+/// if !g.firewall_admits { warn(`port ${g.port} closed on the ${g.network_category} network`); }
+/// ```";
+    for with_opts in [false, true] {
+        let c = ctx.clone();
+        let reg = FuncRegistration::new("ssh_prereqs").with_comments([doc]);
+        if with_opts {
+            reg.with_params_info(["vm: Vm", "options: map", "map"])
+                .register_into_engine(engine, move |v: Vm, o: Map| ssh_prereqs(&c, &v, o));
+        } else {
+            reg.with_params_info(["vm: Vm", "map"])
+                .register_into_engine(engine, move |v: Vm| ssh_prereqs(&c, &v, Map::new()));
+        }
+    }
+}
+
+fn ssh_prereqs(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
+    let o = Options::new("ssh_prereqs", options, &["user"])?;
+    let user = match o.string("user")? {
+        Some(u) => user_name(&u)?.as_str().to_string(),
+        None => String::new(),
+    };
+    let arm = ctx.arm()?;
+    let vm = v.clone();
+    let found = block(ctx, &format!("looking inside `{}`", v.name), async move {
+        guest::inspect(&arm, &vm, &user).await
+    })?;
+    Ok(value::from_json(&found))
+}
+
 fn enable_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
-    let o = Options::new("enable_ssh", options, &["method"])?;
+    let o = Options::new(
+        "enable_ssh",
+        options,
+        &["method", "allow_windows_update", "set_sshd_port", "port"],
+    )?;
     let method = method_option(&o, "enable_ssh")?;
+    let port = o.int_in("port", 1..=65535)?.map(|p| p as u16);
+    let opts = enable_options(&o, port)?;
     let arm = ctx.arm()?;
     let vm = v.clone();
     let e = block(ctx, &format!("enabling SSH on `{}`", v.name), async move {
-        guest::enable(&arm, &vm, method, None).await
+        guest::enable(&arm, &vm, method, None, opts).await
     })?;
     let result = serde_json::json!({
         "method": e.method, "changed": e.changed, "extension_installed": e.extension_installed,
         "sshd": e.sshd.sshd, "startup": e.sshd.startup, "firewall": e.sshd.firewall,
         "version": e.sshd.version, "os_build": e.sshd.os_build,
+        "port": e.sshd.port, "network_category": e.sshd.network_category,
+        "firewall_profile": e.sshd.firewall_profile, "firewall_rule": e.sshd.firewall_rule,
+        "repaired": e.sshd.repaired, "windows_update_policy_set": e.sshd.windows_update_policy_set,
         "host_keys": e.host_keys.iter().map(SshPublicKey::to_line).collect::<Vec<_>>(),
     });
     Ok(value::from_json(&result))
@@ -203,7 +274,14 @@ fn copy_key(ctx: &Ctx, v: &Vm, key: &str, options: Map) -> RhaiResult<Dynamic> {
     {
         return key_files::copy_key_with(ctx, v, key, options);
     }
-    let o = Options::new("copy_key", options, &["user", "expires", "exclusive"])?;
+    let o = Options::new(
+        "copy_key",
+        options,
+        &["user", "fix_sshd_config", "expires", "exclusive"],
+    )?;
+    let key_opts = crate::windows::KeyOptions {
+        fix_sshd_config: o.bool("fix_sshd_config")?.unwrap_or(false),
+    };
     let target = match o.string("user")? {
         Some(u) => KeyTarget::User(user_name(&u)?),
         None => KeyTarget::Administrators,
@@ -215,11 +293,12 @@ fn copy_key(ctx: &Ctx, v: &Vm, key: &str, options: Map) -> RhaiResult<Dynamic> {
     let k = block(
         ctx,
         &format!("installing a key on `{}`", v.name),
-        async move { guest::copy_key(&arm, &vm, key, target).await },
+        async move { guest::copy_key(&arm, &vm, key, target, key_opts).await },
     )?;
     Ok(value::from_json(&serde_json::json!({
         "path": k.path, "added": k.added, "fingerprint": fingerprint,
         "repaired": k.repaired, "admin": k.admin,
+        "allow_groups": k.allow_groups, "allow_users": k.allow_users, "sshd_config_fixed": k.fixed,
     })))
 }
 
@@ -353,6 +432,9 @@ fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
             "known_hosts",
             "allow_internet",
             "permanent",
+            "allow_windows_update",
+            "set_sshd_port",
+            "fix_sshd_config",
         ],
     )?;
     let sources = nsg::sources_option(&o, "setup_ssh")?;
@@ -385,14 +467,17 @@ fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
             })
         })?,
     };
+    let port = o.int_in("port", 1..=65535)?.unwrap_or(22) as u16;
+    let options = enable_options(&o, Some(port))?;
     let req = setup::SetupRequest {
+        options,
         user,
         key,
         identity,
         sources,
         allow_internet,
         permanent: o.bool("permanent")?.unwrap_or(false),
-        port: o.int_in("port", 1..=65535)?.unwrap_or(22) as u16,
+        port,
         priority: o.int_in("priority", 100..=4096)?.map(|p| p as i32),
         method: method_option(&o, "setup_ssh")?,
         prefer_private_ip: o.bool("prefer_private_ip")?.unwrap_or(false),
