@@ -71,6 +71,14 @@ const ACCELERATORS: &[(&str, &str)] = &[
         "System.Security.Principal.WindowsIdentity",
     ),
     (
+        "security.cryptography.sha256",
+        "System.Security.Cryptography.SHA256",
+    ),
+    (
+        "security.cryptography.sha256managed",
+        "System.Security.Cryptography.SHA256Managed",
+    ),
+    (
         "collections.generic.list[string]",
         "System.Collections.Generic.List[string]",
     ),
@@ -755,6 +763,9 @@ pub fn static_method(
                 .with("IsSystem", user.eq_ignore_ascii_case("SYSTEM"))
                 .into())
         }
+        // .NET Framework 4.x's `SHA256.Create()` is CryptoConfig's default for "SHA256",
+        // `SHA256Managed` (what `.GetType().FullName` shows in Windows PowerShell 5.1).
+        ("system.security.cryptography.sha256", "create") => Ok(sha256_object()),
         ("system.guid", "newguid") => {
             let t = DateTime::now_utc().ticks as u128;
             let x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
@@ -816,6 +827,7 @@ pub fn new_object(t: &str, args: &[Value]) -> Result<Value, ErrorRecord> {
                 .into())
         }
         "system.version" => convert(args.first().unwrap_or(&Value::Null), "System.Version"),
+        "system.security.cryptography.sha256managed" => Ok(sha256_object()),
         "system.datetime" => {
             let n = |i: usize| args.get(i).and_then(Value::as_i64).unwrap_or(0);
             Ok(Value::DateTime(DateTime::from_parts(
@@ -1374,6 +1386,9 @@ pub fn instance_method(
                     });
                 }
             }
+            if tn == SHA256_TYPE {
+                return Some(sha256_method(name, args));
+            }
             if n == "tostring" {
                 return Some(Ok(Value::Str(v.to_str())));
             }
@@ -1399,6 +1414,61 @@ pub fn instance_method(
         },
     };
     Some(r)
+}
+
+/// The type `[Security.Cryptography.SHA256]::Create()` returns in .NET Framework 4.x.
+const SHA256_TYPE: &str = "System.Security.Cryptography.SHA256Managed";
+
+fn sha256_object() -> Value {
+    PsObject::typed(SHA256_TYPE)
+        .with("HashSize", Value::Int(256))
+        .with("InputBlockSize", Value::Int(1))
+        .with("OutputBlockSize", Value::Int(1))
+        .with("CanReuseTransform", Value::Bool(true))
+        .into()
+}
+
+/// `ComputeHash(byte[])` (a string is not a `byte[]`: PowerShell's argument conversion fails
+/// as on Windows), `Clear()` and `Dispose()`.
+fn sha256_method(name: &str, args: &[Value]) -> Result<Value, ErrorRecord> {
+    use sha2::Digest as _;
+    match name.to_ascii_lowercase().as_str() {
+        "computehash" => match args.first() {
+            None | Some(Value::Null) => Err(method_exception(
+                name,
+                args.len(),
+                "Value cannot be null.\r\nParameter name: buffer",
+                "System.ArgumentNullException",
+                -2147467261,
+            )),
+            Some(a @ Value::Array(_)) => {
+                let mut bytes = Vec::new();
+                for b in a.enumerate() {
+                    match b.as_i64() {
+                        Some(x) if (0..=255).contains(&x) => bytes.push(x as u8),
+                        _ => return Err(hash_argument_error(name, args.len(), &b)),
+                    }
+                }
+                Ok(bytes_value(&sha2::Sha256::digest(&bytes)))
+            }
+            Some(other) => Err(hash_argument_error(name, args.len(), other)),
+        },
+        "clear" | "dispose" => Ok(Value::Null),
+        _ => Err(no_method(SHA256_TYPE, name)),
+    }
+}
+
+fn hash_argument_error(name: &str, argc: usize, v: &Value) -> ErrorRecord {
+    ErrorRecord::new(
+        format!(
+            "Cannot convert argument \"buffer\", with value: \"{}\", for \"{name}\" to type \"System.Byte[]\": \"Cannot convert value \"{}\" to type \"System.Byte[]\".\"",
+            v.to_str(),
+            v.to_str()
+        ),
+        "System.Management.Automation.MethodException",
+        &format!("MethodArgumentConversionInvalidCastArgument{argc}"),
+        "NotSpecified",
+    )
 }
 
 /// A TimeSpan object.

@@ -1437,3 +1437,25 @@ fn runcommand_parameters_through_cmd() {
         .stderr
         .starts_with("'calc' is not recognized as an internal or external command"));
 }
+
+#[test]
+fn sha256_of_a_base64_key_blob_is_the_openssh_fingerprint() {
+    // `ssh-keygen -lf` of this ed25519 key prints SHA256:BwIG... (the digest of the decoded
+    // blob, base64 without padding), which is how key fingerprints are computed on the guest.
+    let fp = one(
+        "$h = [Security.Cryptography.SHA256]::Create(); \
+         $b = [Convert]::FromBase64String('AAAAC3NzaC1lZDI1NTE5AAAAIHJQnYzj9mKCCZE8M3eHtdm9nNOltS0LYhpqLqkyVKFA'); \
+         'SHA256:' + [Convert]::ToBase64String($h.ComputeHash($b)).TrimEnd('=')",
+    );
+    assert!(fp.starts_with("SHA256:") && fp.len() == 50, "{fp}");
+    assert_eq!(
+        one("[Security.Cryptography.SHA256]::Create().GetType().FullName"),
+        "System.Security.Cryptography.SHA256Managed"
+    );
+    assert_eq!(
+        one("[Convert]::ToBase64String([System.Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]@()))"),
+        "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+    );
+    let o = ps("[Security.Cryptography.SHA256]::Create().ComputeHash($null)");
+    assert!(o.stderr.contains("Value cannot be null."), "{}", o.stderr);
+}

@@ -76,6 +76,13 @@ pub enum Command {
     Jit(JitArgs),
     /// Run a script or runbook once per VM across a fleet, paced by ARM's throttling, resumable
     Fleet(FleetArgs),
+    /// List, remove, rotate and expire the SSH keys of Windows VMs (through RunCommand)
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Audit VMs' SSH setup for drift from the stock one (runbook `audit`; a fleet run without `-n`)
+    Audit(AuditArgs),
+    /// Repair what is safe in VMs' SSH setup, reporting each change (runbook `repair`)
+    Repair(RepairArgs),
     /// Connect to a VM over SSH (like `az ssh vm`): a shell, or `-- command` whose exit code
     /// becomes azssh's
     Connect(ConnectArgs),
@@ -276,6 +283,9 @@ pub struct EnableSshArgs {
     /// How to install OpenSSH: auto (capability on 2019+, extension before), capability or extension
     #[arg(long, default_value = "auto", value_parser = ["auto", "capability", "extension"])]
     pub method: String,
+    /// Set the shell sshd runs commands with (`HKLM:\SOFTWARE\OpenSSH\DefaultShell`)
+    #[arg(long = "default-shell", value_name = "SHELL", value_parser = ["powershell", "pwsh", "cmd"])]
+    pub default_shell: Option<String>,
     /// Start the VM if it is stopped (default: refuse)
     #[arg(long)]
     pub start: bool,
@@ -575,4 +585,164 @@ pub struct FleetArgs {
     pub args: Vec<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// `azssh keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List every key each authorized_keys file holds: type, fingerprint, comment, line, and the
+    /// file's encoding and ACL verdict
+    List(KeysListArgs),
+    /// Remove one key (by fingerprint or public key) from one VM, or from a fleet without `-n`
+    Remove(KeysRemoveArgs),
+    /// Add a new key, prove a login with it over SSH, then remove the old one
+    Rotate(KeysRotateArgs),
+    /// Remove keys whose `azssh-expires=` date has passed, from one VM or a fleet without `-n`
+    Expire(KeysExpireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Only the file sshd reads for this user
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+}
+
+/// The VMs a fleet-capable verb acts on: one VM (`-g RG -n VM`) or, without `-n`, a fleet run
+/// (the selection and run flags of `azssh fleet`).
+#[derive(Debug, Args, Clone)]
+pub struct FleetScopeArgs {
+    /// Resource group (repeatable for a fleet run)
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// One VM (needs exactly one `-g`); without it the verb runs over the selected fleet
+    #[arg(
+        short = 'n',
+        long = "name",
+        visible_alias = "vm-name",
+        value_name = "VM"
+    )]
+    pub name: Option<String>,
+    /// Fleet: only VMs carrying this tag (repeatable)
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Fleet: VMs returned by this Resource Graph query (rows need an `id` column)
+    #[arg(long, value_name = "KQL")]
+    pub query: Option<String>,
+    /// Fleet: VM resource ids from a file
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// Fleet: every VM in the subscription
+    #[arg(long)]
+    pub all: bool,
+    /// Fleet: VMs running at once
+    #[arg(long, default_value_t = 32, env = "AZSSH_FLEET_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Fleet: deadline per VM (e.g. `10m`)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Fleet: reruns of a VM after a transient failure
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Fleet: one JSON line per VM, for `--resume`
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Fleet: continue the run recorded in `--journal`
+    #[arg(long)]
+    pub resume: bool,
+    /// Fleet: with `--resume`, run the failed VMs again
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Fleet: take only shard I of N
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Fleet: stop starting new VMs once more than this percentage failed
+    #[arg(long, value_name = "PERCENT")]
+    pub max_fail: Option<f64>,
+    /// Fleet: seconds running VMs get to finish after Ctrl-C
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRemoveArgs {
+    #[command(flatten)]
+    pub scope: FleetScopeArgs,
+    /// The key's fingerprint, as `ssh-keygen -lf` prints it (`SHA256:...`)
+    #[arg(
+        long,
+        value_name = "SHA256:...",
+        conflicts_with = "key",
+        required_unless_present = "key"
+    )]
+    pub fingerprint: Option<String>,
+    /// The public key to remove (a `.pub` file or the key text)
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Only this user's file (default: every file)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// Remove it even if it is the last of your keys in a file
+    #[arg(long)]
+    pub force: bool,
+    /// Report what would be removed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// The key to replace: fingerprint, `.pub` file or key text
+    #[arg(long, value_name = "KEY")]
+    pub old: String,
+    /// The new public key file (its private key beside it), or the new private key file
+    #[arg(long, value_name = "KEY")]
+    pub new: String,
+    /// User to log in as and whose file to change (default: the VM's admin)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// The new key's private half (default: `--new` without `.pub`)
+    #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
+    pub identity: Option<String>,
+    /// SSH port (default: `AZSSH_SSH_PORT` when set, else 22)
+    #[arg(long, env = "AZSSH_SSH_PORT")]
+    pub port: Option<u16>,
+    /// Log in over the VM's private address
+    #[arg(long)]
+    pub prefer_private_ip: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysExpireArgs {
+    #[command(flatten)]
+    pub scope: FleetScopeArgs,
+    /// Only this user's file (default: every file)
+    #[arg(long = "local-user", value_name = "USER")]
+    pub local_user: Option<String>,
+    /// Report what would be removed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub scope: FleetScopeArgs,
+    /// A key that belongs (fingerprint or public key; repeatable): any other key is reported
+    /// as `keys.unknown`
+    #[arg(long = "known-key", value_name = "KEY")]
+    pub known_keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub scope: FleetScopeArgs,
+    /// Report what would change, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }

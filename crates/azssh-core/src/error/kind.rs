@@ -93,6 +93,7 @@ pub mod windows {
     pub const CAPABILITY_UNAVAILABLE: &str = "windows.capability_unavailable";
     pub const INVALID_USER: &str = "windows.invalid_user";
     pub const KEY_NOT_VERIFIED: &str = "windows.key_not_verified";
+    pub const LAST_KEY: &str = "windows.last_key";
     pub const MALFORMED_RESULT: &str = "windows.malformed_result";
     pub const MISSING_STEP: &str = "windows.missing_step";
     pub const NO_RESULT: &str = "windows.no_result";
@@ -107,6 +108,9 @@ pub mod workflow {
     pub const CHECK_FAILED: &str = "workflow.check_failed";
     pub const EXTENSION_FAILED: &str = "workflow.extension_failed";
     pub const INTERNET_WIDE_SOURCE: &str = "workflow.internet_wide_source";
+    pub const INVALID_DATE: &str = "workflow.invalid_date";
+    pub const INVALID_FINGERPRINT: &str = "workflow.invalid_fingerprint";
+    pub const INVALID_SHELL: &str = "workflow.invalid_shell";
     pub const JIT_ONE_SOURCE: &str = "workflow.jit_one_source";
     pub const NO_HOST_KEYS: &str = "workflow.no_host_keys";
     pub const NO_NSG: &str = "workflow.no_nsg";
@@ -260,6 +264,7 @@ pub const ALL: &[&str] = &[
     windows::CAPABILITY_UNAVAILABLE,
     windows::INVALID_USER,
     windows::KEY_NOT_VERIFIED,
+    windows::LAST_KEY,
     windows::MALFORMED_RESULT,
     windows::MISSING_STEP,
     windows::NO_RESULT,
@@ -270,6 +275,9 @@ pub const ALL: &[&str] = &[
     workflow::CHECK_FAILED,
     workflow::EXTENSION_FAILED,
     workflow::INTERNET_WIDE_SOURCE,
+    workflow::INVALID_DATE,
+    workflow::INVALID_FINGERPRINT,
+    workflow::INVALID_SHELL,
     workflow::JIT_ONE_SOURCE,
     workflow::NO_HOST_KEYS,
     workflow::NO_NSG,

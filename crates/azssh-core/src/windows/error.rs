@@ -22,6 +22,8 @@ pub enum WindowsError {
     StepFailed { step: &'static str, message: String },
     #[error("the key file `{path}` did not verify: {reason}")]
     KeyNotVerified { path: String, reason: String },
+    #[error("refused: {reason}")]
+    LastKey { reason: String },
     #[error("invalid -EncodedCommand argument: {reason}")]
     BadEncodedCommand { reason: String },
     #[error(
@@ -70,6 +72,7 @@ impl UserError for WindowsError {
             WindowsError::StepFailed { .. } => kind::windows::STEP_FAILED,
             WindowsError::KeyNotVerified { .. } => kind::windows::KEY_NOT_VERIFIED,
             WindowsError::BadEncodedCommand { .. } => kind::windows::BAD_ENCODED_COMMAND,
+            WindowsError::LastKey { .. } => kind::windows::LAST_KEY,
             WindowsError::WsusBlocksCapability { .. } => kind::windows::WSUS_BLOCKS_CAPABILITY,
             WindowsError::UserNotAllowed { .. } => kind::windows::USER_NOT_ALLOWED,
             WindowsError::DiskFull { .. } => kind::windows::DISK_FULL,
@@ -99,6 +102,11 @@ impl UserError for WindowsError {
             WindowsError::KeyNotVerified { .. } => Some(
                 "Windows OpenSSH ignores key files with a BOM, UTF-16 text or an ACL granting \
                  others access; run `copy_key` again to repair it"
+                    .into(),
+            ),
+            WindowsError::LastKey { .. } => Some(
+                "nothing was changed; add another key of yours first (`copy_key`), or pass \
+                 `force: true` (`--force`) to remove it anyway"
                     .into(),
             ),
             WindowsError::WsusBlocksCapability { .. } => Some(

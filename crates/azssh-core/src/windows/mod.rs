@@ -7,16 +7,25 @@
 //!   result it reports.
 //! - `inspect` — the read-only look `check-prereqs` reports from.
 //! - `combined` — `GuestScript`, which puts the wanted steps into one RunCommand script.
+//! - `keys` — list and edit authorized_keys files (fingerprints, expiry, exclusive, removal).
+//! - `audit`, `repair`, `ssh_state` — the facts an SSH setup depends on, the safe repairs, and
+//!   the one-RunCommand scripts that combine them with the key files.
+//! - `default_shell` — `HKLM:\SOFTWARE\OpenSSH\DefaultShell`.
 //! - `result` — finds the `AZSSH-RESULT:` line in the output and types it.
 
+pub mod audit;
 pub mod authorized_keys;
 pub mod combined;
+pub mod default_shell;
 pub mod error;
 pub mod host_keys;
 pub mod inspect;
+pub mod keys;
 pub mod quote;
+pub mod repair;
 pub mod result;
 pub mod setup;
+pub mod ssh_state;
 
 pub use authorized_keys::{KeyInstalled, KeyOptions, KeyTarget, UserName};
 pub use combined::{

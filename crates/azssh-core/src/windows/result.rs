@@ -70,6 +70,24 @@ impl ScriptResult {
     }
 }
 
+/// Finds the last `AZSSH-RESULT:` line in `stdout` and parses it as `T`: for scripts whose
+/// result has another shape than [`ScriptResult`] (key files, audit, repair).
+pub fn parse_line<T: serde::de::DeserializeOwned>(
+    stdout: &str,
+    stderr: &str,
+) -> Result<T, WindowsError> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(RESULT_MARKER))
+        .ok_or_else(|| WindowsError::NoResult {
+            stderr: stderr.to_string(),
+        })?;
+    serde_json::from_str(line).map_err(|e| WindowsError::MalformedResult {
+        reason: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -58,6 +58,12 @@ pub enum WorkflowError {
     },
     #[error("the guest reported no SSH host keys")]
     NoHostKeys,
+    #[error("`{text}` is neither a key fingerprint nor a public key: {reason}")]
+    InvalidFingerprint { text: String, reason: String },
+    #[error("`{text}` is not a date of the form YYYY-MM-DD")]
+    InvalidDate { text: String },
+    #[error("{reason}")]
+    InvalidShell { reason: String },
 }
 
 fn private_suffix(ip: &Option<String>) -> String {
@@ -84,6 +90,9 @@ impl UserError for WorkflowError {
             WorkflowError::NoPrivateKey { .. } => kind::workflow::NO_PRIVATE_KEY,
             WorkflowError::CheckFailed { .. } => kind::workflow::CHECK_FAILED,
             WorkflowError::NoHostKeys => kind::workflow::NO_HOST_KEYS,
+            WorkflowError::InvalidFingerprint { .. } => kind::workflow::INVALID_FINGERPRINT,
+            WorkflowError::InvalidDate { .. } => kind::workflow::INVALID_DATE,
+            WorkflowError::InvalidShell { .. } => kind::workflow::INVALID_SHELL,
         }
     }
 
@@ -131,6 +140,13 @@ impl UserError for WorkflowError {
                     .into(),
             ),
             WorkflowError::CheckFailed { .. } => None,
+            WorkflowError::InvalidFingerprint { .. } => Some(
+                "give the fingerprint as `ssh-keygen -lf KEY.pub` prints it (`SHA256:` and 43 \
+                 characters), or the public key's text or file"
+                    .into(),
+            ),
+            WorkflowError::InvalidDate { .. } => Some("e.g. `2027-03-01` (a UTC date)".into()),
+            WorkflowError::InvalidShell { .. } => None,
             WorkflowError::NoHostKeys => Some(
                 "Windows sshd creates its host keys on first start; run `enable_ssh` first".into(),
             ),

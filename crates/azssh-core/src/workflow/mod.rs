@@ -7,10 +7,16 @@
 //! - `setup` — `setup_ssh` as timed steps.
 //! - `nsg` — `open_port`/`close_port`: a rule per source, subnet rules aimed at the VM, JIT
 //!   respected, Internet-wide sources opted into; rules and outcomes as JSON.
+//! - `keys` — list, remove, add (expiring, exclusive), expire and rotate keys over RunCommand.
+//! - `audit` — drift audit and safe repair, as deviations with stable codes.
+//! - `shell` — `set_default_shell`.
 //! - `error` — `WorkflowError`.
 
+pub mod audit;
 pub mod error;
 pub mod guest;
+pub mod keys;
 pub mod nsg;
 pub mod pin;
 pub mod setup;
+pub mod shell;

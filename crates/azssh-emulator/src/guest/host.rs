@@ -1014,6 +1014,59 @@ impl GuestHost<'_> {
         )
     }
 
+    /// `Get-Acl` of a folder whose ACL something changed (`icacls`, a variant): its explicit
+    /// grants, plus, while it inherits, what its parent passes down (ProgramData: SYSTEM,
+    /// Administrators, Authenticated Users), as Windows lists them.
+    fn dir_acl_object(&self, path: &str) -> Option<Value> {
+        let acl = self.guest.dir_acl(path)?;
+        let mut rules: Vec<(String, String, bool)> = acl
+            .grants
+            .iter()
+            .map(|(s, r)| (s.clone(), r.clone(), false))
+            .collect();
+        if acl.inherited {
+            let parent: &[&str] =
+                if super::path_key(path).starts_with(&super::path_key(r"C:\ProgramData")) {
+                    &[
+                        super::SYSTEM_SID,
+                        ADMINISTRATORS_SID,
+                        super::AUTHENTICATED_USERS_SID,
+                    ]
+                } else {
+                    &[super::SYSTEM_SID, ADMINISTRATORS_SID]
+                };
+            for sid in parent {
+                if !acl.grants.contains_key(*sid) {
+                    rules.push((sid.to_string(), "RX".into(), true));
+                }
+            }
+        }
+        let access: Vec<Value> = rules
+            .iter()
+            .map(|(sid, rights, inh)| {
+                obj("System.Security.AccessControl.FileSystemAccessRule")
+                    .with("FileSystemRights", rights_name(rights))
+                    .with("AccessControlType", "Allow")
+                    .with("IdentityReference", self.account_object(sid))
+                    .with("IsInherited", *inh)
+                    .with("__sid", sid.clone())
+                    .into()
+            })
+            .collect();
+        Some(
+            obj("System.Security.AccessControl.DirectorySecurity")
+                .with(
+                    "Path",
+                    format!(r"Microsoft.PowerShell.Core\FileSystem::{path}"),
+                )
+                .with("Owner", r"BUILTIN\Administrators")
+                .with("AreAccessRulesProtected", !acl.inherited)
+                .with("Access", Value::array(access))
+                .with("__display", display(&["Path", "Owner", "Access"]))
+                .into(),
+        )
+    }
+
     fn account_object(&self, sid: &str) -> Value {
         let name = self.guest.account_name(sid);
         obj("System.Security.Principal.NTAccount")
@@ -1031,6 +1084,11 @@ impl GuestHost<'_> {
         let Some(path) = path else {
             return HostResult::Error(parameter_missing("GetAclCommand", "Path"));
         };
+        if self.guest.dir_exists(&path)
+            && let Some(acl) = self.dir_acl_object(&path)
+        {
+            return out(vec![acl]);
+        }
         if self.guest.dir_exists(&path) {
             // Folders: what the model knows of them is what they pass down.
             return out(vec![

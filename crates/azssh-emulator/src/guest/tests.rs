@@ -235,3 +235,33 @@ fn firewall_rules_and_acls_change_the_model() {
     );
     assert_eq!(out.stdout, "0\r\nNT AUTHORITY\\SYSTEM\r\n", "{out:?}");
 }
+
+#[test]
+fn get_acl_of_a_folder_with_a_modelled_acl_shows_its_grants_and_inheritance() {
+    // As `Get-Acl C:\ProgramData\ssh\logs` does on Windows: the explicit grant, plus what
+    // ProgramData passes down while the folder inherits; after icacls, only what it granted.
+    let mut g = Guest::new(GuestConfig::new(1, 20348, "VM-1", "azureuser"));
+    let logs = r"C:\ProgramData\ssh\logs";
+    g.create_dir(logs);
+    g.dir_acl_mut(logs)
+        .grants
+        .insert("S-1-5-11".into(), "M".into());
+    let sids = |g: &mut Guest| {
+        g.run_powershell(&format!(
+            "$a = Get-Acl -LiteralPath '{logs}'; [string]$a.AreAccessRulesProtected; @($a.Access | ForEach-Object {{ $_.IdentityReference.Translate([Security.Principal.SecurityIdentifier]).Value }} | Sort-Object -Unique) -join ','"
+        ))
+        .stdout
+    };
+    let before = sids(&mut g);
+    assert_eq!(
+        before.trim(),
+        "False\r\nS-1-5-11,S-1-5-18,S-1-5-32-544",
+        "{before}"
+    );
+    let out = g.run_powershell(&format!(
+        "icacls.exe '{logs}' /inheritance:r /grant '*S-1-5-32-544:(OI)(CI)F' /grant '*S-1-5-18:(OI)(CI)F' /remove '*S-1-5-11'"
+    ));
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let after = sids(&mut g);
+    assert_eq!(after.trim(), "True\r\nS-1-5-18,S-1-5-32-544", "{after}");
+}

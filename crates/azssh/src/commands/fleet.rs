@@ -25,6 +25,20 @@ use crate::script::run::Script;
 use azssh_core::error::kind;
 
 pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError> {
+    let script = super::load_script(&args.script)?;
+    run_fleet(global, args, script, None).await
+}
+
+/// Adds lines to a fleet run's summary from its report (the audit groups VMs by drift).
+pub type ExtraSummary = fn(&Report) -> Option<String>;
+
+/// A fleet run of `script` (a verb passes its bundled runbook, which `args.script` only names).
+pub async fn run_fleet(
+    global: &GlobalArgs,
+    args: FleetArgs,
+    script: Script,
+    extra_summary: Option<ExtraSummary>,
+) -> Result<(), AppError> {
     let usage = |e: FleetError| AppError::usage_from(&e);
     if (args.resume || args.retry_failed) && args.journal.is_none() {
         return Err(usage(FleetError::ResumeWithoutJournal));
@@ -40,7 +54,6 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
             Some("e.g. `--concurrency 32`".into()),
         ));
     }
-    let script = super::load_script(&args.script)?;
     let script_args = super::parse_args(&args.args)?;
     let index_env = std::env::var("JOB_COMPLETION_INDEX").ok();
     let shard = args
@@ -122,6 +135,9 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
         arm.budget().snapshot(),
     );
     output::status(&report.summary());
+    if let Some(extra) = extra_summary.and_then(|f| f(&report)) {
+        output::status(&extra);
+    }
     let format = OutputFormat::resolve(global.output);
     output::data(&report.render(format));
     if report.all_ok() && report.stopped.is_none() {

@@ -22,6 +22,7 @@ pub mod docs;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod fleet;
+pub mod keys;
 pub mod repl;
 pub mod run;
 pub mod runbooks;
@@ -53,6 +54,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::ClosePort(args) => workflow::close_port(&global, args).await,
         Command::Jit(args) => workflow::jit(&global, args).await,
         Command::Fleet(args) => fleet::fleet(&global, args).await,
+        Command::Keys(command) => keys::keys(&global, command).await,
+        Command::Audit(args) => keys::audit(&global, args).await,
+        Command::Repair(args) => keys::repair(&global, args).await,
         Command::Connect(args) => session::connect(&global, args).await,
         Command::Tunnel(args) => session::tunnel(&global, args).await,
         Command::Rdp(args) => session::rdp(&global, args).await,

@@ -75,7 +75,8 @@ pub async fn enable_ssh(global: &GlobalArgs, a: EnableSshArgs) -> Result<(), App
     let args = ArgsMap::new(&a.vm)
         .set("method", a.method)
         .set("start", a.start)
-        .set("allow_windows_update", a.allow_windows_update);
+        .set("allow_windows_update", a.allow_windows_update)
+        .opt("default_shell", a.default_shell);
     run_runbook(global, "enable-ssh", args).await
 }
 

@@ -12,6 +12,7 @@ mod guest;
 mod guest_ssh;
 mod harness;
 mod hostile_sftp;
+mod keys;
 mod limits;
 mod readme;
 mod repl;

@@ -16,6 +16,8 @@ use crate::ssh::keys::{self, SshPublicKey};
 use crate::ssh::known_hosts::azssh_known_hosts_path;
 use crate::windows::{KeyTarget, UserName};
 
+pub mod audit;
+pub mod key_files;
 pub mod nsg;
 
 use crate::workflow::error::WorkflowError;
@@ -58,6 +60,8 @@ use azssh_core::home::default_public_key;
 
 pub fn register(engine: &mut Engine, ctx: &Ctx) {
     nsg::register(engine, ctx);
+    key_files::register(engine, ctx);
+    audit::register(engine, ctx);
     register_enable(engine, ctx);
     register_prereqs(engine, ctx);
     register_keys(engine, ctx);
@@ -189,7 +193,9 @@ fn register_keys(engine: &mut Engine, ctx: &Ctx) {
 /// for admins); otherwise to the user's `.ssh\\authorized_keys`. The file is written as UTF-8
 /// without BOM, a key already there is not added twice, the ACL is set by SID (works on
 /// localized Windows) and the file is read back. Returns `#{path, added, fingerprint, repaired,
-/// admin}`.
+/// admin}`. `expires: \"2027-03-01\"` writes `azssh-expires=2027-03-01` into the key's comment
+/// (`expire_keys` removes it after that day); `exclusive: true` leaves exactly this key (or
+/// these, given an array) in the file.
 ///
 /// # Example
 /// ```rhai
@@ -262,7 +268,17 @@ fn register_keys(engine: &mut Engine, ctx: &Ctx) {
 }
 
 fn copy_key(ctx: &Ctx, v: &Vm, key: &str, options: Map) -> RhaiResult<Dynamic> {
-    let o = Options::new("copy_key", options, &["user", "fix_sshd_config"])?;
+    if ["expires", "exclusive"]
+        .iter()
+        .any(|k| options.contains_key(*k))
+    {
+        return key_files::copy_key_with(ctx, v, key, options);
+    }
+    let o = Options::new(
+        "copy_key",
+        options,
+        &["user", "fix_sshd_config", "expires", "exclusive"],
+    )?;
     let key_opts = crate::windows::KeyOptions {
         fix_sshd_config: o.bool("fix_sshd_config")?.unwrap_or(false),
     };
