@@ -103,7 +103,10 @@ mod tests {
         let p = dir.path().join("ca.pem");
         std::fs::write(&p, "not a certificate\n").unwrap();
         let err = read_bundle(&p).unwrap_err();
-        assert!(err.to_string().contains("holds no PEM certificate"), "{err}");
+        assert!(
+            err.to_string().contains("holds no PEM certificate"),
+            "{err}"
+        );
         assert_eq!(err.kind(), "route.ca_bundle");
     }
 

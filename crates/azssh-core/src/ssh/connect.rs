@@ -310,19 +310,24 @@ pub async fn open_stream(
     let Some((before, last)) = route.split_last() else {
         return match &route.bastion {
             Some((bastion, target)) => {
-                let stream = tokio::time::timeout(opts.connect_timeout * 3, bastion.open(target, port))
-                    .await
-                    .map_err(|_| SshError::ConnectTimeout {
-                        host: host.to_string(),
-                        port,
-                        after: opts.connect_timeout * 3,
-                    })??;
+                let stream =
+                    tokio::time::timeout(opts.connect_timeout * 3, bastion.open(target, port))
+                        .await
+                        .map_err(|_| SshError::ConnectTimeout {
+                            host: host.to_string(),
+                            port,
+                            after: opts.connect_timeout * 3,
+                        })??;
                 Ok((Box::new(stream), Vec::new()))
             }
             None => Ok((
                 Box::new(
-                    tcp_connect(&private_net::local_address(host), port, opts.connect_timeout)
-                        .await?,
+                    tcp_connect(
+                        &private_net::local_address(host),
+                        port,
+                        opts.connect_timeout,
+                    )
+                    .await?,
                 ),
                 Vec::new(),
             )),

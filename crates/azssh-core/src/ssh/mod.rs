@@ -19,9 +19,9 @@ pub mod error;
 pub mod exec;
 pub mod keys;
 pub mod known_hosts;
+pub mod route;
 pub mod sftp;
 pub mod shell;
-pub mod route;
 pub mod tunnel;
 
 pub use connect::{ConnectOptions, Session};

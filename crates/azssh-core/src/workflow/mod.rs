@@ -7,10 +7,12 @@
 //! - `setup` — `setup_ssh` as timed steps.
 //! - `nsg` — `open_port`/`close_port`: a rule per source, subnet rules aimed at the VM, JIT
 //!   respected, Internet-wide sources opted into; rules and outcomes as JSON.
+//! - `route` — the path to a VM (direct, bastion, jump hosts), chosen and reported.
 //! - `error` — `WorkflowError`.
 
 pub mod error;
 pub mod guest;
 pub mod nsg;
 pub mod pin;
+pub mod route;
 pub mod setup;

@@ -119,9 +119,7 @@ impl Bastion {
             || dns.contains(['/', '@', '?', '#', ' '])
             || reqwest::Url::parse(&format!("https://{dns}/")).is_err()
         {
-            return Err(unreachable(
-                "its `dnsName` is not a host name".to_string(),
-            ));
+            return Err(unreachable("its `dnsName` is not a host name".to_string()));
         }
         let tls = crate::tls::client_config(extra_roots.clone())
             .map_err(|e| unreachable(e.to_string()))?;
@@ -159,7 +157,11 @@ impl Bastion {
 
     /// Opens one stream to `target`'s `port`: token, WebSocket, and a task relaying between them
     /// until either side ends, which then deletes the token.
-    pub async fn open(&self, target: &BastionTarget, port: u16) -> Result<BastionStream, RouteError> {
+    pub async fn open(
+        &self,
+        target: &BastionTarget,
+        port: u16,
+    ) -> Result<BastionStream, RouteError> {
         let token = self.request_token(target, port).await?;
         let ws = match self.websocket(&token).await {
             Ok(ws) => ws,
@@ -176,10 +178,7 @@ impl Bastion {
             failure: failure.clone(),
         };
         tokio::spawn(relay.run(ws, theirs, token));
-        Ok(BastionStream {
-            io: mine,
-            failure,
-        })
+        Ok(BastionStream { io: mine, failure })
     }
 
     fn url(&self, path: &str) -> String {
@@ -227,7 +226,10 @@ impl Bastion {
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| refused(200, format!("unexpected answer to the token request: {e}")))?;
         if let Ok(mut l) = self.inner.last.lock() {
-            *l = Some((Secret::new(answer.auth_token.clone()), answer.node_id.clone()));
+            *l = Some((
+                Secret::new(answer.auth_token.clone()),
+                answer.node_id.clone(),
+            ));
         }
         Ok(answer)
     }
@@ -305,10 +307,16 @@ impl Bastion {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> RouteError {
-        // `without_url`: the query or path could carry a token.
+        // Without the URL: the path could carry a token. With the causes: "error sending
+        // request" alone says nothing.
         let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason.push_str(&format!(": {s}"));
+            source = s.source();
+        }
         if let Some(url) = e.url() {
-            reason = reason.replace(url.as_str(), "");
+            reason = reason.replace(&format!(" for url ({})", url.as_str()), "");
         }
         RouteError::BastionUnreachable {
             bastion: self.inner.name.clone(),
@@ -432,7 +440,7 @@ impl Relay {
                 target: self.target.clone(),
                 reason,
             };
-            tracing::warn!("{err}");
+            crate::notice::warn(&err.to_string());
             if let Ok(mut f) = self.failure.lock() {
                 *f = Some(err.to_string());
             }
@@ -446,6 +454,12 @@ impl Relay {
 pub struct BastionStream {
     io: DuplexStream,
     failure: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for BastionStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BastionStream")
+    }
 }
 
 impl BastionStream {

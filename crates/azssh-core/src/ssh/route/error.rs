@@ -51,7 +51,9 @@ pub enum RouteError {
         reason: String,
     },
 
-    #[error("no way to reach VM `{vm}`: it has no public IP, no bastion serves its virtual network, and no jump host was given")]
+    #[error(
+        "no way to reach VM `{vm}`: it has no public IP, no bastion serves its virtual network, and no jump host was given"
+    )]
     NoRoute { vm: String },
 
     #[error("`{option}` {reason}")]

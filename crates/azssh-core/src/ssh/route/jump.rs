@@ -37,7 +37,9 @@ pub fn parse_jumps(spec: &str) -> Result<Vec<JumpHost>, RouteError> {
     if spec.is_empty() || spec.eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
     }
-    spec.split(',').map(|hop| parse_hop(spec, hop.trim())).collect()
+    spec.split(',')
+        .map(|hop| parse_hop(spec, hop.trim()))
+        .collect()
 }
 
 fn parse_hop(spec: &str, hop: &str) -> Result<JumpHost, RouteError> {
@@ -56,12 +58,13 @@ fn parse_hop(spec: &str, hop: &str) -> Result<JumpHost, RouteError> {
         None => (None, hop),
     };
     let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        let (h, after) = inner
-            .split_once(']')
-            .ok_or_else(|| bad("unbalanced `[`"))?;
+        let (h, after) = inner.split_once(']').ok_or_else(|| bad("unbalanced `[`"))?;
         match after {
             "" => (h, None),
-            p => (h, Some(p.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?)),
+            p => (
+                h,
+                Some(p.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
+            ),
         }
     } else {
         match rest.split_once(':') {
@@ -105,7 +108,8 @@ mod tests {
 
     #[test]
     fn proxyjump_forms_parse() {
-        let hops = parse_jumps("ops@bastion.contoso.net:2222,10.0.0.5,[fe80::1]:22,ssh://a@b").unwrap();
+        let hops =
+            parse_jumps("ops@bastion.contoso.net:2222,10.0.0.5,[fe80::1]:22,ssh://a@b").unwrap();
         assert_eq!(
             hops[0],
             JumpHost {

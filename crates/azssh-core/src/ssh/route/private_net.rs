@@ -34,7 +34,9 @@ impl PrivateNet {
         let value = std::env::var(PRIVATE_NET_ENV).ok()?;
         let parsed = PrivateNet::parse(&value);
         if parsed.is_none() && !value.trim().is_empty() {
-            tracing::warn!("ignoring `{PRIVATE_NET_ENV}={value}`: expected `10.0.0.0/9=127.128.0.0/9`");
+            tracing::warn!(
+                "ignoring `{PRIVATE_NET_ENV}={value}`: expected `10.0.0.0/9=127.128.0.0/9`"
+            );
         }
         parsed
     }
