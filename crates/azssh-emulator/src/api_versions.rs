@@ -185,6 +185,7 @@ pub fn resource_type(segs: &[&str]) -> Option<ResourceType> {
         }
         Some(["microsoft.network", "networkinterfaces", ..]) => rp("networkInterfaces", NETWORK),
         Some(["microsoft.network", "publicipaddresses", ..]) => rp("publicIPAddresses", NETWORK),
+        Some(["microsoft.network", "bastionhosts", ..]) => rp("bastionHosts", NETWORK),
         Some(["microsoft.network", ..]) => rp("virtualNetworks", NETWORK),
         Some(["microsoft.resourcegraph", ..]) => rp("resources", RESOURCE_GRAPH),
         Some(["microsoft.security", ..]) => rp("locations/jitNetworkAccessPolicies", SECURITY_JIT),

@@ -48,7 +48,11 @@ pub fn group_prefix(world: &World, group: u16) -> String {
 
 pub fn tags(world: &World, vm: usize) -> Value {
     let v = &world.vms[vm];
-    json!({"env": ENVS[v.env as usize], "team": TEAMS[v.team as usize], "role": ROLES[v.role as usize]})
+    let mut t = json!({"env": ENVS[v.env as usize], "team": TEAMS[v.team as usize], "role": ROLES[v.role as usize]});
+    if let Some(variant) = world.bastion.vm_variants.get(&vm) {
+        t["emulator-variant"] = json!(variant);
+    }
+    t
 }
 
 pub fn status(code: &str, display: &str) -> Value {

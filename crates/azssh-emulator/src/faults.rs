@@ -1,4 +1,5 @@
-//! Seeded fault injection: `--faults "5xx=0.05,reset=0.02,429=0.02,lro_fail=0.01,slow=0.05"`.
+//! Seeded fault injection: `--faults "5xx=0.05,reset=0.02,429=0.02,lro_fail=0.01,slow=0.05"`,
+//! plus `ws_reset=P`, the probability that a Bastion WebSocket is cut mid-stream.
 //! One draw per request from a generator seeded with the world's seed, so the same seed and the
 //! same request sequence produce the same faults.
 
@@ -15,6 +16,8 @@ pub struct FaultSpec {
     pub throttle: f64,
     pub lro_fail: f64,
     pub slow: f64,
+    /// Per bastion WebSocket: cut it (TCP RST) after a seeded number of bytes.
+    pub ws_reset: f64,
 }
 
 impl std::str::FromStr for FaultSpec {
@@ -42,6 +45,7 @@ impl std::str::FromStr for FaultSpec {
                 "429" => f.throttle = p,
                 "lro_fail" => f.lro_fail = p,
                 "slow" => f.slow = p,
+                "ws_reset" => f.ws_reset = p,
                 other => return Err(bad(format!("unknown fault `{other}`"))),
             }
         }

@@ -100,6 +100,9 @@ fn rows(world: &World, only: Option<&str>, keep: impl Fn(&Value) -> bool) -> Vec
             ));
         }
     }
+    for (group, kind, resource, tags) in super::bastion::graph_resources(world, only) {
+        push(row(world, group, kind, resource, tags));
+    }
     if want("microsoft.network/networksecuritygroups") {
         for n in 0..world.nsgs.len() {
             push(row(

@@ -12,9 +12,13 @@
 //!   `resources` — one file per resource provider or resource kind.
 //! - `guest` (+ `powershell`) — the Windows guest model; `guest_ssh` (+ `guest_sftp`, `rdp`) — the
 //!   per-VM embedded sshd, SFTP sandbox and RDP listener.
+//! - `bastion` — VNets, peerings, bastion hosts and private-only VMs; `bastion_plane` — Bastion's
+//!   TLS/WebSocket data plane with the CA it generates.
 //! - `lro` — long-running operations; `throttle` — ARM's token buckets; `faults` — seeded faults.
 
 pub mod api_versions;
+pub mod bastion;
+pub mod bastion_plane;
 pub mod compute;
 pub mod error;
 pub mod extension;
@@ -75,6 +79,10 @@ pub struct EmulatorConfig {
     /// Creates each VM's guest on first use (the Windows guest model, `guest.rs`). Without one,
     /// RunCommand answers with a stderr saying no guest is wired in, and extensions fail.
     pub guests: Option<Arc<dyn GuestFactory>>,
+    /// Azure Bastion (`bastion.rs`): bastion hosts, peered VNets, five private-only VMs appended
+    /// after the `vms` seeded ones, and the TLS data plane. On by default (`azssh emulator`);
+    /// the test fixture turns it on with `.bastions(true)`.
+    pub bastions: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -88,6 +96,7 @@ impl Default for EmulatorConfig {
             throttling: true,
             page_size: 50,
             guests: None,
+            bastions: true,
         }
     }
 }
@@ -103,6 +112,23 @@ pub struct VmSummary {
     pub private_ip: Ipv4Addr,
     /// Listed in its resource group's Defender just-in-time policy.
     pub jit: bool,
+}
+
+/// A bastion host as tests need to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BastionSummary {
+    pub resource_group: String,
+    pub name: String,
+    pub id: String,
+    /// `sku.name`: `Basic`, `Standard`, `Premium` or `Developer`.
+    pub sku: String,
+    pub tunneling: bool,
+    /// `properties.dnsName`: `127.0.0.1:PORT`, the data plane's address.
+    pub dns_name: String,
+    /// Its `AzureBastionSubnet` prefix (`None` for Developer).
+    pub subnet_prefix: Option<String>,
+    /// The `emulator-variant` tag.
+    pub variant: String,
 }
 
 pub struct Emulator;
@@ -134,7 +160,10 @@ impl Emulator {
                 addr: addr.to_string(),
                 source,
             })?;
-        let world = world::World::generate(config.vms, config.seed);
+        let mut world = world::World::generate(config.vms, config.seed);
+        if config.bastions {
+            bastion::furnish(&mut world);
+        }
         let subscription = world.subscription.clone();
         let token = format!("azssh-emulator.{}", uuid::Uuid::new_v4().simple());
         let app = Arc::new(App {
@@ -151,6 +180,21 @@ impl Emulator {
             guests: config.guests.clone(),
         });
         let cancel = CancellationToken::new();
+        let plane = if config.bastions {
+            let guest_port = config.guests.as_ref().and_then(|g| g.ssh_port());
+            Some(
+                bastion_plane::Plane::start(
+                    &app,
+                    guest_port,
+                    config.seed,
+                    config.faults.ws_reset,
+                    cancel.child_token(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         tokio::spawn(server::serve(app.clone(), listener, cancel.clone()));
         tracing::debug!(endpoint = %app.endpoint, vms = config.vms, "emulator started");
         Ok(EmulatorHandle {
@@ -158,6 +202,7 @@ impl Emulator {
             cancel,
             subscription,
             addr: local,
+            plane,
         })
     }
 }
@@ -168,6 +213,7 @@ pub struct EmulatorHandle {
     cancel: CancellationToken,
     subscription: String,
     addr: SocketAddr,
+    plane: Option<Arc<bastion_plane::Plane>>,
 }
 
 impl EmulatorHandle {
@@ -245,9 +291,65 @@ impl EmulatorHandle {
         self.app.guest(&mut world, i)
     }
 
+    /// The bastion world's variables: `AZSSH_CA_BUNDLE` (the CA of the data plane) and
+    /// `AZSSH_PRIVATE_NET` (where private addresses live on loopback); empty without bastions.
+    pub fn bastion_env(&self) -> Vec<(String, String)> {
+        match &self.plane {
+            Some(p) => vec![
+                (
+                    "AZSSH_CA_BUNDLE".to_string(),
+                    p.ca_bundle().display().to_string(),
+                ),
+                (
+                    "AZSSH_PRIVATE_NET".to_string(),
+                    bastion::PRIVATE_NET.to_string(),
+                ),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// Arms faults on the bastion data plane's WebSockets; `None` without bastions.
+    pub fn bastion_faults(&self) -> Option<bastion_plane::BastionFaults> {
+        self.plane.as_ref().map(|p| p.faults())
+    }
+
+    /// The bastion data plane (its CA, a client TLS configuration trusting it).
+    pub fn bastion_plane(&self) -> Option<&Arc<bastion_plane::Plane>> {
+        self.plane.as_ref()
+    }
+
+    /// Every bastion host, in world order.
+    pub fn bastions(&self) -> Vec<BastionSummary> {
+        let world = lock(&self.app.world);
+        (0..world.bastion.bastions.len())
+            .map(|i| {
+                let b = &world.bastion.bastions[i];
+                BastionSummary {
+                    resource_group: world.groups[b.group as usize].name.clone(),
+                    name: b.name.clone(),
+                    id: bastion::bastion_id(&world, i),
+                    sku: b.sku.name().to_string(),
+                    tunneling: b.tunneling,
+                    dns_name: b.dns_name.clone(),
+                    subnet_prefix: b.subnet.map(|s| world.subnets[s as usize].prefix.clone()),
+                    variant: b.variant.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The `emulator-variant` tag of a VM the bastion world added, if any.
+    pub fn vm_variant(&self, resource_group: &str, vm: &str) -> Option<String> {
+        let world = lock(&self.app.world);
+        let g = world.group(resource_group)?;
+        let i = world.vm(g, vm)?;
+        world.bastion.vm_variants.get(&i).map(|v| v.to_string())
+    }
+
     /// The lines `azssh emulator` prints, ready for `eval`.
     pub fn export_lines(&self) -> Vec<String> {
-        vec![
+        let mut lines = vec![
             format!(
                 "# azssh emulator (a local simulator, not Azure): {} VMs at {}",
                 lock(&self.app.world).vms.len(),
@@ -256,7 +358,11 @@ impl EmulatorHandle {
             format!("export AZSSH_ARM_ENDPOINT={}", self.endpoint()),
             format!("export AZSSH_ACCESS_TOKEN={}", self.token().expose()),
             format!("export AZURE_SUBSCRIPTION_ID={}", self.subscription_id()),
-        ]
+        ];
+        for (k, v) in self.bastion_env() {
+            lines.push(format!("export {k}={v}"));
+        }
+        lines
     }
 
     /// Stops accepting and closes open connections.

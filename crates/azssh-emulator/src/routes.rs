@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 
 use super::reply::{ArmError, Reply};
 use super::server::{App, Req, lock};
-use super::{compute, extension, graph, lro, network, resources, security};
+use super::{bastion, compute, extension, graph, lro, network, resources, security};
 
 fn with_kind(
     kind: &'static str,
@@ -47,6 +47,12 @@ pub fn route(app: &Arc<App>, req: &Req) -> (&'static str, Result<Reply, ArmError
     match (m, rest) {
         ("GET", ["providers", "microsoft.compute", "virtualmachines"]) => {
             with_kind("vm.list", compute::list(app, req, None))
+        }
+        ("GET", ["providers", "microsoft.network", "bastionhosts"]) => {
+            with_kind("bastion.list", bastion::list_bastions(app, None))
+        }
+        ("GET", ["providers", "microsoft.network", "virtualnetworks"]) => {
+            with_kind("network.vnet.list", bastion::list_vnets(app, None))
         }
         (
             "GET",
@@ -138,6 +144,18 @@ fn route_group(
         }
         ("GET", ["resources"]) => {
             with_kind("resources.list", resources::list_by_group(app, req, group))
+        }
+        ("GET", ["providers", "microsoft.network", "bastionhosts"]) => {
+            with_kind("bastion.list", bastion::list_bastions(app, Some(group)))
+        }
+        ("GET", ["providers", "microsoft.network", "bastionhosts", _]) => {
+            with_kind("bastion.get", bastion::get_bastion(app, group, &o[3]))
+        }
+        ("GET", ["providers", "microsoft.network", "virtualnetworks"]) => {
+            with_kind("network.vnet.list", bastion::list_vnets(app, Some(group)))
+        }
+        ("GET", ["providers", "microsoft.network", "virtualnetworks", _]) => {
+            with_kind("network.vnet.get", bastion::get_vnet(app, group, &o[3]))
         }
         (
             _,

@@ -49,6 +49,14 @@ impl Stats {
     fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
         *lock(map).entry(key).or_default() += 1;
     }
+    /// Counts a request of another front end (the bastion data plane) under `kind`.
+    pub(crate) fn count_request(&self, kind: &'static str) {
+        Self::bump(&self.requests, kind);
+    }
+    /// Counts an injected fault of another front end.
+    pub(crate) fn count_fault(&self, kind: &'static str) {
+        Self::bump(&self.faults, kind);
+    }
     pub fn run_command_started(&self, vm: &str) {
         Self::bump(&self.run_commands, vm.to_string());
     }
@@ -492,7 +500,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_query(q: &str) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: &str) -> HashMap<String, String> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::windows_guests::{WindowsEmulator, WindowsGuests};
 use crate::{
-    Emulator, EmulatorConfig, EmulatorError, EmulatorHandle, FaultSpec, PowerState, VmSummary,
-    WindowsRelease,
+    BastionSummary, Emulator, EmulatorConfig, EmulatorError, EmulatorHandle, FaultSpec, PowerState,
+    VmSummary, WindowsRelease,
 };
 
 /// How to start an `Emu`. Defaults suit tests: 12 VMs, seed 1, no faults, durations divided by
@@ -45,6 +45,13 @@ impl EmuBuilder {
     }
     pub fn page_size(mut self, page_size: usize) -> Self {
         self.config.page_size = page_size;
+        self
+    }
+    /// Azure Bastion: bastion hosts (one of each SKU verdict), a peered hub VNet, five private-only
+    /// VMs appended after the seeded ones, the TLS data plane and its CA (`AZSSH_CA_BUNDLE`).
+    /// Off by default here (so VM counts stay `vms(n)`); see /work/wt/bastion-contract.md.
+    pub fn bastions(mut self, on: bool) -> Self {
+        self.config.bastions = on;
         self
     }
     /// Without guests RunCommand answers that no guest is wired in and no sshd listens: the ARM
@@ -111,6 +118,7 @@ impl Emu {
             config: EmulatorConfig {
                 speed: 1000.0,
                 throttling: false,
+                bastions: false,
                 ..EmulatorConfig::default()
             },
             guests: true,
@@ -126,7 +134,8 @@ impl Emu {
     }
 
     /// The variables `azssh emulator` exports: `AZSSH_ARM_ENDPOINT`, `AZSSH_ACCESS_TOKEN`,
-    /// `AZURE_SUBSCRIPTION_ID`, and `AZSSH_SSH_PORT` when guests are wired in.
+    /// `AZURE_SUBSCRIPTION_ID`, `AZSSH_SSH_PORT` when guests are wired in, and with bastions
+    /// `AZSSH_CA_BUNDLE` and `AZSSH_PRIVATE_NET`.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             (
@@ -145,7 +154,67 @@ impl Emu {
         if let Some(g) = &self.guests {
             env.push(("AZSSH_SSH_PORT".to_string(), g.ssh_port().to_string()));
         }
+        env.extend(self.handle.bastion_env());
         env
+    }
+
+    /// The private-only VM whose `emulator-variant` tag is `tag` (`.bastions(true)`):
+    /// `private-bastion`, `private-peered-bastion`, `private-basic-bastion`,
+    /// `private-no-tunneling`, `private-developer-bastion`.
+    pub fn private_vm_tagged(&self, tag: &str) -> VmSummary {
+        match self.handle.vms().into_iter().find(|v| {
+            self.handle
+                .vm_variant(&v.resource_group, &v.name)
+                .is_some_and(|t| t == tag)
+        }) {
+            Some(v) => v,
+            None => panic!("no private VM tagged `{tag}`: build the Emu with `.bastions(true)`"),
+        }
+    }
+
+    /// A running private-only VM behind a Standard bastion with tunneling in its own VNet.
+    pub fn private_vm(&self) -> VmSummary {
+        self.private_vm_tagged("private-bastion")
+    }
+
+    /// A running private-only VM reachable through a Premium bastion in a peered hub VNet.
+    pub fn peered_private_vm(&self) -> VmSummary {
+        self.private_vm_tagged("private-peered-bastion")
+    }
+
+    /// Every bastion host.
+    pub fn bastions(&self) -> Vec<BastionSummary> {
+        self.handle.bastions()
+    }
+
+    /// The bastion `name` of `resource_group`.
+    pub fn bastion(&self, resource_group: &str, name: &str) -> BastionSummary {
+        match self.handle.bastions().into_iter().find(|b| {
+            b.resource_group.eq_ignore_ascii_case(resource_group)
+                && b.name.eq_ignore_ascii_case(name)
+        }) {
+            Some(b) => b,
+            None => panic!("no bastion `{resource_group}/{name}`"),
+        }
+    }
+
+    /// The bastion tagged `emulator-variant = variant` (`bastion-ok`, `bastion-peered`,
+    /// `bastion-basic`, `bastion-no-tunneling`, `bastion-developer`).
+    pub fn bastion_tagged(&self, variant: &str) -> BastionSummary {
+        match self
+            .handle
+            .bastions()
+            .into_iter()
+            .find(|b| b.variant == variant)
+        {
+            Some(b) => b,
+            None => panic!("no bastion tagged `{variant}`: build the Emu with `.bastions(true)`"),
+        }
+    }
+
+    /// Where a private address (`10.a.b.c`) is served on this machine (`127.(128+a).b.c`).
+    pub fn private_address(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        crate::bastion::private_image(ip)
     }
 
     /// A running VM with a public IP on Windows Server 2019 or newer (the capability path): one

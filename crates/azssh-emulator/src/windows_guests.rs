@@ -80,6 +80,10 @@ impl WindowsGuests {
 }
 
 impl GuestFactory for WindowsGuests {
+    fn ssh_port(&self) -> Option<u16> {
+        Some(self.port.port())
+    }
+
     fn create(&self, spec: &GuestSpec) -> Arc<dyn GuestRuntime> {
         let mut config = GuestConfig::new(
             self.seed ^ hash(&spec.name),
@@ -100,10 +104,20 @@ impl GuestFactory for WindowsGuests {
         let bind = spec
             .public_ip
             .map(|ip| SocketAddr::from((ip, self.port.port())));
+        // The private address's loopback image (`bastion.rs`): what a bastion or a jump host
+        // inside the VNet connects to.
+        let private = crate::bastion::private_image(spec.private_ip)
+            .map(|ip| GuestSshSwitch::new(SocketAddr::from((ip, self.port.port()))));
         let guest = Arc::new(WiredGuest {
             shared,
             switch: bind.map(GuestSshSwitch::new),
             admit: self.admission(&spec.resource_group, &spec.name),
+            private,
+            private_admit: self.private_admission(
+                &spec.resource_group,
+                &spec.name,
+                spec.private_ip,
+            ),
         });
         lock(&self.guests).insert(
             (spec.resource_group.to_lowercase(), spec.name.to_lowercase()),
@@ -124,21 +138,43 @@ impl WindowsGuests {
                 .is_some_and(|check| check(&rg, &vm, v4, port))
         })
     }
+
+    /// Admission at the private image: the NSG sees the peer mapped into the VNet
+    /// (`bastion::vnet_source`), never a loopback "Internet" address.
+    fn private_admission(&self, resource_group: &str, vm: &str, private_ip: Ipv4Addr) -> Admission {
+        let me = self.me.clone();
+        let (rg, vm) = (resource_group.to_string(), vm.to_string());
+        Arc::new(move |source: IpAddr, port: u16| {
+            let IpAddr::V4(v4) = source else { return false };
+            let source = crate::bastion::vnet_source(v4, private_ip);
+            me.upgrade()
+                .and_then(|g| g.nsg.get().cloned())
+                .is_some_and(|check| check(&rg, &vm, source, port))
+        })
+    }
 }
 
-/// One VM's guest plus its SSH listener.
+/// One VM's guest plus its SSH listeners.
 struct WiredGuest {
     shared: Arc<SharedGuest>,
     /// `None` for VMs without a public IP: nothing answers SSH from outside.
     switch: Option<GuestSshSwitch>,
     admit: Admission,
+    /// The listener on the private address's loopback image (bastions, jump hosts).
+    private: Option<GuestSshSwitch>,
+    private_admit: Admission,
 }
 
 impl WiredGuest {
     fn sync(&self) {
-        if let Some(switch) = &self.switch {
-            let access: Arc<dyn GuestAccess> = Arc::new(Access(self.shared.clone()));
-            if let Err(e) = switch.sync(&access, &self.admit) {
+        let access: Arc<dyn GuestAccess> = Arc::new(Access(self.shared.clone()));
+        for (switch, admit) in [
+            (&self.switch, &self.admit),
+            (&self.private, &self.private_admit),
+        ] {
+            if let Some(switch) = switch
+                && let Err(e) = switch.sync(&access, admit)
+            {
                 tracing::warn!("emulated sshd could not listen: {e}");
             }
         }
@@ -231,6 +267,9 @@ impl WindowsEmulator {
             ),
             ("AZSSH_SSH_PORT".into(), self.guests.ssh_port().to_string()),
         ]
+        .into_iter()
+        .chain(self.handle.bastion_env())
+        .collect()
     }
 
     /// The lines `azssh emulator` prints, ready for `eval`.

@@ -37,6 +37,10 @@ pub struct GuestOutput {
 /// a script).
 pub trait GuestFactory: Send + Sync {
     fn create(&self, spec: &GuestSpec) -> Arc<dyn GuestRuntime>;
+    /// The port every guest's sshd listens on (`AZSSH_SSH_PORT`), if guests run one.
+    fn ssh_port(&self) -> Option<u16> {
+        None
+    }
 }
 
 /// The facts about a VM that its guest needs.
@@ -218,6 +222,8 @@ pub struct World {
     pub vms: Vec<Vm>,
     /// JIT access requests made so far, by resource group (rendered into the policy's `requests`).
     pub jit_requests: Vec<(u16, serde_json::Value)>,
+    /// VNets, peerings and bastion hosts (`bastion.rs`); empty unless bastions are on.
+    pub bastion: crate::bastion::BastionWorld,
     vm_index: HashMap<(u16, String), usize>,
     nsg_index: HashMap<(u16, String), u32>,
     group_index: HashMap<String, u16>,
@@ -259,6 +265,7 @@ impl World {
             nsgs: Vec::new(),
             vms: Vec::with_capacity(vm_count),
             jit_requests: Vec::new(),
+            bastion: Default::default(),
             vm_index: HashMap::with_capacity(vm_count),
             nsg_index: HashMap::new(),
             group_index: HashMap::new(),
@@ -301,7 +308,7 @@ impl World {
         world
     }
 
-    fn add_nsg(&mut self, nsg: Nsg) -> u32 {
+    pub(crate) fn add_nsg(&mut self, nsg: Nsg) -> u32 {
         let id = self.nsgs.len() as u32;
         self.nsg_index
             .insert((nsg.group, nsg.name.to_ascii_lowercase()), id);
@@ -388,6 +395,15 @@ impl World {
         self.vm_index
             .insert((group, vm.name.to_ascii_lowercase()), self.vms.len());
         self.vms.push(vm);
+    }
+
+    /// Appends a VM built elsewhere (`bastion.rs`), returning its index.
+    pub(crate) fn push_vm(&mut self, vm: Vm) -> usize {
+        let index = self.vms.len();
+        self.vm_index
+            .insert((vm.group, vm.name.to_ascii_lowercase()), index);
+        self.vms.push(vm);
+        index
     }
 
     pub fn group(&self, name: &str) -> Option<u16> {

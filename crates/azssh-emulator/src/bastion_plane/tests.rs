@@ -1,0 +1,758 @@
+//! Wire-level tests of the Bastion data plane, spoken to as a client does: TLS verified against
+//! the emulator's CA (tokio-rustls), the token API over raw HTTP/1.1, and the tunnel through
+//! tokio-tungstenite's client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::testing::Emu;
+use crate::{BastionSummary, VmSummary};
+
+async fn emu() -> Emu {
+    Emu::builder().vms(8).bastions(true).start().await
+}
+
+fn client_config(emu: &Emu) -> Arc<rustls::ClientConfig> {
+    let plane = emu.handle.bastion_plane().expect("bastions are on");
+    Arc::new(plane.client_config().expect("client config"))
+}
+
+async fn tls(emu: &Emu, dns: &str) -> TlsStream<TcpStream> {
+    let addr: SocketAddr = dns.parse().expect("dnsName is host:port");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    TlsConnector::from(client_config(emu))
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .expect("TLS verified against AZSSH_CA_BUNDLE")
+}
+
+/// One HTTP/1.1 request on its own connection; the status and the JSON body (Null if none).
+async fn https(
+    emu: &Emu,
+    dns: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut s = tls(emu, dns).await;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {dns}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    parse_response(&raw)
+}
+
+/// A plain-HTTP ARM request to the emulator's Resource Manager endpoint.
+async fn arm(emu: &Emu, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let endpoint = emu
+        .handle
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut s = TcpStream::connect(&endpoint).await.expect("connect arm");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        emu.handle.token().expose(),
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.replace('%', "%25")
+            .replace('&', "%26")
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+            .replace(' ', "+")
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn vm_id(emu: &Emu, vm: &VmSummary) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+        emu.handle.subscription_id(),
+        vm.resource_group,
+        vm.name
+    )
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// `POST /api/tokens` as `tunnel.py` sends it.
+async fn post_token(
+    emu: &Emu,
+    bastion: &BastionSummary,
+    vm: &VmSummary,
+    port: u16,
+    node: Option<&str>,
+) -> (u16, Value) {
+    let token = emu.handle.token().expose().clone();
+    let port = port.to_string();
+    let body = form(&[
+        ("resourceId", &vm_id(emu, vm)),
+        ("protocol", "tcptunnel"),
+        ("workloadHostPort", &port),
+        ("aztoken", &token),
+    ]);
+    let mut headers = vec![FORM];
+    if let Some(n) = node {
+        headers.push(("X-Node-Id", n));
+    }
+    https(
+        emu,
+        &bastion.dns_name,
+        "POST",
+        "/api/tokens",
+        &headers,
+        &body,
+    )
+    .await
+}
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+async fn open_ws(
+    emu: &Emu,
+    bastion: &BastionSummary,
+    ws_token: &str,
+    node: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!(
+        "wss://{}/webtunnelv2/{ws_token}?X-Node-Id={node}",
+        bastion.dns_name
+    );
+    let stream = tls(emu, &bastion.dns_name).await;
+    tokio_tungstenite::client_async(url, stream)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// A token and its WebSocket to `vm:port` through `bastion`: (authToken, nodeId, ws).
+async fn tunnel(
+    emu: &Emu,
+    bastion: &BastionSummary,
+    vm: &VmSummary,
+    port: u16,
+) -> (String, String, Ws) {
+    let (status, body) = post_token(emu, bastion, vm, port, None).await;
+    assert_eq!(status, 200, "{body}");
+    let auth = body["authToken"].as_str().expect("authToken").to_string();
+    let node = body["nodeId"].as_str().expect("nodeId").to_string();
+    let ws_token = body["websocketToken"].as_str().expect("websocketToken");
+    let ws = open_ws(emu, bastion, ws_token, &node)
+        .await
+        .expect("websocket");
+    (auth, node, ws)
+}
+
+/// Admits `prefix` to `port` on the VM's NIC NSG through ARM, as `setup` would.
+async fn allow(emu: &Emu, vm: &VmSummary, name: &str, prefix: &str, port: u16, priority: u16) {
+    let path = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/networkSecurityGroups/{}-nsg/securityRules/{name}?api-version=2024-07-01",
+        emu.handle.subscription_id(),
+        vm.resource_group,
+        vm.name
+    );
+    let body = json!({"properties": {
+        "protocol": "Tcp", "sourceAddressPrefix": prefix, "sourcePortRange": "*",
+        "destinationAddressPrefix": "*", "destinationPortRange": port.to_string(),
+        "access": "Allow", "priority": priority, "direction": "Inbound",
+    }});
+    let (status, answer) = arm(emu, "PUT", &path, Some(body)).await;
+    assert!(status == 201 || status == 200, "{status} {answer}");
+}
+
+/// The X.224 Connection Request mstsc sends first ([MS-RDPBCGR] 2.2.1.1).
+fn rdp_connection_request() -> Vec<u8> {
+    let cookie = b"Cookie: mstshash=azureadmin\r\n";
+    let neg = [0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00];
+    let li = 6 + cookie.len() + neg.len();
+    let total = 4 + 1 + li;
+    let mut out = vec![
+        3,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        li as u8,
+        0xE0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    out.extend_from_slice(cookie);
+    out.extend_from_slice(&neg);
+    out
+}
+
+async fn next_binary(ws: &mut Ws) -> Option<Vec<u8>> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => return Some(b.to_vec()),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// What ends the WebSocket: the close code, or `None` when the connection was cut without one.
+async fn ending(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => return Some(f.code),
+            Ok(Some(Ok(Message::Close(None)))) => return Some(CloseCode::Status),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) => return None,
+            Err(_) => panic!("the WebSocket neither closed nor failed"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_flow_reaches_rdp_only_once_the_nsg_admits_the_bastion_subnet() {
+    let emu = emu().await;
+    let vm = emu.private_vm();
+    let bastion = emu.bastion_tagged("bastion-ok");
+    assert!(bastion.dns_name.starts_with("127.0.0.1:"), "{bastion:?}");
+
+    // The VM's NSG ends in deny-all: the token is issued, the tunnel cannot reach the VM.
+    let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+    assert_eq!(ending(&mut ws).await, Some(CloseCode::Error));
+
+    // A rule for another prefix does not help: the NSG sees the bastion's subnet as source.
+    allow(&emu, &vm, "allow-corp-rdp", "192.168.0.0/16", 3389, 200).await;
+    let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+    assert_eq!(ending(&mut ws).await, Some(CloseCode::Error));
+
+    let prefix = bastion.subnet_prefix.clone().expect("AzureBastionSubnet");
+    allow(&emu, &vm, "allow-bastion-rdp", &prefix, 3389, 210).await;
+    let (auth, node, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+    ws.send(Message::binary(rdp_connection_request()))
+        .await
+        .expect("send");
+    let confirm = next_binary(&mut ws)
+        .await
+        .expect("X.224 Connection Confirm");
+    assert_eq!(confirm[5], 0xD0, "{confirm:02x?}");
+    assert!(confirm.len() <= 4096);
+
+    // DELETE ends the session (and its tunnel); a second DELETE finds nothing.
+    let path = format!("/api/tokens/{auth}");
+    let (status, _) = https(
+        &emu,
+        &bastion.dns_name,
+        "DELETE",
+        &path,
+        &[("X-Node-Id", &node)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(ending(&mut ws).await.is_some());
+    let (status, body) = https(
+        &emu,
+        &bastion.dns_name,
+        "DELETE",
+        &path,
+        &[("X-Node-Id", &node)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body["message"].is_string(), "{body}");
+    let stats = emu.handle.stats();
+    assert_eq!(stats.requests.get("bastion.token.post"), Some(&3));
+    assert_eq!(stats.requests.get("bastion.token.delete"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tokens_are_single_use_and_bound_to_their_node() {
+    let emu = emu().await;
+    let vm = emu.peered_private_vm();
+    let bastion = emu.bastion_tagged("bastion-peered");
+    let (status, body) = post_token(&emu, &bastion, &vm, 3389, None).await;
+    assert_eq!(status, 200, "{body}");
+    for key in ["authToken", "nodeId", "websocketToken"] {
+        assert!(
+            body[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key}: {body}"
+        );
+    }
+    let node = body["nodeId"].as_str().expect("node");
+    let ws_token = body["websocketToken"].as_str().expect("token");
+
+    // Wrong node: refused, and the token stays usable on its own node.
+    let wrong = open_ws(
+        &emu,
+        &bastion,
+        ws_token,
+        "00000000-0000-0000-0000-000000000000",
+    )
+    .await;
+    assert!(
+        matches!(wrong, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401),
+        "{wrong:?}"
+    );
+    let first = open_ws(&emu, &bastion, ws_token, node).await;
+    assert!(first.is_ok(), "{first:?}");
+    let second = open_ws(&emu, &bastion, ws_token, node).await;
+    match second {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 401);
+            let body: Value =
+                serde_json::from_slice(r.body().as_deref().unwrap_or(b"null")).expect("json body");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("already used")),
+                "{body}"
+            );
+        }
+        other => panic!("a used websocket token was accepted again: {other:?}"),
+    }
+
+    // The next POST names the node it knows; an unknown node id is refused.
+    let (status, again) = post_token(&emu, &bastion, &vm, 3389, Some(node)).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["nodeId"].as_str(), Some(node));
+    assert_ne!(again["websocketToken"], body["websocketToken"]);
+    let (status, _) = post_token(&emu, &bastion, &vm, 3389, Some("not-a-node")).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bastions_without_native_client_support_refuse_with_azures_messages() {
+    let emu = emu().await;
+    let refuse = async |bastion: &str, vm: &str| {
+        let b = emu.bastion_tagged(bastion);
+        let v = emu.private_vm_tagged(vm);
+        post_token(&emu, &b, &v, 22, None).await
+    };
+    for (b, v) in [
+        ("bastion-basic", "private-basic-bastion"),
+        ("bastion-no-tunneling", "private-no-tunneling"),
+    ] {
+        let (status, body) = refuse(b, v).await;
+        assert_eq!(status, 400, "{b}");
+        assert_eq!(body, json!({"message": "Tunneling is disabled"}), "{b}");
+    }
+
+    // Developer: only `/api/connection`, which cannot reach a Windows VM.
+    let dev = emu.bastion_tagged("bastion-developer");
+    let win = emu.private_vm_tagged("private-developer-bastion");
+    let (status, _) = post_token(&emu, &dev, &win, 22, None).await;
+    assert_eq!(status, 404);
+    let body = json!({
+        "resourceId": vm_id(&emu, &win), "bastionResourceId": dev.id, "vmPort": 22,
+        "azToken": emu.handle.token().expose(), "connectionType": "nativeclient",
+    })
+    .to_string();
+    let (status, answer) = https(
+        &emu,
+        &dev.dns_name,
+        "POST",
+        "/api/connection",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Linux")),
+        "{answer}"
+    );
+
+    // A working bastion still refuses a VM outside its VNet and its peers, and a bad aztoken.
+    let ok = emu.bastion_tagged("bastion-ok");
+    let far = emu.private_vm_tagged("private-basic-bastion");
+    let (status, answer) = post_token(&emu, &ok, &far, 22, None).await;
+    assert_eq!(status, 403, "{answer}");
+    let near = emu.private_vm();
+    let body = form(&[
+        ("resourceId", &vm_id(&emu, &near)),
+        ("protocol", "tcptunnel"),
+        ("workloadHostPort", "22"),
+        ("aztoken", "not-the-arm-token"),
+    ]);
+    let (status, answer) = https(&emu, &ok.dns_name, "POST", "/api/tokens", &[FORM], &body).await;
+    assert_eq!(status, 401);
+    assert!(answer["message"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_against_the_exported_ca_bundle() {
+    let emu = emu().await;
+    let env = emu.env();
+    let bundle = env
+        .iter()
+        .find(|(k, _)| k == "AZSSH_CA_BUNDLE")
+        .map(|(_, v)| v.clone())
+        .expect("AZSSH_CA_BUNDLE exported");
+    let pem = std::fs::read_to_string(&bundle).expect("bundle readable");
+    assert!(pem.contains("BEGIN CERTIFICATE"));
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "AZSSH_PRIVATE_NET" && v == "10.0.0.0/9=127.128.0.0/9")
+    );
+
+    // A client that trusts only the bundle file's certificate connects...
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&bundle).expect("pem") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(super::ca::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let bastion = emu.bastion_tagged("bastion-ok");
+    let addr: SocketAddr = bastion.dns_name.parse().expect("addr");
+    let ok = TlsConnector::from(Arc::new(config))
+        .connect(
+            ServerName::IpAddress(addr.ip().into()),
+            TcpStream::connect(addr).await.expect("tcp"),
+        )
+        .await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+
+    // ...one with only the public web roots does not.
+    let empty = rustls::ClientConfig::builder_with_provider(super::ca::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let refused = TlsConnector::from(Arc::new(empty))
+        .connect(
+            ServerName::IpAddress(addr.ip().into()),
+            TcpStream::connect(addr).await.expect("tcp"),
+        )
+        .await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_22_reaches_the_guest_sshd_with_its_host_key_from_the_bastion_subnet() {
+    let emu = emu().await;
+    let vm = emu.private_vm();
+    let bastion = emu.bastion_tagged("bastion-ok");
+    let guest = emu
+        .handle
+        .guest(&vm.resource_group, &vm.name)
+        .expect("guest");
+    guest.install_openssh_extension().expect("sshd installed");
+    let prefix = bastion.subnet_prefix.clone().expect("prefix");
+    allow(&emu, &vm, "allow-bastion-ssh", &prefix, 22, 200).await;
+
+    let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 22).await;
+    let banner = next_binary(&mut ws).await.expect("ssh banner");
+    assert!(
+        banner.starts_with(b"SSH-2.0-OpenSSH_for_Windows"),
+        "{}",
+        String::from_utf8_lossy(&banner)
+    );
+
+    // A real SSH handshake through the tunnel, through a local relay the way a client pumps it
+    // (4096-byte binary messages), presents the guest's host key.
+    let (status, body) = post_token(&emu, &bastion, &vm, 22, None).await;
+    assert_eq!(status, 200);
+    let ws = open_ws(
+        &emu,
+        &bastion,
+        body["websocketToken"].as_str().expect("t"),
+        body["nodeId"].as_str().expect("n"),
+    )
+    .await
+    .expect("ws");
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(pump(ws, theirs));
+    struct Check(
+        russh::keys::PublicKey,
+        tokio::sync::mpsc::UnboundedSender<bool>,
+    );
+    impl russh::client::Handler for Check {
+        type Error = russh::Error;
+        async fn check_server_key(
+            &mut self,
+            key: &russh::keys::PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            let same = matches!(key, russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } if key == &self.0);
+            let _ = self.1.send(same);
+            Ok(same)
+        }
+    }
+    let shared = emu
+        .guests()
+        .shared(&vm.resource_group, &vm.name)
+        .expect("shared guest");
+    let expected = shared.host_key().public_key().clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = Arc::new(russh::client::Config::default());
+    let session = russh::client::connect_stream(config, ours, Check(expected, tx)).await;
+    assert!(session.is_ok(), "{:?}", session.err());
+    assert_eq!(
+        rx.recv().await,
+        Some(true),
+        "host key through the bastion differs"
+    );
+}
+
+/// The client side of a tunnel: local bytes → binary messages of at most 4096 bytes, messages →
+/// local bytes.
+async fn pump(ws: Ws, local: tokio::io::DuplexStream) {
+    let (mut tx, mut rx) = ws.split();
+    let (mut rd, mut wr) = tokio::io::split(local);
+    let up = async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.close().await;
+    };
+    let down = async move {
+        while let Some(Ok(m)) = rx.next().await {
+            let Message::Binary(b) = m else {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+                continue;
+            };
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_4096_bytes_and_text_messages_are_refused() {
+    let emu = emu().await;
+    let vm = emu.private_vm();
+    let bastion = emu.bastion_tagged("bastion-ok");
+    allow(
+        &emu,
+        &vm,
+        "allow-bastion-rdp",
+        bastion.subnet_prefix.as_deref().expect("p"),
+        3389,
+        200,
+    )
+    .await;
+    let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+    ws.send(Message::binary(vec![0u8; 4097]))
+        .await
+        .expect("send");
+    assert_eq!(ending(&mut ws).await, Some(CloseCode::Size));
+    let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+    ws.send(Message::text("hello")).await.expect("send");
+    assert_eq!(ending(&mut ws).await, Some(CloseCode::Unsupported));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_nine_parallel_tunnels_is_reset_mid_stream_and_the_others_finish() {
+    let emu = emu().await;
+    let vm = emu.private_vm();
+    let bastion = emu.bastion_tagged("bastion-ok");
+    allow(
+        &emu,
+        &vm,
+        "allow-bastion-rdp",
+        bastion.subnet_prefix.as_deref().expect("p"),
+        3389,
+        200,
+    )
+    .await;
+    let faults = emu.handle.bastion_faults().expect("bastions on");
+    faults.reset_websocket(5, 40_000);
+    let mut tasks = Vec::new();
+    for _ in 0..9 {
+        let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+        tasks.push(tokio::spawn(async move {
+            ws.send(Message::binary(rdp_connection_request()))
+                .await
+                .map_err(|e| e.to_string())?;
+            next_binary(&mut ws).await.ok_or("no confirm")?;
+            // 100 KiB to the RDP listener, in 4096-byte messages.
+            for _ in 0..25 {
+                ws.send(Message::binary(vec![0x5a; 4096]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            ws.close(None).await.map_err(|e| e.to_string())?;
+            match ending(&mut ws).await {
+                Some(_) => Ok(()),
+                None => Err("cut without a close frame".to_string()),
+            }
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if t.await.expect("task").is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1, "exactly the armed WebSocket must fail");
+    assert_eq!(faults.websockets_opened(), 9);
+    assert_eq!(emu.handle.stats().faults.get("ws_reset"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_dropped_without_a_close_frame() {
+    let emu = emu().await;
+    let vm = emu.private_vm();
+    let bastion = emu.bastion_tagged("bastion-ok");
+    allow(
+        &emu,
+        &vm,
+        "allow-bastion-rdp",
+        bastion.subnet_prefix.as_deref().expect("p"),
+        3389,
+        200,
+    )
+    .await;
+    let faults = emu.handle.bastion_faults().expect("bastions on");
+    faults.idle_timeout(Some(Duration::from_millis(300)));
+    let (_, _, mut ws) = tunnel(&emu, &bastion, &vm, 3389).await;
+    ws.send(Message::binary(rdp_connection_request()))
+        .await
+        .expect("send");
+    assert!(next_binary(&mut ws).await.is_some());
+    assert_eq!(
+        ending(&mut ws).await,
+        None,
+        "an idle drop sends no Close frame"
+    );
+    assert_eq!(emu.handle.stats().faults.get("ws_idle_drop"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arm_and_resource_graph_show_bastions_and_peerings() {
+    let emu = emu().await;
+    let sub = emu.handle.subscription_id().to_string();
+    let ok = emu.bastion_tagged("bastion-ok");
+    let (status, b) = arm(
+        &emu,
+        "GET",
+        &format!("{}?api-version=2024-07-01", ok.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["sku"]["name"], "Standard");
+    assert_eq!(b["properties"]["enableTunneling"], true);
+    assert_eq!(b["properties"]["dnsName"], ok.dns_name.as_str());
+    assert_eq!(b["tags"]["emulator-variant"], "bastion-ok");
+    let (status, e) = arm(
+        &emu,
+        "GET",
+        &format!("{}?api-version=2099-01-01", ok.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["code"], "NoRegisteredProviderFound");
+    let (status, all) = arm(
+        &emu,
+        "GET",
+        &format!(
+            "/subscriptions/{sub}/providers/Microsoft.Network/bastionHosts?api-version=2024-07-01"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(all["value"].as_array().map(Vec::len), Some(5));
+    let (status, rg) = arm(&emu, "GET", &format!("/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Network/bastionHosts?api-version=2024-07-01", ok.resource_group), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(rg["value"].as_array().map(Vec::len), Some(1));
+
+    // The VM's VNet, found the way `az ssh vm --bastion` does: NIC → subnet → VNet.
+    let vm = emu.peered_private_vm();
+    let (_, nic) = arm(&emu, "GET", &format!("/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic?api-version=2024-07-01", vm.resource_group, vm.name), None).await;
+    let subnet = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]
+        .as_str()
+        .expect("subnet")
+        .to_string();
+    let vnet_id = subnet.split("/subnets/").next().expect("vnet").to_string();
+    let (status, vnet) = arm(
+        &emu,
+        "GET",
+        &format!("{vnet_id}?api-version=2024-07-01"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{vnet}");
+    let remote =
+        vnet["properties"]["virtualNetworkPeerings"][0]["properties"]["remoteVirtualNetwork"]["id"]
+            .as_str()
+            .expect("peering")
+            .to_string();
+
+    let query = |q: String| json!({"subscriptions": [sub.clone()], "query": q});
+    let (status, own) = arm(&emu, "POST", "/providers/Microsoft.ResourceGraph/resources?api-version=2022-10-01", Some(query(format!(
+        "resources | where type =~ 'microsoft.network/bastionhosts' and properties.ipConfigurations[0].properties.subnet.id startswith '{vnet_id}/'"
+    )))).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["count"], 0, "no bastion in the spoke itself");
+    let (_, peered) = arm(&emu, "POST", "/providers/Microsoft.ResourceGraph/resources?api-version=2022-10-01", Some(query(format!(
+        "resources | where type =~ 'microsoft.network/bastionhosts' and properties.ipConfigurations[0].properties.subnet.id startswith '{remote}/' | project id, name, sku, properties"
+    )))).await;
+    assert_eq!(peered["count"], 1, "{peered}");
+    assert_eq!(peered["data"][0]["sku"]["name"], "Premium");
+    assert_eq!(peered["data"][0]["properties"]["enableTunneling"], true);
+}
