@@ -664,3 +664,9 @@ mod tests {
         assert_eq!(w[1], 10);
     }
 }
+
+/// Standard input and output as one byte pipe, for `azssh proxy`: stdout then carries the SSH
+/// stream of OpenSSH's `ProxyCommand`, so nothing else may print to it (logs go to stderr).
+pub fn raw_stdio() -> (tokio::io::Stdin, tokio::io::Stdout) {
+    (tokio::io::stdin(), tokio::io::stdout())
+}

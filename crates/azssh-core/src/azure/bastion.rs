@@ -217,7 +217,13 @@ pub async fn bastions_for_vm(client: &ArmClient, vm: &Vm) -> Result<Vec<BastionH
         return Ok(Vec::new());
     };
     let mut found = bastions_in_vnet(client, &vnet_id).await?;
-    let vnet = get_virtual_network(client, &vnet_id).await?;
+    let vnet = match get_virtual_network(client, &vnet_id).await {
+        Ok(v) => v,
+        // Without read access to the VNet (or a VNet since deleted) there are no peerings to
+        // follow; the bastions found so far still count.
+        Err(e) if matches!(e.status(), Some(403 | 404)) => return Ok(found),
+        Err(e) => return Err(e),
+    };
     for peering in &vnet.properties.virtual_network_peerings {
         let p = &peering.properties;
         let connected = p

@@ -21,10 +21,12 @@ pub mod docs;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod fleet;
+pub mod proxy;
 pub mod repl;
 pub mod run;
 pub mod runbooks;
 pub mod session;
+pub mod ssh_config;
 pub mod vms;
 pub mod workflow;
 
@@ -52,6 +54,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Tunnel(args) => session::tunnel(&global, args).await,
         Command::Rdp(args) => session::rdp(&global, args).await,
         Command::Cp(args) => session::cp(&global, args).await,
+        Command::Proxy(args) => proxy::proxy(&global, args).await,
+        Command::SshConfig(args) => ssh_config::ssh_config(&global, args).await,
         #[cfg(feature = "emulator")]
         Command::Demo(args) => demo::demo(&global, args).await,
         #[cfg(feature = "emulator")]

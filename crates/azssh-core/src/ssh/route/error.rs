@@ -107,7 +107,7 @@ impl UserError for RouteError {
                     .into(),
             ),
             RouteError::NoRoute { .. } => Some(
-                "pass `--bastion NAME` or `--jump user@host`, or give the VM a public IP"
+                "reach it through a jump host (`--jump user@host`, `jump` in a script), name a bastion (`--bastion NAME`), or connect from inside its virtual network with `prefer_private_ip` (`--prefer-private-ip`)"
                     .into(),
             ),
             RouteError::Conflict { .. } => None,
