@@ -100,7 +100,7 @@ pub async fn proxy(global: &GlobalArgs, args: ProxyArgs) -> Result<(), AppError>
     let path = resolve(global, &args.vm.resource_group, &args.vm.name, request).await?;
     // OpenSSH shows a ProxyCommand's stderr on the terminal: one line per connection only
     // with `-v`.
-    output::log(Level::Debug, &path.report);
+    tracing::debug!("{}", path.report);
     let (stream, _hops) = open_stream(&path.hop_options, &path.route, &path.host, port)
         .await
         .map_err(|e| AppError::failed(&e))?;

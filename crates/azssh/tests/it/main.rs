@@ -12,6 +12,7 @@ mod guest_ssh;
 mod harness;
 mod hostile_sftp;
 mod limits;
+mod private_vms;
 mod repl;
 mod runbooks;
 mod safety_inputs;
