@@ -388,18 +388,18 @@ async fn eight_connections_through_the_bastion_at_once_while_a_ninth_is_reset() 
 
     // 2. Plain TCP streams through one `azssh tunnel --resource-port 22` local port (as
     // `az network bastion tunnel`, but all at once), each its own WebSocket.
-    let mut tunnel = p
-        .azssh(&[
-            "tunnel",
-            "-g",
-            &p.vm.resource_group,
-            "-n",
-            &p.vm.name,
-            "--resource-port",
-            "22",
-        ])
-        .command();
-    let mut tunnel = tunnel
+    // Kept alive: its temp dir is the process's working directory.
+    let tunnel_test = p.azssh(&[
+        "tunnel",
+        "-g",
+        &p.vm.resource_group,
+        "-n",
+        &p.vm.name,
+        "--resource-port",
+        "22",
+    ]);
+    let mut tunnel = tunnel_test
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
