@@ -52,7 +52,7 @@ pub enum RouteError {
     },
 
     #[error(
-        "no way to reach VM `{vm}`: it has no public IP, no bastion serves its virtual network, and no jump host was given"
+        "VM `{vm}` has no public IP address, and no bastion that can tunnel serves its virtual network"
     )]
     NoRoute { vm: String },
 
