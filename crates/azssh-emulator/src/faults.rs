@@ -127,6 +127,9 @@ mod tests {
         assert!("5xx=2".parse::<FaultSpec>().is_err());
         assert!("boom=0.1".parse::<FaultSpec>().is_err());
         assert_eq!("".parse::<FaultSpec>().unwrap(), FaultSpec::default());
+        let ws: FaultSpec = "ws_reset=0.25".parse().unwrap();
+        assert_eq!(ws.ws_reset, 0.25);
+        assert_eq!(ws.server_error, 0.0);
     }
 
     #[test]

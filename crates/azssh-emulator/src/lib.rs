@@ -80,8 +80,8 @@ pub struct EmulatorConfig {
     /// RunCommand answers with a stderr saying no guest is wired in, and extensions fail.
     pub guests: Option<Arc<dyn GuestFactory>>,
     /// Azure Bastion (`bastion.rs`): bastion hosts, peered VNets, five private-only VMs appended
-    /// after the `vms` seeded ones, and the TLS data plane. On by default (`azssh emulator`);
-    /// the test fixture turns it on with `.bastions(true)`.
+    /// after the `vms` seeded ones, and the TLS data plane. `azssh emulator` turns it on; off by
+    /// default so a `vms: n` world keeps n VMs (the test fixture: `.bastions(true)`).
     pub bastions: bool,
 }
 
@@ -96,7 +96,7 @@ impl Default for EmulatorConfig {
             throttling: true,
             page_size: 50,
             guests: None,
-            bastions: true,
+            bastions: false,
         }
     }
 }

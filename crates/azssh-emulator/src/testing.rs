@@ -118,7 +118,6 @@ impl Emu {
             config: EmulatorConfig {
                 speed: 1000.0,
                 throttling: false,
-                bastions: false,
                 ..EmulatorConfig::default()
             },
             guests: true,

@@ -315,6 +315,22 @@ impl Plane {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Value, PlaneError> {
+        // `tunnel.py` posts `data=content` with requests: a form, not JSON.
+        let form_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            });
+        if !form_type {
+            return Err(errors::bad_field(
+                "Content-Type",
+                "must be application/x-www-form-urlencoded",
+            ));
+        }
         let form = parse_query(&String::from_utf8_lossy(body));
         let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
         if field("aztoken").is_none_or(|t| t.trim() != app.token.expose()) {

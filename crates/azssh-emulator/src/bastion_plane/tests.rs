@@ -422,6 +422,24 @@ async fn bastions_without_native_client_support_refuse_with_azures_messages() {
     let (status, answer) = https(&emu, &ok.dns_name, "POST", "/api/tokens", &[FORM], &body).await;
     assert_eq!(status, 401);
     assert!(answer["message"].is_string());
+    // JSON instead of the form `tunnel.py` posts is refused with a clear message.
+    let json_body = json!({"resourceId": vm_id(&emu, &near), "protocol": "tcptunnel", "workloadHostPort": 22, "aztoken": emu.handle.token().expose()}).to_string();
+    let (status, answer) = https(
+        &emu,
+        &ok.dns_name,
+        "POST",
+        "/api/tokens",
+        &[("Content-Type", "application/json")],
+        &json_body,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x-www-form-urlencoded")),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -755,4 +773,167 @@ async fn arm_and_resource_graph_show_bastions_and_peerings() {
     assert_eq!(peered["count"], 1, "{peered}");
     assert_eq!(peered["data"][0]["sku"]["name"], "Premium");
     assert_eq!(peered["data"][0]["properties"]["enableTunneling"], true);
+}
+
+/// A real OpenSSH sshd on loopback playing a jump host inside the VNet: its `direct-tcpip` to the
+/// VM's private image arrives from 127.0.0.1, which the NSG sees as a host of the VNet
+/// (`10.a.15.254`), so the deny-all NSG refuses it until a rule admits the VNet's subnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_openssh_jump_host_reaches_the_private_image_as_a_vnet_host() {
+    const SSHD: &str = "/usr/sbin/sshd";
+    if !std::path::Path::new(SSHD).exists() {
+        if std::env::var("AZSSH_REQUIRE_SSHD").as_deref() == Ok("1") {
+            panic!("sshd not found at {SSHD} and AZSSH_REQUIRE_SSHD=1");
+        }
+        let _ = writeln_stderr("SKIPPED: sshd not found (jump host test)");
+        return;
+    }
+    let emu = emu().await;
+    let vm = emu.private_vm();
+    let guest = emu
+        .handle
+        .guest(&vm.resource_group, &vm.name)
+        .expect("guest");
+    guest.install_openssh_extension().expect("sshd installed");
+    let image = emu.private_address(vm.private_ip).expect("private image");
+    let port = emu.guests().ssh_port();
+    let jump = Jump::start();
+
+    let before = jump.forward(image, port).await;
+    assert!(
+        !before.contains("SSH-2.0"),
+        "the deny-all NSG let the jump host in: {before}"
+    );
+    allow(&emu, &vm, "allow-vnet-ssh", "10.0.0.0/20", 22, 200).await;
+    let after = jump.forward(image, port).await;
+    assert!(after.contains("SSH-2.0-OpenSSH_for_Windows"), "{after}");
+}
+
+fn writeln_stderr(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "{line}")
+}
+
+/// sshd on 127.0.0.1 with its own host key; one client key authorized.
+struct Jump {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Jump {
+    fn start() -> Jump {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        for (name, _) in [("host", ()), ("client", ())] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(name))
+                .output()
+                .expect("ssh-keygen");
+            assert!(out.status.success());
+        }
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        let _ = std::fs::create_dir_all("/run/sshd");
+        for _ in 0..10 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port");
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile none\nUsePAM no\nStrictModes no\nAuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin yes\nAllowTcpForwarding yes\nLogLevel ERROR\n",
+                d = d.display()
+            );
+            std::fs::write(d.join("sshd_config"), config).expect("config");
+            let mut child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(d.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn sshd");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let host = std::fs::read_to_string(d.join("host.pub")).expect("host key");
+                    let mut f = host.split_whitespace();
+                    let line = format!(
+                        "[127.0.0.1]:{port} {} {}\n",
+                        f.next().expect("algo"),
+                        f.next().expect("key")
+                    );
+                    std::fs::write(d.join("known_hosts"), line).expect("known_hosts");
+                    return Jump { dir, port, child };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("the jump sshd did not start");
+    }
+
+    /// `ssh -W image:port` through the jump host, host key verified; what came back in 5 s.
+    async fn forward(&self, image: std::net::Ipv4Addr, port: u16) -> String {
+        let d = self.dir.path();
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let mut child = tokio::process::Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                d.join("known_hosts").display()
+            ))
+            .arg("-i")
+            .arg(d.join("client"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-W",
+                &format!("{image}:{port}"),
+            ])
+            .arg(format!("{user}@127.0.0.1"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ssh");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(n) = out.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.contains(&b'\n') {
+                    break;
+                }
+            }
+        })
+        .await;
+        let _ = child.kill().await;
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}
+
+impl Drop for Jump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

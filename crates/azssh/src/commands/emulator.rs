@@ -26,6 +26,8 @@ pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig, AppError> {
         faults,
         speed: args.speed,
         throttling: !args.no_throttling,
+        // The realistic world: private-only VMs behind Azure Bastion (and bastions that refuse).
+        bastions: true,
         ..EmulatorConfig::default()
     })
 }
