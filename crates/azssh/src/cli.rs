@@ -404,9 +404,10 @@ pub struct SetupArgs {
     #[arg(long = "local-user", value_name = "USER")]
     pub local_user: Option<String>,
     /// Who may connect: your address, a CIDR or a service tag (several: comma-separated); each
-    /// source gets its own rule, and nobody else's access is changed
+    /// source gets its own rule, and nobody else's access is changed. Not needed through a
+    /// bastion: its `AzureBastionSubnet` prefix is admitted instead
     #[arg(long, value_name = "CIDR")]
-    pub source: String,
+    pub source: Option<String>,
     /// Accept a source that admits the whole Internet (`*`, `Internet`, `Any`, any `/0`)
     #[arg(long)]
     pub allow_internet: bool,
@@ -414,6 +415,8 @@ pub struct SetupArgs {
     /// JIT access instead)
     #[arg(long)]
     pub permanent_rule: bool,
+    #[command(flatten)]
+    pub path: PathArgs,
     /// Public key file to install (default ~/.ssh/id_ed25519.pub, ...)
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,

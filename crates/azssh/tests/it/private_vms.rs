@@ -641,3 +641,57 @@ async fn bastions_that_cannot_tunnel_are_refused_with_the_setting_to_change() {
     .stderr_contains("`enableTunneling`) is off");
     blocking(move || t.run()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_of_a_private_vm_goes_through_the_bastion_and_admits_only_its_subnet() {
+    let emu = emulator().await;
+    let v = emu.private_vm();
+    let prefix = bastion_prefix(&emu);
+    let home = tempfile::tempdir().expect("home");
+    let key = keygen(home.path());
+    // Port 22 behind the bastion, as on Azure (the guests' loopback port is for direct paths).
+    let env: Vec<(String, String)> = emu
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "AZSSH_SSH_PORT")
+        .collect();
+    let t = Test::new()
+        .envs(env)
+        .env("SSH_AUTH_SOCK", "/nonexistent/agent.sock")
+        .args(&[
+            "setup",
+            "-g",
+            &v.resource_group,
+            "-n",
+            &v.name,
+            "--key",
+            &key.with_extension("pub").display().to_string(),
+        ])
+        .stderr_contains("works");
+    let out = blocking(move || t.run()).await;
+    let said = stderr_of(&out);
+    assert!(
+        said.contains("reached via bastion"),
+        "the path is reported: {said}"
+    );
+    // The NSG admits the bastion's subnet on 22, and nothing from the Internet.
+    let arm = client(&emu);
+    let vm = get_vm(&arm, &v.resource_group, &v.name).await.expect("vm");
+    let mut admitted = Vec::new();
+    for nsg in &vm.nsg_ids {
+        for r in azssh::azure::network::list_security_rules(&arm, nsg)
+            .await
+            .expect("rules")
+        {
+            if r.properties.access.eq_ignore_ascii_case("Allow") {
+                admitted.extend(r.properties.source_address_prefix.clone());
+                admitted.extend(r.properties.source_address_prefixes.clone());
+            }
+        }
+    }
+    assert_eq!(
+        admitted,
+        vec![prefix],
+        "only the bastion subnet is admitted"
+    );
+}
