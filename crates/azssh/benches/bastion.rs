@@ -23,7 +23,10 @@ use azssh_emulator::testing::Emu;
 const CONNECTS: usize = 10;
 
 fn main() {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("no runtime: {e}");
@@ -90,7 +93,10 @@ async fn run() {
         .bastion_tagged("bastion-ok")
         .subnet_prefix
         .expect("prefix");
-    let vnet = format!("{}.0.0/16", private.rsplitn(3, '.').nth(2).unwrap_or("10.0"));
+    let vnet = format!(
+        "{}.0.0/16",
+        private.rsplitn(3, '.').nth(2).unwrap_or("10.0")
+    );
     open_port(
         &arm,
         &vm,
