@@ -34,7 +34,7 @@ use super::compute::group_prefix;
 use super::nsg::{Nsg, Rule};
 use super::reply::{ArmError, Reply};
 use super::server::{App, lock};
-use super::world::{PowerState, Subnet, Vm, WindowsRelease, World};
+use super::world::{PowerState, Subnet, WindowsRelease, World};
 
 /// `AZSSH_PRIVATE_NET`: the VNet space and the loopback range standing for it.
 pub const PRIVATE_NET: &str = "10.0.0.0/9=127.128.0.0/9";
@@ -379,26 +379,29 @@ fn add_private_vm(world: &mut World, p: PrivateVm) {
     nsg.rules.push(deny);
     let nsg = world.add_nsg(nsg);
     let vm_id = seeded_guid(world, p.name);
-    let vm = Vm {
-        name: p.name.to_string(),
-        group: p.group,
-        release: WindowsRelease::Ws2022,
-        ubr: 2966,
-        size: 1,
-        power: PowerState::Running,
-        nic_nsg: Some(nsg),
-        subnet: p.subnet,
-        public_ip: None,
-        private_ip: p.ip,
-        env: 0,
-        team: 0,
-        role: 3,
-        vm_id,
-        jit: false,
-        extensions: Vec::new(),
-        run_command_busy: false,
-        guest: None,
+    // Start from a freshly seeded VM so fields other parts of the emulator add to `Vm` keep
+    // their seeded defaults; then set every field this VM's story depends on.
+    let Some(mut vm) = World::generate(1, 0).vms.pop() else {
+        return;
     };
+    vm.name = p.name.to_string();
+    vm.group = p.group;
+    vm.release = WindowsRelease::Ws2022;
+    vm.ubr = 2966;
+    vm.size = 1;
+    vm.power = PowerState::Running;
+    vm.nic_nsg = Some(nsg);
+    vm.subnet = p.subnet;
+    vm.public_ip = None;
+    vm.private_ip = p.ip;
+    vm.env = 0;
+    vm.team = 0;
+    vm.role = 3;
+    vm.vm_id = vm_id;
+    vm.jit = false;
+    vm.extensions = Vec::new();
+    vm.run_command_busy = false;
+    vm.guest = None;
     let index = world.push_vm(vm);
     world.bastion.vm_variants.insert(index, p.variant);
 }

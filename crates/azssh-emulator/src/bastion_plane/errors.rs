@@ -24,8 +24,8 @@ impl PlaneError {
         }
     }
 
-    pub fn body(&self) -> String {
-        serde_json::json!({ "message": self.message }).to_string()
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "message": self.message })
     }
 }
 

@@ -145,8 +145,7 @@ fn reply(status: StatusCode, body: Option<Value>) -> Response<Body> {
 }
 
 fn refuse(e: PlaneError) -> Response<Body> {
-    let body: Value = serde_json::from_str(&e.body()).unwrap_or(Value::Null);
-    reply(e.status, Some(body))
+    reply(e.status, Some(e.body()))
 }
 
 /// `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}`.
