@@ -695,3 +695,68 @@ async fn setup_of_a_private_vm_goes_through_the_bastion_and_admits_only_its_subn
         "only the bastion subnet is admitted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_scripts_and_cp_reach_a_private_vm_through_the_bastion() {
+    let emu = emulator().await;
+    let keys = tempfile::tempdir().expect("keys");
+    let key = keygen(keys.path());
+    let prefix = bastion_prefix(&emu);
+    let p = Private::prepare(emu, "private-bastion", &key, vec![prefix], 22).await;
+    let key_arg = key.display().to_string();
+    // A fleet script calls `ssh(vm)` as usual: the path is chosen per VM.
+    let targets = p.home.path().join("targets.txt");
+    std::fs::write(&targets, format!("{}\n", p.vm.id)).expect("targets");
+    let script = format!(
+        "let s = ssh(vm, #{{port: 22, key: \"{key_arg}\"}}); #{{route: s.route, host: s.exec(\"hostname\").stdout.trim()}}"
+    );
+    let script_path = p.home.path().join("who.rhai");
+    std::fs::write(&script_path, script).expect("script");
+    let computer = p.vm.computer_name.clone().expect("computer name");
+    let t = p
+        .azssh(&[
+            "fleet",
+            &script_path.display().to_string(),
+            "--targets",
+            &targets.display().to_string(),
+            "-o",
+            "json",
+        ])
+        .stdout_contains("\"route\": \"bastion\"")
+        .stdout_contains(&computer);
+    blocking(move || t.run()).await;
+
+    // `azssh cp` both ways over the same path.
+    let local = p.home.path().join("notes.txt");
+    std::fs::write(&local, "through the bastion\r\n").expect("local");
+    let admin = p.vm.admin_username.clone().expect("admin");
+    let remote = format!(
+        "{}/{}:C:/Users/{admin}/notes.txt",
+        p.vm.resource_group, p.vm.name
+    );
+    let up = p.azssh(&[
+        "cp",
+        &local.display().to_string(),
+        &remote,
+        "-i",
+        &key_arg,
+        "--port",
+        "22",
+    ]);
+    blocking(move || up.run()).await;
+    let back = p.home.path().join("back.txt");
+    let down = p.azssh(&[
+        "cp",
+        &remote,
+        &back.display().to_string(),
+        "-i",
+        &key_arg,
+        "--port",
+        "22",
+    ]);
+    blocking(move || down.run()).await;
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("back"),
+        "through the bastion\r\n"
+    );
+}
