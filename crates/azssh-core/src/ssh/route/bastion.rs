@@ -283,7 +283,11 @@ impl Bastion {
                         message: error_message(body),
                     }
                 }
-                other => fail(format!("WebSocket: {other}")),
+                // The URL holds the single-use WebSocket token: never in a message.
+                other => fail(
+                    format!("WebSocket: {other}")
+                        .replace(token.websocket_token.as_str(), "<token>"),
+                ),
             })?;
         Ok(ws)
     }
