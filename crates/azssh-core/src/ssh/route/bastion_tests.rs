@@ -34,6 +34,8 @@ enum Mode {
     TunnelingDisabled,
     /// Cut the 2nd WebSocket's TCP connection after its first message, without a Close frame.
     ResetSecond,
+    /// Upgrade, then close at once with 1011: the VM behind the bastion refused the connection.
+    TargetRefused,
 }
 
 async fn serve(mode: Mode) -> Server {
@@ -171,6 +173,16 @@ async fn handle(
             l.upgrades.len()
         };
         let mut ws = WebSocketStream::from_raw_socket(tls, Role::Server, None).await;
+        if matches!(mode, Mode::TargetRefused) {
+            use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Error,
+                    reason: "Failed to connect to the target".into(),
+                }))
+                .await;
+            return;
+        }
         while let Some(Ok(msg)) = ws.next().await {
             if let Message::Binary(b) = msg {
                 {
@@ -358,4 +370,17 @@ fn a_dns_name_that_is_not_a_host_is_refused() {
             "{bad}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_vm_that_refuses_behind_the_bastion_is_named() {
+    let server = serve(Mode::TargetRefused).await;
+    let mut stream = client(&server).open(&vm_target(), 22).await.unwrap();
+    let mut buf = [0u8; 8];
+    let err = stream.read(&mut buf).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the VM refused the connection through the bastion") && text.contains("1011"),
+        "{text}"
+    );
 }
