@@ -6,7 +6,8 @@
 //! - `rdp` — the X.224 client probe that tells an RDP listener answered.
 //! - `workflow` — the documented steps as policy (enable, copy_key, open_port, jit, pin, setup).
 //! - `error` — the contract every domain shares; `secret` — values that never print;
-//!   `local_file` — bounded reads of the operator's files.
+//!   `local_file` — bounded reads of the operator's files; `tls` — trusted roots
+//!   (`AZSSH_CA_BUNDLE`).
 //!
 //! Layers only call downward: workflow → windows, azure, ssh.
 
@@ -19,5 +20,6 @@ pub mod rdp;
 pub mod secret;
 pub mod ssh;
 pub mod suggest;
+pub mod tls;
 pub mod windows;
 pub mod workflow;

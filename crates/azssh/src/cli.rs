@@ -92,6 +92,13 @@ pub enum Command {
     Rdp(RdpArgs),
     /// Copy files to or from a VM over SFTP; the remote side is `RESOURCE_GROUP/VM:PATH`
     Cp(CpArgs),
+    /// Relay stdin/stdout to a VM's SSH port (direct, Bastion or jump), for OpenSSH's
+    /// `ProxyCommand`: `ssh -o ProxyCommand="azssh proxy -g RG -n VM" user@VM`
+    Proxy(ProxyArgs),
+    /// Write an OpenSSH config with one `Host RG.VM` block per VM (pinned host keys, strict
+    /// checking, `ProxyCommand azssh proxy` for private VMs) for ssh, scp, VS Code and Ansible
+    #[command(name = "ssh-config")]
+    SshConfig(SshConfigArgs),
     /// Run the whole workflow against a local emulator: no Azure account needed
     #[cfg(feature = "emulator")]
     Demo(DemoArgs),
@@ -143,6 +150,27 @@ pub struct SshLoginArgs {
     /// known_hosts file to use instead of ~/.ssh/known_hosts and azssh's own
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<String>,
+    #[command(flatten)]
+    pub path: PathArgs,
+}
+
+/// How to reach a private VM (default: its public IP, else a bastion in reach, else `--jump`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PathArgs {
+    /// Tunnel through this Azure Bastion (Standard/Premium with native client support): a name
+    /// in the VM's resource group, or RG/NAME
+    #[arg(long, value_name = "NAME", conflicts_with = "bastion_id")]
+    pub bastion: Option<String>,
+    /// Tunnel through the Azure Bastion with this resource id
+    #[arg(long, value_name = "ID")]
+    pub bastion_id: Option<String>,
+    /// Jump hosts as OpenSSH's ProxyJump: `[user@]host[:port][,next...]` (after a bastion when
+    /// one is given); host keys are verified at every hop
+    #[arg(long, short = 'J', value_name = "HOSTS")]
+    pub jump: Option<String>,
+    /// Force the path: direct, bastion or jump (default: chosen and reported)
+    #[arg(long, value_parser = ["direct", "bastion", "jump", "auto"])]
+    pub via: Option<String>,
 }
 
 /// Which VM: `-g`/`-n`, or an address with `--ip`.
@@ -178,8 +206,65 @@ pub struct TunnelArgs {
     #[command(flatten)]
     pub target: VmTargetArgs,
     /// Local forward `[bind:]local_port:host:remote_port`, e.g. `3389:localhost:3389` (repeatable)
-    #[arg(short = 'L', value_name = "SPEC", required = true)]
+    #[arg(
+        short = 'L',
+        value_name = "SPEC",
+        required_unless_present = "resource_port"
+    )]
     pub forwards: Vec<String>,
+    /// Without SSH, like `az network bastion tunnel`: carry local connections straight to this
+    /// port of the VM through the bastion, each on its own WebSocket, all at once
+    #[arg(long, value_name = "PORT", conflicts_with = "forwards")]
+    pub resource_port: Option<u16>,
+    /// Local port for `--resource-port` (0 = any free port, printed)
+    #[arg(long = "local-port", default_value_t = 0, requires = "resource_port")]
+    pub local_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// The VM's port to relay to (default: `AZSSH_SSH_PORT` when set, else 22)
+    #[arg(long, env = "AZSSH_SSH_PORT")]
+    pub port: Option<u16>,
+    /// Use the VM's private IP on the direct path
+    #[arg(long)]
+    pub prefer_private_ip: bool,
+    #[command(flatten)]
+    pub path: PathArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// VMs of this resource group (repeatable)
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Every VM in the subscription
+    #[arg(long, conflicts_with = "resource_groups")]
+    pub all: bool,
+    /// Write here instead of standard output (replaced whole; include it from ~/.ssh/config
+    /// with `Include`)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Private key for `IdentityFile` (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the
+    /// first that exists)
+    #[arg(short = 'i', value_name = "KEY")]
+    pub identity: Option<String>,
+    /// Login user (default: each VM's admin user)
+    #[arg(long)]
+    pub local_user: Option<String>,
+    /// SSH port (default: `AZSSH_SSH_PORT` when set, else 22)
+    #[arg(long, env = "AZSSH_SSH_PORT")]
+    pub port: Option<u16>,
+    /// `Host` alias of each VM; `{rg}` and `{name}` are replaced
+    #[arg(long, default_value = "{rg}.{name}")]
+    pub alias: String,
+    /// The azssh to name in `ProxyCommand` (default: this executable)
+    #[arg(long, value_name = "PATH")]
+    pub azssh: Option<PathBuf>,
+    #[command(flatten)]
+    pub path: PathArgs,
 }
 
 #[derive(Debug, Args)]
@@ -370,9 +455,10 @@ pub struct SetupArgs {
     #[arg(long = "local-user", value_name = "USER")]
     pub local_user: Option<String>,
     /// Who may connect: your address, a CIDR or a service tag (several: comma-separated); each
-    /// source gets its own rule, and nobody else's access is changed
+    /// source gets its own rule, and nobody else's access is changed. Not needed through a
+    /// bastion: its `AzureBastionSubnet` prefix is admitted instead
     #[arg(long, value_name = "CIDR")]
-    pub source: String,
+    pub source: Option<String>,
     /// Accept a source that admits the whole Internet (`*`, `Internet`, `Any`, any `/0`)
     #[arg(long)]
     pub allow_internet: bool,
@@ -380,6 +466,8 @@ pub struct SetupArgs {
     /// JIT access instead)
     #[arg(long)]
     pub permanent_rule: bool,
+    #[command(flatten)]
+    pub path: PathArgs,
     /// Public key file to install (default ~/.ssh/id_ed25519.pub, ...)
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,

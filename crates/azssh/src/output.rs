@@ -694,6 +694,12 @@ fn ticker(stop: &AtomicBool, what: &dyn Fn() -> Option<String>) {
     clear_shown();
 }
 
+/// Standard input and output as one byte pipe, for `azssh proxy`: stdout then carries the SSH
+/// stream of OpenSSH's `ProxyCommand`, so nothing else may print to it (logs go to stderr).
+pub fn raw_stdio() -> (tokio::io::Stdin, tokio::io::Stdout) {
+    (tokio::io::stdin(), tokio::io::stdout())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

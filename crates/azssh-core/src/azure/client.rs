@@ -132,6 +132,24 @@ impl ArmClient {
             // The pool's idle timer would make tokio's paused clock jump in tests; idle
             // connections are cheap to keep for a CLI run.
             .pool_idle_timeout(None);
+        // Extra roots (`AZSSH_CA_BUNDLE`: a TLS-inspecting proxy, a test endpoint's own CA) are
+        // added to the platform's, never replacing them.
+        if let Some(path) = &config.ca_bundle {
+            let mut certs = Vec::new();
+            let bundle = crate::tls::read_bundle(path).map_err(|e| AzureError::Transport {
+                endpoint: config.endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+            for der in bundle {
+                certs.push(reqwest::Certificate::from_der(der.as_ref()).map_err(|e| {
+                    AzureError::Transport {
+                        endpoint: config.endpoint.clone(),
+                        reason: format!("CA bundle `{}`: {e}", path.display()),
+                    }
+                })?);
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
         if let Some(t) = config.timeouts.connect {
             builder = builder.connect_timeout(t);
         }
@@ -168,6 +186,12 @@ impl ArmClient {
     pub fn api_versions(&self) -> &ApiVersions {
         &self.inner.api_versions
     }
+    /// A current ARM access token, for the one other place Microsoft's clients send it: the
+    /// `aztoken` field of an Azure Bastion token request (BASTION.md §2.1).
+    pub async fn access_token(&self) -> Result<crate::secret::Secret<String>> {
+        self.inner.tokens.token().await
+    }
+
     /// The shared throttle budget and request counters.
     pub fn budget(&self) -> &ThrottleBudget {
         &self.inner.budget

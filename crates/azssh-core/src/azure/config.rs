@@ -120,6 +120,8 @@ pub struct ArmConfig {
     pub retry: RetryPolicy,
     pub timeouts: Timeouts,
     pub status_hook: Option<StatusHook>,
+    /// Extra trusted CA certificates (PEM), from `AZSSH_CA_BUNDLE`.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ArmConfig {
@@ -146,6 +148,7 @@ impl ArmConfig {
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
             status_hook: None,
+            ca_bundle: None,
         })
     }
 }
@@ -191,6 +194,7 @@ pub fn resolve(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>) -> Res
         retry: RetryPolicy::default(),
         timeouts: Timeouts::default(),
         status_hook: None,
+        ca_bundle: nonempty(env(crate::tls::CA_BUNDLE_ENV)).map(PathBuf::from),
     })
 }
 

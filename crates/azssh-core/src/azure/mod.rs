@@ -1,7 +1,7 @@
 //! Azure Resource Manager client: the transport (`client`, `lro`, `budget`), where its settings
 //! and tokens come from (`config`, `cloud`, `auth`), ids and errors (`resource_id`, `error`), and
 //! one file per resource kind with its types and calls together (`vm`, `network`,
-//! `run_command`, `extension`, `graph`, `jit`). Nothing here knows about Rhai.
+//! `run_command`, `extension`, `graph`, `jit`, `bastion`). Nothing here knows about Rhai.
 //!
 //! # Use
 //! ```ignore
@@ -19,6 +19,7 @@
 //! `Timeouts { connect: None, request: None }` (see `tests/it/azure_fake.rs`).
 
 pub mod auth;
+pub mod bastion;
 pub mod budget;
 pub mod client;
 pub mod cloud;

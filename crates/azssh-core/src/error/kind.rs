@@ -190,6 +190,18 @@ pub mod fleet {
     pub const UNKNOWN: &str = "fleet.unknown";
 }
 
+/// How bytes reach a VM: Azure Bastion tunnels, jump hosts, the path choice (`azssh-core::ssh::route`).
+pub mod route {
+    pub const BAD_JUMP: &str = "route.bad_jump";
+    pub const BASTION_DROPPED: &str = "route.bastion_dropped";
+    pub const BASTION_NOT_FOUND: &str = "route.bastion_not_found";
+    pub const BASTION_REFUSED: &str = "route.bastion_refused";
+    pub const BASTION_UNSUPPORTED: &str = "route.bastion_unsupported";
+    pub const CA_BUNDLE: &str = "route.ca_bundle";
+    pub const JUMP_REFUSED: &str = "route.jump_refused";
+    pub const NO_ROUTE: &str = "route.no_route";
+}
+
 /// Every kind, for the contract test and for tools that list them.
 pub const ALL: &[&str] = &[
     CANCELLED,
@@ -330,6 +342,14 @@ pub const ALL: &[&str] = &[
     fleet::QUERY_WITHOUT_ID,
     fleet::TARGETS_FILE,
     fleet::UNKNOWN,
+    route::BAD_JUMP,
+    route::BASTION_DROPPED,
+    route::BASTION_NOT_FOUND,
+    route::BASTION_REFUSED,
+    route::BASTION_UNSUPPORTED,
+    route::CA_BUNDLE,
+    route::JUMP_REFUSED,
+    route::NO_ROUTE,
 ];
 
 /// Failures worth running a VM's script again for (`azssh fleet --retries`): the request never
@@ -493,6 +513,14 @@ mod tests {
             "fleet.query_without_id",
             "fleet.targets_file",
             "fleet.unknown",
+            "route.bad_jump",
+            "route.bastion_dropped",
+            "route.bastion_not_found",
+            "route.bastion_refused",
+            "route.bastion_unsupported",
+            "route.ca_bundle",
+            "route.jump_refused",
+            "route.no_route",
         ];
         assert_eq!(ALL, expected.as_slice());
     }

@@ -1,5 +1,5 @@
 //! The part of `~/.ssh/config` azssh honours for host-name targets: `Host` blocks with
-//! `HostName`, `User`, `Port` and `IdentityFile`. First value wins, as in OpenSSH; other
+//! `HostName`, `User`, `Port`, `IdentityFile` and `ProxyJump`. First value wins, as in OpenSSH; other
 //! keywords (and `Match`, `Include`) are ignored rather than half-implemented.
 //!
 //! A parser of five keywords is smaller than any maintained crate that does all of ssh_config.
@@ -16,6 +16,8 @@ pub struct HostConfig {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_files: Vec<PathBuf>,
+    /// `ProxyJump`, as written (`none` included).
+    pub proxy_jump: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +102,9 @@ impl SshConfig {
                     "user" if out.user.is_none() => out.user = Some(value.clone()),
                     "port" if out.port.is_none() => out.port = value.parse().ok(),
                     "identityfile" => out.identity_files.push(expand_tilde(value)),
+                    "proxyjump" if out.proxy_jump.is_none() => {
+                        out.proxy_jump = Some(value.clone());
+                    }
                     _ => {}
                 }
             }

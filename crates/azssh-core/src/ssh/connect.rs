@@ -15,6 +15,7 @@ use super::auth::{self, Credentials, PromptSecret};
 use super::config::SshConfig;
 use super::error::SshError;
 use super::known_hosts::{self, HostKeyPolicy};
+use super::route::{BoxIo, Route, RouteError, parse_jumps, private_net};
 use crate::secret::Secret;
 
 /// Overrides the default SSH port (22) when set: how clients reach the emulator's guests, which
@@ -73,6 +74,9 @@ pub struct ConnectOptions {
     pub keepalive: Option<Duration>,
     /// `None`: `~/.ssh/config` when it exists.
     pub ssh_config: Option<PathBuf>,
+    /// How to reach the host: direct TCP (the default), a bastion, jump hosts. A direct route
+    /// takes `~/.ssh/config`'s `ProxyJump` for the host, as OpenSSH does.
+    pub route: Route,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -88,6 +92,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("host_keys", &self.host_keys)
             .field("connect_timeout", &self.connect_timeout)
             .field("keepalive", &self.keepalive)
+            .field("route", &self.route.describe())
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +113,7 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             keepalive: Some(Duration::from_secs(30)),
             ssh_config: None,
+            route: Route::direct(),
         }
     }
 }
@@ -135,6 +141,9 @@ pub(crate) fn client_config(keepalive: Option<Duration>) -> client::Config {
         nodelay: true,
         keepalive_interval: keepalive,
         keepalive_max: 3,
+        // No inactivity timeout: a quiet interactive session or idle tunnel stays up; the
+        // keepalives above find a dead peer (Bastion drops idle streams, azure-cli#28367).
+        inactivity_timeout: None,
         // A larger window than russh's 2 MiB and the largest packet russh accepts (OpenSSH
         // sends up to our maximum): fewer window adjustments and packets per byte pulled
         // through a tunnel, measured ≈ 0.6× → 0.9× of `ssh -L` on pull (benches/tunnel.rs).
@@ -184,6 +193,10 @@ pub struct Session {
     host: String,
     port: u16,
     user: String,
+    /// The jump-host sessions this one runs through: kept open as long as it is.
+    via: Arc<Vec<Session>>,
+    /// `direct`, `bastion`, `jump` or `bastion+jump`.
+    route: &'static str,
 }
 
 impl std::fmt::Debug for Session {
@@ -215,7 +228,13 @@ impl Session {
             auth::default_identity_files()
         };
 
-        let stream = tcp_connect(&host, port, opts.connect_timeout).await?;
+        let mut route = opts.route.clone();
+        if route.is_direct()
+            && let Some(jumps) = &resolved.proxy_jump
+        {
+            route.jumps = parse_jumps(jumps).map_err(SshError::from)?;
+        }
+        let (stream, via) = open_stream(&opts, &route, &host, port).await?;
         let handler = ClientHandler {
             host: host.clone(),
             port,
@@ -244,12 +263,14 @@ impl Session {
             agent_socket: opts.agent_socket.clone(),
         };
         auth::authenticate(&mut handle, &host, &user, &creds).await?;
-        tracing::debug!(%host, port, %user, "ssh session established");
+        tracing::debug!(%host, port, %user, route = route.via(), "ssh session established");
         Ok(Session {
             handle: Arc::new(handle),
             host,
             port,
             user,
+            via: Arc::new(via),
+            route: route.via(),
         })
     }
 
@@ -262,6 +283,10 @@ impl Session {
     pub fn user(&self) -> &str {
         &self.user
     }
+    /// `direct`, `bastion`, `jump` or `bastion+jump`.
+    pub fn route(&self) -> &'static str {
+        self.route
+    }
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
@@ -273,6 +298,68 @@ impl Session {
             .await?;
         Ok(())
     }
+}
+
+/// A byte stream to `host:port` along `route`, with the jump sessions it runs through.
+pub async fn open_stream(
+    opts: &ConnectOptions,
+    route: &Route,
+    host: &str,
+    port: u16,
+) -> Result<(BoxIo, Vec<Session>), SshError> {
+    let Some((before, last)) = route.split_last() else {
+        return match &route.bastion {
+            Some((bastion, target)) => {
+                let stream =
+                    tokio::time::timeout(opts.connect_timeout * 3, bastion.open(target, port))
+                        .await
+                        .map_err(|_| SshError::ConnectTimeout {
+                            host: host.to_string(),
+                            port,
+                            after: opts.connect_timeout * 3,
+                        })??;
+                Ok((Box::new(stream), Vec::new()))
+            }
+            None => Ok((
+                Box::new(
+                    tcp_connect(
+                        &private_net::local_address(host),
+                        port,
+                        opts.connect_timeout,
+                    )
+                    .await?,
+                ),
+                Vec::new(),
+            )),
+        };
+    };
+    // The last jump host, itself reached along the rest of the route; then `direct-tcpip`
+    // from it to the destination, as `ssh -J` does.
+    let mut hop = opts.clone();
+    hop.host = last.host.clone();
+    hop.port = last.port;
+    hop.user = last.user.clone();
+    hop.route = before;
+    let jump = Box::pin(Session::connect(hop)).await?;
+    let channel = jump
+        .handle
+        .channel_open_direct_tcpip(
+            private_net::local_address(host),
+            u32::from(port),
+            "127.0.0.1",
+            0,
+        )
+        .await
+        .map_err(|e| {
+            SshError::from(RouteError::JumpRefused {
+                hop: last.to_string(),
+                target: format!("{host}:{port}"),
+                reason: e.to_string(),
+            })
+        })?;
+    let mut via = jump.via.as_ref().clone();
+    via.push(jump);
+    Ok((Box::new(channel.into_stream()), via))
 }
 
 fn local_user_name() -> String {

@@ -67,6 +67,9 @@ pub enum SshError {
     #[error(transparent)]
     File(#[from] crate::local_file::LocalFileError),
 
+    #[error(transparent)]
+    Route(#[from] super::route::RouteError),
+
     #[error(
         "private key `{}` is readable by others (mode {mode:03o}); OpenSSH refuses such keys",
         .path.display()
@@ -187,6 +190,7 @@ impl UserError for SshError {
             SshError::KnownHosts { .. } => kind::ssh::KNOWN_HOSTS,
             SshError::HostKeyRevoked { .. } => kind::ssh::HOST_KEY_REVOKED,
             SshError::File(e) => e.kind(),
+            SshError::Route(e) => e.kind(),
             SshError::KeyPermissions { .. } => kind::ssh::KEY_PERMISSIONS,
             SshError::AuthFailed { .. } => kind::ssh::AUTH_FAILED,
             SshError::Key { .. } => kind::ssh::KEY,
@@ -236,6 +240,7 @@ impl UserError for SshError {
                 file.display()
             )),
             SshError::File(e) => e.hint(),
+            SshError::Route(e) => e.hint(),
             SshError::UnsafeEntryName { .. } => Some(
                 "a directory entry is a single name; this server tried to place a file outside \
                  the destination, so do not trust it"

@@ -9,6 +9,7 @@
 //! - `config` — the `~/.ssh/config` keywords azssh honours.
 //! - `exec` — `Session::exec`, `Session::powershell`; `shell` — interactive PTY.
 //! - `tunnel` — `Session::forward` and `Tunnel`; `sftp` — `Session::upload`/`download`.
+//! - `route` — direct, Azure Bastion, jump hosts: the stream a session runs over.
 //! - `error` — `SshError`.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod exec;
 pub mod keys;
 pub mod known_hosts;
+pub mod route;
 pub mod sftp;
 pub mod shell;
 pub mod tunnel;
@@ -26,4 +28,5 @@ pub use connect::{ConnectOptions, Session};
 pub use error::{AuthAttempt, SshError};
 pub use exec::{ExecOptions, ExecResult};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KnownHosts, StrictHostKeyChecking};
+pub use route::{Route, RouteError};
 pub use tunnel::{LocalForward, Tunnel};

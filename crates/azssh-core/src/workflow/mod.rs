@@ -10,6 +10,7 @@
 //! - `keys` — list, remove, add (expiring, exclusive), expire and rotate keys over RunCommand.
 //! - `audit` — drift audit and safe repair, as deviations with stable codes.
 //! - `shell` — `set_default_shell`.
+//! - `route` — the path to a VM (direct, bastion, jump hosts), chosen and reported.
 //! - `error` — `WorkflowError`.
 
 pub mod audit;
@@ -18,5 +19,6 @@ pub mod guest;
 pub mod keys;
 pub mod nsg;
 pub mod pin;
+pub mod route;
 pub mod setup;
 pub mod shell;

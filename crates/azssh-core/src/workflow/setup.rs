@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::error::WorkflowError;
 use super::guest::{self, MethodChoice};
 use super::pin;
+use super::route::{Chosen, RouteRequest, choose_route};
 use crate::azure::client::ArmClient;
 use crate::azure::vm::{self, Vm};
 use crate::ssh::connect::{ConnectOptions, Session};
@@ -41,6 +42,9 @@ pub struct SetupRequest {
     pub known_hosts: PathBuf,
     /// WSUS policy, sshd port and sshd_config fixes, each only when asked.
     pub options: guest::EnableOptions,
+    /// The path to the VM (`via`, `bastion`, `jump`); the default picks the public IP, else a
+    /// bastion in reach. `prefer_private_ip` and the port are taken from the fields above.
+    pub route: RouteRequest,
 }
 
 /// One step of the report.
@@ -167,22 +171,21 @@ async fn steps(
             }
         })
         .await?;
-    let host = run
+    let chosen = run
         .step("address", async {
-            let (host, kind) = match (&fresh.public_ip, &fresh.private_ip) {
-                (_, Some(private)) if req.prefer_private_ip => (private.clone(), "private"),
-                (Some(public), _) => (public.clone(), "public"),
-                (None, private) => {
-                    return Err(WorkflowError::NoPublicIp {
-                        vm: fresh.name.clone(),
-                        private_ip: private.clone(),
-                    });
-                }
-            };
-            let detail = json!({"address": host, "kind": kind, "public_ip": fresh.public_ip, "private_ip": fresh.private_ip});
-            Ok((host, detail))
+            let mut route = req.route.clone();
+            route.prefer_private_ip = req.prefer_private_ip;
+            route.port = ssh_port_of(req);
+            let chosen = choose_route(arm, &fresh, &route).await?;
+            let detail = json!({
+                "address": chosen.host, "via": chosen.route.via(), "reason": chosen.reason,
+                "bastion": chosen.bastion.as_ref().map(|b| b.name.clone()),
+                "public_ip": fresh.public_ip, "private_ip": fresh.private_ip,
+            });
+            Ok((chosen, detail))
         })
         .await?;
+    let host = chosen.host.clone();
     run.report.host = Some(host.clone());
     let enabled = run
         .step("enable", async {
@@ -222,12 +225,13 @@ async fn steps(
         })
         .await?;
     run.step("open-port", async {
+        let sources = nsg_sources(arm, req, &chosen).await?;
         let outcome = super::nsg::open_port(
             arm,
             &fresh,
             &super::nsg::OpenPort {
                 port: req.port,
-                sources: req.sources.clone(),
+                sources,
                 priority: req.priority,
                 name: None,
                 protocol: None,
@@ -262,7 +266,7 @@ async fn steps(
     })
     .await?;
     run.step("ssh", async {
-        let detail = check_login(req, &host, ssh_port).await?;
+        let detail = check_login(req, &chosen, ssh_port).await?;
         Ok(((), detail))
     })
     .await?;
@@ -271,8 +275,50 @@ async fn steps(
 
 /// Logs in with the user's key, verifying the host strictly against the pinned file only, and
 /// runs `hostname` and `whoami` (both exist in cmd and PowerShell, whatever DefaultShell is).
-async fn check_login(req: &SetupRequest, host: &str, port: u16) -> Result<Value, WorkflowError> {
-    let mut opts = ConnectOptions::new(host);
+/// Who the NSG must admit: through a bastion, its `AzureBastionSubnet` prefix and nothing else
+/// (the VM is reached from that subnet, never from the Internet: Azure's "Working with NSG
+/// access and Azure Bastion"); otherwise the sources the operator gave.
+async fn nsg_sources(
+    arm: &ArmClient,
+    req: &SetupRequest,
+    chosen: &Chosen,
+) -> Result<Vec<String>, WorkflowError> {
+    let Some(bastion) = &chosen.bastion else {
+        if req.sources.is_empty() {
+            return Err(crate::azure::error::AzureError::InvalidInput(
+                "setup needs `source` (`--source`): the address the VM is reached from".into(),
+            )
+            .into());
+        }
+        return Ok(req.sources.clone());
+    };
+    let subnet_id = bastion.subnet_id().ok_or_else(|| {
+        crate::azure::error::AzureError::InvalidInput(format!(
+            "bastion `{}` has no `AzureBastionSubnet` to admit",
+            bastion.name
+        ))
+    })?;
+    let subnet = crate::azure::network::get_subnet(arm, subnet_id).await?;
+    let prefix = subnet.properties.address_prefix.ok_or_else(|| {
+        crate::azure::error::AzureError::InvalidInput(format!(
+            "the subnet of bastion `{}` has no address prefix",
+            bastion.name
+        ))
+    })?;
+    Ok(vec![prefix])
+}
+
+fn ssh_port_of(req: &SetupRequest) -> u16 {
+    pin::ssh_port(req.port).unwrap_or(req.port)
+}
+
+async fn check_login(
+    req: &SetupRequest,
+    chosen: &Chosen,
+    port: u16,
+) -> Result<Value, WorkflowError> {
+    let mut opts = ConnectOptions::new(chosen.host.clone());
+    opts.route = chosen.route.clone();
     opts.port = Some(port);
     opts.user = Some(req.user.as_str().to_string());
     opts.identity_files = vec![req.identity.clone()];
@@ -300,7 +346,7 @@ async fn check_login(req: &SetupRequest, host: &str, port: u16) -> Result<Value,
         out.insert(command.into(), Value::String(text));
     }
     let _ = session.close().await;
-    out.insert("host".into(), json!(host));
+    out.insert("host".into(), json!(chosen.host));
     out.insert("port".into(), json!(port));
     Ok(Value::Object(out))
 }

@@ -23,10 +23,12 @@ pub mod docs;
 pub mod emulator;
 pub mod fleet;
 pub mod keys;
+pub mod proxy;
 pub mod repl;
 pub mod run;
 pub mod runbooks;
 pub mod session;
+pub mod ssh_config;
 pub mod vms;
 pub mod workflow;
 
@@ -61,6 +63,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Tunnel(args) => session::tunnel(&global, args).await,
         Command::Rdp(args) => session::rdp(&global, args).await,
         Command::Cp(args) => session::cp(&global, args).await,
+        Command::Proxy(args) => proxy::proxy(&global, args).await,
+        Command::SshConfig(args) => ssh_config::ssh_config(&global, args).await,
         #[cfg(feature = "emulator")]
         Command::Demo(args) => demo::demo(&global, args).await,
         #[cfg(feature = "emulator")]

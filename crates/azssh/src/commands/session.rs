@@ -23,6 +23,9 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), AppEr
 }
 
 pub async fn tunnel(global: &GlobalArgs, args: TunnelArgs) -> Result<(), AppError> {
+    if let Some(port) = args.resource_port {
+        return super::proxy::bastion_tunnel(global, &args, port).await;
+    }
     let mut map = target_args(&args.target);
     put_list(&mut map, "forwards", &args.forwards);
     map.insert("wait".into(), true.into());
@@ -171,7 +174,19 @@ fn login_args(l: &SshLoginArgs) -> Map {
     if l.prefer_private_ip {
         map.insert("prefer_private_ip".into(), true.into());
     }
+    path_args(&mut map, &l.path);
     map
+}
+
+/// `--bastion`/`--bastion-id` → `bastion`, `--jump` → `jump`, `--via` → `via`.
+pub fn path_args(map: &mut Map, p: &crate::cli::PathArgs) {
+    put(
+        map,
+        "bastion",
+        &p.bastion.clone().or_else(|| p.bastion_id.clone()),
+    );
+    put(map, "jump", &p.jump);
+    put(map, "via", &p.via);
 }
 
 fn put(map: &mut Map, key: &str, value: &Option<String>) {

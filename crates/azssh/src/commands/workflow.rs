@@ -102,10 +102,15 @@ pub async fn copy_key(global: &GlobalArgs, a: CopyKeyArgs) -> Result<(), AppErro
 }
 
 pub async fn setup(global: &GlobalArgs, a: SetupArgs) -> Result<(), AppError> {
-    check_sources(&a.source, a.allow_internet)?;
+    if let Some(source) = &a.source {
+        check_sources(source, a.allow_internet)?;
+    }
     check_user(a.local_user.as_deref())?;
     let args = ArgsMap::new(&a.vm)
-        .set("source", a.source)
+        .opt("source", a.source)
+        .opt("bastion", a.path.bastion.or(a.path.bastion_id))
+        .opt("jump", a.path.jump)
+        .opt("via", a.path.via)
         .set("allow_internet", a.allow_internet)
         .set("permanent", a.permanent_rule)
         .opt("user", a.local_user)

@@ -14,6 +14,7 @@ mod harness;
 mod hostile_sftp;
 mod keys;
 mod limits;
+mod private_vms;
 mod readme;
 mod repl;
 mod runbooks;

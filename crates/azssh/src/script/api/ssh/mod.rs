@@ -39,6 +39,13 @@ const SSH_DOC: &str = "\
 /// `\"ask\"`, the default on a terminal), `agent` (false: no agent keys), `timeout` (seconds to
 /// connect, default 10). A changed host key is always refused.
 ///
+/// The path to a `Vm` is chosen and reported: its public IP when it has one; else a bastion
+/// (Standard/Premium with native client support) serving its virtual network or one peered
+/// with it; else the jump hosts given. Options: `via` (`\"direct\"`, `\"bastion\"`, `\"jump\"`;
+/// default automatic), `bastion` (a name in the VM's group, `rg/name` or a resource id),
+/// `jump` (`\"user@host:port,next\"` as OpenSSH's ProxyJump, or a list; a bastion then goes
+/// first). Host keys are verified at every hop. `s.route` says which path was taken.
+///
 /// # Example
 /// ```rhai
 /// let s = ssh(vm(\"rg-web\", \"web01\"), #{user: \"azureuser\", key: \"~/.ssh/id_ed25519\"});
@@ -97,12 +104,48 @@ fn connect(
     target: TargetOf<'_>,
     o: Map,
 ) -> RhaiResult<ScriptSession> {
-    let opts = target::connect_options(target, o)?;
+    let request = target::route_request(&o)?;
+    let mut opts = target::connect_options(target_ref(&target), o)?;
+    match target {
+        TargetOf::Vm(vm) => {
+            let arm = ctx.arm()?;
+            let vm = vm.clone();
+            let chosen = ctx
+                .bridge
+                .block_on("choosing the path to the VM", async move {
+                    crate::workflow::route::choose_route(&arm, &vm, &request)
+                        .await
+                        .map(|c| (c.report(&vm), c))
+                })?;
+            // Only a path other than the plain public IP is news worth a line.
+            if !chosen.1.route.is_direct() || chosen.1.host != opts.host {
+                azssh_core::notice::info(&chosen.0);
+            }
+            opts.host = chosen.1.host;
+            opts.route = chosen.1.route;
+        }
+        TargetOf::Host(_) => {
+            if request.bastion.is_some() || request.via == crate::workflow::route::Via::Bastion {
+                return Err(to_rhai(&crate::script::error::ScriptError::bad_argument(
+                    "a bastion reaches a `Vm`, not a host name",
+                    Some("pass the VM (`ssh(vm(rg, name), #{bastion: ...})`)"),
+                )));
+            }
+            opts.route.jumps = request.jumps;
+        }
+    }
     let what = format!("connecting to `{}` over ssh", opts.host);
     let session = ctx
         .bridge
         .block_on(&what, async move { Session::connect(opts).await })?;
     Ok(ScriptSession::new(session, tunnels.clone()))
+}
+
+fn target_ref<'a>(t: &TargetOf<'a>) -> TargetOf<'a> {
+    match t {
+        TargetOf::Vm(v) => TargetOf::Vm(v),
+        TargetOf::Host(h) => TargetOf::Host(h),
+    }
 }
 
 /// The session, or a clear error when it was closed.
@@ -342,6 +385,7 @@ fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
         .register_get("user", |s: &mut ScriptSession| s.inner.user().to_string())
         .register_get("host", |s: &mut ScriptSession| s.inner.host().to_string())
         .register_get("port", |s: &mut ScriptSession| i64::from(s.inner.port()))
+        .register_get("route", |s: &mut ScriptSession| s.inner.route().to_string())
         .register_get("is_closed", |s: &mut ScriptSession| s.is_closed())
         .register_fn("to_string", |s: &mut ScriptSession| {
             format!("Session({})", s.label())

@@ -12,7 +12,9 @@ use crate::script::api::options::Options;
 use crate::script::error::{ScriptError, to_rhai};
 use crate::secret::Secret;
 use crate::ssh::keys::expand_home;
+use crate::ssh::route::parse_jumps;
 use crate::ssh::{ConnectOptions, HostKeyPolicy, KnownHosts, StrictHostKeyChecking};
+use crate::workflow::route::{RouteRequest, Via};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -30,6 +32,9 @@ pub const OPTION_NAMES: &[&str] = &[
     "strict",
     "agent",
     "timeout",
+    "via",
+    "bastion",
+    "jump",
 ];
 
 /// Where to connect: an address and, for a VM, its admin user.
@@ -56,12 +61,63 @@ pub fn vm_target(vm: &Vm, prefer_private_ip: bool) -> Result<Target, SessionErro
     })
 }
 
-/// Reads the options map and builds the connection settings for `target`.
+/// The path options of `ssh()`: `via`, `bastion`, `jump` (and `prefer_private_ip`, `port`).
+pub fn route_request(map: &Map) -> RhaiResult<RouteRequest> {
+    let opts = Options::new("ssh", map.clone(), OPTION_NAMES)?;
+    let bad = |e: String| {
+        to_rhai(&ScriptError::bad_argument(
+            format!("`ssh` option {e}"),
+            None,
+        ))
+    };
+    let via = match opts.string("via")? {
+        Some(v) => v.parse::<Via>().map_err(|e| bad(format!("`via`: {e}")))?,
+        None => Via::Auto,
+    };
+    let jumps = match opts.raw("jump") {
+        None => Vec::new(),
+        Some(v) if v.is_string() => parse_jumps(&v.to_string()).map_err(|e| to_rhai(&e))?,
+        Some(v) => match v.read_lock::<rhai::Array>() {
+            Some(list) => {
+                let mut hops = Vec::new();
+                for hop in list.iter() {
+                    hops.extend(parse_jumps(&hop.to_string()).map_err(|e| to_rhai(&e))?);
+                }
+                hops
+            }
+            None => {
+                return Err(bad(format!(
+                    "`jump` must be a string (`user@host:port,next`) or a list, got a `{}`",
+                    v.type_name()
+                )));
+            }
+        },
+    };
+    let port = match opts.int_in("port", 1..=65535)? {
+        Some(p) => p as u16,
+        None => crate::ssh::connect::ssh_port_from_env()
+            .map_err(|e| to_rhai(&e))?
+            .unwrap_or(22),
+    };
+    Ok(RouteRequest {
+        via,
+        bastion: opts.string("bastion")?.filter(|b| !b.trim().is_empty()),
+        jumps,
+        prefer_private_ip: opts.bool("prefer_private_ip")?.unwrap_or(false),
+        port,
+    })
+}
+
+/// Reads the options map and builds the connection settings for `target`. For a `Vm`, the
+/// host is a placeholder until the path is chosen (`workflow::route::choose_route`).
 pub fn connect_options(target_of: TargetOf<'_>, map: Map) -> RhaiResult<ConnectOptions> {
     let opts = Options::new("ssh", map, OPTION_NAMES)?;
     let prefer_private = opts.bool("prefer_private_ip")?.unwrap_or(false);
     let target = match target_of {
-        TargetOf::Vm(vm) => vm_target(vm, prefer_private).map_err(|e| to_rhai(&e))?,
+        TargetOf::Vm(vm) => vm_target(vm, prefer_private).unwrap_or_else(|_| Target {
+            host: vm.private_ip.clone().unwrap_or_default(),
+            default_user: vm.admin_username.clone(),
+        }),
         TargetOf::Host(host) => {
             if prefer_private {
                 return Err(to_rhai(&ScriptError::bad_argument(

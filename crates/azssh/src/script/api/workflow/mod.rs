@@ -22,6 +22,7 @@ pub mod nsg;
 
 use crate::workflow::error::WorkflowError;
 use crate::workflow::guest::{self, MethodChoice};
+use crate::workflow::route::{RouteRequest, Via};
 use crate::workflow::{pin, setup};
 
 pub(crate) type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -403,7 +404,10 @@ fn register_setup(engine: &mut Engine, ctx: &Ctx) {
 /// `identity` (private key; default: `key` without `.pub`), `source` (required; as for
 /// `open_port`, Internet-wide needs `allow_internet: true`), `port` (22), `priority`, `method`,
 /// `permanent` (a standing rule even when a JIT policy covers the port; by default JIT access is
-/// requested instead). Returns `#{vm, host, ssh_port, user, ok, steps, total_ms}`; a failure
+/// requested instead), `via`/`bastion`/`jump` (the path, as for `ssh()`: a VM without a public
+/// IP is set up through a bastion in reach, whose `AzureBastionSubnet` prefix is then the one
+/// source the NSG admits, so `source` is not needed). Returns `#{vm, host, ssh_port, user, ok,
+/// steps, total_ms}`; a failure
 /// throws the step's error with `step` and `report` added.
 ///
 /// # Example
@@ -413,6 +417,27 @@ fn register_setup(engine: &mut Engine, ctx: &Ctx) {
 /// ```"])
         .with_params_info(["vm: Vm", "options: map", "map"])
         .register_into_engine(engine, move |v: Vm, o: Map| setup_ssh(&c, &v, o));
+}
+
+/// `via`, `bastion` and `jump`, as `ssh()` takes them.
+fn route_options(o: &Options<'_>) -> RhaiResult<RouteRequest> {
+    let via = match o.string("via")? {
+        Some(v) => v
+            .parse::<Via>()
+            .map_err(|e| bad(format!("`setup_ssh` option `via`: {e}"), None))?,
+        None => Via::Auto,
+    };
+    let jumps = match o.string("jump")? {
+        Some(j) => crate::ssh::route::parse_jumps(&j).map_err(|e| to_rhai(&e))?,
+        None => Vec::new(),
+    };
+    Ok(RouteRequest {
+        via,
+        bastion: o.string("bastion")?.filter(|b| !b.trim().is_empty()),
+        jumps,
+        prefer_private_ip: false,
+        port: 22,
+    })
 }
 
 fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
@@ -435,11 +460,22 @@ fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
             "allow_windows_update",
             "set_sshd_port",
             "fix_sshd_config",
+            "via",
+            "bastion",
+            "jump",
         ],
     )?;
-    let sources = nsg::sources_option(&o, "setup_ssh")?;
+    let route = route_options(&o)?;
+    // Through a bastion the NSG admits its subnet, not a source of the caller's.
+    let sources = if o.raw("source").is_none() && route.via != Via::Direct {
+        Vec::new()
+    } else {
+        nsg::sources_option(&o, "setup_ssh")?
+    };
     let allow_internet = o.bool("allow_internet")?.unwrap_or(false);
-    crate::workflow::nsg::check_sources(&sources, allow_internet).map_err(|e| to_rhai(&e))?;
+    if !sources.is_empty() {
+        crate::workflow::nsg::check_sources(&sources, allow_internet).map_err(|e| to_rhai(&e))?;
+    }
     let user = match o.string("user")?.or_else(|| v.admin_username.clone()) {
         Some(u) => user_name(&u)?,
         None => {
@@ -486,6 +522,7 @@ fn setup_ssh(ctx: &Ctx, v: &Vm, options: Map) -> RhaiResult<Dynamic> {
             .string("known_hosts")?
             .map(|p| keys::expand_home(&p))
             .unwrap_or_else(azssh_known_hosts_path),
+        route,
     };
     let arm = ctx.arm()?;
     let vm = v.clone();
