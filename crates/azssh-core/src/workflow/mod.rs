@@ -12,5 +12,6 @@
 pub mod error;
 pub mod guest;
 pub mod nsg;
+pub mod nsg_writes;
 pub mod pin;
 pub mod setup;
