@@ -598,12 +598,17 @@ async fn open_source(
             .cloned()
     };
     // Another VM of this run may have written our destination already: no write, no list.
-    if let Some(rule) = admitting(&turn.rules(client, nsg, true).await?) {
+    let (seen, fresh) = turn.rules(client, nsg, true).await?;
+    if let Some(rule) = admitting(&seen) {
         turn.withdraw(&key, destination);
         return Ok((rule, false, None));
     }
+    let mut just_read = fresh.then_some(seen);
     for attempt in 0..2 {
-        let rules = turn.rules(client, nsg, false).await?;
+        let rules = match just_read.take() {
+            Some(r) => r,
+            None => turn.rules(client, nsg, false).await?.0,
+        };
         if let Some(rule) = admitting(&rules) {
             turn.withdraw(&key, destination);
             return Ok((rule, false, None));

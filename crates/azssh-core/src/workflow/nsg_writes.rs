@@ -72,24 +72,25 @@ pub async fn turn(nsg_id: &str, name: &str, destination: &str) -> NsgTurn {
 impl NsgTurn {
     /// The NSG's rules: remembered ones when `cached_ok` and recent, else a new list
     /// (remembered).
+    /// The second value says whether the list was just read (a write may start from it).
     pub async fn rules(
         &self,
         client: &ArmClient,
         nsg_id: &str,
         cached_ok: bool,
-    ) -> Result<Vec<SecurityRule>> {
+    ) -> Result<(Vec<SecurityRule>, bool)> {
         if cached_ok {
             let cached = self.state.rules.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((at, rules)) = &*cached
                 && at.elapsed() < RULES_FRESH_FOR
             {
-                return Ok(rules.clone());
+                return Ok((rules.clone(), false));
             }
         }
         let rules = list_security_rules(client, nsg_id).await?;
         *self.state.rules.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), rules.clone()));
-        Ok(rules)
+        Ok((rules, true))
     }
 
     /// Every destination queued for rule `name` (ours included), taken off the queue: the

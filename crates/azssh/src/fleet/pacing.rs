@@ -228,12 +228,15 @@ impl BudgetGate {
         }
     }
 
-    /// The reserve for `concurrency` runs in flight: each running VM may spend a few more calls
-    /// before its answers lower the counts, so keep that many back (bounded: ARM's buckets hold
-    /// a few hundred tokens).
-    pub fn for_concurrency(budget: ThrottleBudget, concurrency: usize) -> BudgetGate {
-        let c = u64::try_from(concurrency).unwrap_or(u64::MAX);
-        BudgetGate::new(budget, c.saturating_mul(2).min(100), c.min(60))
+    /// The gate of a fleet run whose requests go through a `TokenPacer`. The pacer already
+    /// holds every request for its token, so the gate only stops new runs when the subscription
+    /// is nearly dry (someone else spends it too). A reserve sized to the concurrency held new
+    /// VMs back while a write-bound run kept ARM's write bucket low on purpose: VMs then started
+    /// at the probe rate (2/s) rather than at the bucket's refill (10 writes/s).
+    pub fn for_concurrency(budget: ThrottleBudget, _concurrency: usize) -> BudgetGate {
+        let mut gate = BudgetGate::new(budget, 2, 2);
+        gate.probe_every = Duration::from_millis(100);
+        gate
     }
 
     fn low(&self) -> bool {
