@@ -278,8 +278,7 @@ pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
                 .collect()
         })
         .unwrap_or_default();
-    let (data, columns) = if subs.is_empty() || subs.contains(&world.subscription.to_lowercase())
-    {
+    let (data, columns) = if subs.is_empty() || subs.contains(&world.subscription.to_lowercase()) {
         run(&world, &stages)
     } else {
         (Vec::new(), None)
@@ -326,8 +325,7 @@ pub fn query(app: &Arc<App>, req: &Req) -> Result<Reply, ArmError> {
         }
     }
     // Without throttling the quota is never spent: the first query's headers, as recorded.
-    let (remaining, resets_after) =
-        quota.unwrap_or((GraphQuota::QUERIES - 1, GraphQuota::WINDOW));
+    let (remaining, resets_after) = quota.unwrap_or((GraphQuota::QUERIES - 1, GraphQuota::WINDOW));
     Ok(Reply::ok(out)
         .header("x-ms-user-quota-remaining", remaining.to_string())
         .header("x-ms-user-quota-resets-after", hh_mm_ss(resets_after)))
@@ -395,7 +393,8 @@ fn run(world: &World, stages: &[Stage]) -> (Vec<Value>, Option<Vec<String>>) {
             }
             Stage::Join { kind, right, on } => {
                 let (right_rows, right_columns) = run(world, right);
-                let (joined, names) = join(data, columns.take(), right_rows, right_columns, *kind, on);
+                let (joined, names) =
+                    join(data, columns.take(), right_rows, right_columns, *kind, on);
                 data = joined;
                 columns = names;
             }
@@ -576,12 +575,12 @@ mod tests {
         let stages = parse(JOINED).ok().unwrap();
         let (data, columns) = run(&w, &stages);
         assert_eq!(data.len(), w.vms.len(), "one row per VM");
-        assert!(columns.unwrap().contains(&"nicKey1".to_string()), "the right side's key is renamed");
+        assert!(
+            columns.unwrap().contains(&"nicKey1".to_string()),
+            "the right side's key is renamed"
+        );
         for (i, v) in w.vms.iter().enumerate() {
-            let r = data
-                .iter()
-                .find(|r| r["name"] == json!(v.name))
-                .unwrap();
+            let r = data.iter().find(|r| r["name"] == json!(v.name)).unwrap();
             assert_eq!(r["privateIp"], json!(v.private_ip.to_string()), "{i}");
             assert_eq!(r["power"], json!(v.power.code()));
             match v.public_ip {
@@ -596,7 +595,11 @@ mod tests {
     #[test]
     fn inner_joins_drop_unmatched_rows_and_innerunique_dedupes_the_left() {
         let w = World::generate(30, 2);
-        let q = |kind: &str| format!("Resources | where type =~ 'microsoft.compute/virtualmachines' | project id, k = 'x' | join kind={kind} (Resources | where type =~ 'microsoft.network/publicipaddresses' | project pid = id, k = 'x') on k");
+        let q = |kind: &str| {
+            format!(
+                "Resources | where type =~ 'microsoft.compute/virtualmachines' | project id, k = 'x' | join kind={kind} (Resources | where type =~ 'microsoft.network/publicipaddresses' | project pid = id, k = 'x') on k"
+            )
+        };
         let pips = w.vms.iter().filter(|v| v.public_ip.is_some()).count();
         let (inner, _) = run(&w, &parse(&q("inner")).ok().unwrap());
         assert_eq!(inner.len(), w.vms.len() * pips);
@@ -606,13 +609,21 @@ mod tests {
 
     #[test]
     fn resource_graph_refuses_other_join_flavors_and_a_fourth_join() {
-        let e = parse("Resources | join kind=rightouter (Resources) on id").err().unwrap();
+        let e = parse("Resources | join kind=rightouter (Resources) on id")
+            .err()
+            .unwrap();
         assert!(e.limit.is_some_and(|m| m.contains("rightouter")));
         let four = "Resources | join kind=leftouter (Resources) on id | join kind=leftouter (Resources) on id | join kind=leftouter (Resources) on id | join kind=leftouter (Resources) on id";
         assert!(parse(four).err().unwrap().limit.is_some());
         let mv = "Resources | mv-expand a = properties.x | mv-expand b = properties.x | mv-expand c = properties.x | mv-expand d = properties.x";
         assert!(parse(mv).err().unwrap().limit.is_some());
-        assert!(parse("Resources | mv-expand a = properties.x limit 2001").err().unwrap().limit.is_some());
+        assert!(
+            parse("Resources | mv-expand a = properties.x limit 2001")
+                .err()
+                .unwrap()
+                .limit
+                .is_some()
+        );
     }
 
     #[test]

@@ -212,7 +212,8 @@ pub fn render_vnet(world: &World, group: u16, vnet: &str) -> Value {
         })
         .map(|s| {
             let subnet = &world.subnets[s as usize];
-            let mut props = json!({"addressPrefix": subnet.prefix, "provisioningState": "Succeeded"});
+            let mut props =
+                json!({"addressPrefix": subnet.prefix, "provisioningState": "Succeeded"});
             if let Some(n) = subnet.nsg {
                 props["networkSecurityGroup"] = json!({"id": nsg_id(world, n)});
             }

@@ -126,7 +126,8 @@ impl GraphQuota {
             self.window_start = now;
             self.used = 0;
         }
-        let resets_after = Self::WINDOW.saturating_sub(now.saturating_duration_since(self.window_start));
+        let resets_after =
+            Self::WINDOW.saturating_sub(now.saturating_duration_since(self.window_start));
         if self.used >= Self::QUERIES {
             return Err(resets_after);
         }
@@ -138,7 +139,12 @@ impl GraphQuota {
 /// `hh:mm:ss`, rounded up, as `x-ms-user-quota-resets-after` spells a duration.
 pub fn hh_mm_ss(d: std::time::Duration) -> String {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 impl Throttle {

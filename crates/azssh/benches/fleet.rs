@@ -140,7 +140,12 @@ async fn run(vms: usize, shards: usize, concurrency: &str) {
     let started = Instant::now();
     let mut handles = Vec::new();
     for i in 0..shards {
-        let mut cmd = fleet_command(&emu, dir.path(), concurrency, (shards > 1).then_some((i, shards)));
+        let mut cmd = fleet_command(
+            &emu,
+            dir.path(),
+            concurrency,
+            (shards > 1).then_some((i, shards)),
+        );
         handles.push(tokio::task::spawn_blocking(move || cmd.output()));
     }
     let mut rows: Vec<serde_json::Value> = Vec::new();

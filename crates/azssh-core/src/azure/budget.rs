@@ -59,10 +59,7 @@ pub struct ComputeTarget {
 
 impl ComputeTarget {
     pub fn of(method: &Method, url: &Url) -> Option<ComputeTarget> {
-        let segs: Vec<String> = url
-            .path_segments()?
-            .map(str::to_ascii_lowercase)
-            .collect();
+        let segs: Vec<String> = url.path_segments()?.map(str::to_ascii_lowercase).collect();
         let p = segs.iter().position(|s| s == "providers")?;
         if segs.get(p + 1).map(String::as_str) != Some("microsoft.compute") {
             return None;

@@ -452,7 +452,9 @@ impl ArmClient {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        self.inner.budget.observe_for(&call.method, &call.url, &headers);
+        self.inner
+            .budget
+            .observe_for(&call.method, &call.url, &headers);
         let body = resp.bytes().await.map_err(transport)?;
         tracing::debug!(method = %call.method, path = %path, status = status.as_u16(), bytes = body.len(), "ARM response");
         Ok(ArmResponse {

@@ -99,7 +99,10 @@ impl InventoryRow {
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| {
-                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
                 (k, v)
             })
             .collect();

@@ -159,12 +159,12 @@ impl Poller<'_> {
                 Method::PUT | Method::PATCH => self.get(&self.original).await,
                 // The Compute RP puts a POST's result (RunCommand's output) in the status body
                 // too (ARM.md §1.3, recorded): read it once, not again from `Location`.
-                Method::POST if status_body.pointer("/properties/output").is_some() => Ok(
-                    status_body
+                Method::POST if status_body.pointer("/properties/output").is_some() => {
+                    Ok(status_body
                         .pointer("/properties/output")
                         .cloned()
-                        .unwrap_or(Value::Null),
-                ),
+                        .unwrap_or(Value::Null))
+                }
                 Method::POST => match location {
                     Some(loc) => {
                         let loc_url = self.client.absolute_url(&loc)?;

@@ -65,7 +65,7 @@ impl PollSchedule {
     pub fn learn(&self, kind: &str, status_body: Option<&Value>, elapsed: Duration) {
         let sample = status_body
             .and_then(reported_duration)
-            .unwrap_or_else(|| elapsed.as_secs_f64() * SEEN_AT_POLL);
+            .unwrap_or(elapsed.as_secs_f64() * SEEN_AT_POLL);
         let mut map = self.expected.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.entry(kind.to_string()).or_insert(sample);
         *e = *e * (1.0 - WEIGHT) + sample * WEIGHT;
@@ -161,7 +161,14 @@ mod tests {
         );
         // Retry-After is the least wait, even past the expected duration.
         assert_eq!(
-            next_wait(Some(Duration::from_secs(30)), e, Duration::ZERO, 0, fb, floor),
+            next_wait(
+                Some(Duration::from_secs(30)),
+                e,
+                Duration::ZERO,
+                0,
+                fb,
+                floor
+            ),
             Duration::from_secs(30)
         );
         assert_eq!(next_wait(None, None, Duration::ZERO, 0, fb, floor), fb);

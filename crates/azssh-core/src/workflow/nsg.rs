@@ -15,13 +15,13 @@ use crate::azure::client::ArmClient;
 use crate::azure::error::AzureError;
 use crate::azure::jit::{self, JitAccess, JitPolicy};
 use crate::azure::network::{
-    self, SecurityRule, SecurityRuleProperties, free_priority, list_security_rules, validate_source,
+    self, SecurityRule, SecurityRuleProperties, free_priority, validate_source,
 };
 use crate::azure::resource_id::same_id;
 use crate::azure::vm::Vm;
 use crate::error::UserError;
-use crate::workflow::nsg_writes;
 use crate::error::kind;
+use crate::workflow::nsg_writes;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
 pub const DEFAULT_PRIORITY: i32 = 1000;

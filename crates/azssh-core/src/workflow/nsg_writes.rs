@@ -97,7 +97,9 @@ impl NsgTurn {
     /// caller writes them in one rule.
     pub fn take_pending(&self, name: &str) -> Vec<String> {
         let mut pending = self.state.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.remove(&name.to_ascii_lowercase()).unwrap_or_default()
+        pending
+            .remove(&name.to_ascii_lowercase())
+            .unwrap_or_default()
     }
 
     /// Withdraws our destination (we found it admitted without writing).
@@ -157,4 +159,48 @@ pub async fn rules_for_report(client: &ArmClient, nsg_id: &str) -> Result<Vec<Se
 pub fn forget(nsg_id: &str) {
     let state = state(nsg_id);
     *state.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_vm_whose_turn_it_is_writes_every_queued_destination() {
+        let nsg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/grouped";
+        let first = turn(nsg, "k", "10.0.0.4/32").await;
+        // A second VM queues behind the first one's turn.
+        let waiting = tokio::spawn(async move {
+            let t = turn(nsg, "k", "10.0.0.5/32").await;
+            t.take_pending("k")
+        });
+        tokio::task::yield_now().await;
+        while state(nsg)
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get("k")
+            .is_none_or(|l| l.len() != 2)
+        {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            first.take_pending("K"),
+            vec!["10.0.0.4/32".to_string(), "10.0.0.5/32".to_string()],
+            "one write carries both"
+        );
+        drop(first);
+        let left = waiting.await.unwrap_or_default();
+        assert!(left.is_empty(), "nothing left for the second VM to write");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_requeues_the_others_destinations() {
+        let nsg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/requeue";
+        let t = turn(nsg, "k", "a").await;
+        let taken = t.take_pending("k");
+        t.requeue("k", &taken);
+        t.withdraw("k", "a");
+        assert!(t.take_pending("k").is_empty());
+    }
 }

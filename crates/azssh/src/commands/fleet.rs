@@ -62,7 +62,9 @@ pub async fn fleet(global: &GlobalArgs, args: FleetArgs) -> Result<(), AppError>
     // Shards share the subscription's buckets, so each paces at its share (1/N) of them.
     let share = shard.map_or(1.0, |s| 1.0 / s.count as f64);
     arm.budget()
-        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::with_share(share)));
+        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::with_share(
+            share,
+        )));
     let inventory = crate::fleet::inventory::load(&arm).await;
 
     let mut all = targets::select(&arm, &selection, inventory.as_deref())

@@ -48,16 +48,16 @@ pub async fn vms(global: &GlobalArgs, args: VmsArgs) -> Result<(), AppError> {
         .map(|t| {
             let known = known.clone();
             async move {
-            let v = match known.get(&t.key()) {
-                Some(v) => v.clone(),
-                None => vm::get_vm_by_id(arm_ref, &t.id).await?,
-            };
-            let readiness = if ssh {
-                Some(ssh_readiness(arm_ref, &v).await?)
-            } else {
-                None
-            };
-            Ok::<_, AzureError>((v, readiness))
+                let v = match known.get(&t.key()) {
+                    Some(v) => v.clone(),
+                    None => vm::get_vm_by_id(arm_ref, &t.id).await?,
+                };
+                let readiness = if ssh {
+                    Some(ssh_readiness(arm_ref, &v).await?)
+                } else {
+                    None
+                };
+                Ok::<_, AzureError>((v, readiness))
             }
         })
         .buffered(CONCURRENCY)

@@ -137,7 +137,9 @@ impl TokenPacer {
             writes: std::sync::Mutex::new(b(200.0, 10.0)),
             deletes: std::sync::Mutex::new(b(200.0, 10.0)),
             // At least one query per window, whatever the share.
-            graph: std::sync::Mutex::new(Bucket::new((15.0 * share).max(1.0), (3.0 * share).max(0.2)).without_floor()),
+            graph: std::sync::Mutex::new(
+                Bucket::new((15.0 * share).max(1.0), (3.0 * share).max(0.2)).without_floor(),
+            ),
             compute: std::sync::Mutex::new(HashMap::new()),
             share,
         }

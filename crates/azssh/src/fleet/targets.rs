@@ -175,7 +175,9 @@ pub async fn select(
                 ids.extend(
                     known
                         .iter()
-                        .filter(|vm| group.is_none_or(|g| g.eq_ignore_ascii_case(&vm.resource_group)))
+                        .filter(|vm| {
+                            group.is_none_or(|g| g.eq_ignore_ascii_case(&vm.resource_group))
+                        })
                         .filter(|vm| filter.matches_listed(vm))
                         .map(|vm| vm.id.clone()),
                 );

@@ -785,7 +785,15 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
         let out = emu
             .test()
             .file("open.rhai", script)
-            .args(&["fleet", "open.rhai", "--all", "-o", "json", "--concurrency", "8"])
+            .args(&[
+                "fleet",
+                "open.rhai",
+                "--all",
+                "-o",
+                "json",
+                "--concurrency",
+                "8",
+            ])
             .run_any();
         let rows = json_rows(&out);
         assert_eq!(rows.len(), 30, "{}", String::from_utf8_lossy(&out.stderr));
