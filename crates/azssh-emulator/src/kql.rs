@@ -495,6 +495,11 @@ impl Parser {
             Some(Tok::Num(n)) => Ok(Expr::Lit(json!(n))),
             Some(Tok::Ident(w)) => {
                 let lw = w.to_ascii_lowercase();
+                // Kusto's keywords are not column names (`where where` is a parse error).
+                if KEYWORDS.contains(&lw.as_str()) {
+                    self.pos -= 1;
+                    return Err(self.err());
+                }
                 if FUNCTIONS.contains(&lw.as_str()) && self.eat_sym("(") {
                     let inner = self.value()?;
                     return if self.eat_sym(")") {
@@ -537,6 +542,22 @@ impl Parser {
         }
     }
 }
+
+/// Words that start or join query operators and so cannot name a column.
+const KEYWORDS: [&str; 12] = [
+    "where",
+    "project",
+    "extend",
+    "join",
+    "mv-expand",
+    "order",
+    "sort",
+    "limit",
+    "take",
+    "summarize",
+    "and",
+    "or",
+];
 
 /// The scalar functions modelled, each of one argument.
 const FUNCTIONS: [&str; 8] = [
