@@ -1,8 +1,15 @@
 //! The KQL subset Resource Graph queries are parsed into: `Resources` followed by `where`,
-//! `project`, `order by`/`sort by` and `limit`/`take` stages, with `==`, `!=`, `=~`, `!~`,
-//! `contains`, `has`, `startswith`, `endswith`, `in`/`in~`, `and`/`or`, paths such as
-//! `tags['env']` or `properties.extended.instanceView.powerState.code` and `tostring()`.
-//! Anything else is a `QueryError` (a parse failure, or an operator we do not model).
+//! `project`, `extend`, `mv-expand`, `join`, `order by`/`sort by` and `limit`/`take` stages,
+//! with `==`, `!=`, `=~`, `!~`, `contains`, `has`, `startswith`, `endswith`, `in`/`in~`,
+//! `and`/`or`, paths such as `tags['env']` or `properties.extended.instanceView.powerState.code`
+//! and `tostring()`/`tolower()`/`toupper()`.
+//!
+//! Resource Graph's own limits on top of KQL (learn.microsoft.com, "Understanding the Azure
+//! Resource Graph query language", supported tabular operators): `join` flavors `innerunique`
+//! (KQL's default), `inner`, `leftouter` and `fullouter` only; at most three `join`s in a query;
+//! at most three `mv-expand`s, each expanding at most 2000 items (128 unless `limit` says more).
+//! Anything else is a `QueryError` (a parse failure, a refused flavor or limit, or an operator we
+//! do not model).
 
 use serde_json::{Value, json};
 
@@ -111,26 +118,65 @@ pub enum Expr {
 pub enum Stage {
     Where(Expr),
     Project(Vec<(String, Expr)>),
+    /// `extend`: columns added to every row.
+    Extend(Vec<(String, Expr)>),
+    /// `mv-expand name = expr [limit N]`: one row per item of the array.
+    MvExpand {
+        name: String,
+        expr: Expr,
+        limit: usize,
+    },
+    /// `join kind=K (subquery) on key` / `on $left.a == $right.b`.
+    Join {
+        kind: JoinKind,
+        right: Vec<Stage>,
+        on: Vec<(String, String)>,
+    },
     Limit(usize),
     Order(Expr, bool),
 }
 
-/// Why a query was refused: a parse error at a position, or an operator we do not model.
+/// The join flavors Resource Graph accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    InnerUnique,
+    Inner,
+    LeftOuter,
+    FullOuter,
+}
+
+/// Resource Graph's limits on one query (see the module doc).
+pub const MAX_JOINS: usize = 3;
+pub const MAX_MV_EXPANDS: usize = 3;
+pub const MV_EXPAND_DEFAULT_LIMIT: usize = 128;
+pub const MV_EXPAND_MAX_LIMIT: usize = 2000;
+
+/// Why a query was refused: a parse error at a position, an operator we do not model, or one
+/// of Resource Graph's own limits (`limit` holds the reason).
 pub struct QueryError {
     pub position: usize,
     pub token: String,
     pub unsupported: bool,
+    pub limit: Option<String>,
 }
 
 pub struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     end: usize,
+    joins: usize,
+    mv_expands: usize,
 }
 
 impl Parser {
     pub fn new(toks: Vec<(Tok, usize)>, end: usize) -> Parser {
-        Parser { toks, pos: 0, end }
+        Parser {
+            toks,
+            pos: 0,
+            end,
+            joins: 0,
+            mv_expands: 0,
+        }
     }
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|t| &t.0)
@@ -144,6 +190,13 @@ impl Parser {
             position,
             token,
             unsupported: false,
+            limit: None,
+        }
+    }
+    fn limit_error(&self, reason: String) -> QueryError {
+        QueryError {
+            limit: Some(reason),
+            ..self.err()
         }
     }
     fn next(&mut self) -> Option<Tok> {
@@ -175,6 +228,15 @@ impl Parser {
     }
 
     pub fn query(&mut self) -> Result<Vec<Stage>, QueryError> {
+        let stages = self.pipeline()?;
+        if self.pos < self.toks.len() {
+            return Err(self.err());
+        }
+        Ok(stages)
+    }
+
+    /// `Resources | stage | ...`, up to the end or a closing parenthesis.
+    fn pipeline(&mut self) -> Result<Vec<Stage>, QueryError> {
         if !self.eat_word("resources") {
             return Err(QueryError {
                 unsupported: true,
@@ -190,6 +252,9 @@ impl Parser {
             stages.push(match op.as_str() {
                 "where" => Stage::Where(self.or()?),
                 "project" => Stage::Project(self.projections()?),
+                "extend" => Stage::Extend(self.projections()?),
+                "mv-expand" => self.mv_expand()?,
+                "join" => self.join()?,
                 "limit" | "take" => match self.next() {
                     Some(Tok::Num(n)) if n >= 0.0 => Stage::Limit(n as usize),
                     _ => return Err(self.err()),
@@ -217,10 +282,102 @@ impl Parser {
                 }
             });
         }
-        if self.pos < self.toks.len() {
+        Ok(stages)
+    }
+
+    fn mv_expand(&mut self) -> Result<Stage, QueryError> {
+        self.mv_expands += 1;
+        if self.mv_expands > MAX_MV_EXPANDS {
+            return Err(self.limit_error(format!(
+                "a query may use at most {MAX_MV_EXPANDS} mv-expand operators"
+            )));
+        }
+        let mut cols = self.projections()?;
+        if cols.len() != 1 {
+            return Err(QueryError {
+                unsupported: true,
+                ..self.err()
+            });
+        }
+        let (name, expr) = cols.remove(0);
+        let limit = if self.eat_word("limit") {
+            match self.next() {
+                Some(Tok::Num(n)) if n >= 0.0 && n as usize <= MV_EXPAND_MAX_LIMIT => n as usize,
+                Some(Tok::Num(_)) => {
+                    self.pos -= 1;
+                    return Err(self.limit_error(format!(
+                        "mv-expand expands at most {MV_EXPAND_MAX_LIMIT} items"
+                    )));
+                }
+                _ => return Err(self.err()),
+            }
+        } else {
+            MV_EXPAND_DEFAULT_LIMIT
+        };
+        Ok(Stage::MvExpand { name, expr, limit })
+    }
+
+    fn join(&mut self) -> Result<Stage, QueryError> {
+        self.joins += 1;
+        if self.joins > MAX_JOINS {
+            self.pos -= 1;
+            return Err(self.limit_error(format!(
+                "a query may use at most {MAX_JOINS} join operators"
+            )));
+        }
+        let mut kind = JoinKind::InnerUnique;
+        if self.eat_word("kind") {
+            if !self.eat_sym("=") {
+                return Err(self.err());
+            }
+            kind = match self.word().as_deref() {
+                Some("innerunique") => JoinKind::InnerUnique,
+                Some("inner") => JoinKind::Inner,
+                Some("leftouter") => JoinKind::LeftOuter,
+                Some("fullouter") => JoinKind::FullOuter,
+                Some(other) => {
+                    return Err(self.limit_error(format!(
+                        "join kind `{other}` is not supported; use innerunique, inner, leftouter or fullouter"
+                    )));
+                }
+                None => return Err(self.err()),
+            };
+            self.pos += 1;
+        }
+        if !self.eat_sym("(") {
             return Err(self.err());
         }
-        Ok(stages)
+        let right = self.pipeline()?;
+        if !self.eat_sym(")") {
+            return Err(self.err());
+        }
+        if !self.eat_word("on") {
+            return Err(self.err());
+        }
+        let mut on = Vec::new();
+        loop {
+            let left = self.value()?;
+            let pair = match left {
+                Expr::Path(p) if p.len() == 2 && p[0].eq_ignore_ascii_case("$left") => {
+                    if !self.eat_sym("==") {
+                        return Err(self.err());
+                    }
+                    match self.value()? {
+                        Expr::Path(r) if r.len() == 2 && r[0].eq_ignore_ascii_case("$right") => {
+                            (p[1].clone(), r[1].clone())
+                        }
+                        _ => return Err(self.err()),
+                    }
+                }
+                Expr::Path(p) if p.len() == 1 => (p[0].clone(), p[0].clone()),
+                _ => return Err(self.err()),
+            };
+            on.push(pair);
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        Ok(Stage::Join { kind, right, on })
     }
 
     fn projections(&mut self) -> Result<Vec<(String, Expr)>, QueryError> {
@@ -272,6 +429,11 @@ impl Parser {
         let left = self.value()?;
         let op = match self.peek() {
             Some(Tok::Sym(s)) if ["==", "!=", "=~", "!~"].contains(s) => s.to_string(),
+            // A boolean on its own (`isnull(x) or tobool(y)`).
+            Some(Tok::Ident(w)) if ["and", "or"].contains(&w.to_ascii_lowercase().as_str()) => {
+                return Ok(left);
+            }
+            None | Some(Tok::Sym("|")) | Some(Tok::Sym(")")) => return Ok(left),
             Some(Tok::Ident(w)) => w.to_ascii_lowercase(),
             _ => return Err(self.err()),
         };
@@ -333,7 +495,12 @@ impl Parser {
             Some(Tok::Num(n)) => Ok(Expr::Lit(json!(n))),
             Some(Tok::Ident(w)) => {
                 let lw = w.to_ascii_lowercase();
-                if ["tostring", "tolower", "toupper"].contains(&lw.as_str()) && self.eat_sym("(") {
+                // Kusto's keywords are not column names (`where where` is a parse error).
+                if KEYWORDS.contains(&lw.as_str()) {
+                    self.pos -= 1;
+                    return Err(self.err());
+                }
+                if FUNCTIONS.contains(&lw.as_str()) && self.eat_sym("(") {
                     let inner = self.value()?;
                     return if self.eat_sym(")") {
                         Ok(Expr::Func(lw, Box::new(inner)))
@@ -376,6 +543,34 @@ impl Parser {
     }
 }
 
+/// Words that start or join query operators and so cannot name a column.
+const KEYWORDS: [&str; 12] = [
+    "where",
+    "project",
+    "extend",
+    "join",
+    "mv-expand",
+    "order",
+    "sort",
+    "limit",
+    "take",
+    "summarize",
+    "and",
+    "or",
+];
+
+/// The scalar functions modelled, each of one argument.
+const FUNCTIONS: [&str; 8] = [
+    "tostring",
+    "tolower",
+    "toupper",
+    "tobool",
+    "isnull",
+    "isnotnull",
+    "isempty",
+    "isnotempty",
+];
+
 fn lookup<'a>(row: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = row;
     for p in path {
@@ -405,7 +600,25 @@ pub fn eval(e: &Expr, row: &Value) -> Value {
         Expr::Lit(v) => v.clone(),
         Expr::Path(p) => lookup(row, p).cloned().unwrap_or(Value::Null),
         Expr::Func(f, inner) => {
-            let t = text(&eval(inner, row));
+            let v = eval(inner, row);
+            match f.as_str() {
+                "isnull" => return json!(v.is_null()),
+                "isnotnull" => return json!(!v.is_null()),
+                "isempty" => return json!(text(&v).is_empty()),
+                "isnotempty" => return json!(!text(&v).is_empty()),
+                // Kusto: true/false (any case) and non-zero numbers; anything else is null.
+                "tobool" => {
+                    return match &v {
+                        Value::Bool(b) => json!(b),
+                        Value::Number(n) => json!(n.as_f64().is_some_and(|x| x != 0.0)),
+                        Value::String(s) if s.eq_ignore_ascii_case("true") => json!(true),
+                        Value::String(s) if s.eq_ignore_ascii_case("false") => json!(false),
+                        _ => Value::Null,
+                    };
+                }
+                _ => {}
+            }
+            let t = text(&v);
             json!(match f.as_str() {
                 "tolower" => t.to_lowercase(),
                 "toupper" => t.to_uppercase(),
@@ -455,6 +668,7 @@ pub fn parse(q: &str) -> Result<Vec<Stage>, QueryError> {
         position,
         token,
         unsupported: false,
+        limit: None,
     })?;
     Parser::new(toks, q.len()).query()
 }

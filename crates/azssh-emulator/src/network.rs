@@ -202,6 +202,33 @@ pub fn get_subnet(app: &Arc<App>, group: u16, vnet: &str, name: &str) -> Result<
     })))
 }
 
+/// A virtual network and its subnets as Resource Graph holds it
+/// (`microsoft.network/virtualnetworks`, subnets inline under `properties.subnets`).
+pub fn render_vnet(world: &World, group: u16, vnet: &str) -> Value {
+    let subnets: Vec<Value> = (0..world.subnets.len() as u32)
+        .filter(|s| {
+            let sub = &world.subnets[*s as usize];
+            sub.group == group && sub.vnet == vnet
+        })
+        .map(|s| {
+            let subnet = &world.subnets[s as usize];
+            let mut props =
+                json!({"addressPrefix": subnet.prefix, "provisioningState": "Succeeded"});
+            if let Some(n) = subnet.nsg {
+                props["networkSecurityGroup"] = json!({"id": nsg_id(world, n)});
+            }
+            json!({"id": subnet_id(world, s), "name": subnet.name, "etag": etag(1),
+                   "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props})
+        })
+        .collect();
+    json!({
+        "id": format!("{}/providers/Microsoft.Network/virtualNetworks/{vnet}", group_prefix(world, group)),
+        "name": vnet, "etag": etag(1), "type": "Microsoft.Network/virtualNetworks",
+        "location": world.groups[group as usize].location,
+        "properties": {"provisioningState": "Succeeded", "subnets": subnets},
+    })
+}
+
 fn nsg_or_404(app: &Arc<App>, world: &mut World, group: u16, name: &str) -> Result<u32, ArmError> {
     let n = world.nsg(group, name).ok_or_else(|| {
         not_found(

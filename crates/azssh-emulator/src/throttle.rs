@@ -85,13 +85,66 @@ impl Bucket {
     }
 }
 
-/// The three buckets of one subscription, and the Compute RP's.
+/// The three buckets of one subscription, the Compute RP's, and Resource Graph's user quota.
 #[derive(Debug)]
 pub struct Throttle {
     reads: Bucket,
     writes: Bucket,
     deletes: Bucket,
     pub compute: ComputeThrottle,
+    pub graph: GraphQuota,
+}
+
+/// Resource Graph's per-user quota: `QUERIES` queries in every `WINDOW` (learn.microsoft.com
+/// `guidance-for-throttled-requests`: "a user can send at most 15 queries within every 5-second
+/// window"; the recorded headers read `x-ms-user-quota-remaining: 14`,
+/// `x-ms-user-quota-resets-after: 00:00:05`). The emulator has one user (its token).
+#[derive(Debug)]
+pub struct GraphQuota {
+    window_start: Instant,
+    used: u32,
+}
+
+impl GraphQuota {
+    pub const QUERIES: u32 = 15;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub fn new(now: Instant) -> GraphQuota {
+        GraphQuota {
+            window_start: now,
+            used: 0,
+        }
+    }
+
+    /// Takes one query: `Ok((remaining, resets_after))`, or `Err(resets_after)` when the window's
+    /// quota is spent.
+    pub fn take(
+        &mut self,
+        now: Instant,
+    ) -> Result<(u32, std::time::Duration), std::time::Duration> {
+        if now.saturating_duration_since(self.window_start) >= Self::WINDOW {
+            self.window_start = now;
+            self.used = 0;
+        }
+        let resets_after =
+            Self::WINDOW.saturating_sub(now.saturating_duration_since(self.window_start));
+        if self.used >= Self::QUERIES {
+            return Err(resets_after);
+        }
+        self.used += 1;
+        Ok((Self::QUERIES - self.used, resets_after))
+    }
+}
+
+/// `hh:mm:ss`, rounded up, as `x-ms-user-quota-resets-after` spells a duration.
+pub fn hh_mm_ss(d: std::time::Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 impl Throttle {
@@ -101,6 +154,7 @@ impl Throttle {
             writes: Bucket::new(200, 10, now),
             deletes: Bucket::new(200, 10, now),
             compute: ComputeThrottle::default(),
+            graph: GraphQuota::new(now),
         }
     }
     pub fn take(&mut self, op: OperationType, now: Instant) -> Result<u32, u64> {

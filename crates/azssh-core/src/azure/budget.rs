@@ -7,17 +7,19 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
-use reqwest::Method;
 use reqwest::header::HeaderMap;
+use reqwest::{Method, Url};
 
 const UNKNOWN: i64 = -1;
 
-/// A request as ARM's token buckets count it.
+/// A request as the throttling it falls under counts it: ARM's subscription buckets, or
+/// Resource Graph's per-user quota (its path names no subscription; ARM.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Read,
     Write,
     Delete,
+    GraphQuery,
 }
 
 impl Operation {
@@ -28,6 +30,75 @@ impl Operation {
             _ => Operation::Write,
         }
     }
+
+    /// `of`, except that a Resource Graph query is a `GraphQuery` whatever its method.
+    pub fn classify(method: &Method, url: &Url) -> Operation {
+        if url
+            .path()
+            .to_ascii_lowercase()
+            .starts_with("/providers/microsoft.resourcegraph/")
+        {
+            Operation::GraphQuery
+        } else {
+            Operation::of(method)
+        }
+    }
+}
+
+/// The Compute RP's view of a request (ARM.md §9): its per-VM and per-subscription policies are
+/// reported as `x-ms-ratelimit-remaining-resource: Microsoft.Compute/<policy>;<count>`. The
+/// policy names are not hard-coded: what an answer reports is remembered for requests of the
+/// same kind (`read`/`write`/`poll`) to the same VM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComputeTarget {
+    /// `read`, `write` or `poll` (`locations/{l}/operations/{id}`).
+    pub kind: &'static str,
+    /// `resourcegroup/vm`, lower-cased; empty for subscription-level calls.
+    pub vm: String,
+}
+
+impl ComputeTarget {
+    pub fn of(method: &Method, url: &Url) -> Option<ComputeTarget> {
+        let segs: Vec<String> = url.path_segments()?.map(str::to_ascii_lowercase).collect();
+        let p = segs.iter().position(|s| s == "providers")?;
+        if segs.get(p + 1).map(String::as_str) != Some("microsoft.compute") {
+            return None;
+        }
+        let rest = &segs[p + 2..];
+        if rest.first().map(String::as_str) == Some("locations") {
+            return Some(ComputeTarget {
+                kind: "poll",
+                vm: String::new(),
+            });
+        }
+        let group = segs
+            .iter()
+            .position(|s| s == "resourcegroups")
+            .and_then(|g| segs.get(g + 1))
+            .cloned()
+            .unwrap_or_default();
+        let vm = match rest {
+            [t, name, ..] if t == "virtualmachines" => format!("{group}/{name}"),
+            _ => String::new(),
+        };
+        let kind = match Operation::of(method) {
+            Operation::Read => "read",
+            _ => "write",
+        };
+        Some(ComputeTarget { kind, vm })
+    }
+}
+
+/// The lowest count among `x-ms-ratelimit-remaining-resource` values (there may be several
+/// headers, each a comma-separated list of `Microsoft.Compute/<policy>;<count>`).
+pub fn compute_remaining(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get_all("x-ms-ratelimit-remaining-resource")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|item| item.rsplit_once(';')?.1.trim().parse::<u64>().ok())
+        .min()
 }
 
 /// Decides when a request may be sent, so a busy caller (the fleet runner, `fleet::pacing`)
@@ -37,6 +108,12 @@ pub trait Pacer: Send + Sync {
     fn acquire(&self, op: Operation) -> BoxFuture<'_, ()>;
     /// ARM's remaining count for `op`, from an answer's headers.
     fn observe(&self, op: Operation, remaining: u64);
+    /// Waits until the Compute RP's policies for this kind of request to this VM have room.
+    fn acquire_compute<'a>(&'a self, _target: &'a ComputeTarget) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+    /// The lowest `x-ms-ratelimit-remaining-resource` count an answer reported.
+    fn observe_compute(&self, _target: &ComputeTarget, _remaining: u64) {}
 }
 
 #[derive(Default)]
@@ -150,10 +227,36 @@ impl ThrottleBudget {
         self.inner.pacer.0.set(pacer).is_ok()
     }
 
-    /// Waits for the pacer, if one is installed, before a request is sent.
-    pub async fn before_send(&self, method: &Method) {
+    /// Waits for the pacer, if one is installed, before a request is sent: ARM's bucket (or
+    /// Resource Graph's quota) for its kind, then the Compute RP's policies for its VM.
+    pub async fn before_send(&self, method: &Method, url: &Url) {
         if let Some(p) = self.inner.pacer.0.get() {
-            p.acquire(Operation::of(method)).await;
+            p.acquire(Operation::classify(method, url)).await;
+            if let Some(target) = ComputeTarget::of(method, url) {
+                p.acquire_compute(&target).await;
+            }
+        }
+    }
+
+    /// `observe`, plus the Compute RP's and Resource Graph's counts, which only make sense for
+    /// the request they answer.
+    pub fn observe_for(&self, method: &Method, url: &Url, headers: &HeaderMap) {
+        self.observe(headers);
+        let Some(p) = self.inner.pacer.0.get() else {
+            return;
+        };
+        if Operation::classify(method, url) == Operation::GraphQuery
+            && let Some(left) = headers
+                .get("x-ms-user-quota-remaining")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            p.observe(Operation::GraphQuery, left);
+        }
+        if let (Some(target), Some(left)) =
+            (ComputeTarget::of(method, url), compute_remaining(headers))
+        {
+            p.observe_compute(&target, left);
         }
     }
 

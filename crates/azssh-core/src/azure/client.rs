@@ -34,6 +34,8 @@ struct Inner {
     budget: ThrottleBudget,
     retry: RetryPolicy,
     status_hook: Option<StatusHook>,
+    /// How long each kind of LRO takes, learnt across every clone (`poll_schedule`).
+    poll_schedule: super::poll_schedule::PollSchedule,
 }
 
 impl std::fmt::Debug for ArmClient {
@@ -99,6 +101,17 @@ impl ArmResponse {
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     v.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Resource Graph's throttling answer has no `Retry-After`: the wait is in
+/// `x-ms-user-quota-resets-after` (`hh:mm:ss`, ARM.md §9; Azure/azure-cli-extensions#3325).
+pub(crate) fn quota_resets_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("x-ms-user-quota-resets-after")?.to_str().ok()?;
+    let mut secs = 0u64;
+    for part in v.trim().split(':') {
+        secs = secs * 60 + part.trim().parse::<u64>().ok()?;
+    }
+    Some(Duration::from_secs(secs.max(1)))
 }
 
 /// A path and query for messages and logs: never the query, which may hold `$skipToken`s or
@@ -172,6 +185,7 @@ impl ArmClient {
                 budget: ThrottleBudget::default(),
                 retry: config.retry,
                 status_hook: config.status_hook,
+                poll_schedule: Default::default(),
             }),
         })
     }
@@ -198,6 +212,10 @@ impl ArmClient {
     }
     pub(crate) fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.retry
+    }
+    /// What this client (and its clones) learnt about LRO durations.
+    pub fn poll_schedule(&self) -> &super::poll_schedule::PollSchedule {
+        &self.inner.poll_schedule
     }
 
     /// Tells the status hook (a spinner) what we wait for, and logs it at debug.
@@ -323,7 +341,11 @@ impl ArmClient {
                 }
                 Ok(resp) => {
                     let status = resp.status.as_u16();
-                    let ra = resp.retry_after();
+                    let ra = resp.retry_after().or_else(|| {
+                        (status == 429)
+                            .then(|| quota_resets_after(&resp.headers))
+                            .flatten()
+                    });
                     let err = AzureError::from_response(
                         call.method.as_str(),
                         &path,
@@ -422,7 +444,7 @@ impl ArmClient {
             req = req.header(reqwest::header::CONTENT_LENGTH, "0");
         }
         // A pacer (fleet runs) holds the request until ARM's bucket has a token for it.
-        self.inner.budget.before_send(&call.method).await;
+        self.inner.budget.before_send(&call.method, &call.url).await;
         self.inner.budget.count_request();
         let path = redact(&call.url);
         tracing::debug!(method = %call.method, path = %path, request_id, "ARM request");
@@ -454,7 +476,9 @@ impl ArmClient {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        self.inner.budget.observe(&headers);
+        self.inner
+            .budget
+            .observe_for(&call.method, &call.url, &headers);
         let body = resp.bytes().await.map_err(transport)?;
         tracing::debug!(method = %call.method, path = %path, status = status.as_u16(), bytes = body.len(), "ARM response");
         Ok(ArmResponse {

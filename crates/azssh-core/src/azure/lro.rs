@@ -100,6 +100,7 @@ impl ArmClient {
         let span = tracing::debug_span!("lro", what, method = %method, path = %redact(&url));
         Poller {
             client: self,
+            kind: super::poll_schedule::PollSchedule::kind(&method, &url),
             method,
             original: url,
             what,
@@ -113,6 +114,8 @@ impl ArmClient {
 
 struct Poller<'a> {
     client: &'a ArmClient,
+    /// What kind of operation this is, for the shared `PollSchedule`.
+    kind: String,
     method: Method,
     original: Url,
     what: &'a str,
@@ -154,6 +157,14 @@ impl Poller<'_> {
             let status_body = self.poll_async_operation(&op_url, &mut delay).await?;
             return match self.method {
                 Method::PUT | Method::PATCH => self.get(&self.original).await,
+                // The Compute RP puts a POST's result (RunCommand's output) in the status body
+                // too (ARM.md §1.3, recorded): read it once, not again from `Location`.
+                Method::POST if status_body.pointer("/properties/output").is_some() => {
+                    Ok(status_body
+                        .pointer("/properties/output")
+                        .cloned()
+                        .unwrap_or(Value::Null))
+                }
                 Method::POST => match location {
                     Some(loc) => {
                         let loc_url = self.client.absolute_url(&loc)?;
@@ -187,6 +198,13 @@ impl Poller<'_> {
         Ok(body)
     }
 
+    /// Tells the shared schedule how long this operation took.
+    fn learn(&self, status_body: Option<&Value>) {
+        self.client
+            .poll_schedule()
+            .learn(&self.kind, status_body, self.started.elapsed());
+    }
+
     fn json(&self, url: &Url, resp: &ArmResponse) -> Result<Value> {
         resp.json_value().map_err(|e| AzureError::Decode {
             method: self.method.to_string(),
@@ -198,13 +216,23 @@ impl Poller<'_> {
     /// Waits `Retry-After` when the last answer had one, else our own growing interval. A
     /// `Retry-After: 0` counts as no hint (azure-core reads it the same way): polling at once in
     /// a loop would only spend the Compute RP's GetOperation bucket.
+    ///
+    /// The first poll also waits out what this kind of operation is expected to take
+    /// (`poll_schedule`), so a RunCommand costs one or two polls rather than one per hint.
     async fn wait(&self, delay: &mut Option<Duration>, polls: u32) -> Result<()> {
         let policy = self.client.retry_policy();
         let own = policy
             .poll_delay
             .mul_f64(1.5f64.powi(polls.min(20) as i32))
             .min(policy.max_poll_delay);
-        let d = delay.take().unwrap_or(own);
+        let d = super::poll_schedule::next_wait(
+            delay.take(),
+            self.client.poll_schedule().expected(&self.kind),
+            self.started.elapsed(),
+            polls,
+            own,
+            policy.poll_delay.min(Duration::from_millis(250)),
+        );
         if self.started.elapsed() + d > policy.lro_deadline {
             return Err(AzureError::OperationTimeout {
                 what: self.what.to_string(),
@@ -248,6 +276,7 @@ impl Poller<'_> {
                 .to_string();
             tracing::debug!(what = self.what, status, "operation status");
             if status.eq_ignore_ascii_case("Succeeded") {
+                self.learn(Some(&body));
                 return Ok(body);
             }
             if status.eq_ignore_ascii_case("Failed") || status.eq_ignore_ascii_case("Canceled") {
@@ -279,6 +308,9 @@ impl Poller<'_> {
             }
             let resp = self.get_raw(url).await?;
             if resp.status.as_u16() != 202 {
+                if wait_first {
+                    self.learn(None);
+                }
                 return self.json(url, &resp);
             }
             *delay = resp.retry_after().filter(|d| !d.is_zero());
@@ -297,7 +329,10 @@ impl Poller<'_> {
             *delay = resp.retry_after().filter(|d| !d.is_zero());
             let body = self.json(&self.original, &resp)?;
             match provisioning_state(&body) {
-                Some(s) if s.eq_ignore_ascii_case("Succeeded") => return Ok(body),
+                Some(s) if s.eq_ignore_ascii_case("Succeeded") => {
+                    self.learn(None);
+                    return Ok(body);
+                }
                 Some(s) if is_terminal(&s) => {
                     let error = body
                         .pointer("/properties/error")

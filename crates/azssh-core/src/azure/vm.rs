@@ -194,6 +194,26 @@ pub struct Vm {
     pub vm_agent_status: Option<String>,
     /// Whether the NIC, public IP and subnet were read (false after the cheap `list_vms`).
     pub network_resolved: bool,
+    /// When Azure told us these facts (a direct read or the inventory query); `None` for a
+    /// `Vm` built from a list answer. `ensure_running` trusts a recent power state.
+    #[serde(skip)]
+    pub observed_at: Option<std::time::Instant>,
+}
+
+/// How long a power state read from Azure is trusted by `ensure_running` before it reads the
+/// VM again. A fleet run reads its whole inventory once, at the start; a VM stopped behind our
+/// back after that makes its RunCommand fail with Azure's own "VM not running" error, which
+/// names the cause.
+pub const POWER_STATE_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Vm {
+    /// The power state, if it was read from Azure within `POWER_STATE_FRESH_FOR`.
+    pub fn fresh_power_state(&self) -> Option<&str> {
+        self.observed_at
+            .filter(|t| t.elapsed() < POWER_STATE_FRESH_FOR)
+            .map(|_| self.power_state.as_str())
+            .filter(|p| *p != "unknown")
+    }
 }
 
 /// `PowerState/running` → `running`; `unknown` when no such status.
@@ -254,6 +274,7 @@ impl Vm {
                 .and_then(|a| a.statuses.first())
                 .and_then(|s| s.display_status.clone()),
             network_resolved: false,
+            observed_at: None,
         })
     }
 
@@ -331,11 +352,19 @@ pub async fn get_vm_by_id(client: &ArmClient, id: &str) -> Result<Vm> {
 }
 
 async fn get_vm_at(client: &ArmClient, path: &str) -> Result<Vm> {
+    let mut vm = get_vm_view(client, path).await?;
+    resolve_network(client, &mut vm).await?;
+    Ok(vm)
+}
+
+/// The VM with its instance view only (one read; network fields empty).
+async fn get_vm_view(client: &ArmClient, path: &str) -> Result<Vm> {
+    let observed_at = std::time::Instant::now();
     let json: VirtualMachineJson = client
         .get_json(path, Provider::Compute, &[("$expand", "instanceView")])
         .await?;
     let mut vm = Vm::from_json(&json)?;
-    resolve_network(client, &mut vm).await?;
+    vm.observed_at = Some(observed_at);
     Ok(vm)
 }
 
@@ -398,7 +427,34 @@ pub async fn list_vms(client: &ArmClient, resource_group: Option<&str>) -> Resul
 /// Starts the VM (an LRO with no result body, ARM.md §3) and then confirms with an instance-view
 /// GET that it reports `running`, since the operation's success alone does not say so.
 pub async fn start_vm(client: &ArmClient, vm_id: &str) -> Result<Vm> {
+    start_known(client, vm_id, None).await
+}
+
+/// `start_vm` for a VM whose network we already know: after the start only the instance view
+/// is read again (one GET), and the network only if the VM had no public address (a dynamic
+/// public IP is released on deallocation and assigned again by the start).
+async fn start_known(client: &ArmClient, vm_id: &str, known: Option<&Vm>) -> Result<Vm> {
     let id = ResourceId::parse_typed(vm_id, "Microsoft.Compute/virtualMachines")?;
+    let reread = |client: &ArmClient| {
+        let path = id.to_string();
+        let client = client.clone();
+        async move {
+            let mut vm = get_vm_view(&client, &path).await?;
+            match known.filter(|k| k.network_resolved) {
+                Some(k) if k.public_ip.is_some() || k.public_ip_id.is_none() => {
+                    vm.nic_id = k.nic_id.clone().or(vm.nic_id);
+                    vm.private_ip = k.private_ip.clone();
+                    vm.public_ip = k.public_ip.clone();
+                    vm.public_ip_id = k.public_ip_id.clone();
+                    vm.subnet_id = k.subnet_id.clone();
+                    vm.nsg_ids = k.nsg_ids.clone();
+                    vm.network_resolved = true;
+                }
+                _ => resolve_network(&client, &mut vm).await?,
+            }
+            Ok::<Vm, AzureError>(vm)
+        }
+    };
     let what = format!("`start` of VM `{}`", id.name());
     client
         .post_lro(
@@ -409,7 +465,7 @@ pub async fn start_vm(client: &ArmClient, vm_id: &str) -> Result<Vm> {
             &what,
         )
         .await?;
-    let mut vm = get_vm_by_id(client, vm_id).await?;
+    let mut vm = reread(client).await?;
     let policy = client.retry_policy().clone();
     let mut waited = std::time::Duration::ZERO;
     while vm.power_state != "running" && waited < policy.max_poll_delay * 4 {
@@ -419,7 +475,7 @@ pub async fn start_vm(client: &ArmClient, vm_id: &str) -> Result<Vm> {
         ));
         tokio::time::sleep(policy.poll_delay).await;
         waited += policy.poll_delay;
-        vm = get_vm_by_id(client, vm_id).await?;
+        vm = reread(client).await?;
     }
     if vm.power_state != "running" {
         return Err(AzureError::OperationFailed {
@@ -434,12 +490,17 @@ pub async fn start_vm(client: &ArmClient, vm_id: &str) -> Result<Vm> {
 }
 
 /// Starts the VM unless it already runs. Returns the fresh VM and whether we started it.
+/// A power state read within `POWER_STATE_FRESH_FOR` (the fleet's inventory, a `refresh()`) is
+/// not read again: a fleet run would otherwise spend four reads per VM on a fact it has.
 pub async fn ensure_running(client: &ArmClient, vm: &Vm) -> Result<(Vm, bool)> {
-    let current = get_vm_by_id(client, &vm.id).await?;
+    let current = match vm.fresh_power_state() {
+        Some(_) if vm.network_resolved => vm.clone(),
+        _ => get_vm_by_id(client, &vm.id).await?,
+    };
     if current.power_state == "running" {
         return Ok((current, false));
     }
-    Ok((start_vm(client, &vm.id).await?, true))
+    Ok((start_known(client, &vm.id, Some(&current)).await?, true))
 }
 
 #[cfg(test)]

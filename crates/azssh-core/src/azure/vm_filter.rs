@@ -104,132 +104,18 @@ pub async fn find_vms(
     Ok(vms.into_iter().filter(|vm| filter.matches(vm)).collect())
 }
 
-/// One row of `VM_GRAPH_QUERY`. Resource Graph turns missing values into empty strings.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct GraphVmRow {
-    id: String,
-    name: String,
-    location: String,
-    tags: Option<BTreeMap<String, serde_json::Value>>,
-    size: String,
-    os_type: String,
-    sku: String,
-    os_name: String,
-    os_version: String,
-    power: String,
-    admin_username: String,
-    computer_name: String,
-    nic_id: String,
-    private_ip: String,
-    pip_id: String,
-    public_ip: String,
-    nic_nsg: String,
-}
+/// The query behind `find_vms_graph`: the fleet inventory (`inventory.rs`).
+pub const VM_GRAPH_QUERY: &str = super::inventory::INVENTORY_QUERY;
 
-/// Every VM of the subscription with its primary NIC's addresses, in one query (plus pages) instead
-/// of four GETs per VM. Written from the documented property names (ARM.md §7); the fields it
-/// cannot see (the subnet's NSG) stay empty and `network_resolved` stays false.
-pub const VM_GRAPH_QUERY: &str = "Resources
-| where type =~ 'microsoft.compute/virtualmachines'
-| project id, name, resourceGroup, location, tags,
-    size = tostring(properties.hardwareProfile.vmSize),
-    osType = tostring(properties.storageProfile.osDisk.osType),
-    sku = tostring(properties.storageProfile.imageReference.sku),
-    osName = tostring(properties.extended.instanceView.osName),
-    osVersion = tostring(properties.extended.instanceView.osVersion),
-    power = tostring(properties.extended.instanceView.powerState.code),
-    adminUsername = tostring(properties.osProfile.adminUsername),
-    computerName = tostring(properties.osProfile.computerName),
-    nicId = tolower(tostring(properties.networkProfile.networkInterfaces[0].id))
-| join kind=leftouter (Resources | where type =~ 'microsoft.network/networkinterfaces'
-    | mv-expand ipc = properties.ipConfigurations
-    | where isnull(ipc.properties.primary) or tobool(ipc.properties.primary)
-    | project nicId = tolower(id), privateIp = tostring(ipc.properties.privateIPAddress),
-        pipId = tolower(tostring(ipc.properties.publicIPAddress.id)),
-        nicNsg = tostring(properties.networkSecurityGroup.id)) on nicId
-| join kind=leftouter (Resources | where type =~ 'microsoft.network/publicipaddresses'
-    | project pipId = tolower(id), publicIp = tostring(properties.ipAddress)) on pipId
-| project id, name, resourceGroup, location, tags, size, osType, sku, osName, osVersion, power,
-    adminUsername, computerName, nicId, privateIp, pipId, publicIp, nicNsg";
-
-fn some(s: String) -> Option<String> {
-    Some(s).filter(|s| !s.trim().is_empty())
-}
-
-impl GraphVmRow {
-    fn into_vm(self) -> Result<Vm> {
-        let id = super::resource_id::ResourceId::parse(&self.id)?;
-        let power = self
-            .power
-            .rsplit_once('/')
-            .map(|(_, p)| p.to_ascii_lowercase())
-            .unwrap_or_default();
-        let tags = self
-            .tags
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string()),
-                )
-            })
-            .collect();
-        Ok(Vm {
-            name: if self.name.is_empty() {
-                id.name().to_string()
-            } else {
-                self.name
-            },
-            resource_group: id.resource_group().unwrap_or_default().to_string(),
-            subscription: id.subscription().to_string(),
-            id: self.id,
-            location: self.location,
-            size: some(self.size),
-            os_type: some(self.os_type),
-            os_name: some(self.os_name),
-            os_version: some(self.os_version),
-            image_sku: some(self.sku),
-            power_state: if power.is_empty() {
-                "unknown".into()
-            } else {
-                power
-            },
-            public_ip: some(self.public_ip),
-            private_ip: some(self.private_ip),
-            nsg_ids: some(self.nic_nsg).into_iter().collect(),
-            tags,
-            nic_id: some(self.nic_id),
-            public_ip_id: some(self.pip_id),
-            admin_username: some(self.admin_username),
-            computer_name: some(self.computer_name),
-            ..Vm::default()
-        })
-    }
-}
-
-/// `find_vms` through Resource Graph: one query for the whole subscription, filtered here (no
-/// user text is pasted into the query). Resource Graph lags behind recent writes, so confirm a
-/// VM with `get_vm` before acting on what this says.
+/// `find_vms` through Resource Graph: one paged query for the whole subscription (VMs with
+/// power state, addresses and NSGs), filtered here (no user text is pasted into the query).
+/// Resource Graph lags behind recent writes; each `Vm` carries when it was read.
 pub async fn find_vms_graph(client: &ArmClient, filter: &VmFilter) -> Result<Vec<Vm>> {
-    let rows = super::graph::graph_query(client, VM_GRAPH_QUERY, &Default::default()).await?;
-    let mut vms = Vec::with_capacity(rows.len());
-    for row in rows {
-        let row: GraphVmRow =
-            serde_json::from_value(row).map_err(|e| super::error::AzureError::Decode {
-                method: "POST".into(),
-                path: "/providers/Microsoft.ResourceGraph/resources".into(),
-                reason: e.to_string(),
-            })?;
-        let vm = row.into_vm()?;
-        if filter.matches(&vm) {
-            vms.push(vm);
-        }
-    }
-    Ok(vms)
+    Ok(super::inventory::inventory(client)
+        .await?
+        .into_iter()
+        .filter(|vm| filter.matches(vm))
+        .collect())
 }
 
 /// `*` any run, `?` one character; ASCII case-insensitive like Azure names.

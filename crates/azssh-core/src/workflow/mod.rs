@@ -18,6 +18,7 @@ pub mod error;
 pub mod guest;
 pub mod keys;
 pub mod nsg;
+pub mod nsg_writes;
 pub mod pin;
 pub mod route;
 pub mod setup;

@@ -15,12 +15,13 @@ use crate::azure::client::ArmClient;
 use crate::azure::error::AzureError;
 use crate::azure::jit::{self, JitAccess, JitPolicy};
 use crate::azure::network::{
-    self, SecurityRule, SecurityRuleProperties, free_priority, list_security_rules, validate_source,
+    self, SecurityRule, SecurityRuleProperties, free_priority, validate_source,
 };
 use crate::azure::resource_id::{ResourceId, same_id};
 use crate::azure::vm::Vm;
 use crate::error::UserError;
 use crate::error::kind;
+use crate::workflow::nsg_writes;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
 pub const DEFAULT_PRIORITY: i32 = 1000;
@@ -494,7 +495,7 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
         }
     }
     for nsg in &vm.nsg_ids {
-        for rule in list_security_rules(client, nsg).await? {
+        for rule in nsg_writes::rules_for_report(client, nsg).await? {
             if admits_port(&rule, req.port, &protocol, private_ip) {
                 outcome.admitted_by.push(Admitter {
                     rule: rule.name.clone().unwrap_or_default(),
@@ -572,24 +573,46 @@ async fn open_source(
         .clone()
         .unwrap_or_else(|| rule_name_for(req.port, protocol, source));
     let canon = canonical(source);
+    // Writes to one NSG are serialised and grouped across the process (`nsg_writes`): the
+    // queue key names the rule, the source, port and protocol, so a grouped write only ever
+    // adds destinations for the very same source.
+    let key = format!("{name}|{canon}|{}|{protocol}", req.port);
+    let turn = nsg_writes::turn(nsg, &key, destination).await;
+    let holds_source = |r: &SecurityRule| {
+        sources_of(&r.properties)
+            .iter()
+            .any(|s| canonical(s) == canon)
+    };
+    // A JIT allow rule admits the source only until its request ends: not standing access.
+    let admitting = |rules: &[SecurityRule]| {
+        rules
+            .iter()
+            .find(|r| {
+                !r.name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("SecurityCenter-JITRule"))
+                    && admits_port(r, req.port, protocol, private_ip)
+                    && holds_source(r)
+                    && req.priority.is_none_or(|p| p == r.properties.priority)
+                    && req.name.as_deref().is_none_or(|n| same_name(r, n))
+            })
+            .cloned()
+    };
+    // Another VM of this run may have written our destination already: no write, no list.
+    let (seen, fresh) = turn.rules(client, nsg, true).await?;
+    if let Some(rule) = admitting(&seen) {
+        turn.withdraw(&key, destination);
+        return Ok((rule, false, None));
+    }
+    let mut just_read = fresh.then_some(seen);
     for attempt in 0..2 {
-        let rules = list_security_rules(client, nsg).await?;
-        let holds_source = |r: &SecurityRule| {
-            sources_of(&r.properties)
-                .iter()
-                .any(|s| canonical(s) == canon)
+        let rules = match just_read.take() {
+            Some(r) => r,
+            None => turn.rules(client, nsg, false).await?.0,
         };
-        // A JIT allow rule admits the source only until its request ends: not standing access.
-        if let Some(rule) = rules.iter().find(|r| {
-            !r.name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("SecurityCenter-JITRule"))
-                && admits_port(r, req.port, protocol, private_ip)
-                && holds_source(r)
-                && req.priority.is_none_or(|p| p == r.properties.priority)
-                && req.name.as_deref().is_none_or(|n| same_name(r, n))
-        }) {
-            return Ok((rule.clone(), false, None));
+        if let Some(rule) = admitting(&rules) {
+            turn.withdraw(&key, destination);
+            return Ok((rule, false, None));
         }
         let existing = rules.iter().find(|r| same_name(r, &name));
         if let Some(r) = existing {
@@ -634,29 +657,25 @@ async fn open_source(
             }
         };
         let mut props = SecurityRuleProperties::allow_inbound(protocol, req.port, source, priority);
-        props.destination_address_prefix = Some(destination.to_string());
-        // On a subnet NSG the rule of this source may already name other VMs of the subnet
-        // (one rule per source, destinations the VMs' addresses): keep them, or opening the
-        // port for this VM would close it for those (found by a fleet run over a realistic
-        // world, `tests/it/workflow/variants.rs`).
-        if let Some(r) = existing {
-            let mut all: Vec<String> = r
-                .properties
-                .destination_address_prefix
-                .iter()
-                .chain(r.properties.destination_address_prefixes.iter())
-                .cloned()
-                .collect();
-            if !all.iter().any(|d| d.trim() == "*") && destination != "*" {
-                if !all.iter().any(|d| d.eq_ignore_ascii_case(destination)) {
-                    all.push(destination.to_string());
-                }
-                if all.len() > 1 {
-                    props.destination_address_prefix = None;
-                    props.destination_address_prefixes = all;
-                }
+        // Our own rule keeps every destination it already admits (never narrowed), plus ours
+        // and those of the VMs queued behind this NSG for the same source.
+        let queued = turn.take_pending(&key);
+        let mut destinations: Vec<String> = existing
+            .map(|r| {
+                r.properties
+                    .destination_address_prefix
+                    .iter()
+                    .chain(r.properties.destination_address_prefixes.iter())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for d in queued.iter().map(String::as_str).chain([destination]) {
+            if !destinations.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+                destinations.push(d.to_string());
             }
         }
+        set_destinations(&mut props, destinations);
         props.description = Some(format!("azssh: port {} from {source}", req.port));
         match network::create_or_update_security_rule(client, nsg, &name, &props).await {
             Err(e)
@@ -665,13 +684,37 @@ async fn open_source(
                     && e.code()
                         .is_some_and(|c| c.eq_ignore_ascii_case("SecurityRuleConflict")) =>
             {
+                turn.requeue(&key, &queued);
                 tracing::debug!(rule = %name, priority, "priority taken meanwhile; choosing again");
             }
-            Err(e) => return Err(e.into()),
-            Ok(rule) => return Ok((rule, true, moved)),
+            Err(e) => {
+                // The VMs queued behind us try again on their own turn.
+                turn.requeue(&key, &queued);
+                turn.withdraw(&key, destination);
+                return Err(e.into());
+            }
+            Ok(rule) => {
+                turn.wrote(&rule);
+                return Ok((rule, true, moved));
+            }
         }
     }
     Err(AzureError::InvalidInput(format!("could not find a free priority for `{name}`")).into())
+}
+
+/// One destination in `destinationAddressPrefix`, several in `destinationAddressPrefixes`;
+/// `*` (a NIC's NSG) already covers every other.
+fn set_destinations(props: &mut SecurityRuleProperties, mut destinations: Vec<String>) {
+    if destinations.iter().any(|d| d.trim() == "*") {
+        destinations = vec!["*".to_string()];
+    }
+    if destinations.len() == 1 {
+        props.destination_address_prefix = destinations.pop();
+        props.destination_address_prefixes = Vec::new();
+    } else {
+        props.destination_address_prefix = None;
+        props.destination_address_prefixes = destinations;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -739,6 +782,7 @@ pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result
             .is_some()
         {
             network::delete_security_rule(client, nsg, &name).await?;
+            nsg_writes::forget(nsg);
             any = true;
         }
     }

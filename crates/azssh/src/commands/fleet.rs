@@ -72,10 +72,15 @@ pub async fn run_fleet(
     let arm =
         crate::script::context::arm_client(&settings).map_err(|e| AppError::usage_from(&e))?;
     // One pacer for every VM's calls: requests wait for ARM's tokens instead of drawing 429s.
+    // Shards share the subscription's buckets, so each paces at its share (1/N) of them.
+    let share = shard.map_or(1.0, |s| 1.0 / s.count as f64);
     arm.budget()
-        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::default()));
+        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::with_share(
+            share,
+        )));
+    let inventory = crate::fleet::inventory::load(&arm).await;
 
-    let mut all = targets::select(&arm, &selection)
+    let mut all = targets::select(&arm, &selection, inventory.as_deref())
         .await
         .map_err(|e| match e {
             SelectError::Usage(u) => usage(u),
@@ -116,6 +121,7 @@ pub async fn run_fleet(
         timeout: args.timeout,
         retries: args.retries,
         max_fail_percent: args.max_fail,
+        inventory: Arc::new(crate::fleet::inventory::index(inventory, &plan.to_run)),
     });
     let counters = Arc::new(Counters::default());
     let controls = Controls::default();

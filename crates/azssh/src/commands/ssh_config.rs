@@ -87,15 +87,25 @@ async fn read_vms(global: &GlobalArgs, args: &SshConfigArgs) -> Result<Vec<Vm>, 
         ids: Vec::new(),
         all: args.all,
     };
-    let found = targets::select(&arm, &selection)
+    // One Resource Graph read gives every VM with its network; per-VM GETs only for VMs the
+    // graph did not return.
+    let inventory = crate::fleet::inventory::load(&arm).await;
+    let found = targets::select(&arm, &selection, inventory.as_deref())
         .await
         .map_err(|e| match e {
             SelectError::Usage(u) => AppError::usage_from(&u),
             SelectError::Azure(a) => AppError::failed(&a),
         })?;
     let arm_ref = &arm;
+    let known = crate::fleet::inventory::index(inventory, &found);
+    let known = &known;
     let mut vms: Vec<Vm> = futures::stream::iter(found)
-        .map(|t| async move { vm::get_vm_by_id(arm_ref, &t.id).await })
+        .map(|t| async move {
+            match known.get(&t.key()) {
+                Some(v) => Ok(v.clone()),
+                None => vm::get_vm_by_id(arm_ref, &t.id).await,
+            }
+        })
         .buffered(CONCURRENCY)
         .try_collect()
         .await

@@ -31,7 +31,10 @@ pub async fn vms(global: &GlobalArgs, args: VmsArgs) -> Result<(), AppError> {
     let arm =
         crate::script::context::arm_client(&settings).map_err(|e| AppError::usage_from(&e))?;
     let progress = output::Progress::start("listing VMs");
-    let found = targets::select(&arm, &selection)
+    // One Resource Graph read gives every VM with its network; per-VM GETs only for VMs the
+    // graph did not return.
+    let inventory = crate::fleet::inventory::load(&arm).await;
+    let found = targets::select(&arm, &selection, inventory.as_deref())
         .await
         .map_err(|e| match e {
             SelectError::Usage(u) => usage(u),
@@ -40,15 +43,22 @@ pub async fn vms(global: &GlobalArgs, args: VmsArgs) -> Result<(), AppError> {
     progress.step(&format!("reading {} VMs", found.len()));
     let arm_ref = &arm;
     let ssh = args.ssh;
+    let known = std::sync::Arc::new(crate::fleet::inventory::index(inventory, &found));
     let rows: Vec<(Vm, Option<Value>)> = futures::stream::iter(found)
-        .map(|t| async move {
-            let v = vm::get_vm_by_id(arm_ref, &t.id).await?;
-            let readiness = if ssh {
-                Some(ssh_readiness(arm_ref, &v).await?)
-            } else {
-                None
-            };
-            Ok::<_, AzureError>((v, readiness))
+        .map(|t| {
+            let known = known.clone();
+            async move {
+                let v = match known.get(&t.key()) {
+                    Some(v) => v.clone(),
+                    None => vm::get_vm_by_id(arm_ref, &t.id).await?,
+                };
+                let readiness = if ssh {
+                    Some(ssh_readiness(arm_ref, &v).await?)
+                } else {
+                    None
+                };
+                Ok::<_, AzureError>((v, readiness))
+            }
         })
         .buffered(CONCURRENCY)
         .try_collect()

@@ -1,6 +1,7 @@
 //! Fleet runs: one Rhai script over many VMs, as fast as ARM's throttling allows, resumable.
 //!
 //! # Layout
+//! - `inventory` — the run's one Resource Graph read of every VM (power, addresses, NSGs).
 //! - `targets` — choosing VMs (resource groups, tags, Resource Graph, a targets file, `--all`);
 //!   `shard` — the deterministic `--shard I/N` partition.
 //! - `scheduler` — bounded concurrency on blocking threads, per-VM deadlines and retries,
@@ -12,6 +13,7 @@
 //! that call `run_powershell` on one VM from several places (or through `parallel`) queue too.
 
 pub mod error;
+pub mod inventory;
 pub mod journal;
 pub mod pacing;
 pub mod progress;

@@ -1,11 +1,16 @@
 //! Pacing against ARM's throttling, at two levels:
 //!
-//! - `TokenPacer`, installed on the shared client's `ThrottleBudget`, holds each request until
-//!   ARM's token bucket for its kind should have a token: a local estimate of the bucket
-//!   (ARM's documented per-subscription defaults: reads 250 refilled at 25/s, writes and deletes
-//!   200 at 10/s), spent as requests go out and lowered to the `remaining` count each answer
-//!   reports. A larger bucket reported by ARM raises the estimate's capacity; an endpoint that
-//!   never reports a count is not paced.
+//! - `TokenPacer`, installed on the shared client's `ThrottleBudget`, is the one budget for
+//!   everything Azure throttles. It holds each request until ARM's token bucket for its kind
+//!   should have a token: a local estimate of the bucket (ARM's documented per-subscription
+//!   defaults: reads 250 refilled at 25/s, writes and deletes 200 at 10/s; Resource Graph's
+//!   per-user quota of 15 queries per 5 s), spent as requests go out and lowered to the
+//!   `remaining` count each answer reports (`x-ms-ratelimit-remaining-subscription-*`,
+//!   `x-ms-user-quota-remaining`). A larger bucket reported by ARM raises the estimate's
+//!   capacity; an endpoint that never reports a count is not paced. The Compute RP's per-VM
+//!   and per-subscription policies are paced from `x-ms-ratelimit-remaining-resource`: a kind
+//!   of request to a VM whose policy reads 0 waits, one probe per second. Under `--shard I/N`
+//!   each process takes 1/N of every bucket (`TokenPacer::with_share`).
 //! - `BudgetGate`: VM runs wait here before starting while ARM says the subscription's read or
 //!   write budget (`x-ms-ratelimit-remaining-subscription-*`) is below a reserve, so a blocking
 //!   thread is not taken by a run that would only wait for tokens.
@@ -15,12 +20,13 @@
 //! is low, and its answers refresh the counts. The ARM client still retries any 429 that gets
 //! through (after `Retry-After`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::azure::budget::{Operation, Pacer, ThrottleBudget};
+use crate::azure::budget::{ComputeTarget, Operation, Pacer, ThrottleBudget};
 
 /// Tokens left for everyone else using the subscription (the portal, other tools).
 const FLOOR: f64 = 5.0;
@@ -34,6 +40,9 @@ struct Bucket {
     /// Whether ARM ever reported a remaining count: an endpoint that never does (an emulator
     /// with throttling off, a proxy stripping headers) is not paced on a guess.
     reported: bool,
+    /// Tokens left for others (`FLOOR` for ARM's buckets; none for Resource Graph's small
+    /// per-user quota, which is ours alone).
+    floor: f64,
 }
 
 impl Bucket {
@@ -44,7 +53,13 @@ impl Bucket {
             refill_per_sec,
             at: Instant::now(),
             reported: false,
+            floor: FLOOR,
         }
+    }
+
+    fn without_floor(mut self) -> Bucket {
+        self.floor = 0.0;
+        self
     }
 
     fn refill(&mut self, now: Instant) {
@@ -56,12 +71,12 @@ impl Bucket {
     /// Takes a token, or says how long until one is there.
     fn take(&mut self, now: Instant) -> Option<Duration> {
         self.refill(now);
-        if self.tokens >= FLOOR + 1.0 || !self.reported {
+        if self.tokens >= self.floor + 1.0 || !self.reported {
             self.tokens = (self.tokens - 1.0).max(0.0);
             None
         } else {
             Some(Duration::from_secs_f64(
-                (FLOOR + 1.0 - self.tokens) / self.refill_per_sec,
+                (self.floor + 1.0 - self.tokens) / self.refill_per_sec,
             ))
         }
     }
@@ -85,26 +100,78 @@ pub struct TokenPacer {
     reads: std::sync::Mutex<Bucket>,
     writes: std::sync::Mutex<Bucket>,
     deletes: std::sync::Mutex<Bucket>,
+    /// Resource Graph's per-user quota: 15 queries every 5 s (ARM.md §9).
+    graph: std::sync::Mutex<Bucket>,
+    /// The Compute RP's lowest reported count per kind of request and VM, and when a request
+    /// last went out while it was exhausted (one probe per `COMPUTE_PROBE`).
+    compute: std::sync::Mutex<HashMap<ComputeTarget, (u64, Option<Instant>)>>,
+    /// This process's part of the subscription's budget (`--shard I/N`: 1/N).
+    share: f64,
 }
+
+/// While the Compute RP reports a policy exhausted for a VM, one request of that kind per
+/// this interval goes through (its answer refreshes the count); the ARM client still retries a
+/// 429 after its `Retry-After`.
+const COMPUTE_PROBE: Duration = Duration::from_secs(1);
 
 impl Default for TokenPacer {
     fn default() -> Self {
-        TokenPacer {
-            reads: std::sync::Mutex::new(Bucket::new(250.0, 25.0)),
-            writes: std::sync::Mutex::new(Bucket::new(200.0, 10.0)),
-            deletes: std::sync::Mutex::new(Bucket::new(200.0, 10.0)),
-        }
+        TokenPacer::with_share(1.0)
     }
 }
 
 impl TokenPacer {
+    /// A pacer that spends `share` (0 < share <= 1) of every bucket: N shard processes on one
+    /// subscription each take 1/N, so together they stay inside ARM's limits instead of racing
+    /// each other into 429s. ARM's reported remaining counts are the whole subscription's, so
+    /// they are scaled by the same share.
+    pub fn with_share(share: f64) -> TokenPacer {
+        let share = if share.is_finite() && share > 0.0 {
+            share.min(1.0)
+        } else {
+            1.0
+        };
+        let b = |cap: f64, refill: f64| Bucket::new(cap * share, refill * share);
+        TokenPacer {
+            reads: std::sync::Mutex::new(b(250.0, 25.0)),
+            writes: std::sync::Mutex::new(b(200.0, 10.0)),
+            deletes: std::sync::Mutex::new(b(200.0, 10.0)),
+            // At least one query per window, whatever the share.
+            graph: std::sync::Mutex::new(
+                Bucket::new((15.0 * share).max(1.0), (3.0 * share).max(0.2)).without_floor(),
+            ),
+            compute: std::sync::Mutex::new(HashMap::new()),
+            share,
+        }
+    }
+
     fn bucket(&self, op: Operation) -> std::sync::MutexGuard<'_, Bucket> {
         let m = match op {
             Operation::Read => &self.reads,
             Operation::Write => &self.writes,
             Operation::Delete => &self.deletes,
+            Operation::GraphQuery => &self.graph,
         };
         m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// None when a request may go; else how long to wait before asking again.
+    fn compute_wait(&self, target: &ComputeTarget, now: Instant) -> Option<Duration> {
+        let mut map = self.compute.lock().unwrap_or_else(|e| e.into_inner());
+        let (left, probe) = map.get_mut(target)?;
+        if *left > 0 {
+            *left -= 1;
+            return None;
+        }
+        match probe {
+            Some(t) if now.duration_since(*t) < COMPUTE_PROBE => {
+                Some(COMPUTE_PROBE - now.duration_since(*t))
+            }
+            _ => {
+                *probe = Some(now);
+                None
+            }
+        }
     }
 }
 
@@ -122,7 +189,23 @@ impl Pacer for TokenPacer {
     }
 
     fn observe(&self, op: Operation, remaining: u64) {
-        self.bucket(op).observe(remaining, Instant::now());
+        let mine = (remaining as f64 * self.share).floor() as u64;
+        self.bucket(op).observe(mine, Instant::now());
+    }
+
+    fn acquire_compute<'a>(&'a self, target: &'a ComputeTarget) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            while let Some(d) = self.compute_wait(target, Instant::now()) {
+                tokio::time::sleep(d).await;
+            }
+        })
+    }
+
+    fn observe_compute(&self, target: &ComputeTarget, remaining: u64) {
+        let mine = (remaining as f64 * self.share).floor() as u64;
+        let mut map = self.compute.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(target.clone()).or_insert((mine, None));
+        e.0 = mine;
     }
 }
 
@@ -147,12 +230,15 @@ impl BudgetGate {
         }
     }
 
-    /// The reserve for `concurrency` runs in flight: each running VM may spend a few more calls
-    /// before its answers lower the counts, so keep that many back (bounded: ARM's buckets hold
-    /// a few hundred tokens).
-    pub fn for_concurrency(budget: ThrottleBudget, concurrency: usize) -> BudgetGate {
-        let c = u64::try_from(concurrency).unwrap_or(u64::MAX);
-        BudgetGate::new(budget, c.saturating_mul(2).min(100), c.min(60))
+    /// The gate of a fleet run whose requests go through a `TokenPacer`. The pacer already
+    /// holds every request for its token, so the gate only stops new runs when the subscription
+    /// is nearly dry (someone else spends it too). A reserve sized to the concurrency held new
+    /// VMs back while a write-bound run kept ARM's write bucket low on purpose: VMs then started
+    /// at the probe rate (2/s) rather than at the bucket's refill (10 writes/s).
+    pub fn for_concurrency(budget: ThrottleBudget, _concurrency: usize) -> BudgetGate {
+        let mut gate = BudgetGate::new(budget, 2, 2);
+        gate.probe_every = Duration::from_millis(100);
+        gate
     }
 
     fn low(&self) -> bool {

@@ -11,6 +11,7 @@
 //! AST (Rhai's `sync` feature makes `Engine` and `AST` `Send + Sync`); each gets its own
 //! `ScriptContext`, engine and `Cancel` deadline, and a scope with `vm` and `ARGS`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -50,6 +51,9 @@ pub struct FleetJob {
     pub retries: u32,
     /// Stop starting new VMs once more than this percentage of all targets failed.
     pub max_fail_percent: Option<f64>,
+    /// The VMs as the run's inventory query read them (lower-cased id → `Vm`): a VM found here
+    /// is not read again; one missing (another subscription, not in the graph yet) is.
+    pub inventory: Arc<HashMap<String, crate::azure::vm::Vm>>,
 }
 
 /// Ctrl-C and max-fail: `stop` ends the starting of new VMs, `abort` cancels running ones.
@@ -363,15 +367,19 @@ fn evaluate(
             hint: d.hint,
         }
     };
-    let arm = job.arm.clone();
-    let owned = id.to_string();
-    let found = ctx
-        .bridge
-        .block_on(
-            "reading VM",
-            async move { vm::get_vm_by_id(&arm, &owned).await },
-        )
-        .map_err(|e| diagnose(&e))?;
+    let found = match job.inventory.get(&id.to_ascii_lowercase()) {
+        Some(vm) => vm.clone(),
+        None => {
+            let arm = job.arm.clone();
+            let owned = id.to_string();
+            ctx.bridge
+                .block_on(
+                    "reading VM",
+                    async move { vm::get_vm_by_id(&arm, &owned).await },
+                )
+                .map_err(|e| diagnose(&e))?
+        }
+    };
     let mut scope = Scope::new();
     // Bundled runbooks find their VM through `target::vm_from(ARGS)`, a module function that
     // cannot see the caller's `vm`: hand it the VM in `ARGS.vm` too (unless `--arg vm=` says otherwise).

@@ -11,7 +11,7 @@ use crate::azure::client::ArmClient;
 use crate::azure::error::AzureError;
 use crate::azure::graph::{self, GraphOptions};
 use crate::azure::resource_id::ResourceId;
-use crate::azure::vm::list_vms;
+use crate::azure::vm::{Vm, list_vms};
 use crate::azure::vm_filter::VmFilter;
 
 /// One VM to run on. Only the id is needed; the run reads the VM itself (inside its deadline).
@@ -133,8 +133,14 @@ impl From<AzureError> for SelectError {
     }
 }
 
-/// Resolves a selection into targets, sorted by lower-cased id, each VM once.
-pub async fn select(client: &ArmClient, sel: &Selection) -> Result<Vec<Target>, SelectError> {
+/// Resolves a selection into targets, sorted by lower-cased id, each VM once. Groups, tags and
+/// `--all` are answered from `inventory` (the run's Resource Graph read) when there is one,
+/// else from ARM's paged VM lists.
+pub async fn select(
+    client: &ArmClient,
+    sel: &Selection,
+    inventory: Option<&[Vm]>,
+) -> Result<Vec<Target>, SelectError> {
     if sel.is_empty() {
         return Err(SelectError::Usage(FleetError::NoSelector));
     }
@@ -165,6 +171,18 @@ pub async fn select(client: &ArmClient, sel: &Selection) -> Result<Vec<Target>, 
                 .collect()
         };
         for group in groups {
+            if let Some(known) = inventory {
+                ids.extend(
+                    known
+                        .iter()
+                        .filter(|vm| {
+                            group.is_none_or(|g| g.eq_ignore_ascii_case(&vm.resource_group))
+                        })
+                        .filter(|vm| filter.matches_listed(vm))
+                        .map(|vm| vm.id.clone()),
+                );
+                continue;
+            }
             let listed = list_vms(client, group).await?;
             ids.extend(
                 listed

@@ -766,3 +766,71 @@ fn trailing_slash_id_is_not_a_second_target_in_a_fleet() {
         .run();
     assert_eq!(json_rows(&out).len(), 1);
 }
+
+/// Regression guard for issue 17: a fleet run takes its VMs from one Resource Graph read, so a
+/// VM costs no VM/public IP/subnet GET (a VM GET only confirms a start); `open_port` from the
+/// VMs behind one NSG is grouped (fewer rule writes than VMs), and once the rule admits the
+/// source a second run writes nothing.
+#[test]
+fn fleet_reads_vms_from_the_graph_and_groups_nsg_rule_writes() {
+    let emu = Emu::start(30, FaultSpec::default(), true);
+    let script = r#"
+vm.ensure_running();
+let r = run_powershell(vm, "Get-Service sshd");
+open_port(vm, #{port: 22, source: "203.0.113.7"});
+#{ exit_code: r.exit_code, nsgs: vm.nsg_ids }
+"#;
+    let mut nsgs = Vec::new();
+    let run = |nsgs: &mut Vec<String>| {
+        let out = emu
+            .test()
+            .file("open.rhai", script)
+            .args(&[
+                "fleet",
+                "open.rhai",
+                "--all",
+                "-o",
+                "json",
+                "--concurrency",
+                "8",
+            ])
+            .run_any();
+        let rows = json_rows(&out);
+        assert_eq!(rows.len(), 30, "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+        for r in &rows {
+            for n in r["result"]["nsgs"].as_array().into_iter().flatten() {
+                nsgs.push(n.as_str().unwrap_or_default().to_ascii_lowercase());
+            }
+        }
+        emu.handle.stats().requests
+    };
+    let first = run(&mut nsgs);
+    let count = |m: &BTreeMap<String, u64>, kind: &str| m.get(kind).copied().unwrap_or(0);
+    assert!(count(&first, "graph.resources") >= 1, "{first:?}");
+    assert_eq!(
+        count(&first, "network.publicIp.get") + count(&first, "network.subnet.get"),
+        0,
+        "addresses and subnets come from the graph: {first:?}"
+    );
+    assert!(
+        count(&first, "vm.get") <= count(&first, "vm.start"),
+        "a VM GET only confirms a start: {first:?}"
+    );
+    // Every (VM, NSG on its path) pair asked for the source; a NIC NSG's rule (destination
+    // `*`) is written once, a subnet NSG's once per group of VMs queued behind its write.
+    let puts = count(&first, "nsg.rule.put");
+    let pairs = nsgs.len() as u64;
+    let distinct: BTreeSet<&String> = nsgs.iter().collect();
+    assert!(
+        puts >= 1 && puts <= pairs,
+        "{puts} rule writes for {pairs} VM/NSG pairs on {} NSGs: {first:?}",
+        distinct.len()
+    );
+    let second = run(&mut nsgs);
+    assert_eq!(
+        count(&second, "nsg.rule.put"),
+        puts,
+        "the rules already admit the source: no write on a second run"
+    );
+}

@@ -308,7 +308,9 @@ fn vms_lists_compact_rows_names_first_and_full_objects_in_json() {
 #[test]
 fn vm_fields_shown_in_output_are_readable_properties() {
     let emu = Emu::start(1);
-    let script = "let v = vms()[0]; #{agent: v.vm_agent_status, nic: v.nic_id, subnet: v.subnet_id, state: v.provisioning_state, pip: v.public_ip_id}";
+    // `vms()` reads Resource Graph, which has no VM agent status (the instance view's `vmAgent`
+    // is not among its extended properties): `refresh()` reads the VM itself.
+    let script = "let v = vms()[0]; let listed = v.vm_agent_status; v.refresh(); #{listed_agent: listed, agent: v.vm_agent_status, nic: v.nic_id, subnet: v.subnet_id, state: v.provisioning_state, pip: v.public_ip_id}";
     let out = emu.test().args(&["-o", "json", "run", "-e", script]).run();
     let m = json(&out);
     assert!(
@@ -318,6 +320,7 @@ fn vm_fields_shown_in_output_are_readable_properties() {
     assert!(m["subnet"].as_str().unwrap().contains("subnets"), "{m}");
     assert_eq!(m["state"], "Succeeded", "{m}");
     assert!(m["agent"].is_string(), "{m}");
+    assert!(m["listed_agent"].is_null(), "{m}");
 }
 
 #[test]

@@ -343,8 +343,16 @@ fn filter_from(m: Map) -> RhaiResult<VmFilter> {
 
 fn find(ctx: &Ctx, filter: VmFilter) -> RhaiResult<Array> {
     let arm = ctx.arm()?;
+    // One paged Resource Graph query (VMs with power state, addresses and NSGs); ARM's lists
+    // and per-VM reads only when the graph cannot be read.
     let found = ctx.bridge.block_on("listing VMs", async move {
-        vm_filter::find_vms(&arm, &filter, Detail::Full, LIST_CONCURRENCY).await
+        match vm_filter::find_vms_graph(&arm, &filter).await {
+            Ok(vms) => Ok(vms),
+            Err(e) => {
+                tracing::debug!(error = %e, "no Resource Graph; listing VMs through ARM");
+                vm_filter::find_vms(&arm, &filter, Detail::Full, LIST_CONCURRENCY).await
+            }
+        }
     })?;
     Ok(found.into_iter().map(Dynamic::from).collect())
 }
