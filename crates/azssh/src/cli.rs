@@ -716,8 +716,14 @@ pub struct FleetScopeArgs {
     /// Fleet: only VMs carrying this tag (repeatable)
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
-    /// Fleet: VMs returned by this Resource Graph query (rows need an `id` column)
-    #[arg(long, value_name = "KQL")]
+    /// Fleet: VMs returned by this Resource Graph query (rows need an `id` column), as
+    /// `az graph query -q` (`--query` is the JMESPath on the output, as everywhere)
+    #[arg(
+        id = "graph_query",
+        short = 'q',
+        long = "graph-query",
+        value_name = "KQL"
+    )]
     pub query: Option<String>,
     /// Fleet: VM resource ids from a file
     #[arg(long, value_name = "FILE")]
