@@ -310,6 +310,13 @@ pub async fn open_stream(
     let Some((before, last)) = route.split_last() else {
         return match &route.bastion {
             Some((bastion, target)) => {
+                // `AZSSH_SSH_PORT` is the loopback port that stands for a guest's port 22 on an
+                // address dialled directly (the emulator's guests); a bastion dials the VM
+                // itself, where sshd listens on 22 (BASTION.md: `resourcePort`).
+                let port = match ssh_port_from_env() {
+                    Ok(Some(env)) if env == port => 22,
+                    _ => port,
+                };
                 let stream =
                     tokio::time::timeout(opts.connect_timeout * 3, bastion.open(target, port))
                         .await

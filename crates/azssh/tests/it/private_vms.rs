@@ -649,14 +649,10 @@ async fn setup_of_a_private_vm_goes_through_the_bastion_and_admits_only_its_subn
     let prefix = bastion_prefix(&emu);
     let home = tempfile::tempdir().expect("home");
     let key = keygen(home.path());
-    // Port 22 behind the bastion, as on Azure (the guests' loopback port is for direct paths).
-    let env: Vec<(String, String)> = emu
-        .env()
-        .into_iter()
-        .filter(|(k, _)| k != "AZSSH_SSH_PORT")
-        .collect();
+    // The emulator's whole environment, `AZSSH_SSH_PORT` included, as a new user has it: that
+    // port stands for port 22 of directly dialled guests, and a bastion still asks for 22.
     let t = Test::new()
-        .envs(env)
+        .envs(emu.env())
         .env("SSH_AUTH_SOCK", "/nonexistent/agent.sock")
         .args(&[
             "setup",
