@@ -614,6 +614,22 @@ pub struct DocsArgs {
 pub struct FleetArgs {
     /// A `.rhai` file, or the name of a bundled runbook; each run sees `vm` and `ARGS`
     pub script: String,
+    #[command(flatten)]
+    pub run: FleetRunArgs,
+    /// List the targets (after shard and journal) and exit without running anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Which VMs a fleet run takes and how it runs them: shared by `azssh fleet` and the verbs that
+/// run as a fleet without `-n` (`keys`, `audit`, `repair`).
+#[derive(Debug, Args, Clone)]
+pub struct FleetRunArgs {
     /// VMs of this resource group (repeatable)
     #[arg(short = 'g', long = "resource-group", value_name = "RG")]
     pub resource_groups: Vec<String>,
@@ -662,17 +678,9 @@ pub struct FleetArgs {
     /// Stop starting new VMs once more than this percentage of the targets failed
     #[arg(long, value_name = "PERCENT")]
     pub max_fail: Option<f64>,
-    /// List the targets (after shard and journal) and exit without running anything
-    #[arg(long)]
-    pub dry_run: bool,
     /// Seconds running VMs get to finish after Ctrl-C before they are cancelled
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
-    /// A value for the script's `ARGS` map: `key=value`; JSON values are parsed
-    #[arg(long = "arg", value_name = "KEY=VALUE")]
-    pub args: Vec<String>,
-    #[command(flatten)]
-    pub limits: LimitArgs,
 }
 
 /// `azssh keys ...`.
@@ -702,9 +710,6 @@ pub struct KeysListArgs {
 /// (the selection and run flags of `azssh fleet`).
 #[derive(Debug, Args, Clone)]
 pub struct FleetScopeArgs {
-    /// Resource group (repeatable for a fleet run)
-    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
-    pub resource_groups: Vec<String>,
     /// One VM (needs exactly one `-g`); without it the verb runs over the selected fleet
     #[arg(
         short = 'n',
@@ -713,51 +718,8 @@ pub struct FleetScopeArgs {
         value_name = "VM"
     )]
     pub name: Option<String>,
-    /// Fleet: only VMs carrying this tag (repeatable)
-    #[arg(long = "tag", value_name = "KEY=VALUE")]
-    pub tags: Vec<String>,
-    /// Fleet: VMs returned by this Resource Graph query (rows need an `id` column), as
-    /// `az graph query -q` (`--query` is the JMESPath on the output, as everywhere)
-    #[arg(
-        id = "graph_query",
-        short = 'q',
-        long = "graph-query",
-        value_name = "KQL"
-    )]
-    pub query: Option<String>,
-    /// Fleet: VM resource ids from a file
-    #[arg(long, value_name = "FILE")]
-    pub targets: Option<PathBuf>,
-    /// Fleet: every VM in the subscription
-    #[arg(long)]
-    pub all: bool,
-    /// Fleet: VMs running at once
-    #[arg(long, default_value_t = 32, env = "AZSSH_FLEET_CONCURRENCY")]
-    pub concurrency: usize,
-    /// Fleet: deadline per VM (e.g. `10m`)
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<std::time::Duration>,
-    /// Fleet: reruns of a VM after a transient failure
-    #[arg(long, default_value_t = 0)]
-    pub retries: u32,
-    /// Fleet: one JSON line per VM, for `--resume`
-    #[arg(long, value_name = "FILE")]
-    pub journal: Option<PathBuf>,
-    /// Fleet: continue the run recorded in `--journal`
-    #[arg(long)]
-    pub resume: bool,
-    /// Fleet: with `--resume`, run the failed VMs again
-    #[arg(long)]
-    pub retry_failed: bool,
-    /// Fleet: take only shard I of N
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// Fleet: stop starting new VMs once more than this percentage failed
-    #[arg(long, value_name = "PERCENT")]
-    pub max_fail: Option<f64>,
-    /// Fleet: seconds running VMs get to finish after Ctrl-C
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub grace: std::time::Duration,
+    #[command(flatten)]
+    pub run: FleetRunArgs,
 }
 
 #[derive(Debug, Args)]

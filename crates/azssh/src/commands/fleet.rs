@@ -40,15 +40,15 @@ pub async fn run_fleet(
     extra_summary: Option<ExtraSummary>,
 ) -> Result<(), AppError> {
     let usage = |e: FleetError| AppError::usage_from(&e);
-    if (args.resume || args.retry_failed) && args.journal.is_none() {
+    if (args.run.resume || args.run.retry_failed) && args.run.journal.is_none() {
         return Err(usage(FleetError::ResumeWithoutJournal));
     }
-    if let Some(p) = args.max_fail
+    if let Some(p) = args.run.max_fail
         && !(0.0..=100.0).contains(&p)
     {
         return Err(usage(FleetError::BadMaxFail(p)));
     }
-    if args.concurrency == 0 {
+    if args.run.concurrency == 0 {
         return Err(AppError::usage(
             "`--concurrency` must be at least 1",
             Some("e.g. `--concurrency 32`".into()),
@@ -57,6 +57,7 @@ pub async fn run_fleet(
     let script_args = super::parse_args(&args.args)?;
     let index_env = std::env::var("JOB_COMPLETION_INDEX").ok();
     let shard = args
+        .run
         .shard
         .as_deref()
         .map(|s| Shard::parse(s, index_env.as_deref()))
@@ -91,17 +92,17 @@ pub async fn run_fleet(
     }
     // The journal is locked before it is read, so the plan comes from a journal no other run
     // is still appending to (a dry run only reads).
-    let journal = match &args.journal {
+    let journal = match &args.run.journal {
         Some(p) if !args.dry_run => Some(Arc::new(
-            Journal::open(p, args.resume).map_err(journal_error)?,
+            Journal::open(p, args.run.resume).map_err(journal_error)?,
         )),
         _ => None,
     };
-    let previous = match (&args.journal, args.resume) {
+    let previous = match (&args.run.journal, args.run.resume) {
         (Some(path), true) => load_journal(path)?,
         _ => HashMap::new(),
     };
-    let plan = Plan::new(&all, &previous, args.retry_failed);
+    let plan = Plan::new(&all, &previous, args.run.retry_failed);
     if args.dry_run {
         output::print_value(&plan.dry_run_rows(), OutputFormat::resolve(global.output));
         return Ok(());
@@ -117,15 +118,15 @@ pub async fn run_fleet(
         settings,
         limits,
         arm: arm.clone(),
-        concurrency: args.concurrency,
-        timeout: args.timeout,
-        retries: args.retries,
-        max_fail_percent: args.max_fail,
+        concurrency: args.run.concurrency,
+        timeout: args.run.timeout,
+        retries: args.run.retries,
+        max_fail_percent: args.run.max_fail,
         inventory: Arc::new(crate::fleet::inventory::index(inventory, &plan.to_run)),
     });
     let counters = Arc::new(Counters::default());
     let controls = Controls::default();
-    let watcher = tokio::spawn(watch_ctrl_c(controls.clone(), args.grace));
+    let watcher = tokio::spawn(watch_ctrl_c(controls.clone(), args.run.grace));
     let drawn = tokio_util::sync::CancellationToken::new();
     let started = std::time::Instant::now();
     let bar = progress::spawn(plan.to_run.len() as u64, counters.clone(), drawn.clone());
@@ -157,7 +158,7 @@ pub async fn run_fleet(
             Some(why) => format!("{failed} of {total} VMs failed or did not run ({why})"),
             None => format!("{failed} of {total} VMs failed"),
         },
-        Some(match &args.journal {
+        Some(match &args.run.journal {
             Some(p) => format!(
                 "rerun with `--journal {} --resume` to continue, adding `--retry-failed` to retry the failures",
                 p.display()
@@ -177,7 +178,7 @@ fn journal_error(e: FleetError) -> AppError {
 }
 
 fn selection(args: &FleetArgs) -> Result<Selection, FleetError> {
-    let ids = match &args.targets {
+    let ids = match &args.run.targets {
         Some(path) => {
             let shown = path.display().to_string();
             let text =
@@ -191,11 +192,11 @@ fn selection(args: &FleetArgs) -> Result<Selection, FleetError> {
         None => Vec::new(),
     };
     Ok(Selection {
-        resource_groups: args.resource_groups.clone(),
-        tags: targets::parse_tags(&args.tags)?,
-        query: args.query.clone(),
+        resource_groups: args.run.resource_groups.clone(),
+        tags: targets::parse_tags(&args.run.tags)?,
+        query: args.run.query.clone(),
         ids,
-        all: args.all,
+        all: args.run.all,
     })
 }
 

@@ -74,7 +74,7 @@ async fn one_or_fleet(
     summary: Option<ExtraSummary>,
 ) -> Result<(), AppError> {
     if let Some(name) = scope.name.clone() {
-        let [rg] = scope.resource_groups.as_slice() else {
+        let [rg] = scope.run.resource_groups.as_slice() else {
             return Err(AppError::usage(
                 "`-n/--name` needs exactly one `-g/--resource-group`",
                 Some("e.g. `-g rg-web -n web01`; leave out `-n` to run over the fleet".into()),
@@ -91,21 +91,8 @@ async fn one_or_fleet(
     }
     let fleet_args = FleetArgs {
         script: runbook.into(),
-        resource_groups: scope.resource_groups,
-        tags: scope.tags,
-        query: scope.query,
-        targets: scope.targets,
-        all: scope.all,
-        concurrency: scope.concurrency,
-        timeout: scope.timeout,
-        retries: scope.retries,
-        journal: scope.journal,
-        resume: scope.resume,
-        retry_failed: scope.retry_failed,
-        shard: scope.shard,
-        max_fail: scope.max_fail,
+        run: scope.run,
         dry_run: false,
-        grace: scope.grace,
         args: args.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         limits: env_limit_args()?,
     };

@@ -88,7 +88,7 @@ fn query_flag(text: &str, command: &mut Command) -> Result<(), AppError> {
     };
     let graph = match command {
         Command::Vms(args) => Some(&mut args.query),
-        Command::Fleet(args) => Some(&mut args.query),
+        Command::Fleet(args) => Some(&mut args.run.query),
         _ => None,
     };
     // KQL starts with a table and a pipe (`Resources | where ...`); anything else is a JMESPath
