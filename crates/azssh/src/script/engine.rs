@@ -80,8 +80,12 @@ fn kind_of(err: &crate::script::error::ScriptError) -> &'static str {
     err.kind()
 }
 
-/// Signatures of every function azssh registers (not rhai's standard library), for
-/// "did you mean" hints, docs and completion.
-pub fn signatures(engine: &Engine) -> Vec<String> {
-    engine.gen_fn_signatures(false)
+/// The catalog of what an engine built here offers (functions, signatures, docs, properties),
+/// for "did you mean" hints; read once per process (`Catalog::api`).
+pub fn catalog(engine: &Engine) -> &'static crate::script::catalog::Catalog {
+    crate::script::catalog::Catalog::api(engine)
 }
+
+/// The old name of `catalog`: `fleet/scheduler.rs` (another branch's file this session) still
+/// passes `&engine::signatures(&engine)` to `error::from_eval`; rename it there on merge.
+pub use self::catalog as signatures;
