@@ -376,7 +376,7 @@ mod tests {
         let d = from_eval(&err, "t.rhai", &One("parse_int()"), &catalog());
         assert!(d.message.contains("parse_int"), "{}", d.message);
         let hint = d.hint.unwrap();
-        assert!(hint.contains("parse_int(s: string)"), "{hint}");
+        assert!(hint.contains("parse_int(s: &str)"), "{hint}");
         assert_eq!(
             hint.matches("parse_int(").count(),
             1,
