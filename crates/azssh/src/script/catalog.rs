@@ -198,9 +198,8 @@ impl Catalog {
         }
         // rhai's function tables are hash maps whose order changes from run to run: without the
         // signature as the last key, `azssh docs` listed overloads differently on every run.
-        functions.sort_by(|(n, a), (m, b)| {
-            (&a.name, n, &a.signature).cmp(&(&b.name, m, &b.signature))
-        });
+        functions
+            .sort_by(|(n, a), (m, b)| (&a.name, n, &a.signature).cmp(&(&b.name, m, &b.signature)));
         let mut catalog = Catalog {
             types,
             ..Catalog::default()

@@ -85,7 +85,3 @@ fn kind_of(err: &crate::script::error::ScriptError) -> &'static str {
 pub fn catalog(engine: &Engine) -> &'static crate::script::catalog::Catalog {
     crate::script::catalog::Catalog::api(engine)
 }
-
-/// The old name of `catalog`: `fleet/scheduler.rs` (another branch's file this session) still
-/// passes `&engine::signatures(&engine)` to `error::from_eval`; rename it there on merge.
-pub use self::catalog as signatures;
