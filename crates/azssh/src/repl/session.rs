@@ -89,6 +89,8 @@ impl Session {
     pub fn set_args(&mut self, args: rhai::Map) {
         self.args = args.clone();
         let mut shared = lock(&self.shared);
+        // A constant cannot be set, and a second push listed `ARGS` twice in `:vars`.
+        let _ = shared.scope.remove::<Dynamic>("ARGS");
         shared.scope.push_constant("ARGS", args);
     }
 
@@ -317,6 +319,25 @@ mod tests {
         let _ = eval(&mut s, "[#{resource_group: \"rg-db\", name: \"db01\"}]").unwrap();
         let shared = lock(s.shared());
         assert_eq!(shared.names.groups(""), vec!["rg-db", "rg-web"]);
+    }
+
+    #[test]
+    fn args_are_one_variable_after_set_args() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut s = session(&rt);
+        let mut args = rhai::Map::new();
+        args.insert("port".into(), Dynamic::from(2222_i64));
+        s.set_args(args);
+        let shared = lock(s.shared());
+        let named: Vec<&str> = shared
+            .scope
+            .iter_raw()
+            .map(|(n, ..)| n)
+            .filter(|n| *n == "ARGS")
+            .collect();
+        assert_eq!(named, ["ARGS"]);
+        drop(shared);
+        assert_eq!(eval(&mut s, "ARGS.port").unwrap().as_int().unwrap(), 2222);
     }
 
     #[test]

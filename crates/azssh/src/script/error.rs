@@ -205,8 +205,8 @@ fn describe_leaf(err: &EvalAltResult, catalog: &Catalog) -> Diagnostic {
             Diagnostic::plain(kind, format!("script threw: {text}"), None)
         }
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            // `retry::retri (int)`: a module function keeps its module, as the catalog names it.
             let name = sig.split('(').next().unwrap_or(sig).trim();
-            let name = name.rsplit("::").next().unwrap_or(name);
             let overloads: Vec<&str> = catalog
                 .overloads(name)
                 .into_iter()
@@ -288,8 +288,9 @@ fn unknown_property_hint(text: &str, catalog: &Catalog) -> Option<String> {
     let mut quoted = text.split('\'').skip(1).step_by(2);
     let property = quoted.next()?;
     let type_name = quoted.next()?;
-    let short = type_name.rsplit("::").next().unwrap_or(type_name);
-    let getters: Vec<&str> = catalog.getters_of(&normalise_type(short)).collect();
+    // rhai names the type as Rust does (`i64`); scripts know it as `int`.
+    let short = normalise_type(type_name);
+    let getters: Vec<&str> = catalog.getters_of(&short).collect();
     let near = azssh_core::suggest::nearest(property, getters.iter().copied());
     if !near.is_empty() {
         return Some(format!(
@@ -393,6 +394,40 @@ mod tests {
             d.hint.as_deref(),
             Some("did you mean `parse_json`? (`azssh docs` lists every function)")
         );
+    }
+
+    #[test]
+    fn a_mistyped_module_function_gets_the_modules_names() {
+        let mut engine = rhai::Engine::new();
+        let ast = engine.compile("fn retry(f, n, d) { f.call() }").unwrap();
+        let module = rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, &engine).unwrap();
+        engine.register_static_module("retry", module.into());
+        let catalog = Catalog::from_engine(&engine, None);
+        let err = engine.eval::<()>("retry::retri(1)").unwrap_err();
+        let d = from_eval(&err, "t.rhai", &One("retry::retri(1)"), &catalog);
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("did you mean `retry::retry`? (`azssh docs` lists every function)")
+        );
+        let err = engine.eval::<()>("retry::retry(1)").unwrap_err();
+        let d = from_eval(&err, "t.rhai", &One("retry::retry(1)"), &catalog);
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("`retry::retry` exists as: `retry(f, n, d)`")
+        );
+    }
+
+    #[test]
+    fn a_mistyped_property_of_rhais_own_types_uses_script_names() {
+        let catalog = Catalog::from_engine(&rhai::Engine::new(), None);
+        let text = "Unknown property 'lenn' - a getter is not registered for type 'string'";
+        assert_eq!(
+            unknown_property_hint(text, &catalog).as_deref(),
+            Some("did you mean `len`?")
+        );
+        let text = "Unknown property 'zzz' - a getter is not registered for type 'i64'";
+        let hint = unknown_property_hint(text, &catalog).unwrap_or_default();
+        assert!(hint.starts_with("`int` has "), "{hint}");
     }
 
     #[test]
