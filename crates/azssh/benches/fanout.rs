@@ -17,7 +17,8 @@
 //!
 //! Run: `cargo bench --bench fanout` (optionally `-- 200` for another host count,
 //! `AZSSH_BENCH_CONCURRENCY` for the concurrency, default 32; `AZSSH_BENCH_WRAP` to run the
-//! fleet under a profiler, e.g. `perf record -g -o fleet.data --`). Needs `parallel-ssh`
+//! fleet under a profiler, e.g. `perf record -g -o fleet.data --`; `AZSSH_BENCH_BIN` to time
+//! another build's `azssh` binary, for before/after figures). Needs `parallel-ssh`
 //! (`apt-get install pssh`); without it only (a) and (b) are timed.
 // A benchmark's report is what it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -234,13 +235,16 @@ async fn run_fleet(
     let wrap: Vec<String> = std::env::var("AZSSH_BENCH_WRAP")
         .map(|w| w.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
+    // `AZSSH_BENCH_BIN`: another build of azssh (another branch's, for before/after figures).
+    let azssh =
+        std::env::var_os("AZSSH_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_azssh").into());
     let mut cmd = match wrap.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
-            c.args(args).arg(env!("CARGO_BIN_EXE_azssh"));
+            c.args(args).arg(&azssh);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_azssh")),
+        None => Command::new(&azssh),
     };
     cmd.arg("fleet")
         .arg(&script)
