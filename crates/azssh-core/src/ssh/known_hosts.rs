@@ -176,9 +176,9 @@ impl KnownHosts {
             .iter()
             .chain(std::iter::once(&self.write_to).filter(|w| !self.read.contains(w)))
         {
-            if read_entries(file)?
+            if read_entries(file, host, port)?
                 .iter()
-                .any(|e| e.marker == Marker::None && e.matches_host(host, port))
+                .any(|e| e.marker == Marker::None)
             {
                 return Ok(true);
             }
@@ -195,10 +195,8 @@ impl KnownHosts {
             // The write target is read too, even when a caller forgot to list it.
             std::iter::once(&self.write_to).filter(|w| !self.read.contains(w)),
         ) {
-            for entry in read_entries(file)? {
-                if entry.matches_host(host, port) {
-                    entries.push((file, entry));
-                }
+            for entry in read_entries(file, host, port)? {
+                entries.push((file, entry));
             }
         }
         if let Some((file, entry)) = entries
@@ -248,10 +246,10 @@ pub fn pin(host: &str, port: u16, keys: &[PublicKey], file: &Path) -> Result<usi
         file: file.to_path_buf(),
         reason,
     };
-    let existing = read_entries(file)?;
+    let existing = read_entries(file, host, port)?;
     let mut lines = String::new();
     for key in keys {
-        let same = |e: &&Entry| e.matches_host(host, port) && e.key.key_data() == key.key_data();
+        let same = |e: &&Entry| e.key.key_data() == key.key_data();
         if let Some(revoked) = existing
             .iter()
             .filter(same)
@@ -381,36 +379,36 @@ enum Marker {
     CertAuthority,
 }
 
+/// A line naming the host asked about.
 struct Entry {
     line: usize,
     marker: Marker,
-    hosts: String,
     key: PublicKey,
 }
 
-impl Entry {
-    /// OpenSSH semantics: comma-separated patterns, hashed `|1|salt|hmac` entries, `*`/`?`
-    /// wildcards, and a matching `!pattern` vetoes the line.
-    fn matches_host(&self, host: &str, port: u16) -> bool {
-        let name = host_field(host, port);
-        let mut matched = false;
-        for pattern in self.hosts.split(',') {
-            let (negated, pattern) = match pattern.strip_prefix('!') {
-                Some(p) => (true, p),
-                None => (false, pattern),
-            };
-            let hit = if let Some(hashed) = pattern.strip_prefix("|1|") {
-                hashed_matches(hashed, &name)
-            } else {
-                wildcard_match(&pattern.to_ascii_lowercase(), &name.to_ascii_lowercase())
-            };
-            if hit && negated {
-                return false;
-            }
-            matched |= hit;
+/// Whether a line's host field names `name` (`host_field`; `lower` is it lower-cased). OpenSSH
+/// semantics: comma-separated patterns, hashed `|1|salt|hmac` entries, `*`/`?` wildcards
+/// (case-insensitive), and a matching `!pattern` vetoes the line.
+fn hosts_match(hosts: &str, name: &str, lower: &str) -> bool {
+    let mut matched = false;
+    for pattern in hosts.split(',') {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, pattern),
+        };
+        let hit = if let Some(hashed) = pattern.strip_prefix("|1|") {
+            hashed_matches(hashed, name)
+        } else if pattern.contains(['*', '?']) {
+            wildcard_match(&pattern.to_ascii_lowercase(), lower)
+        } else {
+            pattern.eq_ignore_ascii_case(lower)
+        };
+        if hit && negated {
+            return false;
         }
-        matched
+        matched |= hit;
     }
+    matched
 }
 
 fn hashed_matches(salt_and_hash: &str, name: &str) -> bool {
@@ -457,7 +455,13 @@ const WHAT: &str = "known_hosts file";
 /// an unbounded read); a missing file is empty. Like OpenSSH, an undecodable line (bad base64,
 /// an unknown key type, a byte that is not UTF-8, an unknown `@` marker) is skipped with a
 /// warning naming `file:line`: one bad line must not block every connection.
-fn read_entries(file: &Path) -> Result<Vec<Entry>, SshError> {
+///
+/// Only the lines naming `host:port` are kept, and only their keys decoded (OpenSSH's
+/// `hostkeys_foreach` matches the host field first too): a fleet's file holds a line per key
+/// of every VM, and decoding all of them for each of 500 connections is 500 × the file.
+fn read_entries(file: &Path, host: &str, port: u16) -> Result<Vec<Entry>, SshError> {
+    let name = host_field(host, port);
+    let lower = name.to_ascii_lowercase();
     let bytes = match crate::local_file::read_bytes(file, cap::KNOWN_HOSTS, WHAT) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Ok(Vec::new()),
@@ -497,11 +501,13 @@ fn read_entries(file: &Path) -> Result<Vec<Entry>, SshError> {
             skip(i + 1, &"expected `hosts key-type base64-key`");
             continue;
         };
+        if !hosts_match(hosts, &name, &lower) {
+            continue;
+        }
         match PublicKey::from_openssh(&format!("{algo} {body}")) {
             Ok(key) => entries.push(Entry {
                 line: i + 1,
                 marker,
-                hosts: hosts.to_string(),
                 key,
             }),
             Err(e) => skip(i + 1, &format_args!("undecodable key: {e}")),
@@ -563,6 +569,41 @@ mod tests {
             kh.check("bad.example.com", 22, &key(ED1)).expect("check"),
             HostKeyStatus::Unknown
         );
+    }
+
+    /// Lines are matched on their host field before their key is decoded (a fleet's file has
+    /// a line per key of every VM): the answer, the line a mismatch names and case-insensitive
+    /// names must be as before.
+    #[test]
+    fn host_field_is_matched_before_the_key_in_a_fleet_sized_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("known_hosts");
+        let mut text = String::new();
+        for i in 0..300 {
+            text.push_str(&format!("[127.77.1.{i}]:2222 {ED2}\n"));
+        }
+        // Line 301: upper case, as some tools write names.
+        text.push_str(&format!("[WEB01.Contoso.NET]:2222 {ED1}\n"));
+        std::fs::write(&path, text).expect("write");
+        let kh = KnownHosts::single(&path);
+        assert_eq!(
+            kh.check("web01.contoso.net", 2222, &key(ED1))
+                .expect("check"),
+            HostKeyStatus::Valid
+        );
+        assert_eq!(
+            kh.check("127.77.1.299", 2222, &key(ED2)).expect("check"),
+            HostKeyStatus::Valid
+        );
+        match kh
+            .check("web01.contoso.net", 2222, &key(ED2))
+            .expect("check")
+        {
+            HostKeyStatus::Mismatch { line, .. } => assert_eq!(line, 301),
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        assert!(kh.has_host("WEB01.contoso.net", 2222).expect("has"));
+        assert!(!kh.has_host("web02.contoso.net", 2222).expect("has"));
     }
 
     #[test]

@@ -62,14 +62,42 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// An open journal file, held exclusively until dropped. Writes are whole lines followed by
-/// `sync_data`, so a crash loses at most the line being written (which `load` then skips).
+/// An open journal file, held exclusively until dropped. Writes are whole lines, and `append`
+/// returns only once its line is on disk (`sync_data`), so a crash loses at most lines whose
+/// `append` had not returned (a torn last one `load` then skips).
+///
+/// Group commit: one `sync_data` makes durable every line written before it started, so lines
+/// appended while a sync runs wait for the next one and share it, instead of each taking its
+/// own turn under the lock (a sync costs milliseconds; 32 VMs finishing together paid 32 in a
+/// row). What a caller is promised is unchanged.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: std::sync::Mutex<File>,
+    state: std::sync::Mutex<Writer>,
+    /// Woken when a sync ends (or fails).
+    synced: std::sync::Condvar,
+    /// A second handle on the same open file, synced outside the lock so lines keep being
+    /// written meanwhile (`fdatasync` covers every write to the file made before it).
+    sync_handle: File,
     /// The sidecar lock record (regular-file journals only); removed on drop.
     _lock: Option<LockRecord>,
+}
+
+/// The appending side of a journal, under its lock: lines are numbered as written.
+#[derive(Debug)]
+struct Writer {
+    file: File,
+    /// Lines written so far.
+    written: u64,
+    /// Lines known to be on disk (every line up to this number).
+    durable: u64,
+    /// A sync is running; its caller will wake the others.
+    syncing: bool,
+    /// Syncs done (lines written ÷ syncs is what group commit saves).
+    syncs: u64,
+    /// A write or sync failed: what is on disk is unknown from here on (after a failed
+    /// `fsync` the kernel may have dropped the dirty pages), so every later append fails too.
+    broken: Option<String>,
 }
 
 /// Who holds a journal: `JOURNAL.lock` beside it names the process, and the holder rewrites it
@@ -245,9 +273,19 @@ impl Journal {
                 .and_then(|()| file.sync_data())
                 .map_err(err)?;
         }
+        let sync_handle = file.try_clone().map_err(err)?;
         Ok(Journal {
             path: path.to_path_buf(),
-            file: std::sync::Mutex::new(file),
+            state: std::sync::Mutex::new(Writer {
+                file,
+                written: 0,
+                durable: 0,
+                syncing: false,
+                syncs: 0,
+                broken: None,
+            }),
+            synced: std::sync::Condvar::new(),
+            sync_handle,
             _lock: lock,
         })
     }
@@ -256,20 +294,57 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one line and waits until it is on disk.
+    /// Appends one line and waits until it is on disk: blocks the calling thread for a sync
+    /// (milliseconds), so async callers run it on a blocking thread.
     pub fn append(&self, entry: &Entry) -> Result<(), FleetError> {
-        let mut line = serde_json::to_string(entry).map_err(|e| FleetError::Journal {
+        let fail = |reason: String| FleetError::Journal {
             path: self.path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut line = serde_json::to_string(entry).map_err(|e| fail(e.to_string()))?;
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| FleetError::Journal {
-                path: self.path.display().to_string(),
-                reason: e.to_string().to_lowercase(),
-            })
+        let mut w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = &w.broken {
+            return Err(fail(reason.clone()));
+        }
+        if let Err(e) = w.file.write_all(line.as_bytes()) {
+            let reason = e.to_string().to_lowercase();
+            w.broken = Some(reason.clone());
+            return Err(fail(reason));
+        }
+        w.written += 1;
+        let mine = w.written;
+        loop {
+            if w.durable >= mine {
+                return Ok(());
+            }
+            if let Some(reason) = &w.broken {
+                return Err(fail(reason.clone()));
+            }
+            if w.syncing {
+                // Someone else's sync is running; it may not cover this line: wait, look again.
+                w = self.synced.wait(w).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            w.syncing = true;
+            let upto = w.written;
+            drop(w);
+            let synced = self.sync_handle.sync_data();
+            w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            w.syncing = false;
+            w.syncs += 1;
+            match synced {
+                Ok(()) => w.durable = w.durable.max(upto),
+                Err(e) => w.broken = Some(e.to_string().to_lowercase()),
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Lines written and syncs done so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (w.written, w.syncs)
     }
 }
 
@@ -440,6 +515,67 @@ mod tests {
         assert_eq!(torn, 1);
         assert_eq!(last["/a"].status, Status::Ok);
         assert_eq!(last["/b"].status, Status::Running);
+    }
+
+    /// Group commit must not weaken the promise: an append returns only after a sync that
+    /// began once its line was written, so one writer alone syncs once per line.
+    #[test]
+    fn each_append_returns_only_after_a_sync_covering_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let j = Journal::open(&path, false).unwrap();
+        for i in 0..5 {
+            j.append(&entry(&format!("/vm{i}"), Status::Running))
+                .unwrap();
+            assert_eq!(j.counts(), (i + 1, i + 1));
+        }
+    }
+
+    /// Many VMs finishing at once: every append returns with its line whole in the file, and
+    /// the syncs never outnumber the lines (concurrent ones share a sync).
+    #[test]
+    fn concurrent_appends_share_syncs_and_keep_every_line_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let j = std::sync::Arc::new(Journal::open(&path, false).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (j, path) = (j.clone(), path.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let id = format!("/t{t}/vm{i}");
+                        j.append(&entry(&id, Status::Ok)).unwrap();
+                        let text = std::fs::read_to_string(&path).unwrap();
+                        assert!(text.contains(&format!("\"{id}\"")), "{id} not written");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (written, syncs) = j.counts();
+        assert_eq!(written, 200);
+        assert!((1..=200).contains(&syncs), "{syncs} syncs");
+        drop(j);
+        let (last, torn) = load(&path).unwrap();
+        assert_eq!((last.len(), torn), (200, 0));
+    }
+
+    /// After a failed write nothing is known about the file: every later append must fail
+    /// too, so the scheduler stops starting VMs rather than trusting a journal with holes.
+    #[test]
+    fn a_failed_write_fails_every_later_append() {
+        // /dev/full refuses every write with ENOSPC (Linux).
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let j = Journal::open(full, false).unwrap();
+        let first = j.append(&entry("/a", Status::Running)).unwrap_err();
+        assert!(first.to_string().contains("no space"), "{first}");
+        let second = j.append(&entry("/b", Status::Running)).unwrap_err();
+        assert_eq!(first.to_string(), second.to_string());
     }
 
     #[test]

@@ -135,10 +135,7 @@ pub async fn run(
             break;
         };
         let s = shared.clone();
-        running.spawn(async move {
-            let _permit = permit;
-            (i, run_vm(&s, target).await)
-        });
+        running.spawn(async move { (i, run_vm(&s, target, permit).await) });
     }
     let mut never_ran: Vec<Target> = pending.map(|(_, t)| t).collect();
     while let Some(done) = running.join_next().await {
@@ -172,7 +169,14 @@ fn collect(
 }
 
 /// One VM, start to journal line; `Err` gives the target back when it was not started.
-async fn run_vm(s: &Shared, target: Target) -> Result<Entry, Target> {
+/// `permit` (a slot of `--concurrency`) is given back once the script is done: the VM's last
+/// line is then still being synced, and a crash meanwhile leaves it `running`, which `--resume`
+/// treats as interrupted, never as done.
+async fn run_vm(
+    s: &Shared,
+    target: Target,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Entry, Target> {
     s.gate.admit().await;
     let started = Instant::now();
     // Without its `running` line on disk, a crash mid-script would let `--resume` run the VM
@@ -180,8 +184,9 @@ async fn run_vm(s: &Shared, target: Target) -> Result<Entry, Target> {
     if s.controls.stop.is_cancelled() && s.controls.reason().as_deref() == Some(JOURNAL_BROKEN)
         || !write_journal(
             s,
-            &entry(&target, Status::Running, Ok(Value::Null), 0, started),
+            entry(&target, Status::Running, Ok(Value::Null), 0, started),
         )
+        .await
     {
         return Err(target);
     }
@@ -220,7 +225,8 @@ async fn run_vm(s: &Shared, target: Target) -> Result<Entry, Target> {
         Status::Failed
     };
     let done = entry(&target, status, outcome, attempts, started);
-    write_journal(s, &done);
+    drop(permit);
+    write_journal(s, done.clone()).await;
     Ok(done)
 }
 
@@ -239,18 +245,28 @@ fn check_max_fail(s: &Shared, failed: u64) {
 const JOURNAL_BROKEN: &str = "the journal cannot be written";
 
 /// A journal that cannot be written makes `--resume` unsafe: stop starting VMs. False when the
-/// line is not on disk.
-fn write_journal(s: &Shared, e: &Entry) -> bool {
-    match &s.journal {
-        Some(j) => match j.append(e) {
-            Ok(()) => true,
-            Err(err) => {
-                output::log(output::Level::Error, &err.to_string());
-                s.controls.stop(JOURNAL_BROKEN);
-                false
-            }
-        },
-        None => true,
+/// line is not on disk. The append waits for a sync, so it runs on a blocking thread: on a
+/// runtime worker it stalled every SSH session and ARM call of that worker for milliseconds.
+async fn write_journal(s: &Shared, e: Entry) -> bool {
+    let Some(j) = s.journal.clone() else {
+        return true;
+    };
+    let path = j.path().display().to_string();
+    let appended = tokio::task::spawn_blocking(move || j.append(&e))
+        .await
+        .unwrap_or_else(|join| {
+            Err(crate::fleet::FleetError::Journal {
+                path,
+                reason: format!("the journal thread failed: {join}"),
+            })
+        });
+    match appended {
+        Ok(()) => true,
+        Err(err) => {
+            output::log(output::Level::Error, &err.to_string());
+            s.controls.stop(JOURNAL_BROKEN);
+            false
+        }
     }
 }
 

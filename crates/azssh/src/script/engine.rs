@@ -2,12 +2,16 @@
 //! namespace in `script/api/`), sets the limits, routes `print`/`debug`, and installs the
 //! `on_progress` hook that stops a running script on Ctrl-C or a deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use rhai::Engine;
+use rhai::packages::{Package, StandardPackage};
+use rhai::{Engine, Module, Shared};
 
 use crate::script::context::ScriptContext;
 use crate::script::{api, resolver::Resolver};
+
+/// Rhai's own default (`Engine::new()`): strings the engine keeps one copy of.
+const MAX_STRINGS_INTERNED: usize = 256;
 
 /// Resource limits for one script run. Generous by default; all configurable from the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +42,22 @@ impl Default for Limits {
     }
 }
 
+/// Rhai's standard library, built once per process and shared (it is immutable):
+/// `Engine::new()` builds it afresh, and a fleet run builds one engine per VM.
+fn standard_library() -> Shared<Module> {
+    static STANDARD: OnceLock<Shared<Module>> = OnceLock::new();
+    STANDARD
+        .get_or_init(|| StandardPackage::new().as_shared_module())
+        .clone()
+}
+
 /// Builds an engine bound to `ctx` (its bridge, settings and cancellation).
 pub fn build(ctx: &Arc<ScriptContext>) -> Engine {
-    let mut engine = Engine::new();
+    // What `Engine::new()` sets up (its module resolver and print/debug are replaced below),
+    // with the standard library shared rather than rebuilt.
+    let mut engine = Engine::new_raw();
+    engine.set_max_strings_interned(MAX_STRINGS_INTERNED);
+    engine.register_global_module(standard_library());
     let limits = &ctx.limits;
     engine
         .set_max_operations(limits.max_operations)
@@ -84,4 +101,35 @@ fn kind_of(err: &crate::script::error::ScriptError) -> &'static str {
 /// for "did you mean" hints; read once per process (`Catalog::api`).
 pub fn catalog(engine: &Engine) -> &'static crate::script::catalog::Catalog {
     crate::script::catalog::Catalog::api(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::bridge::{Bridge, Cancel};
+
+    /// A fleet builds one engine per VM: they share one standard library, and every engine
+    /// still has all of it (arrays, strings, maps, parsing) next to azssh's own functions.
+    #[test]
+    fn engines_share_one_standard_library_and_keep_all_of_it() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ctx = Arc::new(ScriptContext::new(
+            Bridge::new(rt.handle().clone(), Cancel::new(None)),
+            Default::default(),
+            Default::default(),
+        ));
+        assert!(Shared::ptr_eq(&standard_library(), &standard_library()));
+        for engine in [build(&ctx), build(&ctx)] {
+            let n: i64 = engine
+                .eval(
+                    r#"let a = [3, 1, 2]; a.sort();
+                       let m = #{k: "x-y-z".split("-")};
+                       let s = "abc"; s.to_upper();
+                       a[0] + m.k.len() + parse_int("40") + s.len() + [1, 2, 3].map(|x| x * 2)[2]"#,
+                )
+                .unwrap();
+            assert_eq!(n, 1 + 3 + 40 + 3 + 6);
+            assert!(signatures(&engine).iter().any(|s| s.starts_with("ssh(")));
+        }
+    }
 }
