@@ -180,7 +180,10 @@ async fn run() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "\nload average {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "\nbastion / direct: connect latency {:.2}×, upload throughput {:.2}×, download throughput {:.2}×",

@@ -202,7 +202,12 @@ async fn main() {
         for (i, tool) in tools.iter().enumerate() {
             let up_to = remote.path().join(format!("up-{i}.bin"));
             let up = transfer(*tool, &sshd, true, &payload, &up_to, len, local.path()).await;
-            assert_eq!(sha256(&up_to), want, "{}: upload not byte-exact", tool.label());
+            assert_eq!(
+                sha256(&up_to),
+                want,
+                "{}: upload not byte-exact",
+                tool.label()
+            );
             let _ = std::fs::remove_file(&up_to);
             let down_to = local.path().join(format!("down-{i}.bin"));
             let down = transfer(*tool, &sshd, false, &down_to, &source, len, local.path()).await;
@@ -221,12 +226,18 @@ async fn main() {
     println!(
         "sftp throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s), \
          connect to close, SHA-256 checked; load {}:",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let (az_up, az_down) = best[0];
     for (i, tool) in tools.iter().enumerate() {
         let (up, down) = best[i];
-        print!("  {:<26} upload {up:8.1}   download {down:8.1}", tool.label());
+        print!(
+            "  {:<26} upload {up:8.1}   download {down:8.1}",
+            tool.label()
+        );
         if i > 0 {
             print!(
                 "   azssh/it: upload {:.2}x download {:.2}x",

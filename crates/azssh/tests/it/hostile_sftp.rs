@@ -358,7 +358,10 @@ async fn download_cut_half_way_leaves_no_file_that_looks_complete() {
     assert_eq!(files_under(&dest), Vec::<String>::new());
     // The same file, complete, lands in place.
     let ok = dest.join("ok.txt");
-    session.download("/evil/ok.txt", &ok).await.expect("download");
+    session
+        .download("/evil/ok.txt", &ok)
+        .await
+        .expect("download");
     assert_eq!(std::fs::read(&ok).expect("read"), PAYLOAD);
     assert_eq!(files_under(&dest), vec!["ok.txt".to_string()]);
 }

@@ -471,9 +471,16 @@ async fn sftp_pipelined_transfers_are_byte_exact_at_odd_and_empty_sizes() {
     let local = tempfile::tempdir().expect("tmp");
     let remote = tempfile::tempdir().expect("tmp");
     let chunk = 255 * 1024;
-    for (i, len) in [0, 1, chunk - 1, chunk + 1, 17 * chunk + 7, 9 * 1024 * 1024 + 13]
-        .into_iter()
-        .enumerate()
+    for (i, len) in [
+        0,
+        1,
+        chunk - 1,
+        chunk + 1,
+        17 * chunk + 7,
+        9 * 1024 * 1024 + 13,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let data = payload(100 + i as u64, len);
         let src = local.path().join(format!("src-{i}"));
@@ -491,7 +498,11 @@ async fn sftp_pipelined_transfers_are_byte_exact_at_odd_and_empty_sizes() {
             .download(&up.to_string_lossy(), &back)
             .await
             .expect("download");
-        assert_eq!((moved.files, moved.bytes), (1, len as u64), "download {len}");
+        assert_eq!(
+            (moved.files, moved.bytes),
+            (1, len as u64),
+            "download {len}"
+        );
         let digest = |b: &[u8]| format!("{:x}", Sha256::digest(b));
         assert_eq!(
             digest(&std::fs::read(&up).expect("read up")),
