@@ -147,9 +147,8 @@ pub(crate) fn client_config(keepalive: Option<Duration>) -> client::Config {
         // A larger window than russh's 2 MiB and the largest packet russh accepts (OpenSSH
         // sends up to our maximum): fewer window adjustments and packets per byte pulled
         // through a tunnel, measured ≈ 0.6× → 0.9× of `ssh -L` on pull (benches/tunnel.rs).
-        window_size: xx("AZSSH_XX_WIN", 8 * 1024 * 1024) as u32,
-        maximum_packet_size: xx("AZSSH_XX_PKT", 65535) as u32,
-        channel_buffer_size: xx("AZSSH_XX_CHBUF", 100),
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
         preferred: Preferred {
             kex: Cow::Borrowed(KEX),
             cipher: Cow::Borrowed(CIPHERS),
@@ -157,13 +156,6 @@ pub(crate) fn client_config(keepalive: Option<Duration>) -> client::Config {
         },
         ..client::Config::default()
     }
-}
-
-fn xx(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// russh callbacks: only host-key verification matters to a client.
@@ -249,10 +241,6 @@ impl Session {
             policy: opts.host_keys.clone(),
         };
         let config = Arc::new(client_config(opts.keepalive));
-        // russh reads each packet with two `read_exact`s straight from the stream (the 4-byte
-        // length, then the rest): two read(2) calls per packet. A read buffer lets one call
-        // bring in several packets; writes pass through unbuffered.
-        let stream = read_buffered(stream);
         // The deadline covers the banner and key exchange too: a listener that accepts but
         // never speaks SSH (a stuck sshd, a middlebox) must not hang us.
         let mut handle = tokio::time::timeout(
@@ -310,18 +298,6 @@ impl Session {
             .await?;
         Ok(())
     }
-}
-
-/// Size of the read buffer under the SSH transport: several maximum-size packets (64 KiB each,
-/// `maximum_packet_size`).
-const TRANSPORT_READ_BUFFER: usize = 256 * 1024;
-
-fn read_buffered(stream: BoxIo) -> tokio::io::BufReader<BoxIo> {
-    let cap = std::env::var("AZSSH_XX_RBUF")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(TRANSPORT_READ_BUFFER);
-    tokio::io::BufReader::with_capacity(cap, stream)
 }
 
 /// A byte stream to `host:port` along `route`, with the jump sessions it runs through.

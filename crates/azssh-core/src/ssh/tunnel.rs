@@ -2,15 +2,12 @@
 //! connection becomes a `direct-tcpip` channel, bridged with 64 KiB buffers until either side
 //! closes. Closing the tunnel stops the listener and every connection it carries.
 
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::FutureExt;
 use russh::ChannelMsg;
 use russh::client::Handle;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,9 +17,6 @@ use super::error::SshError;
 
 /// Bridge buffer per direction: 8 KiB (tokio's default) costs 10–25 % throughput.
 const BRIDGE_BUFFER: usize = 64 * 1024;
-/// Most channel packets gathered into one write to the local socket: OpenSSH's sshd sends
-/// ≤ 32 KiB per packet (it reads its side 32 KiB at a time), so up to 512 KiB a write(2).
-const WRITE_BATCH: usize = 16;
 
 /// `[bind:]local_port:remote_host:remote_port`, as `ssh -L` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,52 +229,20 @@ async fn carry(
             to_remote.data(&buf[..n]).await?;
         }
     };
-    // Remote → local: the packets that have already arrived (up to WRITE_BATCH of them) go out
-    // in one vectored write, with no intermediate copy; ends when the server closes the channel.
+    // Remote → local: each packet written as it is, with no intermediate copy; ends when the
+    // server closes the channel.
     let down = async {
-        let max_batch = std::env::var("AZSSH_XX_BATCH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(WRITE_BATCH);
-        let mut batch: Vec<Bytes> = Vec::with_capacity(max_batch);
-        let failed = |e| SshError::io("forwarded connection", e);
-        loop {
-            // Wait only when nothing is waiting to be written.
-            let msg = if batch.is_empty() {
-                from_remote.wait().await
-            } else {
-                match from_remote.wait().now_or_never() {
-                    Some(msg) => msg,
-                    None => {
-                        write_batch(&mut local_write, &mut batch)
-                            .await
-                            .map_err(failed)?;
-                        continue;
-                    }
-                }
-            };
+        while let Some(msg) = from_remote.wait().await {
             match msg {
-                Some(ChannelMsg::Data { data }) => {
-                    batch.push(data);
-                    if batch.len() >= max_batch {
-                        write_batch(&mut local_write, &mut batch)
-                            .await
-                            .map_err(failed)?;
-                    }
-                }
-                Some(ChannelMsg::Eof) => {
-                    write_batch(&mut local_write, &mut batch)
-                        .await
-                        .map_err(failed)?;
+                ChannelMsg::Data { data } => local_write
+                    .write_all(&data)
+                    .await
+                    .map_err(|e| SshError::io("forwarded connection", e))?,
+                ChannelMsg::Eof => {
                     let _ = local_write.shutdown().await;
                 }
-                Some(ChannelMsg::Close) | None => {
-                    write_batch(&mut local_write, &mut batch)
-                        .await
-                        .map_err(failed)?;
-                    break;
-                }
-                Some(_) => {}
+                ChannelMsg::Close => break,
+                _ => {}
             }
         }
         Ok::<_, SshError>(())
@@ -306,27 +268,6 @@ async fn carry(
         }
     }
     let _ = to_remote.close().await;
-}
-
-/// Writes every buffer of `batch` in order, as few write(2)s as the socket allows, and empties
-/// it.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    batch: &mut Vec<Bytes>,
-) -> std::io::Result<()> {
-    {
-        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = w.write_vectored(rest).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut rest, n);
-        }
-    }
-    batch.clear();
-    Ok(())
 }
 
 #[cfg(test)]
