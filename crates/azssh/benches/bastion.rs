@@ -1,7 +1,7 @@
 //! The Azure Bastion path against the direct path to the same private emulated VM: SSH connect
 //! latency (TCP or token + TLS WebSocket, then key exchange and authentication) and SFTP
-//! throughput both ways. Run by hand: `cargo bench --bench bastion` (`AZSSH_BENCH_MIB=64` to
-//! move more data). Prints one table and the bastion/direct ratios.
+//! throughput both ways (64 MiB each way). Run by hand: `cargo bench --bench bastion`
+//! (`AZSSH_BENCH_MIB=16` to move less data). Prints one table and the bastion/direct ratios.
 // A benchmark's report is what it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -46,7 +46,7 @@ async fn run() {
     let mib: usize = std::env::var("AZSSH_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(64);
     let emu = Emu::builder().vms(4).bastions(true).start().await;
     // The bastion client reads its CA from the environment, as the product does.
     for (k, v) in emu.env() {
@@ -177,6 +177,14 @@ async fn run() {
         results.push((p50, up, down));
     }
     let (d, b) = (results[0], results[1]);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nload average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "\nbastion / direct: connect latency {:.2}×, upload throughput {:.2}×, download throughput {:.2}×",
         ms(b.0) / ms(d.0),

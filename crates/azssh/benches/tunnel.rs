@@ -1,6 +1,7 @@
 //! Tunnel throughput and connect latency: azssh (russh) against the OpenSSH client, both to the
 //! same local OpenSSH `sshd` and the same sink server. Run by hand:
-//! `cargo bench --bench tunnel` (`AZSSH_BENCH_MIB=512` to move more data).
+//! `cargo bench --bench tunnel` (`AZSSH_BENCH_MIB=512` to move more data,
+//! `AZSSH_BENCH_DIRECTION=pull` or `push` to measure one direction, e.g. under `perf record`).
 //!
 //! Push: the client writes N bytes, the sink reads them all and answers one byte.
 //! Pull: the sink writes N bytes and closes. Each is timed from connect to the last byte.
@@ -194,11 +195,17 @@ async fn main() {
     ];
     // Rounds interleave the contenders so that load from other processes on a shared machine
     // hits all of them alike; each keeps its best round.
-    let mut results = [(0.0f64, 0.0f64); 3];
+    let direction = std::env::var("AZSSH_BENCH_DIRECTION").unwrap_or_default();
+    let (push, pull) = (direction != "pull", direction != "push");
+    let mut results = [(f64::NAN, f64::NAN); 3];
     for _ in 0..3 {
         for (i, (_, port)) in contenders.iter().enumerate() {
-            results[i].0 = results[i].0.max(transfer(*port, true, len).await);
-            results[i].1 = results[i].1.max(transfer(*port, false, len).await);
+            if push {
+                results[i].0 = transfer(*port, true, len).await.max(results[i].0);
+            }
+            if pull {
+                results[i].1 = transfer(*port, false, len).await.max(results[i].1);
+            }
         }
     }
     tunnel.close().await;
@@ -206,7 +213,14 @@ async fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    println!("tunnel throughput, {mib} MiB each way, best of 3 interleaved rounds (MB/s):");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "tunnel throughput, {mib} MiB each way, best of 3 interleaved rounds (MB/s); load {}:",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let (az_push, az_pull) = results[0];
     for (i, (label, _)) in contenders.iter().enumerate() {
         let (push, pull) = results[i];

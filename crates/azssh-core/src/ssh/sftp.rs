@@ -1,18 +1,40 @@
 //! File transfer over the SFTP subsystem: upload and download of files and whole directories,
 //! with Windows paths (`C:\x\y`, `C:/x/y`) mapped to the form Windows OpenSSH's sftp-server
-//! expects (`/C:/x/y`).
+//! expects (`/C:/x/y`). Transfers are pipelined: many reads or writes are in flight on one
+//! handle, as OpenSSH's `sftp` keeps 64 requests outstanding; a download lands in a temporary
+//! file beside its destination and is renamed into place only once complete.
 
 use std::path::{Path, PathBuf};
 
-use russh_sftp::client::SftpSession;
+use russh_sftp::client::{Config as SftpConfig, SftpSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::connect::Session;
 use super::error::SshError;
 
-/// Read size per call: russh-sftp pipelines up to 16 writes of 32 KiB, so feeding it large
-/// reads keeps the pipeline full.
+/// Local read/write size per call: a whole SFTP request's worth, so each call fills one
+/// pipelined request (OpenSSH's sftp-server accepts up to 255 KiB per READ/WRITE,
+/// `limits@openssh.com`).
 const COPY_BUFFER: usize = 256 * 1024;
+
+/// How the SFTP pipeline is shaped. russh-sftp keeps up to `max_concurrent_*` requests in
+/// flight on a handle (OpenSSH's `sftp -R` default is 64 of 32 KiB, 2 MiB); reads are sized by
+/// the server's `limits@openssh.com` (255 KiB with OpenSSH) and writes by
+/// `max_write_packet_len`. 32 KiB writes (russh-sftp's default) cost one request, one status
+/// reply and one write(2) in sftp-server per 32 KiB; 255 KiB writes cut that eightfold. 16 of
+/// either keeps ≥ 4 MiB in flight, more than sshd's 2 MiB session-channel window, so the pipe
+/// never idles on acknowledgements.
+pub(crate) fn sftp_config() -> SftpConfig {
+    SftpConfig {
+        // The largest message OpenSSH's sftp-server takes (SFTP_MAX_MSG_LENGTH, 256 KiB).
+        max_packet_len: 256 * 1024,
+        max_concurrent_reads: 16,
+        max_concurrent_writes: 16,
+        max_write_packet_len: 256 * 1024,
+        // russh-sftp's default: one request's deadline, not the transfer's.
+        request_timeout_secs: 10,
+    }
+}
 
 /// What a transfer moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,7 +129,7 @@ impl Session {
     pub async fn sftp(&self) -> Result<SftpSession, SshError> {
         let channel = self.handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
-        SftpSession::new(channel.into_stream())
+        SftpSession::new_with_config(channel.into_stream(), sftp_config())
             .await
             .map_err(|e| sftp_err("start", "sftp", e))
     }
@@ -255,6 +277,10 @@ async fn download_any(
     Ok(())
 }
 
+/// Copies one remote file to `local` through a temporary file in the same directory (created
+/// exclusively, never through an existing path), renamed over `local` only when every byte
+/// arrived: a transfer that fails half-way leaves nothing that looks like the finished file,
+/// and the temporary file is removed.
 async fn download_file(
     sftp: &SftpSession,
     remote: &str,
@@ -265,9 +291,9 @@ async fn download_file(
         .open(remote)
         .await
         .map_err(|e| sftp_err("open", remote, e))?;
-    let mut out = tokio::fs::File::create(local)
-        .await
-        .map_err(|e| SshError::io(format!("cannot create `{}`", local.display()), e))?;
+    let cannot_write = |e| SshError::io(format!("cannot write `{}`", local.display()), e);
+    let (file, part) = partial_file(local)?.into_parts();
+    let mut out = tokio::fs::File::from_std(file);
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut bytes = 0u64;
     loop {
@@ -278,17 +304,43 @@ async fn download_file(
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n])
-            .await
-            .map_err(|e| SshError::io(format!("cannot write `{}`", local.display()), e))?;
+        out.write_all(&buf[..n]).await.map_err(cannot_write)?;
         bytes += n as u64;
     }
-    out.flush()
-        .await
-        .map_err(|e| SshError::io(format!("cannot write `{}`", local.display()), e))?;
+    out.flush().await.map_err(cannot_write)?;
+    drop(out);
+    // The handle is read-only: its close status carries nothing we need to wait for.
+    drop(input);
+    // `persist` is rename(2): atomic, and it replaces `local` itself, never what a link there
+    // points to (`refuse_symlink` has already refused links below the destination).
+    part.persist(local).map_err(|e| cannot_write(e.error))?;
     total.files += 1;
     total.bytes += bytes;
     Ok(())
+}
+
+/// `.NAME.XXXXXX.part` beside `local`, created with `O_EXCL` and the mode `File::create` would
+/// give (0666 less the umask); removed when dropped unless persisted.
+fn partial_file(local: &Path) -> Result<tempfile::NamedTempFile, SshError> {
+    let dir = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = local
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder
+        .tempfile_in(dir)
+        .map_err(|e| SshError::io(format!("cannot create `{}`", local.display()), e))
 }
 
 #[cfg(test)]

@@ -112,24 +112,33 @@ impl russh_sftp::server::Handler for HostileSftp {
     async fn open(
         &mut self,
         id: u32,
-        _filename: String,
+        filename: String,
         _pflags: OpenFlags,
         _attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
         self.next += 1;
+        // `broken.bin` serves its first chunk, then fails: a transfer cut half-way.
+        let kind = if filename.ends_with("broken.bin") {
+            "broken"
+        } else {
+            "f"
+        };
         Ok(Handle {
             id,
-            handle: format!("f{}", self.next),
+            handle: format!("{kind}{}", self.next),
         })
     }
 
     async fn read(
         &mut self,
         id: u32,
-        _handle: String,
+        handle: String,
         offset: u64,
         _len: u32,
     ) -> Result<Data, Self::Error> {
+        if handle.starts_with("broken") && offset > 0 {
+            return Err(StatusCode::Failure.with_message("the disk went away".to_string()));
+        }
         if offset >= PAYLOAD.len() as u64 {
             return Err(StatusCode::Eof.into());
         }
@@ -327,4 +336,32 @@ async fn hostile_sftp_server_cannot_write_outside_destination() {
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert!(!target.exists(), "nothing written through the link");
     }
+}
+
+#[tokio::test]
+async fn download_cut_half_way_leaves_no_file_that_looks_complete() {
+    let (port, host_key) = start(Arc::new(Mutex::new(Vec::new()))).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dest = tmp.path().join("dest");
+    std::fs::create_dir_all(&dest).expect("mkdir");
+    let session = Session::connect(options(port, &host_key, tmp.path()))
+        .await
+        .expect("connect");
+    let target = dest.join("broken.bin");
+    let err = session
+        .download("/evil/broken.bin", &target)
+        .await
+        .expect_err("the server failed half-way");
+    assert_eq!(err.kind(), "ssh.sftp", "{err}");
+    // Neither the destination nor the temporary file it was being written to remains.
+    assert!(!target.exists(), "a partial file was left as if complete");
+    assert_eq!(files_under(&dest), Vec::<String>::new());
+    // The same file, complete, lands in place.
+    let ok = dest.join("ok.txt");
+    session
+        .download("/evil/ok.txt", &ok)
+        .await
+        .expect("download");
+    assert_eq!(std::fs::read(&ok).expect("read"), PAYLOAD);
+    assert_eq!(files_under(&dest), vec!["ok.txt".to_string()]);
 }

@@ -459,6 +459,71 @@ async fn tunnel_carries_many_concurrent_connections_byte_exact() {
     assert!(refused.is_err(), "a closed tunnel must stop listening");
 }
 
+/// Sizes around the pipeline's request size (OpenSSH's sftp-server serves 255 KiB per READ,
+/// `limits@openssh.com`; writes go out in requests of up to 256 KiB less the header), more than
+/// the requests in flight at once, and the empty file.
+#[tokio::test]
+async fn sftp_pipelined_transfers_are_byte_exact_at_odd_and_empty_sizes() {
+    let Some(sshd) = sshd::start("sftp pipelined") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let local = tempfile::tempdir().expect("tmp");
+    let remote = tempfile::tempdir().expect("tmp");
+    let chunk = 255 * 1024;
+    for (i, len) in [
+        0,
+        1,
+        chunk - 1,
+        chunk + 1,
+        17 * chunk + 7,
+        9 * 1024 * 1024 + 13,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = payload(100 + i as u64, len);
+        let src = local.path().join(format!("src-{i}"));
+        std::fs::write(&src, &data).expect("write");
+        let up = remote.path().join(format!("up-{i}"));
+        let moved = session
+            .upload(&src, &up.to_string_lossy())
+            .await
+            .expect("upload");
+        assert_eq!((moved.files, moved.bytes), (1, len as u64), "upload {len}");
+        let back_dir = local.path().join(format!("back-{i}"));
+        std::fs::create_dir_all(&back_dir).expect("mkdir");
+        let back = back_dir.join("copy");
+        let moved = session
+            .download(&up.to_string_lossy(), &back)
+            .await
+            .expect("download");
+        assert_eq!(
+            (moved.files, moved.bytes),
+            (1, len as u64),
+            "download {len}"
+        );
+        let digest = |b: &[u8]| format!("{:x}", Sha256::digest(b));
+        assert_eq!(
+            digest(&std::fs::read(&up).expect("read up")),
+            digest(&data),
+            "upload of {len} bytes"
+        );
+        assert_eq!(
+            digest(&std::fs::read(&back).expect("read back")),
+            digest(&data),
+            "download of {len} bytes"
+        );
+        // Only the finished file: its temporary twin was renamed, not copied.
+        let names: Vec<_> = std::fs::read_dir(&back_dir)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["copy".to_string()], "{len}");
+    }
+}
+
 #[tokio::test]
 async fn sftp_round_trips_a_file_and_a_directory() {
     let Some(sshd) = sshd::start("sftp") else {

@@ -27,6 +27,8 @@ use crate::secret::Secret;
 /// Bastion rejects continuation frames (one independent client's report, BASTION.md §2.3), so
 /// every read is sent as one whole binary message of at most this many bytes, as az does.
 pub const MAX_MESSAGE: usize = 4096;
+/// What the relay reads from the SSH side at once before cutting it into messages.
+const RELAY_READ: usize = 64 * 1024;
 
 /// Hands out a current ARM access token (the `aztoken` form field); called per stream so that a
 /// long-lived tunnel outlives one token.
@@ -390,8 +392,12 @@ impl Relay {
     {
         let (mut sink, mut stream) = ws.split();
         let (mut rd, mut wr) = tokio::io::split(local);
+        // Up: whatever the SSH side has written (up to RELAY_READ at once), cut into whole
+        // messages of at most 4096 bytes as Bastion wants them, queued with `feed` and flushed
+        // once: `send` per message would flush the TLS stream, one TLS record and one write(2)
+        // per 4 KiB.
         let up = async {
-            let mut buf = vec![0u8; MAX_MESSAGE];
+            let mut buf = bytes::BytesMut::zeroed(RELAY_READ);
             loop {
                 let n = rd.read(&mut buf).await.map_err(|e| e.to_string())?;
                 if n == 0 {
@@ -399,9 +405,17 @@ impl Relay {
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok::<_, String>(());
                 }
-                sink.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n])))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // One copy of what was read, then messages that share it.
+                let read = bytes::Bytes::copy_from_slice(&buf[..n]);
+                let mut at = 0;
+                while at < n {
+                    let end = (at + MAX_MESSAGE).min(n);
+                    sink.feed(Message::Binary(read.slice(at..end)))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    at = end;
+                }
+                sink.flush().await.map_err(|e| e.to_string())?;
             }
         };
         let down = async {
