@@ -9,6 +9,7 @@
 //! moment a rebuilt host key is served.
 #![allow(clippy::unwrap_used)]
 
+mod close_port;
 mod nsg;
 mod setup;
 mod variants;
