@@ -114,23 +114,14 @@ fn rows(world: &World, only: Option<&str>, keep: impl Fn(&Value) -> bool) -> Vec
         push(row(world, group, kind, resource, tags));
     }
     if want("microsoft.network/virtualnetworks") {
-        let mut seen = std::collections::BTreeSet::new();
-        for sub in &world.subnets {
-            // VNets the bastion world renders (with peerings) come from `bastion.rs` above.
-            let rendered = world
-                .bastion
-                .vnets
-                .iter()
-                .any(|v| v.group == sub.group && v.name.eq_ignore_ascii_case(&sub.vnet));
-            if !rendered && seen.insert((sub.group, sub.vnet.clone())) {
-                push(row(
-                    world,
-                    sub.group,
-                    "microsoft.network/virtualnetworks",
-                    render_vnet(world, sub.group, &sub.vnet),
-                    json!({}),
-                ));
-            }
+        for (group, vnet) in super::network::vnets(world) {
+            push(row(
+                world,
+                group,
+                "microsoft.network/virtualnetworks",
+                render_vnet(world, group, &vnet),
+                json!({}),
+            ));
         }
     }
     if want("microsoft.network/networksecuritygroups") {

@@ -146,7 +146,10 @@ pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result
                 let nics = &guarded.properties.network_interfaces;
                 let only_ours = guarded.properties.subnets.is_empty()
                     && nics.len() == 1
-                    && vm.nic_id.as_deref().is_some_and(|id| same_id(&nics[0].id, id));
+                    && vm
+                        .nic_id
+                        .as_deref()
+                        .is_some_and(|id| same_id(&nics[0].id, id));
                 if only_ours {
                     network::delete_security_rule(client, nsg, &name).await?;
                     any = true;

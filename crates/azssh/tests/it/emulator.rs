@@ -151,6 +151,19 @@ impl Emu {
             self.sub()
         )
     }
+    /// Every JIT policy of the subscription (`jitNetworkAccessPolicies`, list body).
+    async fn jit_policies(&self) -> Value {
+        let path = format!(
+            "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
+            self.sub()
+        );
+        self.get(&path, "2020-01-01").await.body
+    }
+    /// `POST …/runCommand` on the VM with `body`.
+    async fn run_command(&self, rg: &str, name: &str, body: Value) -> Answer {
+        let path = format!("{}/runCommand", self.vm_path(rg, name));
+        self.call(Method::POST, &path, COMPUTE, Some(body)).await
+    }
     /// Polls an `Azure-AsyncOperation` URL until it is terminal; returns every body seen.
     async fn poll(&self, url: &str) -> Vec<Value> {
         let mut seen = Vec::new();

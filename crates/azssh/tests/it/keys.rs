@@ -235,6 +235,51 @@ fn fingerprints(rows: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_longer_than_the_runcommand_output_tail_lists_every_key() {
+    if !have_openssh() {
+        return;
+    }
+    // 60 keys: their listing is ~9 KB, more than twice RunCommand's 4096-byte output tail.
+    let emu = Emu::builder().vms(12).start().await;
+    let v = emu.ready_vm();
+    let w = World::on(emu, v);
+    let keys: Vec<PathBuf> = (0..60)
+        .map(|i| w.key(&format!("many/key-{i:02}")))
+        .collect();
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let line = std::fs::read_to_string(pubfile(k)).unwrap();
+            format!("'{}'", line.trim())
+        })
+        .collect();
+    w.on_guest(&format!(
+        r#"$d = Join-Path $env:ProgramData 'ssh'
+if (-not (Test-Path -LiteralPath $d)) {{ $null = New-Item -ItemType Directory -Path $d -Force }}
+$lines = @({})
+[IO.File]::WriteAllText((Join-Path $d 'administrators_authorized_keys'), (($lines -join "`r`n") + "`r`n"))"#,
+        lines.join(", ")
+    ));
+    let rows = w.run(&["keys", "list", "-g", &w.rg, "-n", &w.name]).await;
+    let expected: Vec<String> = keys
+        .iter()
+        .map(|k| openssh_fingerprint(Path::new(&pubfile(k))))
+        .collect();
+    assert_eq!(fingerprints(&rows), expected, "every key, in file order");
+    assert_eq!(rows[59]["comment"], "key-59");
+    assert_eq!(rows[59]["line"], 60);
+    // The script function reads the same complete listing.
+    let listed = w.script("authorized_keys(vm(ARGS.rg, ARGS.name))").await;
+    assert_eq!(fingerprints(&listed), expected);
+    // The snapshot the pages were read from is gone from the guest.
+    let g = w.emu.guests().shared(&w.rg, &w.name).unwrap();
+    let left = g.run_powershell(
+        "@(Get-ChildItem -Path (Join-Path $env:ProgramData 'ssh') -Filter 'azssh-keys-*').Count",
+    );
+    assert_eq!(left.stdout.trim(), "0", "{}", left.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_removed() {
     if !have_openssh() {
         return;

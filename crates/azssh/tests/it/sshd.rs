@@ -116,7 +116,11 @@ impl Sshd {
         for _ in 0..10 {
             let port = free_port();
             let config = d.join("sshd_config");
-            std::fs::write(&config, format!("{extra}{}", sshd_config(d, &host_key, port))).expect("sshd_config");
+            std::fs::write(
+                &config,
+                format!("{extra}{}", sshd_config(d, &host_key, port)),
+            )
+            .expect("sshd_config");
             let log = d.join("sshd.log");
             let mut child = Command::new(SSHD)
                 .args(["-D", "-e", "-f"])

@@ -238,6 +238,33 @@ fn assert_sshd_ready(g: &SharedGuest) {
     assert!(guest.firewall_allows(22), "firewall rule on");
 }
 
+/// Two running VMs with public IPs whose only NSG is their subnet's (shared):
+/// `(resource group, a, b, a's private IP, b's private IP)`.
+async fn subnet_pair(env: &Env) -> (String, String, String, String, String) {
+    let pair = script(
+        env,
+        r#"let found = ();
+           let all = vms().filter(|v| v.nsg_ids.len() == 1 && v.public_ip != ());
+           for a in all {
+               for b in all {
+                   if found == () && a.name != b.name && a.nsg_ids[0] == b.nsg_ids[0]
+                       && !a.nsg_ids[0].ends_with(`${a.name}-nsg`) && a.power_state == "running" {
+                       found = [a.resource_group, a.name, b.name, a.private_ip, b.private_ip];
+                   }
+               }
+           }
+           found"#,
+    )
+    .await;
+    let s = |i: usize| {
+        pair[i]
+            .as_str()
+            .unwrap_or_else(|| panic!("no two VMs behind one subnet NSG: {pair}"))
+            .to_string()
+    };
+    (s(0), s(1), s(2), s(3), s(4))
+}
+
 /// Runs an inline script against the emulator and returns its JSON result.
 async fn script(env: &Env, text: &str) -> Value {
     let t = env.azssh(&["run", "inline.rhai"]).file("inline.rhai", text);

@@ -81,16 +81,7 @@ async fn jit_initiate_opens_a_time_boxed_rule() {
         ..Default::default()
     })
     .await;
-    let policies = emu
-        .get(
-            &format!(
-                "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
-                emu.sub()
-            ),
-            "2020-01-01",
-        )
-        .await
-        .body;
+    let policies = emu.jit_policies().await;
     let policy = &policies["value"][0];
     assert_shape(
         policy,

@@ -207,14 +207,7 @@ async fn run_command_follows_the_recorded_lro_sequence() {
     let (rg, name) = emu.running_vm();
     let script = format!("Write-Output hi\n# {}", "x".repeat(6000));
     let body = json!({"commandId": "RunPowerShellScript", "script": [script]});
-    let start = emu
-        .call(
-            Method::POST,
-            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
-            COMPUTE,
-            Some(body),
-        )
-        .await;
+    let start = emu.run_command(&rg, &name, body).await;
     assert_eq!(start.status, StatusCode::ACCEPTED);
     assert_eq!(
         start.body,
@@ -304,15 +297,7 @@ async fn second_run_command_while_one_runs_gets_409_conflict() {
         .find(|v| v.power_state != PowerState::Running)
         .unwrap();
     let refused = emu
-        .call(
-            Method::POST,
-            &format!(
-                "{}/runCommand",
-                emu.vm_path(&stopped.resource_group, &stopped.name)
-            ),
-            COMPUTE,
-            Some(body),
-        )
+        .run_command(&stopped.resource_group, &stopped.name, body)
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.body["error"]["code"], "OperationNotAllowed");
@@ -756,16 +741,7 @@ async fn jit_request_beyond_policy_ports_is_refused() {
         ..Default::default()
     })
     .await;
-    let policies = emu
-        .get(
-            &format!(
-                "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
-                emu.sub()
-            ),
-            "2020-01-01",
-        )
-        .await
-        .body;
+    let policies = emu.jit_policies().await;
     let policy = &policies["value"][0];
     let vm_id = policy["properties"]["virtualMachines"][0]["id"].clone();
     let url = format!("{}/initiate", policy["id"].as_str().unwrap());
@@ -849,15 +825,7 @@ async fn compute_rp_throttles_per_vm() {
         .find(|v| v.name != name && v.power_state == PowerState::Running)
         .unwrap();
     let elsewhere = emu
-        .call(
-            Method::POST,
-            &format!(
-                "{}/runCommand",
-                emu.vm_path(&other.resource_group, &other.name)
-            ),
-            COMPUTE,
-            Some(body),
-        )
+        .run_command(&other.resource_group, &other.name, body)
         .await;
     assert_eq!(elsewhere.status, StatusCode::ACCEPTED);
     let read = emu.get(&emu.vm_path(&rg, &name), COMPUTE).await;
@@ -880,11 +848,10 @@ async fn lro_answers_carry_retry_after() {
     .await;
     let (rg, name) = emu.running_vm();
     let sent = emu
-        .call(
-            Method::POST,
-            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
-            COMPUTE,
-            Some(json!({"commandId": "RunPowerShellScript", "script": ["hostname"]})),
+        .run_command(
+            &rg,
+            &name,
+            json!({"commandId": "RunPowerShellScript", "script": ["hostname"]}),
         )
         .await;
     assert_eq!(sent.status, StatusCode::ACCEPTED);

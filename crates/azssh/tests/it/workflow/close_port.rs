@@ -19,42 +19,28 @@ async fn destination(env: &Env, rg: &str, name: &str) -> Option<String> {
     r.as_str().map(str::to_string)
 }
 
-fn open(env: &Env, rg: &str, name: &str) -> Test {
-    env.azssh(&[
-        "open-port", "-g", rg, "-n", name, "--source", "127.0.0.1", "--port", "5986",
-    ])
-}
-
-fn close(env: &Env, rg: &str, name: &str) -> Test {
-    env.azssh(&[
-        "close-port", "-g", rg, "-n", name, "--source", "127.0.0.1", "--port", "5986",
-    ])
+/// `azssh open-port` or `close-port` of port 5986 from 127.0.0.1 for one VM.
+fn port_verb(env: &Env, verb: &str, rg: &str, name: &str) -> Test {
+    let args = [
+        "-g",
+        rg,
+        "-n",
+        name,
+        "--source",
+        "127.0.0.1",
+        "--port",
+        "5986",
+    ];
+    env.azssh(&[&[verb][..], &args[..]].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_port_on_a_shared_subnet_rule_removes_only_that_vms_destination() {
     let env = Env::start().await;
-    // Two running VMs whose only NSG is their subnet's.
-    let pair = script(
-        &env,
-        r#"let found = ();
-           let all = vms().filter(|v| v.nsg_ids.len() == 1 && v.public_ip != ());
-           for a in all {
-               for b in all {
-                   if found == () && a.name != b.name && a.nsg_ids[0] == b.nsg_ids[0]
-                       && !a.nsg_ids[0].ends_with(`${a.name}-nsg`) && a.power_state == "running" {
-                       found = [a.resource_group, a.name, b.name, a.private_ip, b.private_ip];
-                   }
-               }
-           }
-           found"#,
-    )
-    .await;
-    let s = |i: usize| pair[i].as_str().unwrap().to_string();
-    let (rg, a, b, ip_a, ip_b) = (s(0), s(1), s(2), s(3), s(4));
+    let (rg, a, b, ip_a, ip_b) = subnet_pair(&env).await;
     let me = std::net::Ipv4Addr::LOCALHOST;
-    run(open(&env, &rg, &a)).await;
-    run(open(&env, &rg, &b)).await;
+    run(port_verb(&env, "open-port", &rg, &a)).await;
+    run(port_verb(&env, "open-port", &rg, &b)).await;
     let both = destination(&env, &rg, &a).await.unwrap();
     assert!(
         both.contains(&format!("{ip_a}/32")) && both.contains(&format!("{ip_b}/32")),
@@ -63,7 +49,7 @@ async fn close_port_on_a_shared_subnet_rule_removes_only_that_vms_destination() 
     assert_eq!(env.handle.admits(&rg, &a, me, 5986), Some(true));
     assert_eq!(env.handle.admits(&rg, &b, me, 5986), Some(true));
 
-    let r = run(close(&env, &rg, &a)).await;
+    let r = run(port_verb(&env, "close-port", &rg, &a)).await;
     assert_eq!(r["closed"], true, "{r}");
     assert_eq!(env.handle.admits(&rg, &a, me, 5986), Some(false));
     assert_eq!(
@@ -76,11 +62,11 @@ async fn close_port_on_a_shared_subnet_rule_removes_only_that_vms_destination() 
         Some(format!("{ip_b}/32").as_str())
     );
     // Closing again for the same VM finds nothing of its own.
-    let again = run(close(&env, &rg, &a)).await;
+    let again = run(port_verb(&env, "close-port", &rg, &a)).await;
     assert_eq!(again["closed"], false, "{again}");
 
     // The last VM's close deletes the rule.
-    let r = run(close(&env, &rg, &b)).await;
+    let r = run(port_verb(&env, "close-port", &rg, &b)).await;
     assert_eq!(r["closed"], true, "{r}");
     assert_eq!(env.handle.admits(&rg, &b, me, 5986), Some(false));
     assert_eq!(destination(&env, &rg, &b).await, None, "rule deleted");
