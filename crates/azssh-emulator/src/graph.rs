@@ -535,6 +535,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn vnet_rows_and_arm_get_come_from_one_renderer() {
+        let mut w = World::generate(12, 1);
+        super::super::bastion::furnish(&mut w);
+        let kind = "microsoft.network/virtualnetworks";
+        let all = super::super::network::vnets(&w);
+        let found = rows(&w, Some(kind), |_| true);
+        assert_eq!(found.len(), all.len());
+        assert!(
+            all.iter().any(|(_, n)| n.starts_with("hub-")),
+            "the bastion world's hub VNet too: {all:?}"
+        );
+        for ((g, name), row) in all.iter().zip(&found) {
+            let arm = super::super::network::render_vnet(&w, *g, name);
+            assert_eq!(row["id"], arm["id"]);
+            assert_eq!(row["properties"], arm["properties"], "{name}");
+        }
+        // Without the bastion world every VNet still has its address space and subnets.
+        let plain = World::generate(12, 1);
+        for row in rows(&plain, Some(kind), |_| true) {
+            let space = &row["properties"]["addressSpace"]["addressPrefixes"][0];
+            assert!(
+                space.as_str().is_some_and(|s| s.ends_with(".0.0/16")),
+                "{row}"
+            );
+            assert!(!row["properties"]["subnets"].as_array().unwrap().is_empty());
+        }
+    }
+
+    #[test]
     fn where_filters_vms_by_tag() {
         let w = World::generate(30, 4);
         let stages = parse(

@@ -481,6 +481,54 @@ fn subnet_nsg(emu: &Emu) -> String {
 }
 
 #[tokio::test]
+async fn a_rule_aimed_at_several_vms_keeps_its_destination_list_as_arm_does() {
+    let emu = Emu::fast().await;
+    let rule = format!("{}/securityRules/azssh-two-vms", subnet_nsg(&emu));
+    let put = |destinations: Value| {
+        let mut body = ssh_rule(3001, "203.0.113.7/32");
+        let props = body["properties"].as_object_mut().unwrap();
+        props.remove("destinationAddressPrefix");
+        for (k, v) in destinations.as_object().unwrap() {
+            props.insert(k.clone(), v.clone());
+        }
+        let emu = &emu;
+        let rule = rule.clone();
+        async move { emu.call(Method::PUT, &rule, NETWORK, Some(body)).await }
+    };
+    let two = json!(["10.0.0.4/32", "10.0.0.5/32"]);
+    let created = put(json!({"destinationAddressPrefixes": two})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let read = emu.get(&rule, NETWORK).await;
+    assert_eq!(read.body["properties"]["destinationAddressPrefixes"], two);
+    assert!(read.body["properties"]["destinationAddressPrefix"].is_null());
+    // Narrowed to one VM (what `close-port` writes back): the singular field.
+    let narrowed = put(json!({"destinationAddressPrefix": "10.0.0.5/32"})).await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{:?}", narrowed.body);
+    let read = emu.get(&rule, NETWORK).await;
+    assert_eq!(
+        read.body["properties"]["destinationAddressPrefix"],
+        "10.0.0.5/32"
+    );
+    assert_eq!(
+        read.body["properties"]["destinationAddressPrefixes"],
+        json!([])
+    );
+    // The list refuses `*` and tags, and the two forms together.
+    for bad in [
+        json!({"destinationAddressPrefixes": ["10.0.0.4/32", "*"]}),
+        json!({"destinationAddressPrefixes": ["VirtualNetwork"]}),
+        json!({"destinationAddressPrefix": "10.0.0.4/32", "destinationAddressPrefixes": ["10.0.0.5/32"]}),
+    ] {
+        let refused = put(bad.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            refused.body["error"]["code"], "SecurityRuleParameterContainsUnsupportedValue",
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn unknown_api_version_is_refused_as_arm_does() {
     let emu = Emu::fast().await;
     let (rg, name) = emu.running_vm();
