@@ -253,6 +253,8 @@ async fn a_listing_longer_than_the_runcommand_output_tail_lists_every_key() {
             format!("'{}'", line.trim())
         })
         .collect();
+    // The guest exists from its first use; this test writes its key file before any.
+    w.emu.handle.guest(&w.rg, &w.name).unwrap();
     w.on_guest(&format!(
         r#"$d = Join-Path $env:ProgramData 'ssh'
 if (-not (Test-Path -LiteralPath $d)) {{ $null = New-Item -ItemType Directory -Path $d -Force }}
@@ -268,6 +270,9 @@ $lines = @({})
     assert_eq!(fingerprints(&rows), expected, "every key, in file order");
     assert_eq!(rows[59]["comment"], "key-59");
     assert_eq!(rows[59]["line"], 60);
+    // More than one RunCommand: the listing came back in pages.
+    let runs = w.emu.handle.stats().run_commands.get(&w.name).copied();
+    assert!(runs.unwrap_or(0) >= 3, "{runs:?} RunCommands");
     // The script function reads the same complete listing.
     let listed = w.script("authorized_keys(vm(ARGS.rg, ARGS.name))").await;
     assert_eq!(fingerprints(&listed), expected);

@@ -498,12 +498,17 @@ async fn a_rule_aimed_at_several_vms_keeps_its_destination_list_as_arm_does() {
     let two = json!(["10.0.0.4/32", "10.0.0.5/32"]);
     let created = put(json!({"destinationAddressPrefixes": two})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    // The NSG is locked until the rule is programmed (a write meanwhile meets 429).
+    emu.poll(created.header("azure-asyncoperation").unwrap())
+        .await;
     let read = emu.get(&rule, NETWORK).await;
     assert_eq!(read.body["properties"]["destinationAddressPrefixes"], two);
     assert!(read.body["properties"]["destinationAddressPrefix"].is_null());
     // Narrowed to one VM (what `close-port` writes back): the singular field.
     let narrowed = put(json!({"destinationAddressPrefix": "10.0.0.5/32"})).await;
     assert_eq!(narrowed.status, StatusCode::OK, "{:?}", narrowed.body);
+    emu.poll(narrowed.header("azure-asyncoperation").unwrap())
+        .await;
     let read = emu.get(&rule, NETWORK).await;
     assert_eq!(
         read.body["properties"]["destinationAddressPrefix"],
