@@ -85,6 +85,15 @@ impl Private {
         self.home.path().join(".config/azssh/known_hosts")
     }
 
+    /// `azssh connect -i KEY --jump HOP -- hostname` to this VM.
+    fn hostname_through(&self, key: &Path, hop: &str) -> Test {
+        let key = key.display().to_string();
+        let (rg, name) = (&self.vm.resource_group, &self.vm.name);
+        self.azssh(&[
+            "connect", "-g", rg, "-n", name, "-i", &key, "--jump", hop, "--", "hostname",
+        ])
+    }
+
     /// Trusts `jump`'s host key like any other host's, and gives the jump host its own key in
     /// `~/.ssh/config` (`-i` is the destination's, as with `ssh -J`).
     fn trust_jump_host(&self, jump: &crate::sshd::Sshd, key: &Path) {
@@ -200,6 +209,22 @@ fn bastion_prefix(emu: &Emu) -> String {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("join")
+}
+
+/// Waits for every copy (`(process, where it wrote)`) and checks each arrived whole: `want` is
+/// the source's SHA-256.
+async fn all_copied(children: Vec<(std::process::Child, PathBuf)>, want: &str, what: &str) {
+    let results = blocking(move || {
+        children
+            .into_iter()
+            .map(|(c, back)| (c.wait_with_output().expect("wait"), back))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (out, back) in results {
+        assert!(out.status.success(), "{what} failed: {}", stderr_of(&out));
+        assert_eq!(sha256(&std::fs::read(back).expect("copy")), want);
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -377,21 +402,7 @@ async fn eight_connections_through_the_bastion_at_once_while_a_ninth_is_reset() 
         .arg(&ninth_back)
         .stderr(Stdio::piped())
         .output();
-    let results = blocking(move || {
-        children
-            .into_iter()
-            .map(|(c, back)| (c.wait_with_output().expect("wait"), back))
-            .collect::<Vec<_>>()
-    })
-    .await;
-    for (out, back) in results {
-        assert!(
-            out.status.success(),
-            "a parallel scp failed: {}",
-            stderr_of(&out)
-        );
-        assert_eq!(sha256(&std::fs::read(back).expect("copy")), want);
-    }
+    all_copied(children, &want, "a parallel scp").await;
     let ninth = ninth.expect("ninth scp");
     assert!(!ninth.status.success(), "the reset session must fail");
     let said = stderr_of(&ninth);
@@ -461,21 +472,7 @@ async fn eight_connections_through_the_bastion_at_once_while_a_ninth_is_reset() 
         .expect("faults")
         .reset_websocket(1, 20_000);
     let ninth = through_tunnel(&p.home.path().join("tunnel-9.bin")).output();
-    let results = blocking(move || {
-        children
-            .into_iter()
-            .map(|(c, back)| (c.wait_with_output().expect("wait"), back))
-            .collect::<Vec<_>>()
-    })
-    .await;
-    for (out, back) in results {
-        assert!(
-            out.status.success(),
-            "a stream through the tunnel failed: {}",
-            stderr_of(&out)
-        );
-        assert_eq!(sha256(&std::fs::read(back).expect("copy")), want);
-    }
+    all_copied(children, &want, "a stream through the tunnel").await;
     assert!(
         !ninth.expect("ninth").status.success(),
         "the reset stream must fail"
@@ -553,19 +550,7 @@ async fn the_identity_file_goes_to_the_destination_and_never_to_a_jump_host() {
     let p = Private::prepare(emu, "private-bastion", &target_key, vec![vnet], port).await;
     p.trust_jump_host(&jump, &jump.ed25519_key);
     let hop = format!("{}@127.0.0.1:{}", jump.user, jump.port);
-    let t = p.azssh(&[
-        "connect",
-        "-g",
-        &p.vm.resource_group,
-        "-n",
-        &p.vm.name,
-        "-i",
-        &target_key.display().to_string(),
-        "--jump",
-        &hop,
-        "--",
-        "hostname",
-    ]);
+    let t = p.hostname_through(&target_key, &hop);
     let out = blocking(move || t.run()).await;
     let log = jump.log();
     assert!(
@@ -604,19 +589,7 @@ async fn a_real_sshd_on_loopback_is_the_jump_host_to_a_private_guest() {
     let key = jump.ed25519_key.display().to_string();
     let before = websockets(&p.emu);
     let t = p
-        .azssh(&[
-            "connect",
-            "-g",
-            &p.vm.resource_group,
-            "-n",
-            &p.vm.name,
-            "-i",
-            &key,
-            "--jump",
-            &hop,
-            "--",
-            "hostname",
-        ])
+        .hostname_through(Path::new(&key), &hop)
         .stderr_contains("through jump host");
     let out = blocking(move || t.run()).await;
     let computer = p.vm.computer_name.clone().expect("computer name");
@@ -647,19 +620,7 @@ async fn a_real_sshd_on_loopback_is_the_jump_host_to_a_private_guest() {
     )
     .expect("write");
     let t = p
-        .azssh(&[
-            "connect",
-            "-g",
-            &p.vm.resource_group,
-            "-n",
-            &p.vm.name,
-            "-i",
-            &key,
-            "--jump",
-            &hop,
-            "--",
-            "hostname",
-        ])
+        .hostname_through(Path::new(&key), &hop)
         .status(1)
         .stderr_contains("is not a known host");
     blocking(move || t.run()).await;
