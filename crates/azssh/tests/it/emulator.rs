@@ -92,6 +92,15 @@ impl Emu {
         })
         .await
     }
+    /// A world big enough to hold JIT policies (60 VMs), fast.
+    async fn with_jit_policies() -> Emu {
+        Self::start(EmulatorConfig {
+            speed: 1000.0,
+            vms: 60,
+            ..Default::default()
+        })
+        .await
+    }
     fn sub(&self) -> String {
         format!("/subscriptions/{}", self.handle.subscription_id())
     }

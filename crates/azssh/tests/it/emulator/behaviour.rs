@@ -75,12 +75,7 @@ async fn nsg_rules_gate_the_ssh_port_by_source() {
 
 #[tokio::test]
 async fn jit_initiate_opens_a_time_boxed_rule() {
-    let emu = Emu::start(EmulatorConfig {
-        vms: 60,
-        speed: 1000.0,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::with_jit_policies().await;
     let policies = emu.jit_policies().await;
     let policy = &policies["value"][0];
     assert_shape(

@@ -788,12 +788,7 @@ async fn graph_top_over_1000_is_refused() {
 
 #[tokio::test]
 async fn jit_request_beyond_policy_ports_is_refused() {
-    let emu = Emu::start(EmulatorConfig {
-        vms: 60,
-        speed: 1000.0,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::with_jit_policies().await;
     let policies = emu.jit_policies().await;
     let policy = &policies["value"][0];
     let vm_id = policy["properties"]["virtualMachines"][0]["id"].clone();
