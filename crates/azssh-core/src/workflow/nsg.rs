@@ -513,7 +513,7 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
     Ok(outcome)
 }
 
-fn nsg_name(id: &str) -> &str {
+pub(super) fn nsg_name(id: &str) -> &str {
     id.trim_end_matches('/').rsplit('/').next().unwrap_or(id)
 }
 

@@ -12,7 +12,9 @@ use crate::azure::client::ArmClient;
 use crate::azure::network::{self, SecurityRule, SecurityRuleProperties, validate_source};
 use crate::azure::resource_id::same_id;
 use crate::azure::vm::Vm;
-use crate::workflow::nsg::{CloseWhat, canonical, reaches_vm, rule_name_for, set_destinations};
+use crate::workflow::nsg::{
+    CloseWhat, canonical, nsg_name, reaches_vm, rule_name_for, set_destinations,
+};
 use crate::workflow::nsg_writes;
 
 type Result<T> = std::result::Result<T, super::error::WorkflowError>;
@@ -122,10 +124,10 @@ pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result
         let Some(rule) = network::get_security_rule(client, nsg, &name).await? else {
             continue;
         };
-        let nsg_name = nsg.trim_end_matches('/').rsplit('/').next().unwrap_or(nsg);
+        let shown = nsg_name(nsg);
         let left_alone = |why: &str| {
             crate::notice::warn(&format!(
-                "rule `{name}` on `{nsg_name}` is left in place: {why}; remove it yourself (`az network nsg rule delete`) if that is meant"
+                "rule `{name}` on `{shown}` is left in place: {why}; remove it yourself (`az network nsg rule delete`) if that is meant"
             ));
         };
         match plan(&rule, source, private_ip) {
