@@ -68,6 +68,16 @@ impl EmuBuilder {
         self
     }
 
+    /// Guests of the test's own making (a double that echoes scripts, or model guests the test
+    /// keeps handles to and faults per VM) instead of the wired Windows guests: RunCommand and
+    /// the OpenSSH extension reach `factory`, and no guest sshd is served (a test that needs
+    /// one serves it itself), so `.guests()` and `AZSSH_SSH_PORT` are absent.
+    pub fn guest_factory(mut self, factory: Arc<dyn crate::GuestFactory>) -> Self {
+        self.config.guests = Some(factory);
+        self.guests = false;
+        self
+    }
+
     /// Starts on the current Tokio runtime.
     pub async fn try_start(self) -> Result<Emu, EmulatorError> {
         if self.guests {

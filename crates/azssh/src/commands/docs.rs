@@ -1,14 +1,15 @@
-//! `azssh docs`: the function reference generated from the engine's own metadata, so it can
-//! never drift from what is registered; `--definitions DIR` writes `.d.rhai` files for editors.
+//! `azssh docs`: the function reference rendered from the script catalog (the engine's own
+//! metadata, read once), so it can never drift from what is registered nor from what the REPL
+//! completes; `--definitions DIR` writes rhai's `.d.rhai` files for editors.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-use serde_json::Value;
 
 use crate::cli::{DocsArgs, GlobalArgs};
 use crate::error::AppError;
 use crate::output;
 use crate::script::bridge::{Bridge, Cancel};
+use crate::script::catalog::{Catalog, Origin};
 use crate::script::context::ScriptContext;
 use crate::script::engine::{self, Limits};
 
@@ -38,94 +39,144 @@ pub fn docs(global: &GlobalArgs, args: DocsArgs) -> Result<(), AppError> {
         );
         return Ok(());
     }
-    let json = engine
-        .gen_fn_metadata_to_json(false)
-        .map_err(|e| AppError::usage(format!("cannot read the engine's metadata: {e}"), None))?;
-    let meta: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-    output::data_line(&markdown(&meta));
+    output::data_line(&markdown(&Catalog::from_engine(&engine, None)));
     Ok(())
 }
 
 /// One section per function name: its signatures, then its doc comment (which carries the example).
-pub fn markdown(meta: &Value) -> String {
-    let mut functions: Vec<&Value> = meta["functions"]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    functions.retain(|f| f["namespace"] != "internal" || f["access"] != "private");
-    functions.retain(|f| !f["name"].as_str().unwrap_or("").starts_with("anon$"));
-    functions.sort_by_key(|f| f["name"].as_str().unwrap_or("").to_string());
+pub fn markdown(catalog: &Catalog) -> String {
     let mut out = String::from(
         "# azssh function reference\n\nGenerated from the engine's registered functions (`azssh docs`).\n",
     );
-    out.push_str(&properties(&functions));
-    // Getters are listed above by type; `to_string`/`to_debug` are what `print` uses.
-    functions.retain(|f| {
-        let name = f["name"].as_str().unwrap_or("");
-        !name.starts_with("get$") && name != "to_string" && name != "to_debug"
-    });
+    out.push_str(&properties(catalog));
     let mut last = "";
-    for f in &functions {
-        let name = f["name"].as_str().unwrap_or("");
-        if name != last {
-            out.push_str(&format!("\n## `{name}`\n\n"));
-            last = name;
+    for f in catalog.functions().iter().filter(|f| f.is_documented()) {
+        if f.name != last {
+            out.push_str(&format!("\n## `{}`\n\n", f.name));
+            last = &f.name;
         }
-        let sig = f["signature"].as_str().unwrap_or(name);
-        out.push_str(&format!("```rhai\n{sig}\n```\n"));
-        if let Some(comments) = f["docComments"].as_array() {
-            for c in comments {
-                let text: Vec<&str> = c
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .map(|l| {
-                        l.trim_start()
-                            .trim_start_matches("///")
-                            .strip_prefix(' ')
-                            .unwrap_or(l.trim_start().trim_start_matches("///"))
-                    })
-                    .collect();
-                out.push('\n');
-                let text: Vec<String> = text
-                    .iter()
-                    .map(|l| match l.strip_prefix("# ") {
-                        Some(heading) => format!("**{heading}**"),
-                        None => l.to_string(),
-                    })
-                    .collect();
-                out.push_str(&text.join("\n"));
-                out.push('\n');
-            }
+        out.push_str(&format!("```rhai\n{}\n```\n", f.signature));
+        if !f.doc.is_empty() {
+            let text: Vec<String> = f
+                .doc
+                .lines()
+                .map(|l| match l.strip_prefix("# ") {
+                    Some(heading) => format!("**{heading}**"),
+                    None => l.to_string(),
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&text.join("\n"));
+            out.push('\n');
         }
     }
     out
 }
 
-/// `get$x(_: &mut Vm)` entries as one "Properties" line per type: `Vm`: `id`, `name`, ...
-fn properties(functions: &[&Value]) -> String {
-    let mut by_type: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for f in functions {
-        let name = f["name"].as_str().unwrap_or("");
-        let Some(prop) = name.strip_prefix("get$") else {
-            continue;
-        };
-        let ty = f["params"][0]["type"]
-            .as_str()
-            .unwrap_or("")
-            .trim_start_matches("&mut ")
-            .rsplit("::")
-            .next()
-            .unwrap_or("")
-            .to_string();
-        by_type.entry(ty).or_default().push(format!("`{prop}`"));
+/// azssh's getters as one "Properties" line per type: `Vm`: `id`, `name`, ...
+fn properties(catalog: &Catalog) -> String {
+    let mut by_type: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for f in catalog.functions() {
+        if let (Origin::Azssh, Some(prop), Some(ty)) = (f.origin, f.property(), &f.receiver) {
+            by_type.entry(ty).or_default().insert(prop);
+        }
     }
     let mut out = String::new();
     if !by_type.is_empty() {
         out.push_str("\n## Properties\n\nRead them as `value.name`, e.g. `v.power_state`.\n\n");
         for (ty, props) in by_type {
+            let props: Vec<String> = props.iter().map(|p| format!("`{p}`")).collect();
             out.push_str(&format!("- `{ty}`: {}\n", props.join(", ")));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use rhai::Scope;
+
+    use crate::repl::complete::{self, Context};
+    use crate::repl::names::NameCache;
+    use crate::script::context::Settings;
+
+    fn product_catalog() -> Catalog {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ctx = Arc::new(ScriptContext::new(
+            Bridge::new(rt.handle().clone(), Cancel::new(None)),
+            Settings::default(),
+            Limits::default(),
+        ));
+        Catalog::from_engine(&engine::build(&ctx), None)
+    }
+
+    /// Docs and REPL completion once read the metadata separately and drifted: the functions
+    /// `azssh docs` has a section for are exactly azssh's functions Tab offers (less the
+    /// `to_string`/`to_debug` hooks `print` uses, which docs leaves out on purpose).
+    #[test]
+    fn docs_and_completion_offer_the_same_functions() {
+        let catalog = product_catalog();
+        let text = markdown(&catalog);
+        let documented: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("## `")?.strip_suffix('`'))
+            .collect();
+        assert!(documented.len() >= 40, "{documented:?}");
+        let (scope, names) = (Scope::new(), NameCache::default());
+        let cx = Context {
+            catalog: &catalog,
+            scope: &scope,
+            names: &names,
+        };
+        let mut completed = BTreeSet::new();
+        for first in ('a'..='z').chain(['_']) {
+            let typed = first.to_string();
+            for candidate in complete::complete(&typed, typed.len(), &cx).1 {
+                let Some(name) = candidate.replacement.strip_suffix('(') else {
+                    continue;
+                };
+                let own = catalog
+                    .overloads(name)
+                    .iter()
+                    .any(|f| f.origin == Origin::Azssh);
+                if own && !matches!(name, "to_string" | "to_debug") {
+                    completed.insert(name.to_string());
+                }
+            }
+        }
+        let completed: BTreeSet<&str> = completed.iter().map(String::as_str).collect();
+        assert_eq!(documented, completed);
+    }
+
+    /// rhai's function tables iterate in an order that changes from run to run; the reference
+    /// lists overloads by parameter count, then by signature, so it does not.
+    #[test]
+    fn overloads_are_listed_in_a_fixed_order() {
+        let text = markdown(&product_catalog());
+        let signatures: Vec<&str> = text
+            .split("\n## `")
+            .find(|s| s.starts_with("close_port`"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("close_port(vm: "))
+            .collect();
+        assert_eq!(
+            signatures,
+            [
+                "close_port(vm: Vm, name: string) -> bool",
+                "close_port(vm: Vm, options: map) -> bool"
+            ]
+        );
+    }
+
+    #[test]
+    fn properties_are_listed_by_type() {
+        let text = markdown(&product_catalog());
+        let vm = text.lines().find(|l| l.starts_with("- `Vm`: ")).unwrap();
+        assert!(vm.contains("`power_state`"), "{vm}");
+        assert!(text.contains("- `Session`: "), "{text}");
+        assert!(!text.contains("get$"), "getters are not sections");
+    }
 }

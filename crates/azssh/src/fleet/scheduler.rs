@@ -355,7 +355,7 @@ fn evaluate(
             e,
             &job.script.name,
             &Sources(&job.script),
-            &engine::signatures(&engine),
+            engine::catalog(&engine),
         );
         let message = match d.line {
             Some(line) if !d.file.is_empty() => format!("{} ({}:{line})", d.message, d.file),

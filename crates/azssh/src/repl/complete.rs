@@ -8,10 +8,10 @@ use std::path::Path;
 
 use rhai::{Dynamic, Map, Scope};
 
-use crate::repl::catalog::Catalog;
 use crate::repl::input::{self, OpenString};
 use crate::repl::meta;
 use crate::repl::names::NameCache;
+use crate::script::catalog::{self, Catalog};
 use crate::script::resolver::{STDLIB_PREFIX, stdlib_names};
 
 const KEYWORDS: &[&str] = &[
@@ -43,19 +43,11 @@ impl Candidate {
     }
 }
 
-/// A module imported this session (`import "azssh/retry" as retry;`) and its functions.
-#[derive(Debug, Clone, Default)]
-pub struct ModuleInfo {
-    pub alias: String,
-    pub functions: Vec<String>,
-}
-
 /// What completion may read.
 pub struct Context<'a> {
     pub catalog: &'a Catalog,
     pub scope: &'a Scope<'static>,
     pub names: &'a NameCache,
-    pub modules: &'a [ModuleInfo],
 }
 
 /// Candidates for the word ending at byte `pos` of `line`, and the byte where that word starts.
@@ -121,23 +113,20 @@ fn identifiers(word: &str, cx: &Context) -> Vec<Candidate> {
             .map(|k| Candidate::same(k)),
     );
     out.extend(
-        cx.modules
-            .iter()
-            .filter(|m| m.alias.starts_with(word))
-            .map(|m| Candidate {
-                display: format!("{}::", m.alias),
-                replacement: format!("{}::", m.alias),
-            }),
+        cx.catalog
+            .modules()
+            .filter(|(alias, _)| alias.starts_with(word))
+            .map(|(alias, _)| Candidate::same(&format!("{alias}::"))),
     );
     out
 }
 
 fn module_functions(alias: &str, word: &str, cx: &Context) -> Vec<Candidate> {
     let alias = &alias[word_start(alias)..];
-    cx.modules
-        .iter()
-        .filter(|m| m.alias == alias)
-        .flat_map(|m| m.functions.iter())
+    cx.catalog
+        .modules()
+        .filter(|(a, _)| *a == alias)
+        .flat_map(|(_, functions)| functions)
         .filter(|f| f.starts_with(word))
         .map(|f| Candidate::function(f))
         .collect()
@@ -164,7 +153,7 @@ fn members(receiver: &str, word: &str, cx: &Context) -> Vec<Candidate> {
         }
     }
     let value = nested.as_ref().unwrap_or(root);
-    let typ = cx.catalog.display_type(value.type_name());
+    let typ = cx.catalog.type_of(value);
     let mut out = Vec::new();
     if let Some(map) = value.read_lock::<Map>() {
         out.extend(
@@ -214,15 +203,19 @@ fn complete_meta(before: &str, cx: &Context) -> (usize, Vec<Candidate>) {
         Some((":help" | ":h", arg)) => {
             let arg = arg.trim_start();
             let start = before.len() - arg.len();
-            let names = cx.catalog.function_names();
-            (
-                start,
-                names
-                    .iter()
-                    .filter(|n| n.starts_with(arg))
-                    .map(|n| Candidate::same(n))
-                    .collect(),
-            )
+            // What `:help` answers: functions, then stdlib modules and globals.
+            let mut out: Vec<Candidate> = cx
+                .catalog
+                .function_names()
+                .iter()
+                .cloned()
+                .chain(catalog::help_topics())
+                .filter(|n| n.starts_with(arg))
+                .map(|n| Candidate::same(&n))
+                .collect();
+            out.sort_by(|a, b| a.display.cmp(&b.display));
+            out.dedup();
+            (start, out)
         }
         Some((":load" | ":save" | ":l", arg)) => {
             let arg = arg.trim_start();
@@ -314,8 +307,16 @@ fn paths(typed: &str) -> Vec<Candidate> {
 mod tests {
     use super::*;
 
+    /// Two script functions, and the stdlib's `retry` imported as `retry` (as the REPL does).
     fn catalog() -> Catalog {
-        let engine = rhai::Engine::new();
+        let mut engine = rhai::Engine::new();
+        let depth = crate::script::engine::Limits::DEFAULT.max_expr_depth;
+        engine.set_max_expr_depths(depth, depth);
+        let retry = engine
+            .compile(crate::script::bundled::stdlib("retry").unwrap())
+            .unwrap();
+        let module = rhai::Module::eval_ast_as_new(Scope::new(), &retry, &engine).unwrap();
+        engine.register_static_module("retry", module.into());
         let ast = engine
             .compile("fn parse_json(text) { text } fn parse_jump() {}")
             .unwrap();
@@ -324,15 +325,10 @@ mod tests {
 
     fn run(line: &str, scope: &Scope<'static>, names: &NameCache) -> (usize, Vec<String>) {
         let catalog = catalog();
-        let modules = [ModuleInfo {
-            alias: "retry".into(),
-            functions: vec!["retry".into()],
-        }];
         let cx = Context {
             catalog: &catalog,
             scope,
             names,
-            modules: &modules,
         };
         let (start, c) = complete(line, line.len(), &cx);
         (start, c.into_iter().map(|c| c.replacement).collect())
@@ -376,7 +372,6 @@ mod tests {
             catalog: &catalog,
             scope: &scope,
             names: &names,
-            modules: &[],
         };
         let got = |line: &str| -> Vec<String> {
             complete(line, line.len(), &cx)
@@ -429,6 +424,8 @@ mod tests {
         assert_eq!(c, vec!["azssh/retry"]);
         let (_, c) = run("retry::re", &Scope::new(), &NameCache::default());
         assert_eq!(c, vec!["retry("]);
+        let (_, c) = run("let r = ret", &Scope::new(), &NameCache::default());
+        assert!(c.contains(&"retry::".to_string()), "{c:?}");
     }
 
     #[test]
@@ -437,6 +434,8 @@ mod tests {
         assert_eq!(c, vec![":help"]);
         let (start, c) = run(":help parse_ju", &Scope::new(), &NameCache::default());
         assert_eq!((start, c), (6, vec!["parse_jump".to_string()]));
+        let (_, c) = run(":help AR", &Scope::new(), &NameCache::default());
+        assert_eq!(c, vec!["ARGS"]);
     }
 
     #[test]

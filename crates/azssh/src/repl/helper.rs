@@ -11,9 +11,9 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
-use crate::repl::catalog::Catalog;
 use crate::repl::input;
 use crate::repl::session::{Shared, lock};
+use crate::script::catalog::Catalog;
 
 pub struct ReplHelper {
     shared: Arc<Mutex<Shared>>,
@@ -77,7 +77,6 @@ pub fn signature_hint(catalog: &Catalog, before: &str) -> Option<String> {
             word
         }
     };
-    let name = name.rsplit("::").next().unwrap_or(name);
     let overloads = catalog.overloads(name);
     if overloads.is_empty() {
         return None;

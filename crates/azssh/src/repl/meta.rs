@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::repl::catalog::Catalog;
 use crate::repl::error::ReplError;
+use crate::script::catalog::Catalog;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Meta {
@@ -85,7 +85,7 @@ pub fn help_for(catalog: &Catalog, name: &str) -> Option<String> {
         return None;
     }
     let mut out = String::new();
-    for f in overloads {
+    for f in &overloads {
         out.push_str(&f.signature);
         out.push('\n');
     }

@@ -6,8 +6,10 @@
 //! cooked mode then, so Ctrl-C arrives as SIGINT) and draws a spinner after 300 ms; at the prompt
 //! rustyline has the terminal in raw mode and Ctrl-C is just a key that clears the line.
 
-pub mod catalog;
 pub mod complete;
+/// The script catalog is what completion reads; `benches/completion.rs` (not this branch's file)
+/// still names it `azssh::repl::catalog`.
+pub use crate::script::catalog;
 pub mod error;
 pub mod helper;
 pub mod history;
@@ -236,7 +238,7 @@ fn run_meta(session: &mut Session, command: Meta, interrupts: &Interrupts, forma
                 .function_names()
                 .iter()
                 .cloned()
-                .chain(module_help::names())
+                .chain(crate::script::catalog::help_topics())
                 .collect();
             drop(shared);
             match text {
@@ -330,7 +332,7 @@ fn vars(session: &Session) -> String {
             };
             serde_json::json!({
                 "name": if constant { format!("{name} (const)") } else { name.to_string() },
-                "type": shared.catalog.display_type(value.type_name()),
+                "type": shared.catalog.type_of(value),
                 "value": preview,
             })
         })

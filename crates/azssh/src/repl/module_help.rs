@@ -1,22 +1,8 @@
 //! `:help` beyond the engine's own functions: the stdlib modules (`:help retry`, `:help
-//! retry::retry`, `:help azssh/retry`), read from their embedded sources (`//!` line, then each
-//! `fn` with its `///` comment), and the globals a script may find set (`ARGS`, `vm`).
+//! retry::retry`, `:help azssh/retry`) and the globals a script may find set (`ARGS`, `vm`),
+//! rendered from the script catalog's topics.
 
-use rhai::Engine;
-
-use crate::script::bundled;
-
-/// The globals scripts see without declaring them, and what sets them.
-pub const GLOBALS: &[(&str, &str)] = &[
-    (
-        "ARGS",
-        "ARGS: map (constant)\n\nThe script's arguments: `azssh run FILE --arg key=value` (values are JSON when they parse, else strings),\n`azssh repl --arg key=value` here, and under `azssh fleet` also `ARGS.vm`. Empty when none were given.\n\n    let port = ARGS.port ?? 22;",
-    ),
-    (
-        "vm",
-        "vm: Vm (fleet runs only)\n\nUnder `azssh fleet`, the VM this run is for (also `ARGS.vm`). In the REPL and under `azssh run`,\n`vm(resource_group, name)` is the function that looks one up (`:help vm()`).",
-    ),
-];
+use crate::script::catalog::{self, GLOBALS};
 
 /// Help for `name`: a global, a stdlib module, or `module::function`.
 pub fn help(name: &str) -> Option<String> {
@@ -33,80 +19,36 @@ pub fn help(name: &str) -> Option<String> {
     }
 }
 
-/// Every name `help` knows: globals, modules and `module::function`s (for "did you mean").
-pub fn names() -> Vec<String> {
-    let mut names: Vec<String> = GLOBALS.iter().map(|(n, _)| (*n).to_string()).collect();
-    for (module, _) in bundled::STDLIB {
-        names.push((*module).to_string());
-        for f in functions(module) {
-            names.push(format!("{module}::{}", f.name));
-        }
-    }
-    names
+fn module(name: &str) -> Option<&'static catalog::StdlibModule> {
+    catalog::stdlib().iter().find(|m| m.name == name)
 }
 
-struct ScriptFn {
-    name: String,
-    signature: String,
-    doc: String,
-}
-
-/// The module's functions with their doc comments, parsed (never run) from its source.
-fn functions(module: &str) -> Vec<ScriptFn> {
-    let Some(source) = bundled::stdlib(module) else {
-        return Vec::new();
-    };
-    let engine = parser();
-    let Ok(ast) = engine.compile(source) else {
-        return Vec::new();
-    };
-    ast.iter_functions()
-        .map(|f| ScriptFn {
-            name: f.name.to_string(),
-            signature: format!("{module}::{}({})", f.name, f.params.join(", ")),
-            doc: f
-                .comments
-                .iter()
-                .flat_map(|c| c.lines())
-                .map(|l| l.trim_start().trim_start_matches("///").trim())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        })
-        .collect()
-}
-
-/// A bare engine to parse the embedded modules, with the script limits' expression depth (the
-/// raw engine's own default is shallower than the product's).
-fn parser() -> Engine {
-    let mut engine = Engine::new_raw();
-    let depth = crate::script::engine::Limits::DEFAULT.max_expr_depth;
-    engine.set_max_expr_depths(depth, depth);
-    engine
-}
-
-fn module_help(module: &str) -> Option<String> {
-    let source = bundled::stdlib(module)?;
+fn module_help(name: &str) -> Option<String> {
+    let module = module(name)?;
     let mut out = format!(
-        "module `azssh/{module}`: {}\n\n    import \"azssh/{module}\" as {module};\n\n",
-        bundled::description(source)
+        "module `azssh/{name}`: {}\n\n    import \"azssh/{name}\" as {name};\n\n",
+        module.description
     );
-    for f in functions(module) {
+    for f in &module.functions {
         let first = f.doc.lines().next().unwrap_or_default();
-        out.push_str(&format!("  {}\n      {first}\n", f.signature));
+        out.push_str(&format!("  {name}::{}\n      {first}\n", f.signature));
     }
     Some(out.trim_end().to_string())
 }
 
-fn function_help(module: &str, function: &str) -> Option<String> {
+fn function_help(module_name: &str, function: &str) -> Option<String> {
     let function = function.trim_end_matches("()");
-    let f = functions(module).into_iter().find(|f| f.name == function)?;
-    let mut out = f.signature;
+    let f = module(module_name)?
+        .functions
+        .iter()
+        .find(|f| f.name == function)?;
+    let mut out = format!("{module_name}::{}", f.signature);
     if !f.doc.is_empty() {
         out.push_str("\n\n");
         out.push_str(&f.doc);
     }
     out.push_str(&format!(
-        "\n\n(from `import \"azssh/{module}\" as {module};`)"
+        "\n\n(from `import \"azssh/{module_name}\" as {module_name};`)"
     ));
     Some(out)
 }
@@ -139,17 +81,9 @@ mod tests {
     }
 
     #[test]
-    fn every_stdlib_module_parses_for_help() {
-        for (module, source) in bundled::STDLIB {
-            let parsed = parser().compile(source);
-            assert!(parsed.is_ok(), "{module}: {parsed:?}");
-        }
-    }
-
-    #[test]
     fn globals_are_explained() {
         assert!(help("ARGS").unwrap().contains("--arg key=value"));
         assert!(help("nope").is_none());
-        assert!(names().contains(&"retry::retry".to_string()));
+        assert!(catalog::help_topics().contains(&"retry::retry".to_string()));
     }
 }

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
 use rhai::{Expr, Stmt};
 
-use crate::repl::catalog::Catalog;
-use crate::repl::complete::{self, Candidate, ModuleInfo};
+use crate::repl::complete::{self, Candidate};
 use crate::repl::names::NameCache;
 use crate::repl::progress::Progress;
+use crate::script::catalog::Catalog;
 use crate::script::context::ScriptContext;
 use crate::script::engine;
 use crate::script::error::{self, Diagnostic, SourceLookup};
@@ -23,7 +23,6 @@ pub struct Shared {
     pub scope: Scope<'static>,
     pub catalog: Catalog,
     pub names: NameCache,
-    pub modules: Vec<ModuleInfo>,
 }
 
 impl Shared {
@@ -32,7 +31,6 @@ impl Shared {
             catalog: &self.catalog,
             scope: &self.scope,
             names: &self.names,
-            modules: &self.modules,
         };
         complete::complete(line, pos, &cx)
     }
@@ -60,8 +58,6 @@ pub struct Session {
     saved: Vec<String>,
     sources: BTreeMap<String, String>,
     counter: usize,
-    /// An import happened: the catalog should learn the engine's new static module.
-    catalog_stale: bool,
     /// `ARGS` as scripts see it (empty, or from `azssh repl --arg`), so `:load` of a runbook
     /// that reads `ARGS.x` works as under `azssh run`.
     args: rhai::Map,
@@ -85,7 +81,6 @@ impl Session {
             saved: Vec::new(),
             sources: BTreeMap::new(),
             counter: 0,
-            catalog_stale: false,
             args: rhai::Map::new(),
         }
     }
@@ -94,6 +89,8 @@ impl Session {
     pub fn set_args(&mut self, args: rhai::Map) {
         self.args = args.clone();
         let mut shared = lock(&self.shared);
+        // A constant cannot be set, and a second push listed `ARGS` twice in `:vars`.
+        let _ = shared.scope.remove::<Dynamic>("ARGS");
         shared.scope.push_constant("ARGS", args);
     }
 
@@ -121,7 +118,6 @@ impl Session {
         let mut shared = lock(&self.shared);
         shared.scope = Scope::new();
         shared.scope.push_constant("ARGS", self.args.clone());
-        shared.modules.clear();
         shared.catalog = Catalog::from_engine(&self.engine, None);
     }
 
@@ -158,19 +154,10 @@ impl Session {
             .engine
             .module_resolver()
             .resolve(&self.engine, None, path, pos)?;
-        let functions = module
-            .gen_fn_signatures_with_mapper(std::borrow::Cow::Borrowed)
-            .filter_map(|s| s.split('(').next().map(str::to_string))
-            .collect();
         if !alias.is_empty() {
-            self.catalog_stale = true;
             self.engine.register_static_module(alias, module);
-            let mut shared = lock(&self.shared);
-            shared.modules.retain(|m| m.alias != alias);
-            shared.modules.push(ModuleInfo {
-                alias: alias.to_string(),
-                functions,
-            });
+            // Completion offers `alias::` and its functions from here on.
+            lock(&self.shared).catalog = Catalog::from_engine(&self.engine, Some(&self.functions));
         }
         Ok(())
     }
@@ -194,7 +181,7 @@ impl Session {
         functions.clear_statements();
         self.functions = functions;
         let mut shared = lock(&self.shared);
-        if had_functions || std::mem::take(&mut self.catalog_stale) {
+        if had_functions {
             shared.catalog = Catalog::from_engine(&self.engine, Some(&self.functions));
         }
         let Shared { scope, names, .. } = &mut *shared;
@@ -222,7 +209,7 @@ impl Session {
             e,
             name,
             &Sources(&self.sources),
-            &engine::signatures(&self.engine),
+            &lock(&self.shared).catalog,
         );
         Box::new(hide_current(diag, name))
     }
@@ -299,8 +286,10 @@ mod tests {
         let _ = eval(&mut s, "import \"azssh/retry\" as retry;").unwrap();
         let v = eval(&mut s, "retry::retry(|| 7, 1, 0)").unwrap();
         assert_eq!(v.as_int().unwrap(), 7);
-        assert!(lock(s.shared()).catalog.overloads("twice").len() == 1);
-        assert!(lock(s.shared()).modules.iter().any(|m| m.alias == "retry"));
+        let shared = lock(s.shared());
+        assert!(shared.catalog.overloads("twice").len() == 1);
+        assert!(shared.catalog.modules().any(|(alias, _)| alias == "retry"));
+        assert_eq!(shared.catalog.overloads("retry::retry").len(), 1);
     }
 
     #[test]
@@ -330,6 +319,25 @@ mod tests {
         let _ = eval(&mut s, "[#{resource_group: \"rg-db\", name: \"db01\"}]").unwrap();
         let shared = lock(s.shared());
         assert_eq!(shared.names.groups(""), vec!["rg-db", "rg-web"]);
+    }
+
+    #[test]
+    fn args_are_one_variable_after_set_args() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut s = session(&rt);
+        let mut args = rhai::Map::new();
+        args.insert("port".into(), Dynamic::from(2222_i64));
+        s.set_args(args);
+        let shared = lock(s.shared());
+        let named: Vec<&str> = shared
+            .scope
+            .iter_raw()
+            .map(|(n, ..)| n)
+            .filter(|n| *n == "ARGS")
+            .collect();
+        assert_eq!(named, ["ARGS"]);
+        drop(shared);
+        assert_eq!(eval(&mut s, "ARGS.port").unwrap().as_int().unwrap(), 2222);
     }
 
     #[test]

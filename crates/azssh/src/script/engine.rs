@@ -80,8 +80,8 @@ fn kind_of(err: &crate::script::error::ScriptError) -> &'static str {
     err.kind()
 }
 
-/// Signatures of every function azssh registers (not rhai's standard library), for
-/// "did you mean" hints, docs and completion.
-pub fn signatures(engine: &Engine) -> Vec<String> {
-    engine.gen_fn_signatures(false)
+/// The catalog of what an engine built here offers (functions, signatures, docs, properties),
+/// for "did you mean" hints; read once per process (`Catalog::api`).
+pub fn catalog(engine: &Engine) -> &'static crate::script::catalog::Catalog {
+    crate::script::catalog::Catalog::api(engine)
 }

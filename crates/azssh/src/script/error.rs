@@ -5,6 +5,7 @@
 use rhai::{Dynamic, EvalAltResult, Map, ParseError, Position};
 
 use crate::error::UserError;
+use crate::script::catalog::{Catalog, Origin, normalise_type};
 use azssh_core::error::kind;
 
 /// Errors raised by the scripting layer itself.
@@ -133,13 +134,13 @@ pub fn from_parse(err: &ParseError, file: &str, sources: &dyn SourceLookup) -> D
     diag
 }
 
-/// Renders an uncaught runtime error. `signatures` lists the registered functions, so a
-/// "function not found" can name the overloads that do exist.
+/// Renders an uncaught runtime error. `catalog` lists what the engine offers, so a "function
+/// not found" can name the overloads that do exist and an unknown property the near ones.
 pub fn from_eval(
     err: &EvalAltResult,
     file: &str,
     sources: &dyn SourceLookup,
-    signatures: &[String],
+    catalog: &Catalog,
 ) -> Diagnostic {
     // Walk into nested calls: the innermost error says what happened, the outer ones where.
     let mut notes = Vec::new();
@@ -168,7 +169,7 @@ pub fn from_eval(
             _ => break,
         }
     }
-    let mut diag = describe_leaf(current, signatures);
+    let mut diag = describe_leaf(current, catalog);
     locate(&mut diag, current.position(), &current_file, sources);
     diag.notes = notes;
     diag
@@ -186,7 +187,7 @@ fn map_field(map: &Map, key: &str) -> Option<String> {
     map.get(key).filter(|v| !v.is_unit()).map(|v| v.to_string())
 }
 
-fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
+fn describe_leaf(err: &EvalAltResult, catalog: &Catalog) -> Diagnostic {
     match err {
         EvalAltResult::ErrorRuntime(value, _) | EvalAltResult::ErrorTerminated(value, _) => {
             if let Some(map) = value.read_lock::<Map>()
@@ -204,14 +205,17 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
             Diagnostic::plain(kind, format!("script threw: {text}"), None)
         }
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            // `retry::retri (int)`: a module function keeps its module, as the catalog names it.
             let name = sig.split('(').next().unwrap_or(sig).trim();
-            let name = name.rsplit("::").next().unwrap_or(name);
-            let overloads: Vec<&String> = signatures
-                .iter()
-                .filter(|s| s.split('(').next() == Some(name))
+            let overloads: Vec<&str> = catalog
+                .overloads(name)
+                .into_iter()
+                .filter(|f| f.origin != Origin::Standard)
+                .map(|f| f.signature.as_str())
                 .collect();
             let hint = if overloads.is_empty() {
-                let near = azssh_core::suggest::nearest(name, callable_names(signatures));
+                let names = catalog.suggestible();
+                let near = azssh_core::suggest::nearest(name, names.iter().map(String::as_str));
                 Some(if near.is_empty() {
                     "see `azssh docs` for the functions azssh provides".into()
                 } else {
@@ -264,7 +268,7 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
                 .then(|| "`vm` exists in fleet runs; `ARGS` holds the `--arg key=value` values".into()),
         ),
         EvalAltResult::ErrorDotExpr(text, _) if text.starts_with("Unknown property '") => {
-            let hint = unknown_property_hint(text, signatures);
+            let hint = unknown_property_hint(text, catalog);
             Diagnostic::plain(kind::script::ERROR, lower_first(text), hint)
         }
         other => {
@@ -278,43 +282,15 @@ fn describe_leaf(err: &EvalAltResult, signatures: &[String]) -> Diagnostic {
     }
 }
 
-/// Names scripts call as `name(...)` or `x.name(...)`: no operators, getters or setters.
-fn callable_names(signatures: &[String]) -> Vec<&str> {
-    let mut names: Vec<&str> = signatures
-        .iter()
-        .filter_map(|s| s.split('(').next())
-        .map(str::trim)
-        .filter(|n| {
-            n.chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_')
-        })
-        .filter(|n| !n.contains('$'))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
 /// rhai's "Unknown property 'power_stat' - a getter is not registered for type 'Vm'": the
 /// type's properties nearest to the one asked for (its getters are `get$NAME(Vm)`).
-fn unknown_property_hint(text: &str, signatures: &[String]) -> Option<String> {
+fn unknown_property_hint(text: &str, catalog: &Catalog) -> Option<String> {
     let mut quoted = text.split('\'').skip(1).step_by(2);
     let property = quoted.next()?;
     let type_name = quoted.next()?;
-    let short = type_name.rsplit("::").next().unwrap_or(type_name);
-    let getters: Vec<&str> = signatures
-        .iter()
-        .filter_map(|s| {
-            let rest = s.strip_prefix("get$")?;
-            let (name, params) = rest.split_once('(')?;
-            params
-                .split(')')
-                .next()
-                .is_some_and(|p| p.contains(short))
-                .then_some(name)
-        })
-        .collect();
+    // rhai names the type as Rust does (`i64`); scripts know it as `int`.
+    let short = normalise_type(type_name);
+    let getters: Vec<&str> = catalog.getters_of(&short).collect();
     let near = azssh_core::suggest::nearest(property, getters.iter().copied());
     if !near.is_empty() {
         return Some(format!(
@@ -371,25 +347,49 @@ mod tests {
         );
     }
 
+    #[derive(Clone)]
+    struct Vm;
+    #[derive(Clone)]
+    struct ExecResult;
+
+    /// An engine with a few registered functions and getters, as the product registers them.
+    fn catalog() -> Catalog {
+        let mut engine = rhai::Engine::new();
+        engine
+            .register_type_with_name::<Vm>("Vm")
+            .register_get("power_state", |_: &mut Vm| String::new())
+            .register_get("public_ip", |_: &mut Vm| Dynamic::UNIT)
+            .register_type_with_name::<ExecResult>("ExecResult")
+            .register_get("stdout", |_: &mut ExecResult| String::new());
+        rhai::FuncRegistration::new("parse_json")
+            .with_params_info(["text: &str", "Dynamic"])
+            .register_into_engine(&mut engine, |_: &str| Dynamic::UNIT);
+        rhai::FuncRegistration::new("parse_int")
+            .with_params_info(["s: &str", "i64"])
+            .register_into_engine(&mut engine, |_: &str| 0_i64);
+        Catalog::from_engine(&engine, None)
+    }
+
     #[test]
     fn function_not_found_lists_overloads() {
         let engine = rhai::Engine::new();
         let err = engine.eval::<()>("parse_int()").unwrap_err();
-        let sigs = vec!["parse_int(s: &str) -> i64".to_string()];
-        let d = from_eval(&err, "t.rhai", &One("parse_int()"), &sigs);
+        let d = from_eval(&err, "t.rhai", &One("parse_int()"), &catalog());
         assert!(d.message.contains("parse_int"), "{}", d.message);
-        assert!(d.hint.unwrap().contains("parse_int(s: &str)"));
+        let hint = d.hint.unwrap();
+        assert!(hint.contains("parse_int(s: &str)"), "{hint}");
+        assert_eq!(
+            hint.matches("parse_int(").count(),
+            1,
+            "rhai's own overloads stay out: {hint}"
+        );
     }
 
     #[test]
     fn a_mistyped_function_gets_the_nearest_names() {
         let engine = rhai::Engine::new();
         let err = engine.eval::<()>("pars_json(\"1\")").unwrap_err();
-        let sigs = vec![
-            "parse_json(text: &str) -> Dynamic".to_string(),
-            "get$power_state(vm: &mut Vm) -> String".to_string(),
-        ];
-        let d = from_eval(&err, "t.rhai", &One("pars_json(\"1\")"), &sigs);
+        let d = from_eval(&err, "t.rhai", &One("pars_json(\"1\")"), &catalog());
         assert_eq!(
             d.hint.as_deref(),
             Some("did you mean `parse_json`? (`azssh docs` lists every function)")
@@ -397,20 +397,50 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_module_function_gets_the_modules_names() {
+        let mut engine = rhai::Engine::new();
+        let ast = engine.compile("fn retry(f, n, d) { f.call() }").unwrap();
+        let module = rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, &engine).unwrap();
+        engine.register_static_module("retry", module.into());
+        let catalog = Catalog::from_engine(&engine, None);
+        let err = engine.eval::<()>("retry::retri(1)").unwrap_err();
+        let d = from_eval(&err, "t.rhai", &One("retry::retri(1)"), &catalog);
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("did you mean `retry::retry`? (`azssh docs` lists every function)")
+        );
+        let err = engine.eval::<()>("retry::retry(1)").unwrap_err();
+        let d = from_eval(&err, "t.rhai", &One("retry::retry(1)"), &catalog);
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("`retry::retry` exists as: `retry(f, n, d)`")
+        );
+    }
+
+    #[test]
+    fn a_mistyped_property_of_rhais_own_types_uses_script_names() {
+        let catalog = Catalog::from_engine(&rhai::Engine::new(), None);
+        let text = "Unknown property 'lenn' - a getter is not registered for type 'string'";
+        assert_eq!(
+            unknown_property_hint(text, &catalog).as_deref(),
+            Some("did you mean `len`?")
+        );
+        let text = "Unknown property 'zzz' - a getter is not registered for type 'i64'";
+        let hint = unknown_property_hint(text, &catalog).unwrap_or_default();
+        assert!(hint.starts_with("`int` has "), "{hint}");
+    }
+
+    #[test]
     fn a_mistyped_property_gets_the_types_nearest_properties() {
-        let sigs = vec![
-            "get$power_state(vm: &mut Vm) -> String".to_string(),
-            "get$public_ip(vm: &mut Vm) -> Dynamic".to_string(),
-            "get$stdout(r: &mut ExecResult) -> String".to_string(),
-        ];
+        let catalog = catalog();
         let text = "Unknown property 'power_stat' - a getter is not registered for type 'Vm'";
         assert_eq!(
-            unknown_property_hint(text, &sigs).as_deref(),
+            unknown_property_hint(text, &catalog).as_deref(),
             Some("did you mean `power_state`?")
         );
         let text = "Unknown property 'zzz' - a getter is not registered for type 'Vm'";
         assert_eq!(
-            unknown_property_hint(text, &sigs).as_deref(),
+            unknown_property_hint(text, &catalog).as_deref(),
             Some("`Vm` has power_state, public_ip")
         );
     }
@@ -418,7 +448,7 @@ mod tests {
     #[test]
     fn catchable_map_keeps_kind_message_hint() {
         let err = to_rhai(&ScriptError::bad_argument("bad port", Some("use 1-65535")));
-        let d = from_eval(&err, "t.rhai", &One(""), &[]);
+        let d = from_eval(&err, "t.rhai", &One(""), &Catalog::default());
         assert_eq!(d.kind, "script.bad_argument");
         assert_eq!(d.message, "bad port");
         assert_eq!(d.hint.as_deref(), Some("use 1-65535"));

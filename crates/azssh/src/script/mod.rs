@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bridge;
 pub mod bundled;
+pub mod catalog;
 pub mod context;
 pub mod engine;
 pub mod error;

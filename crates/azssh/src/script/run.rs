@@ -190,7 +190,7 @@ pub fn run_with(
                 &e,
                 &script.name,
                 &sources,
-                &engine::signatures(engine),
+                engine::catalog(engine),
             ))
         })
 }

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azssh::emulator::{
-    Emulator, EmulatorConfig, EmulatorHandle, GuestFactory, GuestOutput, GuestRuntime, GuestSpec,
-    PowerState,
+    EmulatorHandle, GuestFactory, GuestOutput, GuestRuntime, GuestSpec, PowerState,
 };
+use azssh_emulator::testing::{self, EmuBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -53,9 +53,18 @@ impl GuestFactory for EchoFactory {
     }
 }
 
+/// The shared fixture with the echo guests, and an HTTP client for raw ARM calls.
 struct Emu {
-    handle: EmulatorHandle,
+    handle: Arc<EmulatorHandle>,
     http: reqwest::Client,
+    // Declared last: the servers stop when the fixture drops.
+    _fixture: testing::Emu,
+}
+
+/// The fixture at Azure's own pace (speed 1) and with ARM's throttling on, as these wire tests
+/// measure them; the tests that need less say so (`.speed(1000.0)`, `.throttling(false)`).
+fn arm() -> EmuBuilder {
+    testing::Emu::builder().speed(1.0).throttling(true)
 }
 
 struct Answer {
@@ -71,35 +80,24 @@ impl Answer {
 }
 
 impl Emu {
-    async fn start(config: EmulatorConfig) -> Emu {
-        let handle = Emulator::start(EmulatorConfig {
-            guests: Some(Arc::new(EchoFactory)),
-            ..config
-        })
-        .await
-        .unwrap();
+    async fn start(builder: EmuBuilder) -> Emu {
+        let fixture = builder.guest_factory(Arc::new(EchoFactory)).start().await;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        Emu { handle, http }
+        Emu {
+            handle: fixture.handle.clone(),
+            http,
+            _fixture: fixture,
+        }
     }
     async fn fast() -> Emu {
-        Self::start(EmulatorConfig {
-            speed: 1000.0,
-            vms: 24,
-            ..Default::default()
-        })
-        .await
+        Self::start(arm().speed(1000.0).vms(24)).await
     }
     /// A world big enough to hold JIT policies (60 VMs), fast.
     async fn with_jit_policies() -> Emu {
-        Self::start(EmulatorConfig {
-            speed: 1000.0,
-            vms: 60,
-            ..Default::default()
-        })
-        .await
+        Self::start(arm().vms(60).speed(1000.0)).await
     }
     fn sub(&self) -> String {
         format!("/subscriptions/{}", self.handle.subscription_id())

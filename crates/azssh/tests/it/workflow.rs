@@ -3,10 +3,11 @@
 //! model shows the end state: sshd running and Automatic, firewall rule on, key file UTF-8
 //! without BOM with the SID-based ACL, host keys pinned.
 //!
-//! The tests plug the guest model (`SharedGuest`) into the emulator's guest seam themselves and
-//! serve a guest's sshd on its loopback "public IP" with `GuestSshServer`, admitting only what
-//! the VM's NSGs admit, so they control per-VM faults (a failing capability install) and the
-//! moment a rebuilt host key is served.
+//! The emulator starts through the shared fixture (`Emu::builder()`), with the guest model
+//! (`SharedGuest`) plugged into its guest seam by the tests (`guest_factory`); they serve a
+//! guest's sshd on its loopback "public IP" with `GuestSshServer`, admitting only what the VM's
+//! NSGs admit, so they control per-VM faults (a failing capability install) and the moment a
+//! rebuilt host key is served.
 #![allow(clippy::unwrap_used)]
 
 mod close_port;
@@ -24,9 +25,9 @@ use azssh::emulator::guest_ssh::{
     ExecOutcome, GuestAccess, GuestPort, GuestSshHandle, GuestSshServer, reserve_guest_port,
 };
 use azssh::emulator::{
-    Emulator, EmulatorConfig, EmulatorHandle, GuestFactory, GuestOutput, GuestRuntime, GuestSpec,
-    PowerState, WindowsRelease,
+    EmulatorHandle, GuestFactory, GuestOutput, GuestRuntime, GuestSpec, PowerState, WindowsRelease,
 };
+use azssh_emulator::testing::Emu;
 use serde_json::Value;
 
 use crate::harness::{Test, stdout_of};
@@ -110,6 +111,8 @@ struct Env {
     handle: Arc<EmulatorHandle>,
     guests: Arc<Guests>,
     home: tempfile::TempDir,
+    // Declared last: the servers stop when the fixture drops.
+    emu: Emu,
 }
 
 impl Env {
@@ -119,30 +122,23 @@ impl Env {
             root: home.path().join("guests"),
             ..Default::default()
         });
-        let handle = Emulator::start(EmulatorConfig {
-            vms: 40,
-            seed: 3,
-            speed: 1000.0,
-            throttling: false,
-            guests: Some(guests.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let emu = Emu::builder()
+            .vms(40)
+            .seed(3)
+            .guest_factory(guests.clone())
+            .start()
+            .await;
         Env {
-            handle: Arc::new(handle),
+            handle: emu.handle.clone(),
             guests,
             home,
+            emu,
         }
     }
 
     /// The binary, pointed at the emulator, with its own home and config dir.
     fn azssh(&self, args: &[&str]) -> Test {
-        Test::new()
-            .args(args)
-            .env("AZSSH_ARM_ENDPOINT", self.handle.endpoint())
-            .env("AZSSH_ACCESS_TOKEN", self.handle.token().expose())
-            .env("AZURE_SUBSCRIPTION_ID", self.handle.subscription_id())
+        Test::azssh(&self.emu, args)
             .env("AZSSH_OUTPUT", "json")
             .env("HOME", &self.home.path().display().to_string())
             .env(

@@ -66,14 +66,22 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         });
     // `--arg name=1234` arrives as a number (ARGS values are parsed as JSON): still a name.
     let c = ctx.clone();
-    engine.register_fn("vm", move |rg: Dynamic, name: Dynamic| -> RhaiResult<Vm> {
-        let (rg, name) = (name_arg("resource_group", rg)?, name_arg("name", name)?);
-        let arm = c.arm()?;
-        c.bridge
-            .block_on(&format!("reading VM `{name}`"), async move {
-                vm::get_vm(&arm, &rg, &name).await
-            })
-    });
+    FuncRegistration::new("vm")
+        .with_comments(["\
+/// `vm(resource_group, name)` when an argument arrives as a number (`--arg name=1234`): the
+/// number is taken as the name's text."])
+        .with_params_info(["resource_group: string | int", "name: string | int", "Vm"])
+        .register_into_engine(
+            engine,
+            move |rg: Dynamic, name: Dynamic| -> RhaiResult<Vm> {
+                let (rg, name) = (name_arg("resource_group", rg)?, name_arg("name", name)?);
+                let arm = c.arm()?;
+                c.bridge
+                    .block_on(&format!("reading VM `{name}`"), async move {
+                        vm::get_vm(&arm, &rg, &name).await
+                    })
+            },
+        );
     let c = ctx.clone();
     FuncRegistration::new("vm")
         .with_comments(["\

@@ -4,7 +4,6 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use azssh::emulator::EmulatorConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -136,11 +135,7 @@ async fn jit_initiate_opens_a_time_boxed_rule() {
 
 #[tokio::test]
 async fn resource_graph_finds_vms_by_tag_and_refuses_unmodelled_queries() {
-    let emu = Emu::start(EmulatorConfig {
-        vms: 40,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().vms(40)).await;
     let graph = "/providers/Microsoft.ResourceGraph/resources";
     let q = json!({"subscriptions": [emu.handle.subscription_id()], "query": "Resources | where type =~ 'microsoft.compute/virtualmachines' and tags['env'] == 'prod' | project id, name, power = tostring(properties.extended.instanceView.powerState.code)", "options": {"$top": 3}});
     let first = emu
@@ -195,11 +190,7 @@ async fn resource_graph_finds_vms_by_tag_and_refuses_unmodelled_queries() {
 
 #[tokio::test]
 async fn burst_past_the_read_bucket_gets_429_with_retry_after() {
-    let emu = Emu::start(EmulatorConfig {
-        vms: 4,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().vms(4)).await;
     let (rg, name) = emu.running_vm();
     let path = emu.vm_path(&rg, &name);
     // Network reads: VM reads would meet the Compute RP's per-VM bucket (36) first.
@@ -304,14 +295,7 @@ async fn missing_api_version_and_token_get_arm_errors() {
 
 async fn fault_sequence(seed: u64) -> Vec<String> {
     let faults = "5xx=0.2,429=0.1,reset=0.1".parse().unwrap();
-    let emu = Emu::start(EmulatorConfig {
-        seed,
-        faults,
-        throttling: false,
-        vms: 4,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().seed(seed).faults(faults).throttling(false).vms(4)).await;
     let url = emu.url(
         &format!("{}/providers/Microsoft.Compute/virtualMachines", emu.sub()),
         COMPUTE,
@@ -362,13 +346,7 @@ async fn microsoft_python_sdk_accepts_the_emulator() {
         return;
     };
     // Small pages so the SDK follows `nextLink`.
-    let emu = Emu::start(EmulatorConfig {
-        vms: 24,
-        speed: 1000.0,
-        page_size: 10,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().vms(24).speed(1000.0).page_size(10)).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/check_sdk.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
@@ -391,12 +369,7 @@ async fn microsoft_python_sdk_accepts_the_emulator() {
 #[tokio::test]
 async fn lro_fail_fault_ends_the_operation_failed() {
     let faults = "lro_fail=1".parse().unwrap();
-    let emu = Emu::start(EmulatorConfig {
-        faults,
-        speed: 1000.0,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().faults(faults).speed(1000.0)).await;
     let (rg, name) = emu.running_vm();
     let body = json!({"commandId": "RunPowerShellScript", "script": ["hostname"]});
     let start = emu

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use azssh::emulator::{EmulatorConfig, PowerState};
+use azssh::emulator::PowerState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -82,12 +82,7 @@ async fn vm_get_and_instance_view_match_the_reference_examples() {
 
 #[tokio::test]
 async fn vm_list_pages_with_next_link() {
-    let emu = Emu::start(EmulatorConfig {
-        vms: 120,
-        page_size: 50,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().vms(120).page_size(50)).await;
     let mut url = format!("{}/providers/Microsoft.Compute/virtualMachines", emu.sub());
     let mut names = std::collections::HashSet::new();
     let mut pages = 0;
@@ -199,11 +194,7 @@ async fn network_reads_match_the_reference_examples() {
 
 #[tokio::test]
 async fn run_command_follows_the_recorded_lro_sequence() {
-    let emu = Emu::start(EmulatorConfig {
-        speed: 200.0,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().speed(200.0)).await;
     let (rg, name) = emu.running_vm();
     let script = format!("Write-Output hi\n# {}", "x".repeat(6000));
     let body = json!({"commandId": "RunPowerShellScript", "script": [script]});
@@ -266,11 +257,7 @@ async fn run_command_follows_the_recorded_lro_sequence() {
 #[tokio::test]
 async fn second_run_command_while_one_runs_gets_409_conflict() {
     // At speed 1 a RunCommand lasts Azure's 20 s, so the second call certainly overlaps.
-    let emu = Emu::start(EmulatorConfig {
-        speed: 1.0,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().speed(1.0)).await;
     let (rg, name) = emu.running_vm();
     let path = format!("{}/runCommand", emu.vm_path(&rg, &name));
     let body = json!({"commandId": "RunPowerShellScript", "script": ["hostname"]});
@@ -820,12 +807,7 @@ async fn jit_request_beyond_policy_ports_is_refused() {
 
 #[tokio::test]
 async fn compute_rp_throttles_per_vm() {
-    let emu = Emu::start(EmulatorConfig {
-        speed: 1.0,
-        vms: 12,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().speed(1.0).vms(12)).await;
     let (rg, name) = emu.running_vm();
     let path = format!("{}/runCommand", emu.vm_path(&rg, &name));
     let body = json!({"commandId": "RunPowerShellScript", "script": ["hostname"]});
@@ -888,12 +870,7 @@ async fn compute_rp_throttles_per_vm() {
 
 #[tokio::test]
 async fn lro_answers_carry_retry_after() {
-    let emu = Emu::start(EmulatorConfig {
-        speed: 1.0,
-        vms: 12,
-        ..Default::default()
-    })
-    .await;
+    let emu = Emu::start(arm().speed(1.0).vms(12)).await;
     let (rg, name) = emu.running_vm();
     let sent = emu
         .run_command(
