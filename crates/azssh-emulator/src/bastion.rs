@@ -172,7 +172,8 @@ pub fn reaches(world: &World, bastion: usize, vm: usize) -> bool {
     vnet_of_vm(world, vm).is_some_and(|v| v == b.vnet || world.bastion.peered(b.vnet, v))
 }
 
-fn seeded_guid(world: &World, name: &str) -> uuid::Uuid {
+/// A stable GUID for a resource named `name` in this subscription.
+pub(crate) fn seeded_guid(world: &World, name: &str) -> uuid::Uuid {
     let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     for b in world.subscription.bytes().chain(name.bytes()) {
         h = (h ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
@@ -408,11 +409,7 @@ fn add_private_vm(world: &mut World, p: PrivateVm) {
 
 fn vnet_id(world: &World, vnet: usize) -> String {
     let v = &world.bastion.vnets[vnet];
-    format!(
-        "{}/providers/Microsoft.Network/virtualNetworks/{}",
-        group_prefix(world, v.group),
-        v.name
-    )
+    super::network::vnet_id(world, v.group, &v.name)
 }
 
 pub fn bastion_id(world: &World, bastion: usize) -> String {
@@ -489,71 +486,8 @@ pub fn render_bastion(world: &World, bastion: usize) -> Value {
     })
 }
 
-/// `VirtualNetwork` with its subnets and peerings.
-pub fn render_vnet(world: &World, vnet: usize) -> Value {
-    let v = &world.bastion.vnets[vnet];
-    let id = vnet_id(world, vnet);
-    let subnets: Vec<Value> = world
-        .subnets
-        .iter()
-        .filter(|s| s.group == v.group && s.vnet.eq_ignore_ascii_case(&v.name))
-        .map(|s| {
-            let mut props = json!({"provisioningState": "Succeeded", "addressPrefix": s.prefix, "privateEndpointNetworkPolicies": "Disabled", "privateLinkServiceNetworkPolicies": "Enabled"});
-            if let Some(n) = s.nsg {
-                props["networkSecurityGroup"] = json!({"id": super::network::nsg_id(world, n)});
-            }
-            json!({"name": s.name, "id": format!("{id}/subnets/{}", s.name), "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props})
-        })
-        .collect();
-    let peerings: Vec<Value> = world
-        .bastion
-        .peerings
-        .iter()
-        .filter_map(|&(x, y)| {
-            if x == vnet {
-                Some(y)
-            } else if y == vnet {
-                Some(x)
-            } else {
-                None
-            }
-        })
-        .map(|remote| {
-            let r = &world.bastion.vnets[remote];
-            let name = format!("{}-to-{}", v.name, r.name);
-            json!({
-                "name": name, "id": format!("{id}/virtualNetworkPeerings/{name}"),
-                "type": "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
-                "properties": {
-                    "provisioningState": "Succeeded",
-                    "peeringState": "Connected",
-                    "peeringSyncLevel": "FullyInSync",
-                    "remoteVirtualNetwork": {"id": vnet_id(world, remote)},
-                    "remoteAddressSpace": {"addressPrefixes": [r.prefix()]},
-                    "allowVirtualNetworkAccess": true,
-                    "allowForwardedTraffic": false,
-                    "allowGatewayTransit": false,
-                    "useRemoteGateways": false,
-                },
-            })
-        })
-        .collect();
-    json!({
-        "name": v.name, "id": id, "etag": etag(&seeded_guid(world, &v.name)),
-        "type": "Microsoft.Network/virtualNetworks",
-        "location": world.groups[v.group as usize].location,
-        "properties": {
-            "provisioningState": "Succeeded",
-            "resourceGuid": seeded_guid(world, &v.name).to_string(),
-            "addressSpace": {"addressPrefixes": [v.prefix()]},
-            "subnets": subnets,
-            "virtualNetworkPeerings": peerings,
-            "enableDdosProtection": false,
-        },
-    })
-}
-
-/// The Resource Graph resources of the bastion world of the given type (lower case), or all:
+/// The Resource Graph resources of the bastion world of the given type (lower case), or all
+/// (its VNets are rendered with every other VNet, by `network::render_vnet`):
 /// `(group, type, resource, tags)`.
 pub fn graph_resources(
     world: &World,
@@ -570,16 +504,6 @@ pub fn graph_resources(
                 "microsoft.network/bastionhosts",
                 r,
                 tags,
-            ));
-        }
-    }
-    if want("microsoft.network/virtualnetworks") {
-        for v in 0..world.bastion.vnets.len() {
-            out.push((
-                world.bastion.vnets[v].group,
-                "microsoft.network/virtualnetworks",
-                render_vnet(world, v),
-                json!({}),
             ));
         }
     }
@@ -604,27 +528,6 @@ pub fn list_bastions(app: &Arc<App>, group: Option<u16>) -> Result<Reply, ArmErr
     let value: Vec<Value> = (0..world.bastion.bastions.len())
         .filter(|b| group.is_none_or(|g| world.bastion.bastions[*b].group == g))
         .map(|b| render_bastion(&world, b))
-        .collect();
-    Ok(Reply::ok(json!({ "value": value })))
-}
-
-pub fn get_vnet(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
-    let world = lock(&app.world);
-    let v = world.bastion.vnet(group, name).ok_or_else(|| {
-        ArmError::not_found(
-            "Microsoft.Network/virtualNetworks",
-            name,
-            &world.groups[group as usize].name,
-        )
-    })?;
-    Ok(Reply::ok(render_vnet(&world, v)))
-}
-
-pub fn list_vnets(app: &Arc<App>, group: Option<u16>) -> Result<Reply, ArmError> {
-    let world = lock(&app.world);
-    let value: Vec<Value> = (0..world.bastion.vnets.len())
-        .filter(|v| group.is_none_or(|g| world.bastion.vnets[*v].group == g))
-        .map(|v| render_vnet(&world, v))
         .collect();
     Ok(Reply::ok(json!({ "value": value })))
 }
@@ -707,7 +610,11 @@ mod tests {
                 .unwrap()
                 .ends_with("sandbox-westus2-vnet")
         );
-        let hub = render_vnet(&w, 4);
+        let hub = super::super::network::render_vnet(
+            &w,
+            w.bastion.vnets[4].group,
+            &w.bastion.vnets[4].name,
+        );
         assert_eq!(
             hub["properties"]["virtualNetworkPeerings"][0]["properties"]["remoteVirtualNetwork"]
                 ["id"]

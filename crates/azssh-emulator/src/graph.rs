@@ -114,23 +114,14 @@ fn rows(world: &World, only: Option<&str>, keep: impl Fn(&Value) -> bool) -> Vec
         push(row(world, group, kind, resource, tags));
     }
     if want("microsoft.network/virtualnetworks") {
-        let mut seen = std::collections::BTreeSet::new();
-        for sub in &world.subnets {
-            // VNets the bastion world renders (with peerings) come from `bastion.rs` above.
-            let rendered = world
-                .bastion
-                .vnets
-                .iter()
-                .any(|v| v.group == sub.group && v.name.eq_ignore_ascii_case(&sub.vnet));
-            if !rendered && seen.insert((sub.group, sub.vnet.clone())) {
-                push(row(
-                    world,
-                    sub.group,
-                    "microsoft.network/virtualnetworks",
-                    render_vnet(world, sub.group, &sub.vnet),
-                    json!({}),
-                ));
-            }
+        for (group, vnet) in super::network::vnets(world) {
+            push(row(
+                world,
+                group,
+                "microsoft.network/virtualnetworks",
+                render_vnet(world, group, &vnet),
+                json!({}),
+            ));
         }
     }
     if want("microsoft.network/networksecuritygroups") {
@@ -542,6 +533,35 @@ fn kql_type(v: &Value) -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vnet_rows_and_arm_get_come_from_one_renderer() {
+        let mut w = World::generate(12, 1);
+        super::super::bastion::furnish(&mut w);
+        let kind = "microsoft.network/virtualnetworks";
+        let all = super::super::network::vnets(&w);
+        let found = rows(&w, Some(kind), |_| true);
+        assert_eq!(found.len(), all.len());
+        assert!(
+            all.iter().any(|(_, n)| n.starts_with("hub-")),
+            "the bastion world's hub VNet too: {all:?}"
+        );
+        for ((g, name), row) in all.iter().zip(&found) {
+            let arm = super::super::network::render_vnet(&w, *g, name);
+            assert_eq!(row["id"], arm["id"]);
+            assert_eq!(row["properties"], arm["properties"], "{name}");
+        }
+        // Without the bastion world every VNet still has its address space and subnets.
+        let plain = World::generate(12, 1);
+        for row in rows(&plain, Some(kind), |_| true) {
+            let space = &row["properties"]["addressSpace"]["addressPrefixes"][0];
+            assert!(
+                space.as_str().is_some_and(|s| s.ends_with(".0.0/16")),
+                "{row}"
+            );
+            assert!(!row["properties"]["subnets"].as_array().unwrap().is_empty());
+        }
+    }
 
     #[test]
     fn where_filters_vms_by_tag() {

@@ -1,4 +1,5 @@
-//! Microsoft.Network: NIC, subnet, public IP and NSG reads, and security rule
+//! Microsoft.Network: NIC, subnet, public IP, VNet (one renderer for ARM and Resource Graph)
+//! and NSG reads, and security rule
 //! list/get/put/delete with the recorded LRO headers (PUT: 201/200 + `Azure-AsyncOperation`
 //! only; DELETE: 202 + `Azure-AsyncOperation` and `Location`).
 
@@ -202,31 +203,153 @@ pub fn get_subnet(app: &Arc<App>, group: u16, vnet: &str, name: &str) -> Result<
     })))
 }
 
-/// A virtual network and its subnets as Resource Graph holds it
-/// (`microsoft.network/virtualnetworks`, subnets inline under `properties.subnets`).
+/// Every VNet of the world once, as `(group, name)`: the VNets the subnets name, then the
+/// bastion world's (a hub or sandbox VNet).
+pub fn vnets(world: &World) -> Vec<(u16, String)> {
+    let mut out: Vec<(u16, String)> = Vec::new();
+    let named = world
+        .subnets
+        .iter()
+        .map(|s| (s.group, s.vnet.clone()))
+        .chain(
+            world
+                .bastion
+                .vnets
+                .iter()
+                .map(|v| (v.group, v.name.clone())),
+        );
+    for (group, name) in named {
+        if !out
+            .iter()
+            .any(|(g, n)| *g == group && n.eq_ignore_ascii_case(&name))
+        {
+            out.push((group, name));
+        }
+    }
+    out
+}
+
+/// The VNet `name` of `group` as the world spells it, if there is one.
+pub fn find_vnet(world: &World, group: u16, name: &str) -> Option<String> {
+    vnets(world)
+        .into_iter()
+        .find(|(g, n)| *g == group && n.eq_ignore_ascii_case(name))
+        .map(|(_, n)| n)
+}
+
+pub fn vnet_id(world: &World, group: u16, vnet: &str) -> String {
+    format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/{vnet}",
+        group_prefix(world, group)
+    )
+}
+
+/// A virtual network as ARM's `VirtualNetworks_Get` returns it: address space, subnets (with
+/// their NSGs) and peerings. Resource Graph holds the same resource
+/// (`microsoft.network/virtualnetworks`), so its rows come from here too: one renderer, so the
+/// two views of a VNet cannot drift apart.
 pub fn render_vnet(world: &World, group: u16, vnet: &str) -> Value {
+    let id = vnet_id(world, group, vnet);
+    let modelled = world.bastion.vnet(group, vnet);
     let subnets: Vec<Value> = (0..world.subnets.len() as u32)
         .filter(|s| {
             let sub = &world.subnets[*s as usize];
-            sub.group == group && sub.vnet == vnet
+            sub.group == group && sub.vnet.eq_ignore_ascii_case(vnet)
         })
         .map(|s| {
             let subnet = &world.subnets[s as usize];
-            let mut props =
-                json!({"addressPrefix": subnet.prefix, "provisioningState": "Succeeded"});
+            let mut props = json!({"provisioningState": "Succeeded", "addressPrefix": subnet.prefix, "privateEndpointNetworkPolicies": "Disabled", "privateLinkServiceNetworkPolicies": "Enabled"});
             if let Some(n) = subnet.nsg {
                 props["networkSecurityGroup"] = json!({"id": nsg_id(world, n)});
             }
-            json!({"id": subnet_id(world, s), "name": subnet.name, "etag": etag(1),
+            json!({"name": subnet.name, "id": subnet_id(world, s), "etag": etag(1),
                    "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props})
         })
         .collect();
+    // The bastion world knows each VNet's `/16`; a group's VNet is the `/16` of its subnets.
+    let address = match modelled {
+        Some(v) => world.bastion.vnets[v].prefix(),
+        None => world
+            .subnets
+            .iter()
+            .find(|s| s.group == group && s.vnet.eq_ignore_ascii_case(vnet))
+            .and_then(|s| s.prefix.split('/').next())
+            .map(|ip| {
+                let o: Vec<&str> = ip.split('.').collect();
+                format!("{}.{}.0.0/16", o[0], o.get(1).unwrap_or(&"0"))
+            })
+            .unwrap_or_default(),
+    };
+    let peerings: Vec<Value> = modelled
+        .map(|v| render_peerings(world, v, &id))
+        .unwrap_or_default();
+    let guid = super::bastion::seeded_guid(world, vnet);
     json!({
-        "id": format!("{}/providers/Microsoft.Network/virtualNetworks/{vnet}", group_prefix(world, group)),
-        "name": vnet, "etag": etag(1), "type": "Microsoft.Network/virtualNetworks",
+        "name": vnet, "id": id, "etag": format!("W/\"{guid}\""),
+        "type": "Microsoft.Network/virtualNetworks",
         "location": world.groups[group as usize].location,
-        "properties": {"provisioningState": "Succeeded", "subnets": subnets},
+        "properties": {
+            "provisioningState": "Succeeded",
+            "resourceGuid": guid.to_string(),
+            "addressSpace": {"addressPrefixes": [address]},
+            "subnets": subnets,
+            "virtualNetworkPeerings": peerings,
+            "enableDdosProtection": false,
+        },
     })
+}
+
+/// The peerings of bastion-world VNet `vnet` (peered both ways, `Connected`).
+fn render_peerings(world: &World, vnet: usize, id: &str) -> Vec<Value> {
+    let v = &world.bastion.vnets[vnet];
+    world
+        .bastion
+        .peerings
+        .iter()
+        .filter_map(|&(x, y)| match (x == vnet, y == vnet) {
+            (true, _) => Some(y),
+            (_, true) => Some(x),
+            _ => None,
+        })
+        .map(|remote| {
+            let r = &world.bastion.vnets[remote];
+            let name = format!("{}-to-{}", v.name, r.name);
+            json!({
+                "name": name, "id": format!("{id}/virtualNetworkPeerings/{name}"),
+                "type": "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "peeringState": "Connected",
+                    "peeringSyncLevel": "FullyInSync",
+                    "remoteVirtualNetwork": {"id": vnet_id(world, r.group, &r.name)},
+                    "remoteAddressSpace": {"addressPrefixes": [r.prefix()]},
+                    "allowVirtualNetworkAccess": true,
+                    "allowForwardedTraffic": false,
+                    "allowGatewayTransit": false,
+                    "useRemoteGateways": false,
+                },
+            })
+        })
+        .collect()
+}
+
+/// `VirtualNetworks_Get`.
+pub fn get_vnet(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    let vnet = find_vnet(&world, group, name)
+        .ok_or_else(|| not_found(&world, group, "Microsoft.Network/virtualNetworks", name))?;
+    Ok(Reply::ok(render_vnet(&world, group, &vnet)))
+}
+
+/// `VirtualNetworks_ListAll` (subscription) and `VirtualNetworks_List` (resource group).
+pub fn list_vnets(app: &Arc<App>, group: Option<u16>) -> Result<Reply, ArmError> {
+    let world = lock(&app.world);
+    let value: Vec<Value> = vnets(&world)
+        .into_iter()
+        .filter(|(g, _)| group.is_none_or(|want| *g == want))
+        .map(|(g, n)| render_vnet(&world, g, &n))
+        .collect();
+    Ok(Reply::ok(json!({ "value": value })))
 }
 
 fn nsg_or_404(app: &Arc<App>, world: &mut World, group: u16, name: &str) -> Result<u32, ArmError> {

@@ -52,7 +52,7 @@ pub fn route(app: &Arc<App>, req: &Req) -> (&'static str, Result<Reply, ArmError
             with_kind("bastion.list", bastion::list_bastions(app, None))
         }
         ("GET", ["providers", "microsoft.network", "virtualnetworks"]) => {
-            with_kind("network.vnet.list", bastion::list_vnets(app, None))
+            with_kind("network.vnet.list", network::list_vnets(app, None))
         }
         (
             "GET",
@@ -152,10 +152,10 @@ fn route_group(
             with_kind("bastion.get", bastion::get_bastion(app, group, &o[3]))
         }
         ("GET", ["providers", "microsoft.network", "virtualnetworks"]) => {
-            with_kind("network.vnet.list", bastion::list_vnets(app, Some(group)))
+            with_kind("network.vnet.list", network::list_vnets(app, Some(group)))
         }
         ("GET", ["providers", "microsoft.network", "virtualnetworks", _]) => {
-            with_kind("network.vnet.get", bastion::get_vnet(app, group, &o[3]))
+            with_kind("network.vnet.get", network::get_vnet(app, group, &o[3]))
         }
         (
             _,

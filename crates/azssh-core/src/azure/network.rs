@@ -282,6 +282,14 @@ pub async fn get_network_interface(client: &ArmClient, id: &str) -> Result<Netwo
     get_typed(client, id, "Microsoft.Network/networkInterfaces").await
 }
 
+/// The NSG with its rules and what it is attached to (`networkInterfaces`, `subnets`).
+pub async fn get_network_security_group(
+    client: &ArmClient,
+    id: &str,
+) -> Result<NetworkSecurityGroup> {
+    get_typed(client, id, "Microsoft.Network/networkSecurityGroups").await
+}
+
 pub async fn get_subnet(client: &ArmClient, id: &str) -> Result<Subnet> {
     get_typed(client, id, "Microsoft.Network/virtualNetworks/subnets").await
 }

@@ -342,11 +342,7 @@ pub async fn open_stream(
     };
     // The last jump host, itself reached along the rest of the route; then `direct-tcpip`
     // from it to the destination, as `ssh -J` does.
-    let mut hop = opts.clone();
-    hop.host = last.host.clone();
-    hop.port = last.port;
-    hop.user = last.user.clone();
-    hop.route = before;
+    let hop = super::route::jump::hop_options(opts, last, before);
     let jump = Box::pin(Session::connect(hop)).await?;
     let channel = jump
         .handle

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::authorized_keys::{ADMINISTRATORS_SID, KeyTarget, NO_PROFILE, SYSTEM_SID};
-use super::combined::{PROLOGUE, RESULT_MARKER, frame, prologue};
+use super::combined::{PROLOGUE, frame, prologue};
 use super::error::WindowsError;
 use super::quote::ps_quote;
 
@@ -296,13 +296,14 @@ $r.keys = $k"#,
 }
 
 /// The whole RunCommand script for a key-file step. The result is nested deeper than the
-/// workflow's other results (files → keys), hence its own epilogue's `-Depth`.
+/// workflow's other results (files → keys), hence its own epilogue's `-Depth`; a result longer
+/// than RunCommand's output tail comes back in pages (`keys_paging`).
 pub fn key_files_script(scope: &KeyScope, edit: &KeyEdit) -> String {
     let mut script = frame(PROLOGUE, &prologue());
     script.push_str(&frame(KEY_FILES, &block(scope, edit)));
     script.push_str(&frame(
         super::combined::EPILOGUE,
-        &format!("Write-Output ('{RESULT_MARKER}' + ($r | ConvertTo-Json -Compress -Depth 8))"),
+        &super::keys_paging::paged_epilogue(&super::keys_paging::new_page_id(), 8),
     ));
     script
 }

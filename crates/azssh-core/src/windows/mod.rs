@@ -21,6 +21,7 @@ pub mod error;
 pub mod host_keys;
 pub mod inspect;
 pub mod keys;
+pub mod keys_paging;
 pub mod quote;
 pub mod repair;
 pub mod result;

@@ -20,6 +20,7 @@ use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts, StrictHostKeyChecking};
 use crate::windows::keys::{
     EXPIRES_TAG, KeyEdit, KeyFilesResult, KeyScope, RemovedKey, key_files_script,
 };
+use crate::windows::keys_paging;
 use crate::windows::{KeyTarget, UserName};
 
 /// Runs a script through RunCommand without the exit-code trailer (the result line says it all,
@@ -46,7 +47,22 @@ pub async fn key_files(
     edit: &KeyEdit,
 ) -> Result<KeyFilesResult, WorkflowError> {
     let out = run_script(arm, vm, &key_files_script(scope, edit)).await?;
-    Ok(KeyFilesResult::parse(&out.stdout, &out.stderr)?)
+    let Some(first) = keys_paging::find_page(&out.stdout)? else {
+        return Ok(KeyFilesResult::parse(&out.stdout, &out.stderr)?);
+    };
+    // A result longer than RunCommand's 4096-byte tail: the rest of the guest's snapshot, one
+    // read-only RunCommand a page (the edit ran once, in the first call).
+    let mut pages = keys_paging::Pages::new(first)?;
+    while let Some(offset) = pages.next_offset() {
+        let out = run_script(arm, vm, &keys_paging::next_page_script(pages.id(), offset)).await?;
+        let page = keys_paging::find_page(&out.stdout)?.ok_or_else(|| {
+            crate::windows::WindowsError::NoResult {
+                stderr: out.stderr.clone(),
+            }
+        })?;
+        pages.push(page)?;
+    }
+    Ok(KeyFilesResult::parse(&pages.result_line()?, "")?)
 }
 
 /// The key line to install: the key re-serialised, with `azssh-expires=DATE` appended to its

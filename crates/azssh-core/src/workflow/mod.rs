@@ -7,6 +7,7 @@
 //! - `setup` — `setup_ssh` as timed steps.
 //! - `nsg` — `open_port`/`close_port`: a rule per source, subnet rules aimed at the VM, JIT
 //!   respected, Internet-wide sources opted into; rules and outcomes as JSON.
+//! - `nsg_close` — `close_port`: only this VM's destination, never a rule azssh did not write.
 //! - `keys` — list, remove, add (expiring, exclusive), expire and rotate keys over RunCommand.
 //! - `audit` — drift audit and safe repair, as deviations with stable codes.
 //! - `shell` — `set_default_shell`.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod guest;
 pub mod keys;
 pub mod nsg;
+pub mod nsg_close;
 pub mod nsg_writes;
 pub mod pin;
 pub mod route;

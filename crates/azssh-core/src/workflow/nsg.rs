@@ -201,7 +201,7 @@ fn cidr(source: &str) -> Option<(IpAddr, u8)> {
 }
 
 /// The source in one spelling, so `203.0.113.7` and `203.0.113.7/32` are the same source.
-fn canonical(source: &str) -> String {
+pub(super) fn canonical(source: &str) -> String {
     match cidr(source) {
         Some((ip, len)) => format!("{ip}/{len}"),
         None if source.trim() == "*" => "any".into(),
@@ -319,7 +319,7 @@ async fn nsgs_on_path(client: &ArmClient, vm: &Vm) -> Result<Vec<(String, NsgSco
 
 /// Whether the rule's destination reaches the VM: `*`, `VirtualNetwork`, or a prefix holding its
 /// private address.
-fn reaches_vm(p: &SecurityRuleProperties, private_ip: Option<IpAddr>) -> bool {
+pub(super) fn reaches_vm(p: &SecurityRuleProperties, private_ip: Option<IpAddr>) -> bool {
     p.destination_address_prefix
         .iter()
         .chain(p.destination_address_prefixes.iter())
@@ -513,7 +513,7 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
     Ok(outcome)
 }
 
-fn nsg_name(id: &str) -> &str {
+pub(super) fn nsg_name(id: &str) -> &str {
     id.trim_end_matches('/').rsplit('/').next().unwrap_or(id)
 }
 
@@ -704,7 +704,7 @@ async fn open_source(
 
 /// One destination in `destinationAddressPrefix`, several in `destinationAddressPrefixes`;
 /// `*` (a NIC's NSG) already covers every other.
-fn set_destinations(props: &mut SecurityRuleProperties, mut destinations: Vec<String>) {
+pub(super) fn set_destinations(props: &mut SecurityRuleProperties, mut destinations: Vec<String>) {
     if destinations.iter().any(|d| d.trim() == "*") {
         destinations = vec!["*".to_string()];
     }
@@ -761,32 +761,11 @@ pub enum CloseWhat {
     },
 }
 
-/// Deletes the named rule, or the rule `open_port` made for that source, from every NSG of the
-/// VM that holds it; rules admitting other sources are left alone. `false` when none did.
+/// Takes back what `open_port` gave the VM: the named rule, or the rule `open_port` made for
+/// that source; on a rule shared by several VMs only this VM's destination goes, and a rule
+/// azssh did not write is never touched (`nsg_close`). `false` when nothing was removed.
 pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result<bool> {
-    let name = match what {
-        CloseWhat::Name(n) => n.clone(),
-        CloseWhat::Source {
-            port,
-            source,
-            protocol,
-        } => {
-            validate_source(source)?;
-            rule_name_for(*port, protocol.as_deref().unwrap_or("Tcp"), source)
-        }
-    };
-    let mut any = false;
-    for nsg in &vm.nsg_ids {
-        if network::get_security_rule(client, nsg, &name)
-            .await?
-            .is_some()
-        {
-            network::delete_security_rule(client, nsg, &name).await?;
-            nsg_writes::forget(nsg);
-            any = true;
-        }
-    }
-    Ok(any)
+    super::nsg_close::close_port(client, vm, what).await
 }
 
 /// A rule as scripts see it.

@@ -95,6 +95,10 @@ impl Emu {
     async fn fast() -> Emu {
         Self::start(arm().speed(1000.0).vms(24)).await
     }
+    /// A world big enough to hold JIT policies (60 VMs), fast.
+    async fn with_jit_policies() -> Emu {
+        Self::start(arm().vms(60).speed(1000.0)).await
+    }
     fn sub(&self) -> String {
         format!("/subscriptions/{}", self.handle.subscription_id())
     }
@@ -153,6 +157,19 @@ impl Emu {
             "{}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}",
             self.sub()
         )
+    }
+    /// Every JIT policy of the subscription (`jitNetworkAccessPolicies`, list body).
+    async fn jit_policies(&self) -> Value {
+        let path = format!(
+            "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
+            self.sub()
+        );
+        self.get(&path, "2020-01-01").await.body
+    }
+    /// `POST …/runCommand` on the VM with `body`.
+    async fn run_command(&self, rg: &str, name: &str, body: Value) -> Answer {
+        let path = format!("{}/runCommand", self.vm_path(rg, name));
+        self.call(Method::POST, &path, COMPUTE, Some(body)).await
     }
     /// Polls an `Azure-AsyncOperation` URL until it is terminal; returns every body seen.
     async fn poll(&self, url: &str) -> Vec<Value> {

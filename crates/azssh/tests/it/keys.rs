@@ -76,6 +76,13 @@ impl World {
         self.json(self.azssh(args)).await
     }
 
+    /// `azssh keys VERB -g RG -n NAME ARGS...` on this world's VM.
+    fn keys(&self, verb: &str, args: &[&str]) -> Test {
+        let mut all = vec!["keys", verb, "-g", &self.rg, "-n", &self.name];
+        all.extend_from_slice(args);
+        self.azssh(&all)
+    }
+
     async fn script(&self, code: &str) -> Value {
         let t = self
             .azssh(&[
@@ -119,6 +126,15 @@ impl World {
         })
         .await
         .unwrap()
+    }
+
+    /// [`World::start`], or `None` (the test skips, visibly) without the OpenSSH client.
+    async fn start_if_openssh() -> Option<World> {
+        if have_openssh() {
+            Some(World::start().await)
+        } else {
+            None
+        }
     }
 
     /// A VM set up end to end (`azssh setup`) with `~/.ssh/id_ed25519` of this home.
@@ -235,11 +251,60 @@ fn fingerprints(rows: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_removed() {
+async fn a_listing_longer_than_the_runcommand_output_tail_lists_every_key() {
     if !have_openssh() {
         return;
     }
-    let w = World::start().await;
+    // 60 keys: their listing is ~9 KB, more than twice RunCommand's 4096-byte output tail.
+    let emu = Emu::builder().vms(12).start().await;
+    let v = emu.ready_vm();
+    let w = World::on(emu, v);
+    let keys: Vec<PathBuf> = (0..60)
+        .map(|i| w.key(&format!("many/key-{i:02}")))
+        .collect();
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let line = std::fs::read_to_string(pubfile(k)).unwrap();
+            format!("'{}'", line.trim())
+        })
+        .collect();
+    // The guest exists from its first use; this test writes its key file before any.
+    w.emu.handle.guest(&w.rg, &w.name).unwrap();
+    w.on_guest(&format!(
+        r#"$d = Join-Path $env:ProgramData 'ssh'
+if (-not (Test-Path -LiteralPath $d)) {{ $null = New-Item -ItemType Directory -Path $d -Force }}
+$lines = @({})
+[IO.File]::WriteAllText((Join-Path $d 'administrators_authorized_keys'), (($lines -join "`r`n") + "`r`n"))"#,
+        lines.join(", ")
+    ));
+    let rows = w.json(w.keys("list", &[])).await;
+    let expected: Vec<String> = keys
+        .iter()
+        .map(|k| openssh_fingerprint(Path::new(&pubfile(k))))
+        .collect();
+    assert_eq!(fingerprints(&rows), expected, "every key, in file order");
+    assert_eq!(rows[59]["comment"], "key-59");
+    assert_eq!(rows[59]["line"], 60);
+    // More than one RunCommand: the listing came back in pages.
+    let runs = w.emu.handle.stats().run_commands.get(&w.name).copied();
+    assert!(runs.unwrap_or(0) >= 3, "{runs:?} RunCommands");
+    // The script function reads the same complete listing.
+    let listed = w.script("authorized_keys(vm(ARGS.rg, ARGS.name))").await;
+    assert_eq!(fingerprints(&listed), expected);
+    // The snapshot the pages were read from is gone from the guest.
+    let g = w.emu.guests().shared(&w.rg, &w.name).unwrap();
+    let left = g.run_powershell(
+        "@(Get-ChildItem -Path (Join-Path $env:ProgramData 'ssh') -Filter 'azssh-keys-*').Count",
+    );
+    assert_eq!(left.stdout.trim(), "0", "{}", left.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_removed() {
+    let Some(w) = World::start_if_openssh().await else {
+        return;
+    };
     let me = w.home.path().join(".ssh/id_ed25519");
     let (alice, bob, carol) = (w.key("alice"), w.key("bob"), w.key("carol"));
     for k in [&alice, &bob, &carol] {
@@ -248,7 +313,7 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
     }
 
     // Listed, with fingerprints exactly as `ssh-keygen -lf` prints them.
-    let rows = w.run(&["keys", "list", "-g", &w.rg, "-n", &w.name]).await;
+    let rows = w.json(w.keys("list", &[])).await;
     let listed = fingerprints(&rows);
     let expected: Vec<String> = [&me, &alice, &bob, &carol]
         .iter()
@@ -272,18 +337,10 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
     // Rotate alice's key: the new one is added, a login with it is proven, then the old goes.
     let alice2 = w.key("alice2");
     let r = w
-        .run(&[
-            "keys",
+        .json(w.keys(
             "rotate",
-            "-g",
-            &w.rg,
-            "-n",
-            &w.name,
-            "--old",
-            &pubfile(&alice),
-            "--new",
-            &pubfile(&alice2),
-        ])
+            &["--old", &pubfile(&alice), "--new", &pubfile(&alice2)],
+        ))
         .await;
     assert!(r["stopped_at"].is_null(), "{r}");
     assert_eq!(r["added"], true);
@@ -305,20 +362,17 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
     // A rotation whose login fails (nothing listens on port 1) stops there: the old key stays.
     let dave = w.key("dave");
     let t = w
-        .azssh(&[
-            "keys",
+        .keys(
             "rotate",
-            "-g",
-            &w.rg,
-            "-n",
-            &w.name,
-            "--old",
-            &pubfile(&bob),
-            "--new",
-            &pubfile(&dave),
-            "--port",
-            "1",
-        ])
+            &[
+                "--old",
+                &pubfile(&bob),
+                "--new",
+                &pubfile(&dave),
+                "--port",
+                "1",
+            ],
+        )
         .status(1)
         .stderr_contains("stopped at `login`")
         .stderr_contains("the old key stays");
@@ -330,34 +384,12 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
 
     // Removed: exactly that key, the file's encoding and ACL kept; again: a no-op.
     let bob_fp = openssh_fingerprint(Path::new(&pubfile(&bob)));
-    let r = w
-        .run(&[
-            "keys",
-            "remove",
-            "-g",
-            &w.rg,
-            "-n",
-            &w.name,
-            "--fingerprint",
-            &bob_fp,
-        ])
-        .await;
+    let r = w.json(w.keys("remove", &["--fingerprint", &bob_fp])).await;
     assert_eq!(r["changed"], true);
     assert_eq!(r["removed"][0]["fingerprint"], bob_fp.as_str());
-    let again = w
-        .run(&[
-            "keys",
-            "remove",
-            "-g",
-            &w.rg,
-            "-n",
-            &w.name,
-            "--fingerprint",
-            &bob_fp,
-        ])
-        .await;
+    let again = w.json(w.keys("remove", &["--fingerprint", &bob_fp])).await;
     assert_eq!(again["changed"], false);
-    let rows = w.run(&["keys", "list", "-g", &w.rg, "-n", &w.name]).await;
+    let rows = w.json(w.keys("list", &[])).await;
     assert!(!fingerprints(&rows).contains(&bob_fp));
     assert_eq!(rows.as_array().unwrap().len(), 4, "{rows}");
     assert!(
@@ -371,30 +403,20 @@ async fn a_key_among_three_others_is_listed_rotated_with_a_proven_login_then_rem
     // The caller's own key is not removed while it is their last way in.
     let mine = openssh_fingerprint(Path::new(&pubfile(&me)));
     let t = w
-        .azssh(&[
-            "keys",
-            "remove",
-            "-g",
-            &w.rg,
-            "-n",
-            &w.name,
-            "--key",
-            &pubfile(&me),
-        ])
+        .keys("remove", &["--key", &pubfile(&me)])
         .status(1)
         .stderr_contains("would keep none of your keys")
         .stderr_contains("--force");
     tokio::task::spawn_blocking(move || t.run()).await.unwrap();
-    let rows = w.run(&["keys", "list", "-g", &w.rg, "-n", &w.name]).await;
+    let rows = w.json(w.keys("list", &[])).await;
     assert!(fingerprints(&rows).contains(&mine));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_key_is_removed_and_an_unexpired_one_kept_and_exclusive_leaves_exactly_those() {
-    if !have_openssh() {
+    let Some(w) = World::start_if_openssh().await else {
         return;
-    }
-    let w = World::start().await;
+    };
     let (old, fresh, extra) = (w.key("old"), w.key("fresh"), w.key("extra"));
     let r = w
         .script(&format!(
@@ -421,7 +443,7 @@ let c = copy_key(v, "{}");
     // sshd ignores the comment: an expiring key logs in until it is removed.
     assert!(w.openssh_login(&old).await.status.success());
 
-    let r = w.run(&["keys", "expire", "-g", &w.rg, "-n", &w.name]).await;
+    let r = w.json(w.keys("expire", &[])).await;
     let removed = r["removed"].as_array().unwrap();
     assert_eq!(removed.len(), 1, "{r}");
     assert_eq!(
@@ -452,10 +474,9 @@ authorized_keys(v)"#,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_finds_each_drift_and_only_those_and_repair_brings_ssh_back() {
-    if !have_openssh() {
+    let Some(w) = World::start_if_openssh().await else {
         return;
-    }
-    let w = World::start().await;
+    };
     let me = w.home.path().join(".ssh/id_ed25519");
     let audit = |w: &World| {
         w.azssh(&[
@@ -546,10 +567,9 @@ $null = New-ItemProperty -Path 'HKLM:\\SOFTWARE\\OpenSSH' -Name DefaultShell -Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_keeps_working_whichever_default_shell_is_set() {
-    if !have_openssh() {
+    let Some(w) = World::start_if_openssh().await else {
         return;
-    }
-    let w = World::start().await;
+    };
     for shell in ["powershell", "cmd"] {
         let r = w
             .script(&format!(
@@ -606,10 +626,9 @@ s.close();
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_is_removed_across_the_fleet_and_the_audit_groups_vms_by_drift() {
-    if !have_openssh() {
+    let Some(w) = World::start_if_openssh().await else {
         return;
-    }
-    let w = World::start().await;
+    };
     let gone = w.key("departed");
     w.run(&[
         "copy-key",
@@ -654,7 +673,7 @@ async fn a_key_is_removed_across_the_fleet_and_the_audit_groups_vms_by_drift() {
     let lines = std::fs::read_to_string(&journal).unwrap();
     assert!(lines.lines().count() >= 2, "{lines}");
     assert!(lines.contains("\"status\":\"ok\""), "{lines}");
-    let rows = w.run(&["keys", "list", "-g", &w.rg, "-n", &w.name]).await;
+    let rows = w.json(w.keys("list", &[])).await;
     assert!(!fingerprints(&rows).contains(&fp));
 
     w.on_guest("Set-Service -Name sshd -StartupType Manual");

@@ -85,6 +85,30 @@ impl Private {
         self.home.path().join(".config/azssh/known_hosts")
     }
 
+    /// `azssh connect -i KEY --jump HOP -- hostname` to this VM.
+    fn hostname_through(&self, key: &Path, hop: &str) -> Test {
+        let key = key.display().to_string();
+        let (rg, name) = (&self.vm.resource_group, &self.vm.name);
+        self.azssh(&[
+            "connect", "-g", rg, "-n", name, "-i", &key, "--jump", hop, "--", "hostname",
+        ])
+    }
+
+    /// Trusts `jump`'s host key like any other host's, and gives the jump host its own key in
+    /// `~/.ssh/config` (`-i` is the destination's, as with `ssh -J`).
+    fn trust_jump_host(&self, jump: &crate::sshd::Sshd, key: &Path) {
+        let mut known = std::fs::read_to_string(self.known_hosts()).expect("pinned");
+        known.push_str(&jump.known_hosts_line());
+        std::fs::write(self.known_hosts(), known).expect("known_hosts");
+        let ssh_dir = self.home.path().join(".ssh");
+        std::fs::create_dir_all(&ssh_dir).expect(".ssh");
+        std::fs::write(
+            ssh_dir.join("config"),
+            format!("Host 127.0.0.1\n    IdentityFile {}\n", key.display()),
+        )
+        .expect("ssh config");
+    }
+
     /// The environment of every process: the emulator's exports, this home, no agent.
     fn env(&self) -> Vec<(String, String)> {
         let mut env = self.emu.env();
@@ -185,6 +209,22 @@ fn bastion_prefix(emu: &Emu) -> String {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("join")
+}
+
+/// Waits for every copy (`(process, where it wrote)`) and checks each arrived whole: `want` is
+/// the source's SHA-256.
+async fn all_copied(children: Vec<(std::process::Child, PathBuf)>, want: &str, what: &str) {
+    let results = blocking(move || {
+        children
+            .into_iter()
+            .map(|(c, back)| (c.wait_with_output().expect("wait"), back))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (out, back) in results {
+        assert!(out.status.success(), "{what} failed: {}", stderr_of(&out));
+        assert_eq!(sha256(&std::fs::read(back).expect("copy")), want);
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -362,21 +402,7 @@ async fn eight_connections_through_the_bastion_at_once_while_a_ninth_is_reset() 
         .arg(&ninth_back)
         .stderr(Stdio::piped())
         .output();
-    let results = blocking(move || {
-        children
-            .into_iter()
-            .map(|(c, back)| (c.wait_with_output().expect("wait"), back))
-            .collect::<Vec<_>>()
-    })
-    .await;
-    for (out, back) in results {
-        assert!(
-            out.status.success(),
-            "a parallel scp failed: {}",
-            stderr_of(&out)
-        );
-        assert_eq!(sha256(&std::fs::read(back).expect("copy")), want);
-    }
+    all_copied(children, &want, "a parallel scp").await;
     let ninth = ninth.expect("ninth scp");
     assert!(!ninth.status.success(), "the reset session must fail");
     let said = stderr_of(&ninth);
@@ -446,21 +472,7 @@ async fn eight_connections_through_the_bastion_at_once_while_a_ninth_is_reset() 
         .expect("faults")
         .reset_websocket(1, 20_000);
     let ninth = through_tunnel(&p.home.path().join("tunnel-9.bin")).output();
-    let results = blocking(move || {
-        children
-            .into_iter()
-            .map(|(c, back)| (c.wait_with_output().expect("wait"), back))
-            .collect::<Vec<_>>()
-    })
-    .await;
-    for (out, back) in results {
-        assert!(
-            out.status.success(),
-            "a stream through the tunnel failed: {}",
-            stderr_of(&out)
-        );
-        assert_eq!(sha256(&std::fs::read(back).expect("copy")), want);
-    }
+    all_copied(children, &want, "a stream through the tunnel").await;
     assert!(
         !ninth.expect("ninth").status.success(),
         "the reset stream must fail"
@@ -494,46 +506,90 @@ async fn wait_for(done: impl Fn() -> bool) {
     panic!("timed out waiting");
 }
 
+/// The `/16` of the private VM tagged `tag`: the jump host is "inside the VNet", so the guest's
+/// NSG sees a VNet source.
+async fn vnet_of(emu: &Emu, tag: &str) -> String {
+    let summary = emu.private_vm_tagged(tag);
+    let arm = client(emu);
+    let vm = get_vm(&arm, &summary.resource_group, &summary.name)
+        .await
+        .expect("vm");
+    let ip = vm.private_ip.expect("private ip");
+    let octets: Vec<&str> = ip.split('.').collect();
+    format!("{}.{}.0.0/16", octets[0], octets[1])
+}
+
+/// `ssh-keygen -lf`: the fingerprint OpenSSH (and sshd's log) prints for a key file.
+fn openssh_fingerprint(key: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub"))
+        .output()
+        .expect("ssh-keygen");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_file_goes_to_the_destination_and_never_to_a_jump_host() {
+    // One failed key and this jump host hangs up; its log names every key offered.
+    let Some(jump) = crate::sshd::start_with(
+        "identity not offered to the jump host",
+        "MaxAuthTries 1\nLogLevel VERBOSE\n",
+    ) else {
+        return;
+    };
+    let emu = emulator().await;
+    let vnet = vnet_of(&emu, "private-bastion").await;
+    let port = emu.guests().ssh_port();
+    // The destination accepts only the key the jump host does not know.
+    let target_key = jump.stranger_key.clone();
+    let p = Private::prepare(emu, "private-bastion", &target_key, vec![vnet], port).await;
+    p.trust_jump_host(&jump, &jump.ed25519_key);
+    let hop = format!("{}@127.0.0.1:{}", jump.user, jump.port);
+    let t = p.hostname_through(&target_key, &hop);
+    let out = blocking(move || t.run()).await;
+    let log = jump.log();
+    assert!(
+        out.status.success(),
+        "{}\njump host log:\n{log}",
+        stderr_of(&out)
+    );
+    let computer = p.vm.computer_name.clone().expect("computer name");
+    assert_eq!(
+        stdout_of(&out).trim().to_lowercase(),
+        computer.to_lowercase()
+    );
+    let hop_key = openssh_fingerprint(&jump.ed25519_key);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Accepted publickey") && l.contains(&hop_key)),
+        "the jump host took its own key from ~/.ssh/config:\n{log}"
+    );
+    assert!(
+        !log.contains(&openssh_fingerprint(&target_key)),
+        "the destination's -i key reached the jump host:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_sshd_on_loopback_is_the_jump_host_to_a_private_guest() {
     let Some(jump) = crate::sshd::start("jump host") else {
         return;
     };
     let emu = emulator().await;
-    // The jump host is "inside the VNet": the guest's NSG sees a VNet source.
-    let summary = emu.private_vm_tagged("private-bastion");
-    let vnet = {
-        let arm = client(&emu);
-        let vm = get_vm(&arm, &summary.resource_group, &summary.name)
-            .await
-            .expect("vm");
-        let ip = vm.private_ip.expect("private ip");
-        let octets: Vec<&str> = ip.split('.').collect();
-        format!("{}.{}.0.0/16", octets[0], octets[1])
-    };
+    let vnet = vnet_of(&emu, "private-bastion").await;
     let port = emu.guests().ssh_port();
     let p = Private::prepare(emu, "private-bastion", &jump.ed25519_key, vec![vnet], port).await;
-    // The jump host's key is trusted like any other host's.
-    let mut known = std::fs::read_to_string(p.known_hosts()).expect("pinned");
-    known.push_str(&jump.known_hosts_line());
-    std::fs::write(p.known_hosts(), known).expect("known_hosts");
+    p.trust_jump_host(&jump, &jump.ed25519_key);
     let hop = format!("{}@127.0.0.1:{}", jump.user, jump.port);
     let key = jump.ed25519_key.display().to_string();
     let before = websockets(&p.emu);
     let t = p
-        .azssh(&[
-            "connect",
-            "-g",
-            &p.vm.resource_group,
-            "-n",
-            &p.vm.name,
-            "-i",
-            &key,
-            "--jump",
-            &hop,
-            "--",
-            "hostname",
-        ])
+        .hostname_through(Path::new(&key), &hop)
         .stderr_contains("through jump host");
     let out = blocking(move || t.run()).await;
     let computer = p.vm.computer_name.clone().expect("computer name");
@@ -564,19 +620,7 @@ async fn a_real_sshd_on_loopback_is_the_jump_host_to_a_private_guest() {
     )
     .expect("write");
     let t = p
-        .azssh(&[
-            "connect",
-            "-g",
-            &p.vm.resource_group,
-            "-n",
-            &p.vm.name,
-            "-i",
-            &key,
-            "--jump",
-            &hop,
-            "--",
-            "hostname",
-        ])
+        .hostname_through(Path::new(&key), &hop)
         .status(1)
         .stderr_contains("is not a known host");
     blocking(move || t.run()).await;

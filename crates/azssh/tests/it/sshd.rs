@@ -31,6 +31,12 @@ pub(crate) struct Sshd {
 /// Starts sshd, or returns `None` after printing a visible skip notice when it is not
 /// installed. With `AZSSH_REQUIRE_SSHD=1` (set by `.ci/run`) a missing sshd fails instead.
 pub(crate) fn start(test: &str) -> Option<Sshd> {
+    start_with(test, "")
+}
+
+/// As [`start`], with `extra` sshd_config lines ahead of the defaults (sshd takes the first
+/// value it reads for a keyword, so these win: `MaxAuthTries 1`, `LogLevel VERBOSE`, ...).
+pub(crate) fn start_with(test: &str, extra: &str) -> Option<Sshd> {
     if !Path::new(SSHD).exists() {
         if std::env::var("AZSSH_REQUIRE_SSHD").as_deref() == Ok("1") {
             panic!("{test}: sshd not found at {SSHD} and AZSSH_REQUIRE_SSHD=1");
@@ -40,7 +46,7 @@ pub(crate) fn start(test: &str) -> Option<Sshd> {
         let _ = writeln!(std::io::stderr(), "SKIPPED: sshd not found ({test})");
         return None;
     }
-    Some(Sshd::start())
+    Some(Sshd::start(extra))
 }
 
 fn run(cmd: &mut Command) {
@@ -80,7 +86,7 @@ fn free_port() -> u16 {
 }
 
 impl Sshd {
-    fn start() -> Sshd {
+    fn start(extra: &str) -> Sshd {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let host_key = d.join("ssh_host_ed25519_key");
@@ -110,7 +116,11 @@ impl Sshd {
         for _ in 0..10 {
             let port = free_port();
             let config = d.join("sshd_config");
-            std::fs::write(&config, sshd_config(d, &host_key, port)).expect("sshd_config");
+            std::fs::write(
+                &config,
+                format!("{extra}{}", sshd_config(d, &host_key, port)),
+            )
+            .expect("sshd_config");
             let log = d.join("sshd.log");
             let mut child = Command::new(SSHD)
                 .args(["-D", "-e", "-f"])

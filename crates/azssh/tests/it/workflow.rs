@@ -10,6 +10,7 @@
 //! rebuilt host key is served.
 #![allow(clippy::unwrap_used)]
 
+mod close_port;
 mod nsg;
 mod setup;
 mod variants;
@@ -231,6 +232,33 @@ fn assert_sshd_ready(g: &SharedGuest) {
     assert_eq!(sshd.status, ServiceStatus::Running);
     assert_eq!(sshd.startup, StartupType::Automatic);
     assert!(guest.firewall_allows(22), "firewall rule on");
+}
+
+/// Two running VMs with public IPs whose only NSG is their subnet's (shared):
+/// `(resource group, a, b, a's private IP, b's private IP)`.
+async fn subnet_pair(env: &Env) -> (String, String, String, String, String) {
+    let pair = script(
+        env,
+        r#"let found = ();
+           let all = vms().filter(|v| v.nsg_ids.len() == 1 && v.public_ip != ());
+           for a in all {
+               for b in all {
+                   if found == () && a.name != b.name && a.nsg_ids[0] == b.nsg_ids[0]
+                       && !a.nsg_ids[0].ends_with(`${a.name}-nsg`) && a.power_state == "running" {
+                       found = [a.resource_group, a.name, b.name, a.private_ip, b.private_ip];
+                   }
+               }
+           }
+           found"#,
+    )
+    .await;
+    let s = |i: usize| {
+        pair[i]
+            .as_str()
+            .unwrap_or_else(|| panic!("no two VMs behind one subnet NSG: {pair}"))
+            .to_string()
+    };
+    (s(0), s(1), s(2), s(3), s(4))
 }
 
 /// Runs an inline script against the emulator and returns its JSON result.

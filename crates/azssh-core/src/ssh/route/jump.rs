@@ -1,8 +1,12 @@
 //! Jump hosts as OpenSSH's `ProxyJump` (`-J`) writes them: `[user@]host[:port][,next...]`,
 //! each hop reached through a `direct-tcpip` channel of the one before, its host key verified
-//! like any other host's.
+//! like any other host's. A hop logs in with its own credentials, as under `ssh -J`: the agent,
+//! the hop's `IdentityFile` in ssh_config, else the default identities; never the destination's
+//! `-i` keys or password.
 
+use super::Route;
 use super::error::RouteError;
+use crate::ssh::connect::ConnectOptions;
 
 /// One hop of a jump chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +98,27 @@ fn parse_hop(spec: &str, hop: &str) -> Result<JumpHost, RouteError> {
     })
 }
 
+/// The options to log into jump host `hop`, reached along `before`, on the way to the
+/// destination of `target`. ssh(1) on `-J`: "configuration directives supplied on the
+/// command-line generally apply to the destination host and not any specified jump hosts. Use
+/// ~/.ssh/config to specify configuration for jump hosts." OpenSSH's ProxyJump runs
+/// `ssh -W %h:%p` for the hop passing on only `-F`, `-v` and the address family: no `-i`, no
+/// password. So the destination's identity files are dropped (an empty list makes the hop take
+/// its ssh_config `IdentityFile`, else `~/.ssh/id_*`) and its password is not sent to the hop:
+/// offering the destination's key to a hop both leaks which keys the user holds and spends the
+/// hop's `MaxAuthTries`. The agent, the ssh_config file, host-key policy, prompt and deadlines
+/// stay (a hop with an encrypted key or a password still asks on the terminal).
+pub fn hop_options(target: &ConnectOptions, hop: &JumpHost, before: Route) -> ConnectOptions {
+    let mut o = target.clone();
+    o.host = hop.host.clone();
+    o.port = hop.port;
+    o.user = hop.user.clone();
+    o.route = before;
+    o.identity_files = Vec::new();
+    o.password = None;
+    o
+}
+
 /// The chain as `-J` takes it, for messages and for `ssh-config`.
 pub fn format_jumps(hops: &[JumpHost]) -> String {
     hops.iter()
@@ -128,6 +153,24 @@ mod tests {
             "ops@bastion.contoso.net:2222,10.0.0.5,[fe80::1]:22,a@b"
         );
         assert!(parse_jumps("none").unwrap().is_empty());
+    }
+
+    #[test]
+    fn jump_hops_get_neither_the_destinations_identity_files_nor_its_password() {
+        let mut target = ConnectOptions::new("10.0.0.4");
+        target.identity_files = vec!["/keys/target_only".into()];
+        target.password = Some(crate::secret::Secret::new("target-password".to_string()));
+        target.user = Some("azureuser".into());
+        let hops = parse_jumps("ops@jump.contoso.net:2222").unwrap();
+        let o = hop_options(&target, &hops[0], Route::direct());
+        assert!(o.identity_files.is_empty(), "{:?}", o.identity_files);
+        assert!(o.password.is_none());
+        assert!(o.use_agent, "the agent still serves the hop");
+        assert_eq!(
+            (o.host.as_str(), o.port, o.user.as_deref()),
+            ("jump.contoso.net", Some(2222), Some("ops"))
+        );
+        assert_eq!(target.identity_files.len(), 1, "the destination keeps `-i`");
     }
 
     #[test]

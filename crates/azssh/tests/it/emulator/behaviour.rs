@@ -74,17 +74,8 @@ async fn nsg_rules_gate_the_ssh_port_by_source() {
 
 #[tokio::test]
 async fn jit_initiate_opens_a_time_boxed_rule() {
-    let emu = Emu::start(arm().vms(60).speed(1000.0)).await;
-    let policies = emu
-        .get(
-            &format!(
-                "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
-                emu.sub()
-            ),
-            "2020-01-01",
-        )
-        .await
-        .body;
+    let emu = Emu::with_jit_policies().await;
+    let policies = emu.jit_policies().await;
     let policy = &policies["value"][0];
     assert_shape(
         policy,

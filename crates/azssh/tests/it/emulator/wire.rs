@@ -198,14 +198,7 @@ async fn run_command_follows_the_recorded_lro_sequence() {
     let (rg, name) = emu.running_vm();
     let script = format!("Write-Output hi\n# {}", "x".repeat(6000));
     let body = json!({"commandId": "RunPowerShellScript", "script": [script]});
-    let start = emu
-        .call(
-            Method::POST,
-            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
-            COMPUTE,
-            Some(body),
-        )
-        .await;
+    let start = emu.run_command(&rg, &name, body).await;
     assert_eq!(start.status, StatusCode::ACCEPTED);
     assert_eq!(
         start.body,
@@ -291,15 +284,7 @@ async fn second_run_command_while_one_runs_gets_409_conflict() {
         .find(|v| v.power_state != PowerState::Running)
         .unwrap();
     let refused = emu
-        .call(
-            Method::POST,
-            &format!(
-                "{}/runCommand",
-                emu.vm_path(&stopped.resource_group, &stopped.name)
-            ),
-            COMPUTE,
-            Some(body),
-        )
+        .run_command(&stopped.resource_group, &stopped.name, body)
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.body["error"]["code"], "OperationNotAllowed");
@@ -480,6 +465,59 @@ fn subnet_nsg(emu: &Emu) -> String {
         "{}/resourceGroups/{rg}/providers/Microsoft.Network/networkSecurityGroups/{rg}-vnet-default-nsg",
         emu.sub()
     )
+}
+
+#[tokio::test]
+async fn a_rule_aimed_at_several_vms_keeps_its_destination_list_as_arm_does() {
+    let emu = Emu::fast().await;
+    let rule = format!("{}/securityRules/azssh-two-vms", subnet_nsg(&emu));
+    let put = |destinations: Value| {
+        let mut body = ssh_rule(3001, "203.0.113.7/32");
+        let props = body["properties"].as_object_mut().unwrap();
+        props.remove("destinationAddressPrefix");
+        for (k, v) in destinations.as_object().unwrap() {
+            props.insert(k.clone(), v.clone());
+        }
+        let emu = &emu;
+        let rule = rule.clone();
+        async move { emu.call(Method::PUT, &rule, NETWORK, Some(body)).await }
+    };
+    let two = json!(["10.0.0.4/32", "10.0.0.5/32"]);
+    let created = put(json!({"destinationAddressPrefixes": two})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    // The NSG is locked until the rule is programmed (a write meanwhile meets 429).
+    emu.poll(created.header("azure-asyncoperation").unwrap())
+        .await;
+    let read = emu.get(&rule, NETWORK).await;
+    assert_eq!(read.body["properties"]["destinationAddressPrefixes"], two);
+    assert!(read.body["properties"]["destinationAddressPrefix"].is_null());
+    // Narrowed to one VM (what `close-port` writes back): the singular field.
+    let narrowed = put(json!({"destinationAddressPrefix": "10.0.0.5/32"})).await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{:?}", narrowed.body);
+    emu.poll(narrowed.header("azure-asyncoperation").unwrap())
+        .await;
+    let read = emu.get(&rule, NETWORK).await;
+    assert_eq!(
+        read.body["properties"]["destinationAddressPrefix"],
+        "10.0.0.5/32"
+    );
+    assert_eq!(
+        read.body["properties"]["destinationAddressPrefixes"],
+        json!([])
+    );
+    // The list refuses `*` and tags, and the two forms together.
+    for bad in [
+        json!({"destinationAddressPrefixes": ["10.0.0.4/32", "*"]}),
+        json!({"destinationAddressPrefixes": ["VirtualNetwork"]}),
+        json!({"destinationAddressPrefix": "10.0.0.4/32", "destinationAddressPrefixes": ["10.0.0.5/32"]}),
+    ] {
+        let refused = put(bad.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            refused.body["error"]["code"], "SecurityRuleParameterContainsUnsupportedValue",
+            "{bad}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -737,17 +775,8 @@ async fn graph_top_over_1000_is_refused() {
 
 #[tokio::test]
 async fn jit_request_beyond_policy_ports_is_refused() {
-    let emu = Emu::start(arm().vms(60).speed(1000.0)).await;
-    let policies = emu
-        .get(
-            &format!(
-                "{}/providers/Microsoft.Security/jitNetworkAccessPolicies",
-                emu.sub()
-            ),
-            "2020-01-01",
-        )
-        .await
-        .body;
+    let emu = Emu::with_jit_policies().await;
+    let policies = emu.jit_policies().await;
     let policy = &policies["value"][0];
     let vm_id = policy["properties"]["virtualMachines"][0]["id"].clone();
     let url = format!("{}/initiate", policy["id"].as_str().unwrap());
@@ -826,15 +855,7 @@ async fn compute_rp_throttles_per_vm() {
         .find(|v| v.name != name && v.power_state == PowerState::Running)
         .unwrap();
     let elsewhere = emu
-        .call(
-            Method::POST,
-            &format!(
-                "{}/runCommand",
-                emu.vm_path(&other.resource_group, &other.name)
-            ),
-            COMPUTE,
-            Some(body),
-        )
+        .run_command(&other.resource_group, &other.name, body)
         .await;
     assert_eq!(elsewhere.status, StatusCode::ACCEPTED);
     let read = emu.get(&emu.vm_path(&rg, &name), COMPUTE).await;
@@ -852,11 +873,10 @@ async fn lro_answers_carry_retry_after() {
     let emu = Emu::start(arm().speed(1.0).vms(12)).await;
     let (rg, name) = emu.running_vm();
     let sent = emu
-        .call(
-            Method::POST,
-            &format!("{}/runCommand", emu.vm_path(&rg, &name)),
-            COMPUTE,
-            Some(json!({"commandId": "RunPowerShellScript", "script": ["hostname"]})),
+        .run_command(
+            &rg,
+            &name,
+            json!({"commandId": "RunPowerShellScript", "script": ["hostname"]}),
         )
         .await;
     assert_eq!(sent.status, StatusCode::ACCEPTED);

@@ -142,27 +142,8 @@ async fn close_port_removes_only_the_callers_source() {
 async fn subnet_nsg_rule_targets_only_the_vm() {
     let env = Env::start().await;
     // Two VMs whose only NSG is the same one: their subnet's.
-    let pair = script(
-        &env,
-        r#"let found = ();
-           let all = vms().filter(|v| v.nsg_ids.len() == 1 && v.public_ip != ());
-           for a in all {
-               for b in all {
-                   if found == () && a.name != b.name && a.nsg_ids[0] == b.nsg_ids[0]
-                       && !a.nsg_ids[0].ends_with(`${a.name}-nsg`) && a.power_state == "running" {
-                       found = [a.resource_group, a.name, b.name, a.private_ip];
-                   }
-               }
-           }
-           found"#,
-    )
-    .await;
-    let (rg, a, b, ip) = (
-        pair[0].as_str().unwrap(),
-        pair[1].as_str().unwrap(),
-        pair[2].as_str().unwrap(),
-        pair[3].as_str().unwrap(),
-    );
+    let (rg, a, b, ip, _) = subnet_pair(&env).await;
+    let (rg, a, b, ip) = (rg.as_str(), a.as_str(), b.as_str(), ip.as_str());
     let me = std::net::Ipv4Addr::LOCALHOST;
     assert_eq!(env.handle.admits(rg, b, me, 5986), Some(false));
     let r = run(env.azssh(&[

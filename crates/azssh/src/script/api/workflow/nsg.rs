@@ -41,15 +41,17 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         .register_into_engine(engine, move |v: Vm, o: Map| open_port(&c, &v, o));
 
     let doc = "\
-/// Deletes a rule from whichever of the VM's NSGs hold it: the rule `name`, or with a map
+/// Takes back what `open_port` gave this VM: the rule `name`, or with a map
 /// `#{source, port, protocol}` the rule `open_port` made for that source (port 22 by default),
-/// leaving every other source's rule alone. Returns `true` when a rule was deleted, `false`
-/// when no NSG had it.
+/// leaving every other source's rule alone. On a subnet rule aimed at several VMs only this
+/// VM's destination is removed (the rule is deleted with its last one). A rule azssh did not
+/// create, or one whose destination also admits other VMs, is left in place with a warning.
+/// Returns `true` when a rule was deleted or narrowed, `false` otherwise.
 ///
 /// # Example
 /// ```rhai
 /// close_port(v, #{source: \"203.0.113.7/32\"});
-/// close_port(v, \"allow-SSH\");
+/// close_port(v, \"azssh-ssh-203-0-113-7-32\");
 /// ```";
     let c = ctx.clone();
     FuncRegistration::new("close_port")

@@ -1,173 +1,44 @@
-//! End-to-end: the scripts azssh sends (rendered here with the product's own templates from
-//! `src/windows/{combined,setup,authorized_keys,host_keys}.rs`) parse, pass the 5.1 guard rail
-//! and run against a stub guest.
+//! End-to-end: the scripts azssh sends, built by the product's own builders
+//! (`windows::GuestScript`), parse, pass the Windows PowerShell 5.1 guard rail and run in the
+//! `pwsh` interpreter against a stub guest. (This test lived in `azssh-pwsh` with copies of the
+//! templates; `azssh-core` already has `azssh-pwsh` as a dev-dependency, so a dev-dependency the
+//! other way would be a cycle: the test lives here and builds the real scripts instead.)
+#![allow(clippy::unwrap_used)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use azssh_core::ssh::keys::SshPublicKey;
+use azssh_core::windows::authorized_keys::{ADMINISTRATORS_SID, NO_PROFILE, SYSTEM_SID};
+use azssh_core::windows::{GuestScript, KeyTarget, UserName};
 use pwsh::{
-    check_ps51, parse, run, CommandOutput, ErrorRecord, HostResult, PsObject, TestHost, Value,
+    CommandOutput, ErrorRecord, HostResult, PsObject, TestHost, Value, check_ps51, parse, run,
 };
 
-const CAPABILITY: &str = "OpenSSH.Server~~~~0.0.1.0";
-const FIREWALL_RULE: &str = "OpenSSH-Server-In-TCP";
-const ADMINISTRATORS_SID: &str = "S-1-5-32-544";
-const SYSTEM_SID: &str = "S-1-5-18";
-const NO_PROFILE: &str = " has no profile on this VM yet; sign in once (for example over RDP) or install the key for an administrator";
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJQnYzj9mKCCZE8M3eHtdm9nNOltS0LYhpqLqkyVKFA me@laptop";
 
-fn ps_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn prologue() -> String {
-    r#"$ErrorActionPreference = 'Stop'
-$ProgressPreference = 'SilentlyContinue'
-function Limit([string]$m) { if ($m.Length -gt 200) { $m.Substring(0, 200) } else { $m } }
-$r = [ordered]@{ v = 1 }"#
-        .to_string()
-}
-
-fn epilogue() -> String {
-    "Write-Output ('AZSSH-RESULT:' + ($r | ConvertTo-Json -Compress -Depth 4))".to_string()
-}
-
-fn frame(name: &str, body: &str) -> String {
-    format!("# azssh:begin {name}\n{body}\n# azssh:end {name}\n")
-}
-
-fn setup_block(capability: bool) -> String {
-    let capability = if capability {
-        format!(
-            r#"
-    $cap = Get-WindowsCapability -Online -Name '{CAPABILITY}'
-    $s.capability = [string]$cap.State
-    if ($cap.State -ne 'Installed') {{
-        $null = Add-WindowsCapability -Online -Name '{CAPABILITY}'
-        $s.changed = $true
-    }}"#
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"$s = [ordered]@{{ changed = $false; os_build = [Environment]::OSVersion.Version.Build }}
-try {{{capability}
-    if ((Get-Service -Name sshd).StartType -ne 'Automatic') {{
-        Set-Service -Name sshd -StartupType Automatic
-        $s.changed = $true
-    }}
-    if ((Get-Service -Name sshd).Status -ne 'Running') {{
-        Start-Service -Name sshd
-        $s.changed = $true
-    }}
-    $fw = Get-NetFirewallRule -Name '{FIREWALL_RULE}' -ErrorAction SilentlyContinue
-    if (-not $fw) {{
-        $null = New-NetFirewallRule -Name '{FIREWALL_RULE}' -DisplayName 'OpenSSH SSH Server (sshd)' -Enabled True -Direction Inbound -Protocol TCP -Action Allow -LocalPort 22
-        $s.changed = $true
-    }} elseif ([string]$fw.Enabled -ne 'True') {{
-        Enable-NetFirewallRule -Name '{FIREWALL_RULE}'
-        $s.changed = $true
-    }}
-    $svc = Get-Service -Name sshd
-    $s.sshd = [string]$svc.Status
-    $s.startup = [string]$svc.StartType
-    $s.firewall = [string](Get-NetFirewallRule -Name '{FIREWALL_RULE}').Enabled -eq 'True'
-    $exe = (Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
-    $s.version = (Get-Item -LiteralPath $exe).VersionInfo.ProductVersion
-}} catch {{
-    $s.error = Limit $_.Exception.Message
-    $s.code = '0x{{0:x8}}' -f $_.Exception.HResult
-}}
-$r.setup = $s"#
-    )
-}
-
-fn key_block(user: &str) -> String {
-    format!(
-        r#"$AzsshUser = {user}
-$AzsshKey = {key}
-$k = [ordered]@{{ added = $false; repaired = $false }}
-try {{
-    $admin = $AzsshUser -eq ''
-    if (-not $admin) {{
-        $admin = [bool](Get-LocalGroupMember -SID '{ADMINISTRATORS_SID}' | Where-Object {{ ($_.Name -split '\\')[-1] -eq $AzsshUser }})
-    }}
-    if ($admin) {{
-        $path = Join-Path $env:ProgramData 'ssh\administrators_authorized_keys'
-        $owner = '*{ADMINISTRATORS_SID}:F'
-    }} else {{
-        $sid = (Get-LocalUser -Name $AzsshUser).SID.Value
-        $profileDir = @(Get-CimInstance -ClassName Win32_UserProfile | Where-Object {{ $_.SID -eq $sid }})[0].LocalPath
-        if (-not $profileDir) {{ throw ('user ' + $AzsshUser + {no_profile}) }}
-        $path = Join-Path $profileDir '.ssh\authorized_keys'
-        $owner = $AzsshUser + ':F'
-    }}
-    $dir = Split-Path -Parent $path
-    if (-not (Test-Path -LiteralPath $dir)) {{ $null = New-Item -ItemType Directory -Path $dir -Force }}
-    $enc = New-Object Text.UTF8Encoding $false
-    $text = ''
-    if (Test-Path -LiteralPath $path) {{
-        $bytes = [IO.File]::ReadAllBytes($path)
-        $text = [IO.File]::ReadAllText($path)
-        if ($bytes.Length -gt 0 -and $bytes[0] -ge 0xEF) {{
-            [IO.File]::WriteAllText($path, $text, $enc)
-            $k.repaired = $true
-        }}
-    }}
-    $body = ($AzsshKey -split ' ')[1]
-    if (@($text -split "`r?`n" | Where-Object {{ @($_ -split '\s+') -ccontains $body }}).Count -eq 0) {{
-        $sep = ''
-        if ($text.Length -gt 0 -and -not $text.EndsWith("`n")) {{ $sep = "`r`n" }}
-        [IO.File]::AppendAllText($path, $sep + $AzsshKey + "`r`n", $enc)
-        $k.added = $true
-    }}
-    $null = icacls.exe $path /inheritance:r /grant $owner /grant '*{SYSTEM_SID}:F'
-    if ($LASTEXITCODE -ne 0) {{ throw "icacls failed with exit code $LASTEXITCODE" }}
-    $check = [IO.File]::ReadAllBytes($path)
-    $acl = Get-Acl -LiteralPath $path
-    $k.path = $path
-    $k.admin = $admin
-    $k.bom = $check.Length -gt 0 -and $check[0] -ge 0xEF
-    $k.verified = @($enc.GetString($check) -split "`r?`n" | Where-Object {{ @($_ -split '\s+') -ccontains $body }}).Count -ge 1
-    $k.inherited = -not $acl.AreAccessRulesProtected
-    $k.sids = @($acl.Access | ForEach-Object {{ $_.IdentityReference.Translate([Security.Principal.SecurityIdentifier]).Value }} | Sort-Object -Unique)
-}} catch {{
-    $k.error = Limit $_.Exception.Message
-}}
-$r.key = $k"#,
-        user = ps_quote(user),
-        key = ps_quote(KEY),
-        no_profile = ps_quote(NO_PROFILE),
-    )
-}
-
-fn host_keys_block() -> String {
-    r#"try {
-    $r.host_keys = @(Get-ChildItem -LiteralPath (Join-Path $env:ProgramData 'ssh') -Filter 'ssh_host_*_key.pub' | Sort-Object Name | ForEach-Object { ([IO.File]::ReadAllText($_.FullName)).Trim() })
-} catch {
-    $r.host_keys_error = Limit $_.Exception.Message
-}"#
-    .to_string()
-}
-
+/// The product's script: setup (`Some(true)`: capability, `Some(false)`: service only), the key
+/// for `key_user` (`""`: an administrator), the host keys.
 fn script(setup: Option<bool>, key_user: Option<&str>, host_keys: bool) -> String {
-    let mut s = frame("prologue", &prologue());
-    if let Some(cap) = setup {
-        s.push_str(&frame(
-            if cap { "setup" } else { "service" },
-            &setup_block(cap),
-        ));
-    }
-    if let Some(u) = key_user {
-        s.push_str(&frame("key", &key_block(u)));
+    let mut g = GuestScript::new();
+    g = match setup {
+        Some(true) => g.setup(),
+        Some(false) => g.ensure_service(),
+        None => g,
+    };
+    if let Some(user) = key_user {
+        let target = if user.is_empty() {
+            KeyTarget::Administrators
+        } else {
+            KeyTarget::User(UserName::parse(user).unwrap())
+        };
+        g = g.install_key(SshPublicKey::parse(KEY).unwrap(), target);
     }
     if host_keys {
-        s.push_str(&frame("host-keys", &host_keys_block()));
+        g = g.read_host_keys();
     }
-    s.push_str(&frame("epilogue", &epilogue()));
-    s
+    g.build()
 }
 
 /// The guest's state the stub commands read and change.
@@ -253,6 +124,11 @@ fn guest_host(g: Rc<RefCell<Guest>>) -> TestHost {
         s.borrow_mut().status = "Running".into();
         HostResult::Output(CommandOutput::none())
     });
+    // No WSUS policy on this guest: setup's `Get-ItemProperty` of the Windows Update policy
+    // key (read with `-ErrorAction SilentlyContinue`) finds nothing.
+    h.on("Get-ItemProperty", |_, _| {
+        HostResult::Output(CommandOutput::none())
+    });
     let s = g.clone();
     h.on("Get-NetFirewallRule", move |args, _| {
         let name = args.string("Name").unwrap_or_default();
@@ -260,7 +136,9 @@ fn guest_host(g: Rc<RefCell<Guest>>) -> TestHost {
             Some(on) => HostResult::Output(CommandOutput::one(
                 PsObject::typed("Microsoft.Management.Infrastructure.CimInstance")
                     .with("Name", name)
-                    .with("Enabled", if on { "True" } else { "False" }),
+                    .with("Enabled", if on { "True" } else { "False" })
+                    // The capability's rule covers every profile.
+                    .with("Profile", "Any"),
             )),
             None => HostResult::Output(CommandOutput::error(ErrorRecord::new(
                 format!("No MSFT_NetFirewallRule objects found with property 'InstanceID' equal to '{name}'.  Verify the value of the property and retry."),
@@ -269,6 +147,11 @@ fn guest_host(g: Rc<RefCell<Guest>>) -> TestHost {
                 "ObjectNotFound",
             ))),
         }
+    });
+    h.on("Get-NetConnectionProfile", |_, _| {
+        HostResult::Output(CommandOutput::one(
+            PsObject::typed("CimInstance").with("NetworkCategory", "Private"),
+        ))
     });
     let s = g.clone();
     h.on("New-NetFirewallRule", move |args, _| {
@@ -471,12 +354,14 @@ fn key_script_for_an_administrator() {
     );
     assert_eq!(
         k["sids"],
-        serde_json::json!([SYSTEM_SID, ADMINISTRATORS_SID]
-            .iter()
-            .copied()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>())
+        serde_json::json!(
+            [SYSTEM_SID, ADMINISTRATORS_SID]
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        )
     );
     let file = h
         .file("C:\\ProgramData\\ssh\\administrators_authorized_keys")
@@ -576,7 +461,7 @@ fn readme_examples() {
 fn mutated_scripts_never_panic() {
     let base = [
         script(Some(true), Some("bob"), true),
-        include_str!("admin_sample.ps1").to_string(),
+        include_str!("../../azssh-pwsh/tests/admin_sample.ps1").to_string(),
     ];
     let n: u64 = std::env::var("PWSH_MUTATIONS")
         .ok()
