@@ -73,11 +73,11 @@ pub async fn run_fleet(
     let arm =
         crate::script::context::arm_client(&settings).map_err(|e| AppError::usage_from(&e))?;
     // One pacer for every VM's calls: requests wait for ARM's tokens instead of drawing 429s.
-    // Shards share the subscription's buckets, so each paces at its share (1/N) of them.
-    let share = shard.map_or(1.0, |s| 1.0 / s.count as f64);
+    // Shards share the subscription's buckets: each spends freely while ARM reports plenty
+    // left, and its 1/N share when the count runs low (fleet::pacing).
     arm.budget()
-        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::with_share(
-            share,
+        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::for_shards(
+            shard.map_or(1, |s| s.count),
         )));
     let inventory = crate::fleet::inventory::load(&arm).await;
 
