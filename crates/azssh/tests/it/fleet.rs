@@ -844,9 +844,10 @@ fn shards_on_one_subscription_share_its_budget_without_failing_a_vm() {
     // More writes than ARM's write bucket holds (200, then 10/s), so the shards must pace on
     // what the subscription has left, which all three spend at once.
     let emu = Emu::start(260, FaultSpec::default(), true);
-    let children: Vec<Child> = (0..3)
+    // Each `Test` keeps its directory (with the script) until its process is done.
+    let tests: Vec<Test> = (0..3)
         .map(|i| {
-            spawn(&emu.test().args(&[
+            emu.test().args(&[
                 "fleet",
                 "setup.rhai",
                 "--all",
@@ -856,14 +857,16 @@ fn shards_on_one_subscription_share_its_budget_without_failing_a_vm() {
                 "16",
                 "-o",
                 "json",
-            ]))
+            ])
         })
         .collect();
+    let children: Vec<Child> = tests.iter().map(spawn).collect();
     let mut rows = Vec::new();
     for c in children {
         let out = c.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked at"), "{stderr}");
+        assert!(!out.stdout.is_empty(), "{stderr}");
         rows.extend(json_rows(&out));
     }
     let stats = emu.handle.stats();
