@@ -93,8 +93,18 @@ fn run_measured(mut cmd: Command) -> std::io::Result<Finished> {
             buf
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let mut status: libc::c_int = 0;
     // SAFETY: wait4 fills the status and rusage we pass for our own child `pid`; the `Child`
     // is not waited on again (dropping it neither waits nor kills).
@@ -170,7 +180,11 @@ async fn run(vms: usize, shards: usize, concurrency: &str, open_port: bool) {
             std::process::exit(1);
         }
     };
-    let script = if open_port { SETUP_WITH_OPEN_PORT } else { SETUP };
+    let script = if open_port {
+        SETUP_WITH_OPEN_PORT
+    } else {
+        SETUP
+    };
     if let Err(e) = std::fs::write(dir.path().join("setup.rhai"), script) {
         eprintln!("cannot write the script: {e}");
         std::process::exit(1);

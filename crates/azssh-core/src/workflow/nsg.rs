@@ -302,13 +302,11 @@ async fn nsgs_on_path(client: &ArmClient, vm: &Vm) -> Result<Vec<(String, NsgSco
         // the NIC again would ask Azure the same fact twice (a read per VM in a fleet run).
         let nic_nsg = match known_nic_nsg(vm) {
             Some(known) => known,
-            None => {
-                network::get_network_interface(client, nic_id)
-                    .await?
-                    .properties
-                    .network_security_group
-                    .map(|n| n.id)
-            }
+            None => network::get_network_interface(client, nic_id)
+                .await?
+                .properties
+                .network_security_group
+                .map(|n| n.id),
         };
         if let Some(nsg) = nic_nsg {
             out.push((nsg, NsgScope::Nic));
