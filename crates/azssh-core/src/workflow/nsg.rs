@@ -21,6 +21,7 @@ use crate::azure::resource_id::{ResourceId, same_id};
 use crate::azure::vm::Vm;
 use crate::error::UserError;
 use crate::error::kind;
+use crate::workflow::jit_policies;
 use crate::workflow::nsg_writes;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
@@ -398,20 +399,19 @@ fn same_name(rule: &SecurityRule, name: &str) -> bool {
 }
 
 /// The JIT policy of the VM when it configures `port`; a resource group without the Security
-/// provider's answer (404) has none.
-///
-/// Read per VM on purpose, even in a fleet run whose inventory came from Resource Graph: the
-/// inventory query covers `Resources` (VMs, NICs, addresses, NSGs), while JIT policies live in
-/// Resource Graph's `SecurityResources` table, which our reference (ARM.md) does not document
-/// and the emulator does not serve, so a graph answer there could not be checked; and a list
-/// cached for the whole run would miss a policy put on the VM while the run goes, opening a
-/// standing rule that bypasses it. Respecting JIT is worth this one read.
+/// provider's answer (404) has none. The group's policies are listed once for all its VMs
+/// (`jit_policies`): per VM it was the same question asked again. Not from Resource Graph
+/// (see `jit_policies` for why), so a fleet run still spends one read per resource group.
 async fn covering_policy(client: &ArmClient, vm: &Vm, port: u16) -> Result<Option<JitPolicy>> {
-    let policy = match jit::get_vm_jit_policy(client, &vm.id).await {
-        Ok(p) => p,
-        Err(e) if e.status() == Some(404) || matches!(e, AzureError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let policy = jit_policies::policies_for(client, &vm.id)
+        .await?
+        .into_iter()
+        .find(|p| {
+            p.properties
+                .virtual_machines
+                .iter()
+                .any(|v| same_id(&v.id, &vm.id))
+        });
     Ok(policy.filter(|p| {
         p.properties
             .virtual_machines

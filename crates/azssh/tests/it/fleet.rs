@@ -821,6 +821,21 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
         count(&first, "network.nic.get") <= count(&first, "vm.start"),
         "open_port takes the NIC's NSG from the graph, not from a NIC GET per VM: {first:?}"
     );
+    let groups: BTreeSet<String> = emu
+        .ids()
+        .iter()
+        .filter_map(|id| {
+            id.to_ascii_lowercase()
+                .split('/')
+                .nth(4)
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        count(&first, "jit.list") <= groups.len() as u64,
+        "one JIT policy list per resource group, not per VM ({} groups): {first:?}",
+        groups.len()
+    );
     // Every (VM, NSG on its path) pair asked for the source; a NIC NSG's rule (destination
     // `*`) is written once, a subnet NSG's once per group of VMs queued behind its write.
     let puts = count(&first, "nsg.rule.put");
