@@ -21,7 +21,8 @@
 //! Run: `cargo bench --bench fleet` (optionally `-- 5000` for another VM count, `-- 1000 4`
 //! for VMs and shards, `-- 5000 1` to skip the shard run; `AZSSH_BENCH_CONCURRENCY` for the
 //! fleet's concurrency, default 64; `AZSSH_BENCH_OPEN_PORT=1` to also open a port per VM with
-//! `open_port`, as a setup runbook does).
+//! `open_port`, as a setup runbook does; `AZSSH_BENCH_BIN` to run another azssh binary, e.g.
+//! a build of the main branch for a before/after).
 // A benchmark's report is what it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -155,7 +156,14 @@ fn fleet_command(
     shard: Option<(usize, usize)>,
 ) -> Command {
     let script = dir.join("setup.rhai");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_azssh"));
+    // Another build of azssh (e.g. the main branch's, for a before/after) when asked.
+    let bin = std::env::var_os("AZSSH_BENCH_BIN")
+        .filter(|b| !b.is_empty())
+        .map_or_else(
+            || env!("CARGO_BIN_EXE_azssh").into(),
+            std::path::PathBuf::from,
+        );
+    let mut cmd = Command::new(bin);
     cmd.arg("fleet")
         .arg(&script)
         .args(["--all", "--concurrency", concurrency, "-o", "json"])
