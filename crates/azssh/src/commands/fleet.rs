@@ -122,7 +122,9 @@ pub async fn run_fleet(
         timeout: args.run.timeout,
         retries: args.run.retries,
         max_fail_percent: args.run.max_fail,
-        inventory: Arc::new(crate::fleet::inventory::index(inventory, &plan.to_run)),
+        inventory: Arc::new(crate::fleet::inventory::RunInventory::new(
+            crate::fleet::inventory::index(inventory, &plan.to_run),
+        )),
     });
     let counters = Arc::new(Counters::default());
     let controls = Controls::default();
