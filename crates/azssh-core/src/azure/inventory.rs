@@ -106,7 +106,8 @@ impl InventoryRow {
                 (k, v)
             })
             .collect();
-        let mut nsg_ids: Vec<String> = some(self.nic_nsg).into_iter().collect();
+        let nic_nsg_id = some(self.nic_nsg);
+        let mut nsg_ids: Vec<String> = nic_nsg_id.iter().cloned().collect();
         if let Some(n) = some(self.subnet_nsg)
             && !nsg_ids.iter().any(|x| same_id(x, &n))
         {
@@ -133,6 +134,7 @@ impl InventoryRow {
             public_ip: some(self.public_ip),
             private_ip: some(self.private_ip),
             nsg_ids,
+            nic_nsg_id,
             tags,
             // A VM whose NIC the graph did not return (deleted, or not indexed yet) is not
             // resolved: a later `refresh()` reads it directly.
@@ -207,6 +209,7 @@ mod tests {
         assert_eq!(vm.private_ip.as_deref(), Some("10.0.0.4"));
         assert_eq!(vm.nsg_ids.len(), 2);
         assert!(vm.nsg_ids[0].ends_with("/a"));
+        assert!(vm.nic_nsg_id.as_deref().is_some_and(|n| n.ends_with("/a")));
         assert!(vm.network_resolved);
         assert_eq!(vm.tags["env"], "prod");
     }

@@ -184,6 +184,9 @@ pub struct Vm {
     pub private_ip: Option<String>,
     /// The NIC's NSG, then the subnet's.
     pub nsg_ids: Vec<String>,
+    /// The primary NIC's own NSG, when `network_resolved` (`None`: the NIC has none), so
+    /// `open_port` can tell the NIC's NSG from the subnet's without reading the NIC again.
+    pub nic_nsg_id: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub nic_id: Option<String>,
     pub subnet_id: Option<String>,
@@ -261,6 +264,7 @@ impl Vm {
             public_ip: None,
             private_ip: None,
             nsg_ids: Vec::new(),
+            nic_nsg_id: None,
             tags: json.tags.clone().unwrap_or_default(),
             nic_id: primary_nic_id(p),
             subnet_id: None,
@@ -298,6 +302,11 @@ impl Vm {
             .map(|r| r.id.clone());
         self.public_ip = public_ip.and_then(|p| p.properties.ip_address.clone());
         let mut nsgs = Vec::new();
+        self.nic_nsg_id = nic
+            .properties
+            .network_security_group
+            .as_ref()
+            .map(|n| n.id.clone());
         if let Some(n) = &nic.properties.network_security_group {
             nsgs.push(n.id.clone());
         }
@@ -448,6 +457,7 @@ async fn start_known(client: &ArmClient, vm_id: &str, known: Option<&Vm>) -> Res
                     vm.public_ip_id = k.public_ip_id.clone();
                     vm.subnet_id = k.subnet_id.clone();
                     vm.nsg_ids = k.nsg_ids.clone();
+                    vm.nic_nsg_id = k.nic_nsg_id.clone();
                     vm.network_resolved = true;
                 }
                 _ => resolve_network(&client, &mut vm).await?,

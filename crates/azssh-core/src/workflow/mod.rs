@@ -8,6 +8,7 @@
 //! - `nsg` — `open_port`/`close_port`: a rule per source, subnet rules aimed at the VM, JIT
 //!   respected, Internet-wide sources opted into; rules and outcomes as JSON.
 //! - `nsg_close` — `close_port`: only this VM's destination, never a rule azssh did not write.
+//! - `nsg_writes`, `jit_policies` — what `open_port` shares across the VMs of a fleet run.
 //! - `keys` — list, remove, add (expiring, exclusive), expire and rotate keys over RunCommand.
 //! - `audit` — drift audit and safe repair, as deviations with stable codes.
 //! - `shell` — `set_default_shell`.
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod error;
 pub mod guest;
+pub mod jit_policies;
 pub mod keys;
 pub mod nsg;
 pub mod nsg_close;

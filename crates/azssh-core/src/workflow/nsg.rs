@@ -21,6 +21,7 @@ use crate::azure::resource_id::{ResourceId, same_id};
 use crate::azure::vm::Vm;
 use crate::error::UserError;
 use crate::error::kind;
+use crate::workflow::jit_policies;
 use crate::workflow::nsg_writes;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
@@ -298,9 +299,18 @@ async fn nsgs_on_path(client: &ArmClient, vm: &Vm) -> Result<Vec<(String, NsgSco
     };
     let mut out = Vec::new();
     if let Some(nic_id) = &vm.nic_id {
-        let nic = network::get_network_interface(client, nic_id).await?;
-        if let Some(nsg) = nic.properties.network_security_group {
-            out.push((nsg.id, NsgScope::Nic));
+        // The inventory (or this VM's own read) already says which NSG is the NIC's: reading
+        // the NIC again would ask Azure the same fact twice (a read per VM in a fleet run).
+        let nic_nsg = match known_nic_nsg(vm) {
+            Some(known) => known,
+            None => network::get_network_interface(client, nic_id)
+                .await?
+                .properties
+                .network_security_group
+                .map(|n| n.id),
+        };
+        if let Some(nsg) = nic_nsg {
+            out.push((nsg, NsgScope::Nic));
         }
     } else if let Some(first) = vm.nsg_ids.first() {
         // Without the NIC resolved the first NSG is taken as the NIC's, as before.
@@ -315,6 +325,15 @@ async fn nsgs_on_path(client: &ArmClient, vm: &Vm) -> Result<Vec<(String, NsgSco
         return Err(none().into());
     }
     Ok(out)
+}
+
+/// The NIC's NSG as the VM's resolved network facts give it (`Some(None)`: the NIC has none),
+/// when they were read recently enough to act on; `None` when the NIC must be read.
+fn known_nic_nsg(vm: &Vm) -> Option<Option<String>> {
+    let fresh = vm
+        .observed_at
+        .is_some_and(|t| t.elapsed() < crate::azure::vm::POWER_STATE_FRESH_FOR);
+    (vm.network_resolved && fresh).then(|| vm.nic_nsg_id.clone())
 }
 
 /// Whether the rule's destination reaches the VM: `*`, `VirtualNetwork`, or a prefix holding its
@@ -380,13 +399,19 @@ fn same_name(rule: &SecurityRule, name: &str) -> bool {
 }
 
 /// The JIT policy of the VM when it configures `port`; a resource group without the Security
-/// provider's answer (404) has none.
+/// provider's answer (404) has none. The group's policies are listed once for all its VMs
+/// (`jit_policies`): per VM it was the same question asked again. Not from Resource Graph
+/// (see `jit_policies` for why), so a fleet run still spends one read per resource group.
 async fn covering_policy(client: &ArmClient, vm: &Vm, port: u16) -> Result<Option<JitPolicy>> {
-    let policy = match jit::get_vm_jit_policy(client, &vm.id).await {
-        Ok(p) => p,
-        Err(e) if e.status() == Some(404) || matches!(e, AzureError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let policy = jit_policies::policies_for(client, &vm.id)
+        .await?
+        .into_iter()
+        .find(|p| {
+            p.properties
+                .virtual_machines
+                .iter()
+                .any(|v| same_id(&v.id, &vm.id))
+        });
     Ok(policy.filter(|p| {
         p.properties
             .virtual_machines

@@ -73,11 +73,11 @@ pub async fn run_fleet(
     let arm =
         crate::script::context::arm_client(&settings).map_err(|e| AppError::usage_from(&e))?;
     // One pacer for every VM's calls: requests wait for ARM's tokens instead of drawing 429s.
-    // Shards share the subscription's buckets, so each paces at its share (1/N) of them.
-    let share = shard.map_or(1.0, |s| 1.0 / s.count as f64);
+    // Shards share the subscription's buckets: each spends freely while ARM reports plenty
+    // left, and its 1/N share when the count runs low (fleet::pacing).
     arm.budget()
-        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::with_share(
-            share,
+        .set_pacer(Arc::new(crate::fleet::pacing::TokenPacer::for_shards(
+            shard.map_or(1, |s| s.count),
         )));
     let inventory = crate::fleet::inventory::load(&arm).await;
 
@@ -122,7 +122,9 @@ pub async fn run_fleet(
         timeout: args.run.timeout,
         retries: args.run.retries,
         max_fail_percent: args.run.max_fail,
-        inventory: Arc::new(crate::fleet::inventory::index(inventory, &plan.to_run)),
+        inventory: Arc::new(crate::fleet::inventory::RunInventory::new(
+            crate::fleet::inventory::index(inventory, &plan.to_run),
+        )),
     });
     let counters = Arc::new(Counters::default());
     let controls = Controls::default();

@@ -2,23 +2,32 @@
 //!
 //! - `TokenPacer`, installed on the shared client's `ThrottleBudget`, is the one budget for
 //!   everything Azure throttles. It holds each request until ARM's token bucket for its kind
-//!   should have a token: a local estimate of the bucket (ARM's documented per-subscription
-//!   defaults: reads 250 refilled at 25/s, writes and deletes 200 at 10/s; Resource Graph's
-//!   per-user quota of 15 queries per 5 s), spent as requests go out and lowered to the
-//!   `remaining` count each answer reports (`x-ms-ratelimit-remaining-subscription-*`,
+//!   should have a token: a local estimate of the subscription's bucket (ARM's documented
+//!   per-subscription defaults: reads 250 refilled at 25/s, writes and deletes 200 at 10/s;
+//!   Resource Graph's per-user quota of 15 queries per 5 s), spent as requests go out and
+//!   lowered to the `remaining` count each answer reports (`x-ms-ratelimit-remaining-subscription-*`,
 //!   `x-ms-user-quota-remaining`). A larger bucket reported by ARM raises the estimate's
 //!   capacity; an endpoint that never reports a count is not paced. The Compute RP's per-VM
 //!   and per-subscription policies are paced from `x-ms-ratelimit-remaining-resource`: a kind
-//!   of request to a VM whose policy reads 0 waits, one probe per second. Under `--shard I/N`
-//!   each process takes 1/N of every bucket (`TokenPacer::with_share`).
+//!   of request to a VM whose policy reads 0 waits, one probe per second.
 //! - `BudgetGate`: VM runs wait here before starting while ARM says the subscription's read or
 //!   write budget (`x-ms-ratelimit-remaining-subscription-*`) is below a reserve, so a blocking
 //!   thread is not taken by a run that would only wait for tokens.
 //!
+//! Shards (`--shard I/N`, `TokenPacer::for_shards`): ARM's remaining counts are the
+//! subscription's, shared by every process that spends it, so each shard paces on what ARM
+//! reports is left. While the reported count is comfortably above a reserve that grows with N
+//! (`Bucket::reserve`: one second of refill per other shard, plus the floor left for others)
+//! a shard spends freely, so a finished or idle shard's part is used by the ones still busy.
+//! Below the reserve each shard falls back to its 1/N share of the refill, so N busy shards
+//! together spend the refill rate and no more: the bucket stops draining at the reserve instead
+//! of reaching 0. What the reserve absorbs is the lag of the counts (the other shards' requests
+//! since our last answer), which is a fraction of a second of refill per shard while they are
+//! busy. A 429 that still gets through is retried by the ARM client after its `Retry-After`.
+//!
 //! The remaining counts only change when an answer arrives, so a gate that held everybody back
 //! would never see the bucket refill: one run is let through per probe interval while the budget
-//! is low, and its answers refresh the counts. The ARM client still retries any 429 that gets
-//! through (after `Retry-After`).
+//! is low, and its answers refresh the counts.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,6 +42,7 @@ const FLOOR: f64 = 5.0;
 
 #[derive(Debug)]
 struct Bucket {
+    /// The estimate of what the subscription's bucket holds (not this process's part of it).
     tokens: f64,
     capacity: f64,
     refill_per_sec: f64,
@@ -43,6 +53,13 @@ struct Bucket {
     /// Tokens left for others (`FLOOR` for ARM's buckets; none for Resource Graph's small
     /// per-user quota, which is ours alone).
     floor: f64,
+    /// Processes sharing the bucket (`--shard I/N`: N; else 1).
+    shards: f64,
+    /// Kept per other shard in the reserve (see `reserve`).
+    per_shard: f64,
+    /// This process's 1/N share of the refill, spent while the bucket is below the reserve.
+    share_tokens: f64,
+    share_capacity: f64,
 }
 
 impl Bucket {
@@ -54,6 +71,10 @@ impl Bucket {
             at: Instant::now(),
             reported: false,
             floor: FLOOR,
+            shards: 1.0,
+            per_shard: refill_per_sec,
+            share_tokens: 1.0,
+            share_capacity: 1.0,
         }
     }
 
@@ -62,23 +83,50 @@ impl Bucket {
         self
     }
 
+    /// Shared by `shards` processes, keeping `per_shard` tokens in the reserve for each other.
+    fn shared(mut self, shards: u64, per_shard: f64) -> Bucket {
+        self.shards = shards.max(1) as f64;
+        self.per_shard = per_shard;
+        // One second of this process's share may go at once.
+        self.share_capacity = (self.refill_per_sec / self.shards).max(1.0);
+        self.share_tokens = self.share_capacity;
+        self
+    }
+
+    /// Below this reported count every shard spends only its share of the refill. Alone
+    /// (N = 1) it is the floor, and the share is the whole refill: the single-process pacing.
+    fn reserve(&self) -> f64 {
+        (self.floor + (self.shards - 1.0) * self.per_shard).min(self.capacity - 1.0)
+    }
+
     fn refill(&mut self, now: Instant) {
         let secs = now.duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + secs * self.refill_per_sec).min(self.capacity);
+        self.share_tokens =
+            (self.share_tokens + secs * self.refill_per_sec / self.shards).min(self.share_capacity);
         self.at = now;
     }
 
-    /// Takes a token, or says how long until one is there.
+    /// Takes a token, or says how long until one may be there.
     fn take(&mut self, now: Instant) -> Option<Duration> {
         self.refill(now);
-        if self.tokens >= self.floor + 1.0 || !self.reported {
+        if !self.reported || self.tokens >= self.reserve() + 1.0 {
             self.tokens = (self.tokens - 1.0).max(0.0);
-            None
-        } else {
-            Some(Duration::from_secs_f64(
-                (self.floor + 1.0 - self.tokens) / self.refill_per_sec,
-            ))
+            return None;
         }
+        if self.tokens >= self.floor + 1.0 && self.share_tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.share_tokens -= 1.0;
+            return None;
+        }
+        // The sooner of: our share has a token (and the bucket is above the floor), or the
+        // bucket is back above the reserve.
+        let rate = self.refill_per_sec;
+        let above_floor = (self.floor + 1.0 - self.tokens).max(0.0) / rate;
+        let share = (1.0 - self.share_tokens).max(0.0) / (rate / self.shards);
+        let above_reserve = (self.reserve() + 1.0 - self.tokens).max(0.0) / rate;
+        let secs = above_floor.max(share).min(above_reserve).max(0.001);
+        Some(Duration::from_secs_f64(secs))
     }
 
     /// ARM's count is the truth but lags the requests still in flight, so it may only lower
@@ -105,8 +153,8 @@ pub struct TokenPacer {
     /// The Compute RP's lowest reported count per kind of request and VM, and when a request
     /// last went out while it was exhausted (one probe per `COMPUTE_PROBE`).
     compute: std::sync::Mutex<HashMap<ComputeTarget, (u64, Option<Instant>)>>,
-    /// This process's part of the subscription's budget (`--shard I/N`: 1/N).
-    share: f64,
+    /// Processes sharing the subscription (`--shard I/N`: N).
+    shards: u64,
 }
 
 /// While the Compute RP reports a policy exhausted for a VM, one request of that kind per
@@ -114,34 +162,30 @@ pub struct TokenPacer {
 /// 429 after its `Retry-After`.
 const COMPUTE_PROBE: Duration = Duration::from_secs(1);
 
+/// Kept per other shard below a Compute RP count before a shard falls back to its share of it.
+const COMPUTE_RESERVE_PER_SHARD: u64 = 2;
+
 impl Default for TokenPacer {
     fn default() -> Self {
-        TokenPacer::with_share(1.0)
+        TokenPacer::for_shards(1)
     }
 }
 
 impl TokenPacer {
-    /// A pacer that spends `share` (0 < share <= 1) of every bucket: N shard processes on one
-    /// subscription each take 1/N, so together they stay inside ARM's limits instead of racing
-    /// each other into 429s. ARM's reported remaining counts are the whole subscription's, so
-    /// they are scaled by the same share.
-    pub fn with_share(share: f64) -> TokenPacer {
-        let share = if share.is_finite() && share > 0.0 {
-            share.min(1.0)
-        } else {
-            1.0
-        };
-        let b = |cap: f64, refill: f64| Bucket::new(cap * share, refill * share);
+    /// A pacer for one of `shards` processes spending one subscription (1: alone). Each spends
+    /// freely while ARM reports enough left above a reserve for the others, and its 1/N share
+    /// of the refill below it (see the module doc), so N shards together stay inside ARM's
+    /// limits and a finished shard's part is not left unused.
+    pub fn for_shards(shards: u64) -> TokenPacer {
+        let n = shards.max(1);
         TokenPacer {
-            reads: std::sync::Mutex::new(b(250.0, 25.0)),
-            writes: std::sync::Mutex::new(b(200.0, 10.0)),
-            deletes: std::sync::Mutex::new(b(200.0, 10.0)),
-            // At least one query per window, whatever the share.
-            graph: std::sync::Mutex::new(
-                Bucket::new((15.0 * share).max(1.0), (3.0 * share).max(0.2)).without_floor(),
-            ),
+            reads: std::sync::Mutex::new(Bucket::new(250.0, 25.0).shared(n, 25.0)),
+            writes: std::sync::Mutex::new(Bucket::new(200.0, 10.0).shared(n, 10.0)),
+            deletes: std::sync::Mutex::new(Bucket::new(200.0, 10.0).shared(n, 10.0)),
+            // One query per other shard in the reserve: each needs only a few pages.
+            graph: std::sync::Mutex::new(Bucket::new(15.0, 3.0).without_floor().shared(n, 1.0)),
             compute: std::sync::Mutex::new(HashMap::new()),
-            share,
+            shards: n,
         }
     }
 
@@ -153,6 +197,19 @@ impl TokenPacer {
             Operation::GraphQuery => &self.graph,
         };
         m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This process's part of a Compute RP count: all of it above a reserve for the other
+    /// shards, its 1/N share below. A per-VM policy is only ever spent by the shard owning the
+    /// VM, so it rarely gets near the reserve; the subscription-wide ones are shared.
+    fn compute_part(&self, remaining: u64) -> u64 {
+        let n = self.shards;
+        let reserve = COMPUTE_RESERVE_PER_SHARD * (n - 1);
+        if remaining > reserve {
+            remaining - reserve + reserve / n
+        } else {
+            remaining / n
+        }
     }
 
     /// None when a request may go; else how long to wait before asking again.
@@ -189,8 +246,7 @@ impl Pacer for TokenPacer {
     }
 
     fn observe(&self, op: Operation, remaining: u64) {
-        let mine = (remaining as f64 * self.share).floor() as u64;
-        self.bucket(op).observe(mine, Instant::now());
+        self.bucket(op).observe(remaining, Instant::now());
     }
 
     fn acquire_compute<'a>(&'a self, target: &'a ComputeTarget) -> BoxFuture<'a, ()> {
@@ -202,7 +258,7 @@ impl Pacer for TokenPacer {
     }
 
     fn observe_compute(&self, target: &ComputeTarget, remaining: u64) {
-        let mine = (remaining as f64 * self.share).floor() as u64;
+        let mine = self.compute_part(remaining);
         let mut map = self.compute.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.entry(target.clone()).or_insert((mine, None));
         e.0 = mine;
@@ -314,6 +370,119 @@ mod tests {
             "only one token above the floor was left"
         );
     }
+    #[tokio::test(start_paused = true)]
+    async fn shard_spends_freely_while_reported_remaining_is_above_the_reserve() {
+        let pacer = TokenPacer::for_shards(4);
+        pacer.observe(Operation::Write, 200);
+        let start = Instant::now();
+        // The reserve for 3 other shards is 5 + 3 × 10 = 35: 165 go at once, where a fixed
+        // quarter of the bucket allowed 50.
+        for _ in 0..165 {
+            pacer.acquire(Operation::Write).await;
+        }
+        assert_eq!(Instant::now(), start);
+        pacer.acquire(Operation::Write).await;
+        assert!(
+            Instant::now() == start,
+            "the share's own burst is still there"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shard_falls_back_to_its_share_when_reported_remaining_is_low() {
+        let pacer = TokenPacer::for_shards(4);
+        let start = Instant::now();
+        for _ in 0..11 {
+            // The other shards keep the subscription's count low.
+            pacer.observe(Operation::Write, 30);
+            pacer.acquire(Operation::Write).await;
+        }
+        // 1/4 of 10 writes/s, 2.5 at once: 11 writes take about 3.4 s.
+        let took = Instant::now().duration_since(start);
+        assert!(
+            took >= Duration::from_secs(3) && took <= Duration::from_secs(4),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shard_left_alone_spends_the_whole_refill_not_its_quarter() {
+        let pacer = TokenPacer::for_shards(4);
+        pacer.observe(Operation::Write, 36);
+        let start = Instant::now();
+        let mut n = 0;
+        while Instant::now().duration_since(start) < Duration::from_secs(10) {
+            pacer.acquire(Operation::Write).await;
+            n += 1;
+        }
+        // The other shards are done: 10 s of the full refill (10/s), not 1/4 of it (25).
+        assert!((95..=110).contains(&n), "{n}");
+    }
+
+    /// N shard pacers against one simulated ARM write bucket (200, 10/s), answers arriving
+    /// one 10 ms step after their request, with an uneven split (one shard finishes early).
+    fn simulate_shards(demand: &[u32]) -> (u32, f64) {
+        let n = demand.len();
+        let t0 = Instant::now();
+        let mut shards: Vec<Bucket> = (0..n)
+            .map(|_| Bucket::new(200.0, 10.0).shared(n as u64, 10.0))
+            .collect();
+        let mut truth = 200.0_f64;
+        let mut throttled = 0;
+        let mut spent = vec![0u32; n];
+        let mut answers: Vec<(usize, u64)> = Vec::new();
+        let step = Duration::from_millis(10);
+        for k in 1..=30_000u32 {
+            let now = t0 + step * k;
+            truth = (truth + 0.1).min(200.0);
+            for (i, left) in std::mem::take(&mut answers) {
+                shards[i].observe(left, now);
+            }
+            for i in 0..n {
+                // Up to 8 requests per shard per step (its concurrency).
+                for _ in 0..8 {
+                    if spent[i] >= demand[i] || shards[i].take(now).is_some() {
+                        break;
+                    }
+                    if truth < 1.0 {
+                        throttled += 1;
+                        answers.push((i, 0));
+                        continue;
+                    }
+                    truth -= 1.0;
+                    spent[i] += 1;
+                    answers.push((i, truth as u64));
+                }
+            }
+            if spent.iter().zip(demand).all(|(s, d)| s >= d) {
+                return (throttled, (step * k).as_secs_f64());
+            }
+        }
+        (throttled, f64::INFINITY)
+    }
+
+    #[test]
+    fn shards_on_one_bucket_draw_no_429_and_finish_near_the_floor() {
+        // 1300 writes: the floor is (1300 − 200) / 10 = 110 s. A fixed quarter each took
+        // (400 − 50) / 2.5 = 140 s for the largest shard.
+        let (throttled, secs) = simulate_shards(&[100, 400, 400, 400]);
+        assert_eq!(throttled, 0);
+        assert!(secs <= 118.0, "{secs}");
+        let (throttled, secs) = simulate_shards(&[272, 247, 250, 231]);
+        assert_eq!(throttled, 0);
+        assert!(secs <= 85.0, "{secs}");
+    }
+
+    #[test]
+    fn compute_counts_are_shared_only_near_the_reserve() {
+        let alone = TokenPacer::for_shards(1);
+        assert_eq!(alone.compute_part(12), 12);
+        let four = TokenPacer::for_shards(4);
+        assert_eq!(four.compute_part(1500), 1500 - 6 + 1);
+        assert_eq!(four.compute_part(5), 1);
+        assert_eq!(four.compute_part(0), 0);
+    }
+
     use reqwest::header::{HeaderMap, HeaderValue};
 
     fn budget_with(reads: &'static str) -> ThrottleBudget {

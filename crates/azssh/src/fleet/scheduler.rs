@@ -11,7 +11,6 @@
 //! AST (Rhai's `sync` feature makes `Engine` and `AST` `Send + Sync`); each gets its own
 //! `ScriptContext`, engine and `Cancel` deadline, and a scope with `vm` and `ARGS`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -51,9 +50,10 @@ pub struct FleetJob {
     pub retries: u32,
     /// Stop starting new VMs once more than this percentage of all targets failed.
     pub max_fail_percent: Option<f64>,
-    /// The VMs as the run's inventory query read them (lower-cased id → `Vm`): a VM found here
-    /// is not read again; one missing (another subscription, not in the graph yet) is.
-    pub inventory: Arc<HashMap<String, crate::azure::vm::Vm>>,
+    /// The VMs as the run's inventory query read them (by lower-cased id), read again from the
+    /// graph when old: a VM found here is not read on its own; one missing (another
+    /// subscription, not in the graph yet) is.
+    pub inventory: Arc<super::inventory::RunInventory>,
 }
 
 /// Ctrl-C and max-fail: `stop` ends the starting of new VMs, `abort` cancels running ones.
@@ -383,8 +383,20 @@ fn evaluate(
             hint: d.hint,
         }
     };
-    let found = match job.inventory.get(&id.to_ascii_lowercase()) {
-        Some(vm) => vm.clone(),
+    let known = {
+        let (inventory, arm, key) = (
+            job.inventory.clone(),
+            job.arm.clone(),
+            id.to_ascii_lowercase(),
+        );
+        ctx.bridge
+            .block_on("reading the inventory", async move {
+                Ok::<_, crate::azure::error::AzureError>(inventory.vm(&arm, &key).await)
+            })
+            .map_err(|e| diagnose(&e))?
+    };
+    let found = match known {
+        Some(vm) => vm,
         None => {
             let arm = job.arm.clone();
             let owned = id.to_string();

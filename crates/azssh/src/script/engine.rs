@@ -129,7 +129,8 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(n, 1 + 3 + 40 + 3 + 6);
-            assert!(signatures(&engine).iter().any(|s| s.starts_with("ssh(")));
+            let names = crate::script::catalog::Catalog::from_engine(&engine, None);
+            assert!(names.function_names().iter().any(|n| n == "ssh"));
         }
     }
 }

@@ -817,6 +817,26 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
         count(&first, "vm.get") <= count(&first, "vm.start"),
         "a VM GET only confirms a start: {first:?}"
     );
+    assert!(
+        count(&first, "network.nic.get") <= count(&first, "vm.start"),
+        "open_port takes the NIC's NSG from the graph, not from a NIC GET per VM: {first:?}"
+    );
+    let groups: BTreeSet<String> = emu
+        .ids()
+        .iter()
+        .filter_map(|id| {
+            id.to_ascii_lowercase()
+                .split('/')
+                .nth(4)
+                .map(str::to_string)
+        })
+        .collect();
+    // A JIT request reads its policy afresh (twice: before initiating and to confirm it).
+    assert!(
+        count(&first, "jit.list") <= groups.len() as u64 + 2 * count(&first, "jit.initiate"),
+        "one JIT policy list per resource group, not per VM ({} groups): {first:?}",
+        groups.len()
+    );
     // Every (VM, NSG on its path) pair asked for the source; a NIC NSG's rule (destination
     // `*`) is written once, a subnet NSG's once per group of VMs queued behind its write.
     let puts = count(&first, "nsg.rule.put");
@@ -832,5 +852,51 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
         count(&second, "nsg.rule.put"),
         puts,
         "the rules already admit the source: no write on a second run"
+    );
+}
+
+#[test]
+fn shards_on_one_subscription_share_its_budget_without_failing_a_vm() {
+    // More writes than ARM's write bucket holds (200, then 10/s), so the shards must pace on
+    // what the subscription has left, which all three spend at once.
+    let emu = Emu::start(260, FaultSpec::default(), true);
+    // Each `Test` keeps its directory (with the script) until its process is done.
+    let tests: Vec<Test> = (0..3)
+        .map(|i| {
+            emu.test().args(&[
+                "fleet",
+                "setup.rhai",
+                "--all",
+                "--shard",
+                &format!("{i}/3"),
+                "--concurrency",
+                "16",
+                "-o",
+                "json",
+            ])
+        })
+        .collect();
+    let children: Vec<Child> = tests.iter().map(spawn).collect();
+    let mut rows = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked at"), "{stderr}");
+        assert!(!out.stdout.is_empty(), "{stderr}");
+        rows.extend(json_rows(&out));
+    }
+    let stats = emu.handle.stats();
+    assert_eq!(rows.len(), 260, "every VM reported by exactly one shard");
+    let failed: Vec<&Value> = rows.iter().filter(|r| r["status"] != "ok").collect();
+    assert!(
+        failed.is_empty(),
+        "no VM fails ({} 429s answered): {failed:?}",
+        stats.throttled
+    );
+    assert_eq!(names(&rows).len(), 260);
+    assert!(
+        stats.throttled <= 5,
+        "the shards pace on the remaining counts instead of racing into 429s: {} 429s",
+        stats.throttled
     );
 }
