@@ -83,6 +83,11 @@ pub fn read_bytes(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, 
             e.to_string().to_lowercase()
         },
     };
+    // `/dev/null` is how OpenSSH users say "none" (`-F /dev/null`, `UserKnownHostsFile=/dev/null`):
+    // always empty, never blocking, so it reads as an empty file rather than "not regular".
+    if path == Path::new("/dev/null") {
+        return Ok(Vec::new());
+    }
     // Check the type before opening: opening a FIFO for reading blocks until a writer appears.
     let meta = std::fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
@@ -136,6 +141,12 @@ mod tests {
         let err = read_bytes(Path::new("/dev/zero"), cap::KNOWN_HOSTS, "known_hosts file")
             .expect_err("refused");
         assert!(matches!(err, LocalFileError::NotRegular { .. }), "{err}");
+    }
+
+    #[test]
+    fn dev_null_reads_as_an_empty_file_as_openssh_users_expect() {
+        let text = read_text(Path::new("/dev/null"), cap::CONFIG, "ssh config").expect("empty");
+        assert!(text.is_empty());
     }
 
     #[test]

@@ -59,24 +59,8 @@ fn options(sshd: &sshd::Sshd) -> ConnectOptions {
 }
 
 fn openssh_args(sshd: &sshd::Sshd, port_flag: &str, cipher: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        port_flag.into(),
-        sshd.port.to_string(),
-        "-i".into(),
-        sshd.ed25519_key.display().to_string(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        format!(
-            "UserKnownHostsFile={}",
-            sshd.trusted_known_hosts().display()
-        ),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-F".into(),
-        "/dev/null".into(),
-        "-q".into(),
-    ];
+    let mut args = sshd.openssh_client_args(port_flag);
+    args.push("-q".into());
     if let Some(c) = cipher {
         args.extend(["-c".into(), c.into()]);
     }

@@ -106,23 +106,7 @@ fn free_port() -> u16 {
 }
 
 fn ssh_args(sshd: &sshd::Sshd) -> Vec<String> {
-    vec![
-        "-p".into(),
-        sshd.port.to_string(),
-        "-i".into(),
-        sshd.ed25519_key.display().to_string(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        format!(
-            "UserKnownHostsFile={}",
-            sshd.trusted_known_hosts().display()
-        ),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-F".into(),
-        "/dev/null".into(),
-    ]
+    sshd.openssh_client_args("-p")
 }
 
 /// `ssh -N -L local:127.0.0.1:sink`, waiting until the forward listens.

@@ -100,17 +100,8 @@ mod tests {
 
     use crate::repl::complete::{self, Context};
     use crate::repl::names::NameCache;
-    use crate::script::context::Settings;
 
-    fn product_catalog() -> Catalog {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let ctx = Arc::new(ScriptContext::new(
-            Bridge::new(rt.handle().clone(), Cancel::new(None)),
-            Settings::default(),
-            Limits::default(),
-        ));
-        Catalog::from_engine(&engine::build(&ctx), None)
-    }
+    use crate::script::catalog::tests::product_catalog;
 
     /// Docs and REPL completion once read the metadata separately and drifted: the functions
     /// `azssh docs` has a section for are exactly azssh's functions Tab offers (less the

@@ -453,7 +453,7 @@ fn doc_text<'a>(comments: impl Iterator<Item = &'a str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
@@ -473,8 +473,8 @@ mod tests {
         Catalog::from_engine(&engine, Some(&ast))
     }
 
-    /// The product's engine, as `azssh run` builds it.
-    fn product_catalog() -> Catalog {
+    /// The product's engine, as `azssh run` builds it (also used by `commands::docs`' tests).
+    pub(crate) fn product_catalog() -> Catalog {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let ctx = Arc::new(ScriptContext::new(
             Bridge::new(rt.handle().clone(), Cancel::new(None)),

@@ -1,6 +1,6 @@
 //! Test helper: a real OpenSSH `sshd` on 127.0.0.1 with its own config, host key and client
 //! keys in a temp dir, stopped on drop; and a spawned `ssh-agent`. Shared by the integration
-//! tests and `benches/tunnel.rs`.
+//! tests and `benches/tunnel.rs`, `benches/sftp.rs`.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -164,6 +164,27 @@ impl Sshd {
         let path = self.dir.path().join("trusted_known_hosts");
         std::fs::write(&path, self.known_hosts_line()).expect("known_hosts");
         path
+    }
+
+    /// Arguments for OpenSSH's `ssh`/`sftp`/`scp` (`port_flag` is `-p` for ssh, `-P` for the
+    /// other two) to reach this server non-interactively with `ed25519_key`, trusting only its
+    /// host key and reading no user config.
+    pub(crate) fn openssh_client_args(&self, port_flag: &str) -> Vec<String> {
+        let known_hosts = self.trusted_known_hosts();
+        vec![
+            port_flag.into(),
+            self.port.to_string(),
+            "-i".into(),
+            self.ed25519_key.display().to_string(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", known_hosts.display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-F".into(),
+            "/dev/null".into(),
+        ]
     }
 
     pub(crate) fn log(&self) -> String {
