@@ -123,6 +123,7 @@ impl Bucket {
     fn take(&mut self, now: Instant) -> Option<Duration> {
         self.refill(now);
         if !self.reported && self.shards <= 1.0 {
+            self.tokens = (self.tokens - 1.0).max(0.0);
             return None;
         }
         if self.tokens >= self.reserve() + 1.0 && self.free >= 1.0 {
