@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use azssh::ssh::known_hosts::HostKeyPolicy;
-use azssh::ssh::{ConnectOptions, KnownHosts, Session, StrictHostKeyChecking};
+use azssh::ssh::{ConnectOptions, Session};
 use sha2::{Digest, Sha256};
 
 const GCM: &str = "aes256-gcm@openssh.com";
@@ -44,18 +43,7 @@ impl Tool {
 }
 
 fn options(sshd: &sshd::Sshd) -> ConnectOptions {
-    let mut o = ConnectOptions::new("127.0.0.1");
-    o.port = Some(sshd.port);
-    o.user = Some(sshd.user.clone());
-    o.identity_files = vec![sshd.ed25519_key.clone()];
-    o.use_agent = false;
-    o.ssh_config = Some(sshd.dir.path().join("none"));
-    o.host_keys = HostKeyPolicy {
-        mode: StrictHostKeyChecking::Yes,
-        known_hosts: KnownHosts::single(sshd.trusted_known_hosts()),
-        ask: None,
-    };
-    o
+    sshd.azssh_options(Some(&sshd.ed25519_key))
 }
 
 fn openssh_args(sshd: &sshd::Sshd, port_flag: &str, cipher: Option<&str>) -> Vec<String> {

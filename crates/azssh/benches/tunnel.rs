@@ -14,10 +14,7 @@ mod sshd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use azssh::ssh::known_hosts::HostKeyPolicy;
-use azssh::ssh::{
-    ConnectOptions, ExecOptions, KnownHosts, LocalForward, Session, StrictHostKeyChecking,
-};
+use azssh::ssh::{ConnectOptions, ExecOptions, LocalForward, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -134,18 +131,7 @@ fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child,
 }
 
 fn options(sshd: &sshd::Sshd) -> ConnectOptions {
-    let mut o = ConnectOptions::new("127.0.0.1");
-    o.port = Some(sshd.port);
-    o.user = Some(sshd.user.clone());
-    o.identity_files = vec![sshd.ed25519_key.clone()];
-    o.use_agent = false;
-    o.ssh_config = Some(sshd.dir.path().join("none"));
-    o.host_keys = HostKeyPolicy {
-        mode: StrictHostKeyChecking::Yes,
-        known_hosts: KnownHosts::single(sshd.trusted_known_hosts()),
-        ask: None,
-    };
-    o
+    sshd.azssh_options(Some(&sshd.ed25519_key))
 }
 
 fn median_ms(mut v: Vec<Duration>) -> f64 {

@@ -19,18 +19,7 @@ use crate::sshd::{self, Agent, Sshd};
 /// Options that touch nothing of the user's own setup: no agent, no `~/.ssh/config`, a
 /// known_hosts file trusting this sshd.
 fn options(sshd: &Sshd, key: Option<&Path>) -> ConnectOptions {
-    let mut o = ConnectOptions::new("127.0.0.1");
-    o.port = Some(sshd.port);
-    o.user = Some(sshd.user.clone());
-    o.identity_files = key.map(|k| vec![k.to_path_buf()]).unwrap_or_default();
-    o.use_agent = false;
-    o.ssh_config = Some(sshd.dir.path().join("no_ssh_config"));
-    o.host_keys = HostKeyPolicy {
-        mode: StrictHostKeyChecking::Yes,
-        known_hosts: KnownHosts::single(sshd.trusted_known_hosts()),
-        ask: None,
-    };
-    o
+    sshd.azssh_options(key)
 }
 
 async fn connect(o: ConnectOptions) -> Session {

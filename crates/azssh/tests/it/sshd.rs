@@ -187,6 +187,25 @@ impl Sshd {
         ]
     }
 
+    /// azssh's options for this server that touch nothing of the user's own setup: no agent,
+    /// no `~/.ssh/config`, only `key`, and strict checking against this server's host key.
+    pub(crate) fn azssh_options(&self, key: Option<&Path>) -> azssh::ssh::ConnectOptions {
+        use azssh::ssh::known_hosts::HostKeyPolicy;
+        use azssh::ssh::{ConnectOptions, KnownHosts, StrictHostKeyChecking};
+        let mut o = ConnectOptions::new("127.0.0.1");
+        o.port = Some(self.port);
+        o.user = Some(self.user.clone());
+        o.identity_files = key.map(|k| vec![k.to_path_buf()]).unwrap_or_default();
+        o.use_agent = false;
+        o.ssh_config = Some(self.dir.path().join("no_ssh_config"));
+        o.host_keys = HostKeyPolicy {
+            mode: StrictHostKeyChecking::Yes,
+            known_hosts: KnownHosts::single(self.trusted_known_hosts()),
+            ask: None,
+        };
+        o
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
