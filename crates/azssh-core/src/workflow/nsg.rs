@@ -27,6 +27,10 @@ use crate::workflow::nsg_writes;
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
 pub const DEFAULT_PRIORITY: i32 = 1000;
 
+/// How many times a rule write is decided and sent when the NSG keeps changing under it (412
+/// `PreconditionFailed`) or a priority is taken meanwhile; then the write gives up.
+pub(super) const WRITE_ATTEMPTS: u32 = 4;
+
 /// How long a JIT request asks for when the policy names no maximum (the portal's default).
 const DEFAULT_JIT_ACCESS: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
 
@@ -53,6 +57,14 @@ pub enum NsgError {
     NoPrivateIp { vm: String, nsg: String },
     #[error("VM `{vm}` has no network security group on its NIC or subnet")]
     NoNsg { vm: String },
+    #[error(
+        "network security group `{nsg}` kept changing while azssh was writing rule `{rule}`: all {attempts} conditional writes were refused (412 PreconditionFailed), so nothing was written over the other changes"
+    )]
+    ChangedMeanwhile {
+        nsg: String,
+        rule: String,
+        attempts: u32,
+    },
 }
 
 impl UserError for NsgError {
@@ -64,6 +76,7 @@ impl UserError for NsgError {
             NsgError::JitOneSource { .. } => kind::workflow::JIT_ONE_SOURCE,
             NsgError::NoPrivateIp { .. } => kind::workflow::NO_PRIVATE_IP,
             NsgError::NoNsg { .. } => kind::workflow::NO_NSG,
+            NsgError::ChangedMeanwhile { .. } => kind::workflow::NSG_CHANGED_MEANWHILE,
         }
     }
 
@@ -75,6 +88,7 @@ impl UserError for NsgError {
             NsgError::JitOneSource { .. } => "request one source at a time, or pass `--permanent-rule` (`permanent: true`) to add standing rules despite the policy".into(),
             NsgError::NoPrivateIp { .. } => "read the VM again (`vm(...)`) once its NIC has an address".into(),
             NsgError::NoNsg { .. } => "without an NSG Azure admits all traffic; attach one (`az network nic update --network-security-group`) to control access".into(),
+            NsgError::ChangedMeanwhile { .. } => "another azssh run, a colleague or the portal is editing this NSG right now; run the same command again once they are done (it re-reads the rules and keeps their changes)".into(),
         })
     }
 }
@@ -630,7 +644,8 @@ async fn open_source(
         return Ok((rule, false, None));
     }
     let mut just_read = fresh.then_some(seen);
-    for attempt in 0..2 {
+    let mut conflict_retried = false;
+    for _ in 0..WRITE_ATTEMPTS {
         let rules = match just_read.take() {
             Some(r) => r,
             None => turn.rules(client, nsg, false).await?.0,
@@ -702,13 +717,26 @@ async fn open_source(
         }
         set_destinations(&mut props, destinations);
         props.description = Some(format!("azssh: port {} from {source}", req.port));
-        match network::create_or_update_security_rule(client, nsg, &name, &props).await {
+        // Updating our rule is conditional on the etag the list gave it (the NSG's, which every
+        // write to the NSG changes): a colleague's process that added its VM to the same rule
+        // since our read makes the write fail with 412 instead of being overwritten, and we
+        // read again. A new rule is written without a condition: what the network RP answers to
+        // `If-Match` on a rule that does not exist yet is not recorded anywhere we could find.
+        let etag = existing.and_then(|r| r.etag.clone());
+        match network::put_security_rule_if_match(client, nsg, &name, &props, etag.as_deref())
+            .await
+        {
+            Err(e) if e.is_precondition_failed() => {
+                turn.requeue(&key, &queued);
+                tracing::debug!(rule = %name, "the NSG changed since it was read (412); reading it again");
+            }
             Err(e)
-                if attempt == 0
+                if !conflict_retried
                     && req.priority.is_none()
                     && e.code()
                         .is_some_and(|c| c.eq_ignore_ascii_case("SecurityRuleConflict")) =>
             {
+                conflict_retried = true;
                 turn.requeue(&key, &queued);
                 tracing::debug!(rule = %name, priority, "priority taken meanwhile; choosing again");
             }
@@ -724,7 +752,13 @@ async fn open_source(
             }
         }
     }
-    Err(AzureError::InvalidInput(format!("could not find a free priority for `{name}`")).into())
+    turn.withdraw(&key, destination);
+    Err(NsgError::ChangedMeanwhile {
+        nsg: nsg_name(nsg).to_string(),
+        rule: name,
+        attempts: WRITE_ATTEMPTS,
+    }
+    .into())
 }
 
 /// One destination in `destinationAddressPrefix`, several in `destinationAddressPrefixes`;
