@@ -22,6 +22,7 @@ use crate::azure::vm::Vm;
 use crate::error::UserError;
 use crate::error::kind;
 use crate::workflow::jit_policies;
+use crate::workflow::nsg_cover;
 use crate::workflow::nsg_writes;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
@@ -204,7 +205,7 @@ fn covers_all(mut ranges: Vec<(u128, u128)>, max: u128) -> bool {
 }
 
 /// An address or CIDR as (address, prefix length); `None` for service tags and `*`.
-fn cidr(source: &str) -> Option<(IpAddr, u8)> {
+pub(super) fn cidr(source: &str) -> Option<(IpAddr, u8)> {
     let s = source.trim();
     match s.split_once('/') {
         Some((a, l)) => Some((a.trim().parse().ok()?, l.trim().parse().ok()?)),
@@ -278,6 +279,8 @@ pub struct NsgOutcome {
     /// The same port on the subnet's NSG, when the NIC has one too: Azure admits inbound
     /// traffic only when every NSG on the path (subnet, then NIC) allows it.
     pub also: Vec<NsgOutcome>,
+    /// Warnings about this NSG: a wide rule already admitting a source, so none was written.
+    pub notes: Vec<String>,
 }
 
 /// What `open_port` did: a rule per source, or a JIT request.
@@ -366,7 +369,7 @@ pub(super) fn reaches_vm(p: &SecurityRuleProperties, private_ip: Option<IpAddr>)
         })
 }
 
-fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+pub(super) fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
             let mask = if len == 0 {
@@ -521,6 +524,14 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
                     Some(f) => f.also.push(o),
                 }
             }
+            if let Some(f) = &first {
+                warnings.extend(
+                    f.notes
+                        .iter()
+                        .chain(f.also.iter().flat_map(|a| &a.notes))
+                        .cloned(),
+                );
+            }
             if let Some(f) = &first
                 && let Some(from) = f.priority_moved_from
             {
@@ -596,6 +607,28 @@ async fn request_jit(
     })
 }
 
+/// What `open_source` did for one source on one NSG.
+struct SourceOutcome {
+    /// The rule written, or the one that already admits the source.
+    rule: SecurityRule,
+    wrote: bool,
+    /// The default priority was taken and the next free one used.
+    moved: Option<i32>,
+    /// A warning for the caller (a wide rule already admits the source).
+    note: Option<String>,
+}
+
+impl SourceOutcome {
+    fn kept(rule: SecurityRule) -> Self {
+        SourceOutcome {
+            rule,
+            wrote: false,
+            moved: None,
+            note: None,
+        }
+    }
+}
+
 /// One source on one NSG: left alone when a rule already admits it to the VM, else its own rule
 /// is written (a rule of that name with another source is never overwritten).
 async fn open_source(
@@ -606,7 +639,7 @@ async fn open_source(
     source: &str,
     protocol: &str,
     private_ip: Option<IpAddr>,
-) -> Result<(SecurityRule, bool, Option<i32>)> {
+) -> Result<SourceOutcome> {
     let name = req
         .name
         .clone()
@@ -637,11 +670,34 @@ async fn open_source(
             })
             .cloned()
     };
+    // A standing rule someone else wrote that already admits the source (a wide `*` rule on
+    // the NIC's NSG, a colleague's CIDR): no narrower duplicate beside it, and the caller is
+    // told. Only when the caller left the rule's name and priority to us: asking for them is
+    // asking for that very rule.
+    let covering = |rules: &[SecurityRule]| {
+        if req.name.is_some() || req.priority.is_some() {
+            return None;
+        }
+        nsg_cover::standing_admitter(rules, req.port, protocol, source, private_ip).cloned()
+    };
+    let covered = |rule: SecurityRule| {
+        let note = nsg_cover::wide_rule_warning(&rule, nsg_name(nsg), req.port, source);
+        SourceOutcome {
+            rule,
+            wrote: false,
+            moved: None,
+            note,
+        }
+    };
     // Another VM of this run may have written our destination already: no write, no list.
     let (seen, fresh) = turn.rules(client, nsg, true).await?;
     if let Some(rule) = admitting(&seen) {
         turn.withdraw(&key, destination);
-        return Ok((rule, false, None));
+        return Ok(SourceOutcome::kept(rule));
+    }
+    if let Some(rule) = covering(&seen) {
+        turn.withdraw(&key, destination);
+        return Ok(covered(rule));
     }
     let mut just_read = fresh.then_some(seen);
     let mut conflict_retried = false;
@@ -652,7 +708,11 @@ async fn open_source(
         };
         if let Some(rule) = admitting(&rules) {
             turn.withdraw(&key, destination);
-            return Ok((rule, false, None));
+            return Ok(SourceOutcome::kept(rule));
+        }
+        if let Some(rule) = covering(&rules) {
+            turn.withdraw(&key, destination);
+            return Ok(covered(rule));
         }
         let existing = rules.iter().find(|r| same_name(r, &name));
         if let Some(r) = existing {
@@ -723,8 +783,7 @@ async fn open_source(
         // read again. A new rule is written without a condition: what the network RP answers to
         // `If-Match` on a rule that does not exist yet is not recorded anywhere we could find.
         let etag = existing.and_then(|r| r.etag.clone());
-        match network::put_security_rule_if_match(client, nsg, &name, &props, etag.as_deref())
-            .await
+        match network::put_security_rule_if_match(client, nsg, &name, &props, etag.as_deref()).await
         {
             Err(e) if e.is_precondition_failed() => {
                 turn.requeue(&key, &queued);
@@ -748,7 +807,12 @@ async fn open_source(
             }
             Ok(rule) => {
                 turn.wrote(&rule);
-                return Ok((rule, true, moved));
+                return Ok(SourceOutcome {
+                    rule,
+                    wrote: true,
+                    moved,
+                    note: None,
+                });
             }
         }
     }
@@ -790,12 +854,13 @@ async fn open_on(
     let mut rules = Vec::new();
     let mut changed = false;
     let mut moved = None;
+    let mut notes = Vec::new();
     for source in sources {
-        let (rule, wrote, m) =
-            open_source(client, &nsg, destination, req, source, protocol, private_ip).await?;
-        changed |= wrote;
-        moved = moved.or(m);
-        rules.push(rule);
+        let o = open_source(client, &nsg, destination, req, source, protocol, private_ip).await?;
+        changed |= o.wrote;
+        moved = moved.or(o.moved);
+        notes.extend(o.note);
+        rules.push(o.rule);
     }
     let rule = rules.first().cloned().unwrap_or_default();
     Ok(NsgOutcome {
@@ -806,6 +871,7 @@ async fn open_on(
         changed,
         priority_moved_from: moved,
         also: Vec::new(),
+        notes,
     })
 }
 
