@@ -478,6 +478,7 @@ mod tests {
             "workflow.not_windows",
             "workflow.one_source_only",
             "workflow.rule_name_taken",
+            "workflow.nsg_changed_meanwhile",
             "workflow.blocked_by_deny",
             "workflow.agent_not_ready",
             "workflow.sshd_port",
