@@ -229,3 +229,46 @@ async fn open_port_reports_a_wide_rule_that_already_admits_the_source() {
         "no narrower duplicate: {names}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_open_port_processes_at_once_both_keep_their_vm_in_the_shared_rule() {
+    let env = Env::start().await;
+    // Three running VMs behind one subnet NSG (and no NIC NSG).
+    let found = script(
+        &env,
+        r#"let by_nsg = #{};
+           for v in vms().filter(|v| v.nsg_ids.len() == 1 && v.power_state == "running" && v.public_ip != ()
+                                     && !v.nsg_ids[0].ends_with(`/${v.name}-nsg`)) {
+               let k = v.nsg_ids[0];
+               if by_nsg[k] == () { by_nsg[k] = []; }
+               by_nsg[k].push([v.resource_group, v.name, v.private_ip]);
+           }
+           let found = ();
+           for k in by_nsg.keys() { if found == () && by_nsg[k].len() >= 3 { found = by_nsg[k]; } }
+           found"#,
+    )
+    .await;
+    let vm = |i: usize, f: usize| {
+        found[i][f]
+            .as_str()
+            .unwrap_or_else(|| panic!("no three VMs behind one subnet NSG: {found}"))
+            .to_string()
+    };
+    let rg = vm(0, 0);
+    run(port_verb(&env, "open-port", &rg, &vm(0, 1))).await;
+    // Two processes update the same rule at once: each reads it, then writes it whole.
+    let (b, c) = (
+        port_verb(&env, "open-port", &rg, &vm(1, 1)),
+        port_verb(&env, "open-port", &rg, &vm(2, 1)),
+    );
+    let (rb, rc) = tokio::join!(run(b), run(c));
+    assert_eq!(
+        (rb["changed"].clone(), rc["changed"].clone()),
+        (json!(true), json!(true))
+    );
+    let now = destinations(&env, &rg, &vm(0, 1)).await.unwrap();
+    for i in 0..3 {
+        let d = format!("{}/32", vm(i, 2));
+        assert!(now.contains(&d), "{d} lost from {now:?}");
+    }
+}
