@@ -21,6 +21,7 @@ pub mod bastion;
 pub mod bastion_plane;
 pub mod compute;
 pub mod error;
+pub mod etag;
 pub mod extension;
 pub mod faults;
 pub mod graph;
@@ -290,6 +291,23 @@ impl EmulatorHandle {
         let g = world.group(resource_group)?;
         let i = world.vm(g, vm)?;
         Some(world.admits(i, source, port, tokio::time::Instant::now()))
+    }
+
+    /// Makes someone else (a colleague's azssh, the portal) write to an NSG just before each of
+    /// the next client writes to it, in order: a test's way to land a concurrent change between
+    /// a client's read and its write. `false` when there is no such NSG.
+    pub fn interpose_rule_writes(
+        &self,
+        resource_group: &str,
+        nsg: &str,
+        writes: Vec<nsg::InterposedWrite>,
+    ) -> bool {
+        let mut world = lock(&self.app.world);
+        let Some(n) = world.group(resource_group).and_then(|g| world.nsg(g, nsg)) else {
+            return false;
+        };
+        world.nsgs[n as usize].interposed.extend(writes);
+        true
     }
 
     /// The VM's guest (created on first use), if a guest factory is configured.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::compute::{group_prefix, vm_id};
 use super::lro::{OpState, Provider};
-use super::nsg::{Rule, default_rules};
+use super::nsg::{InterposedWrite, Nsg, Rule, default_rules};
 use super::reply::{ArmError, Reply};
 use super::server::{App, Req, lock};
 use super::world::World;
@@ -145,11 +145,12 @@ pub fn render_nsg(world: &World, nsg: u32) -> Value {
         .filter(|s| world.subnets[*s as usize].nsg == Some(nsg))
         .map(|s| json!({"id": subnet_id(world, s)}))
         .collect();
+    let etag = n.etag();
     let mut props = json!({
         "provisioningState": "Succeeded",
         "resourceGuid": uuid::Uuid::from_u128(nsg as u128 + 0x5eed).to_string(),
-        "securityRules": n.rules.iter().map(|r| r.render(&id, "securityRules")).collect::<Vec<_>>(),
-        "defaultSecurityRules": default_rules().iter().map(|r| r.render(&id, "defaultSecurityRules")).collect::<Vec<_>>(),
+        "securityRules": n.rules.iter().map(|r| r.render(&id, "securityRules", &etag)).collect::<Vec<_>>(),
+        "defaultSecurityRules": default_rules().iter().map(|r| r.render(&id, "defaultSecurityRules", &etag)).collect::<Vec<_>>(),
     });
     if !nics.is_empty() {
         props["networkInterfaces"] = json!(nics);
@@ -158,7 +159,7 @@ pub fn render_nsg(world: &World, nsg: u32) -> Value {
         props["subnets"] = json!(subnets);
     }
     json!({
-        "name": n.name, "id": id, "etag": etag(n.rules.iter().map(|r| r.etag as u64).sum::<u64>() + 1),
+        "name": n.name, "id": id, "etag": etag,
         "type": "Microsoft.Network/networkSecurityGroups",
         "location": world.groups[n.group as usize].location,
         "properties": props,
@@ -396,6 +397,48 @@ fn nsg_busy(app: &Arc<App>, world: &World, n: u32) -> Result<(), ArmError> {
     .header("retry-after", wait.to_string()))
 }
 
+/// `If-Match` on a rule write is checked against the rule's etag, which is the NSG's
+/// (`etag.rs`): any write to the NSG since the client's read fails it with 412.
+fn check_rule_if_match(req: &Req, nsg: &Nsg, nsg_id: &str, rule: &str) -> Result<(), ArmError> {
+    let current = nsg.rule(rule).map(|_| nsg.etag());
+    let rule_id = match nsg.rule(rule) {
+        Some(i) => format!("{nsg_id}/securityRules/{}", nsg.rules[i].name),
+        None => format!("{nsg_id}/securityRules/{rule}"),
+    };
+    super::etag::check_if_match(req.if_match.as_deref(), current.as_deref(), &rule_id)
+}
+
+/// Applies the next write someone else makes to this NSG just before a client's write, as a
+/// completed operation (`EmulatorHandle::interpose_rule_writes`).
+fn interposed_write(world: &mut World, n: u32) {
+    let id = nsg_id(world, n);
+    let nsg = &mut world.nsgs[n as usize];
+    let Some(write) = nsg.interposed.pop_front() else {
+        return;
+    };
+    match write {
+        InterposedWrite::Put { rule, body } => {
+            let rule_id = format!("{id}/securityRules/{rule}");
+            match Rule::from_body(&rule, &rule_id, &body) {
+                Ok(mut new) => {
+                    new.provisioning_state = "Succeeded";
+                    match nsg.rule(&rule) {
+                        Some(i) => nsg.rules[i] = new,
+                        None => nsg.rules.push(new),
+                    }
+                }
+                Err(e) => tracing::warn!(rule, error = %e.message, "interposed rule write refused"),
+            }
+        }
+        InterposedWrite::Delete { rule } => {
+            nsg.rules.retain(|r| !r.name.eq_ignore_ascii_case(&rule));
+        }
+    }
+    // Accepted, then completed: two etags, as for any write.
+    nsg.touch();
+    nsg.touch();
+}
+
 pub fn get_nsg(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmError> {
     let mut world = lock(&app.world);
     let n = nsg_or_404(app, &mut world, group, name)?;
@@ -406,10 +449,12 @@ pub fn list_rules(app: &Arc<App>, group: u16, name: &str) -> Result<Reply, ArmEr
     let mut world = lock(&app.world);
     let n = nsg_or_404(app, &mut world, group, name)?;
     let id = nsg_id(&world, n);
-    let value: Vec<Value> = world.nsgs[n as usize]
+    let nsg = &world.nsgs[n as usize];
+    let etag = nsg.etag();
+    let value: Vec<Value> = nsg
         .rules
         .iter()
-        .map(|r| r.render(&id, "securityRules"))
+        .map(|r| r.render(&id, "securityRules", &etag))
         .collect();
     Ok(Reply::ok(json!({ "value": value })))
 }
@@ -418,9 +463,10 @@ pub fn list_default_rules(app: &Arc<App>, group: u16, name: &str) -> Result<Repl
     let mut world = lock(&app.world);
     let n = nsg_or_404(app, &mut world, group, name)?;
     let id = nsg_id(&world, n);
+    let etag = world.nsgs[n as usize].etag();
     let value: Vec<Value> = default_rules()
         .iter()
-        .map(|r| r.render(&id, "defaultSecurityRules"))
+        .map(|r| r.render(&id, "defaultSecurityRules", &etag))
         .collect();
     Ok(Reply::ok(json!({ "value": value })))
 }
@@ -437,9 +483,11 @@ pub fn get_rule(app: &Arc<App>, group: u16, name: &str, rule: &str) -> Result<Re
             &format!("{name}/{rule}"),
         )
     })?;
-    Ok(Reply::ok(
-        nsg.rules[r].render(&nsg_id(&world, n), "securityRules"),
-    ))
+    Ok(Reply::ok(nsg.rules[r].render(
+        &nsg_id(&world, n),
+        "securityRules",
+        &nsg.etag(),
+    )))
 }
 
 pub fn put_rule(
@@ -461,14 +509,15 @@ pub fn put_rule(
     let (status, rendered, region, sub) = {
         let mut world = lock(&app.world);
         let n = nsg_or_404(app, &mut world, group, name)?;
+        interposed_write(&mut world, n);
         nsg_busy(app, &world, n)?;
         let id = nsg_id(&world, n);
         let nsg = &mut world.nsgs[n as usize];
+        check_rule_if_match(req, nsg, &id, rule)?;
         nsg.check_conflict(&new)?;
         let status = match nsg.rule(rule) {
             Some(i) => {
                 new.name = nsg.rules[i].name.clone();
-                new.etag = nsg.rules[i].etag + 1;
                 nsg.rules[i] = new;
                 StatusCode::OK
             }
@@ -477,8 +526,9 @@ pub fn put_rule(
                 StatusCode::CREATED
             }
         };
+        nsg.touch();
         let i = nsg.rule(rule).unwrap_or(0);
-        let rendered = nsg.rules[i].render(&id, "securityRules");
+        let rendered = nsg.rules[i].render(&id, "securityRules", &nsg.etag());
         let region = world.groups[group as usize].location;
         (status, rendered, region, world.subscription.clone())
     };
@@ -500,6 +550,8 @@ pub fn put_rule(
                 let nsg = &mut world.nsgs[n as usize];
                 if let Some(i) = nsg.rule(&rule_name) {
                     nsg.rules[i].provisioning_state = if fail { "Failed" } else { "Succeeded" };
+                    // The completed write gets its own etag (recorded: 201 body vs final GET).
+                    nsg.touch();
                 }
             }
         }
@@ -526,14 +578,18 @@ pub fn delete_rule(
     let (region, sub) = {
         let mut world = lock(&app.world);
         let n = nsg_or_404(app, &mut world, group, name)?;
+        interposed_write(&mut world, n);
         if world.nsgs[n as usize].rule(rule).is_some() {
             nsg_busy(app, &world, n)?;
         }
+        let id = nsg_id(&world, n);
         let nsg = &mut world.nsgs[n as usize];
+        check_rule_if_match(req, nsg, &id, rule)?;
         let Some(i) = nsg.rule(rule) else {
             return Ok(Reply::status(StatusCode::NO_CONTENT, None));
         };
         nsg.rules[i].provisioning_state = "Deleting";
+        nsg.touch();
         (
             world.groups[group as usize].location,
             world.subscription.clone(),
@@ -553,9 +609,10 @@ pub fn delete_rule(
         {
             let mut world = lock(&app.world);
             if let Some(n) = world.nsg(group, &nsg_name) {
-                world.nsgs[n as usize]
-                    .rules
+                let nsg = &mut world.nsgs[n as usize];
+                nsg.rules
                     .retain(|r| !r.name.eq_ignore_ascii_case(&rule_name));
+                nsg.touch();
             }
         }
         lock(&app.ops).finish(&id, OpState::Succeeded(None));
@@ -564,3 +621,7 @@ pub fn delete_rule(
         .header("azure-asyncoperation", urls.async_operation)
         .header("location", urls.location))
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[path = "network_etag_tests.rs"]
+mod etag_tests;

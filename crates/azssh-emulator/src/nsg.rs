@@ -39,7 +39,6 @@ pub struct Rule {
     pub provisioning_state: &'static str,
     /// JIT allow rules vanish when their request ends.
     pub expires: Option<Instant>,
-    pub etag: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +46,22 @@ pub struct Nsg {
     pub group: u16,
     pub name: String,
     pub rules: Vec<Rule>,
+    /// Bumped by every write (and again when a write's operation completes): the NSG's etag,
+    /// which every rule of it carries too (`etag.rs`).
+    pub generation: u64,
+    /// Writes "someone else" makes just before each of the next client writes (`etag.rs`
+    /// tests and `EmulatorHandle::interpose_rule_writes`).
+    pub interposed: std::collections::VecDeque<InterposedWrite>,
+}
+
+/// A write by another client (a colleague, the portal) that lands between a client's read and
+/// its write of the same NSG.
+#[derive(Debug, Clone)]
+pub enum InterposedWrite {
+    /// PUT of a security rule with this `SecurityRule` body (its `properties`).
+    Put { rule: String, body: Value },
+    /// DELETE of a security rule.
+    Delete { rule: String },
 }
 
 impl Rule {
@@ -64,7 +79,6 @@ impl Rule {
             description: None,
             provisioning_state: "Succeeded",
             expires: None,
-            etag: 1,
         }
     }
     pub fn allow_tcp(name: &str, priority: u16, source: &str, port: &str) -> Rule {
@@ -149,13 +163,12 @@ impl Rule {
             description,
             provisioning_state: "Updating",
             expires: None,
-            etag: 1,
         })
     }
 
     /// The wire `SecurityRule`. Single values go in the singular field and the plural arrays are
     /// sent empty, as the recorded responses do.
-    pub fn render(&self, nsg_id: &str, kind: &str) -> Value {
+    pub fn render(&self, nsg_id: &str, kind: &str, etag: &str) -> Value {
         let split = |v: &Vec<String>| -> (Option<String>, Vec<String>) {
             if v.len() == 1 {
                 (Some(v[0].clone()), vec![])
@@ -202,7 +215,7 @@ impl Rule {
         json!({
             "name": self.name,
             "id": format!("{nsg_id}/{kind}/{}", self.name),
-            "etag": format!("W/\"{:08x}-0000-0000-0000-{:012x}\"", self.etag, self.priority),
+            "etag": etag,
             "type": format!("Microsoft.Network/networkSecurityGroups/{kind}"),
             "properties": Value::Object(props),
         })
@@ -337,7 +350,22 @@ impl Nsg {
             group,
             name,
             rules: Vec::new(),
+            generation: 1,
+            interposed: Default::default(),
         }
+    }
+
+    /// The NSG's etag, which every rule of it carries (`etag.rs`).
+    pub fn etag(&self) -> String {
+        let seed = self.name.bytes().fold(u64::from(self.group) + 1, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u64::from(b))
+        });
+        super::etag::weak_etag(seed, self.generation)
+    }
+
+    /// Records a write: the NSG and all its rules get a new etag.
+    pub fn touch(&mut self) {
+        self.generation += 1;
     }
 
     pub fn rule(&self, name: &str) -> Option<usize> {
@@ -348,7 +376,11 @@ impl Nsg {
 
     /// Drops JIT rules whose time is up, as Defender for Cloud does when a request ends.
     pub fn purge_expired(&mut self, now: Instant) {
+        let before = self.rules.len();
         self.rules.retain(|r| r.active(now));
+        if self.rules.len() != before {
+            self.touch();
+        }
     }
 
     /// Azure refuses a second rule with the same priority and direction (400 `SecurityRuleConflict`).
@@ -408,9 +440,8 @@ mod tests {
 
     fn nsg(rules: Vec<Rule>) -> Nsg {
         Nsg {
-            group: 0,
-            name: "n".into(),
             rules,
+            ..Nsg::new(0, "n".into())
         }
     }
     const ME: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);

@@ -263,6 +263,7 @@ pub fn initiate(
             } else {
                 nsg.rules.push(rule);
             }
+            nsg.touch();
         }
         let port = json!({
             "number": g.port,

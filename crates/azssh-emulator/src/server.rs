@@ -130,6 +130,8 @@ pub struct Req {
     pub api_version: String,
     pub body: Bytes,
     pub peer: SocketAddr,
+    /// The `If-Match` header, for the resources that honour it (`etag.rs`).
+    pub if_match: Option<String>,
 }
 
 impl Req {
@@ -227,7 +229,12 @@ async fn handle(
                 Err(e) => ("rejected", Err(e)),
                 Ok((api_version, left)) => {
                     remaining = left;
-                    let req = parse(&parts.method, &parts.uri, api_version, body, peer);
+                    let mut req = parse(&parts.method, &parts.uri, api_version, body, peer);
+                    req.if_match = parts
+                        .headers
+                        .get(axum::http::header::IF_MATCH)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
                     match compute_admit(&app, &req) {
                         Err(e) => ("throttled.compute", Err(e)),
                         Ok(extra) => {
@@ -536,6 +543,7 @@ fn parse(
         api_version,
         body,
         peer,
+        if_match: None,
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Call {
     pub url: Url,
     pub body: Option<Bytes>,
     pub retry: Retry,
+    /// `If-Match`: the etag the write is conditional on (412 `PreconditionFailed` otherwise).
+    pub if_match: Option<String>,
 }
 
 /// A response with its body read.
@@ -278,6 +280,7 @@ impl ArmClient {
                 url: url.clone(),
                 body: None,
                 retry: Retry::Idempotent,
+                if_match: None,
             })
             .await?;
         decode(&Method::GET, &url, &resp)
@@ -315,6 +318,7 @@ impl ArmClient {
                 url: url.clone(),
                 body: Some(body),
                 retry,
+                if_match: None,
             })
             .await?;
         decode(&Method::POST, &url, &resp)
@@ -435,6 +439,9 @@ impl ArmClient {
             .header(reqwest::header::AUTHORIZATION, auth)
             .header(reqwest::header::ACCEPT, "application/json")
             .header("x-ms-client-request-id", request_id);
+        if let Some(etag) = &call.if_match {
+            req = req.header(reqwest::header::IF_MATCH, etag.as_str());
+        }
         if let Some(body) = &call.body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -184,6 +184,13 @@ impl AzureError {
             if a.status == 409 && a.message.to_ascii_lowercase().contains("execution is in progress"))
     }
 
+    /// 412 `PreconditionFailed`: the `If-Match` etag no longer matches, someone wrote to the
+    /// resource since it was read (the Network RP's body: `code` `PreconditionFailed`, detail
+    /// `PreconditionFailedEtagMismatch`).
+    pub fn is_precondition_failed(&self) -> bool {
+        self.status() == Some(412)
+    }
+
     fn matches_code(&self, wanted: &str) -> bool {
         self.code().is_some_and(|c| c.eq_ignore_ascii_case(wanted))
     }

@@ -32,6 +32,20 @@ impl ArmClient {
         body: &Value,
         what: &str,
     ) -> Result<T> {
+        self.put_lro_if_match(path, provider, body, what, None)
+            .await
+    }
+
+    /// `put_lro` conditional on the resource's etag (`If-Match`): a resource changed since it
+    /// was read answers 412 `PreconditionFailed` and nothing is written.
+    pub async fn put_lro_if_match<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        provider: Provider,
+        body: &Value,
+        what: &str,
+        if_match: Option<&str>,
+    ) -> Result<T> {
         let url = self.url(path, provider, &[])?;
         let value = self
             .start_lro(
@@ -40,6 +54,7 @@ impl ArmClient {
                 Some(body),
                 Retry::Idempotent,
                 what,
+                if_match,
             )
             .await?;
         serde_json::from_value(value).map_err(|e| AzureError::Decode {
@@ -59,14 +74,26 @@ impl ArmClient {
         what: &str,
     ) -> Result<Value> {
         let url = self.url(path, provider, &[])?;
-        self.start_lro(Method::POST, url, body, retry, what).await
+        self.start_lro(Method::POST, url, body, retry, what, None)
+            .await
     }
 
     /// DELETE a resource and wait until it is gone. A 404 counts as already deleted.
     pub async fn delete_lro(&self, path: &str, provider: Provider, what: &str) -> Result<()> {
+        self.delete_lro_if_match(path, provider, what, None).await
+    }
+
+    /// `delete_lro` conditional on the resource's etag (`If-Match`, 412 when it changed).
+    pub async fn delete_lro_if_match(
+        &self,
+        path: &str,
+        provider: Provider,
+        what: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         let url = self.url(path, provider, &[])?;
         match self
-            .start_lro(Method::DELETE, url, None, Retry::Idempotent, what)
+            .start_lro(Method::DELETE, url, None, Retry::Idempotent, what, if_match)
             .await
         {
             Ok(_) => Ok(()),
@@ -82,6 +109,7 @@ impl ArmClient {
         body: Option<&Value>,
         retry: Retry,
         what: &str,
+        if_match: Option<&str>,
     ) -> Result<Value> {
         let body = match body {
             Some(b) => Some(Bytes::from(
@@ -95,6 +123,7 @@ impl ArmClient {
                 url: url.clone(),
                 body,
                 retry,
+                if_match: if_match.map(str::to_string),
             })
             .await?;
         let span = tracing::debug_span!("lro", what, method = %method, path = %redact(&url));
@@ -250,6 +279,7 @@ impl Poller<'_> {
                 url: url.clone(),
                 body: None,
                 retry: Retry::Idempotent,
+                if_match: None,
             })
             .await
     }

@@ -331,26 +331,54 @@ pub async fn create_or_update_security_rule(
     name: &str,
     properties: &SecurityRuleProperties,
 ) -> Result<SecurityRule> {
+    put_security_rule_if_match(client, nsg_id, name, properties, None).await
+}
+
+/// `create_or_update_security_rule` with `If-Match: etag` when `etag` is given: the etag a read
+/// of the rule returned. The network RP keeps one etag per NSG, carried by every rule of it, and
+/// changes it on every write to the NSG (azure-cli `test_network_nsg.yaml`), so any change to
+/// the NSG since the read answers 412 `PreconditionFailed` (`AzureError::is_precondition_failed`)
+/// and nothing is written: re-read and decide again.
+pub async fn put_security_rule_if_match(
+    client: &ArmClient,
+    nsg_id: &str,
+    name: &str,
+    properties: &SecurityRuleProperties,
+    etag: Option<&str>,
+) -> Result<SecurityRule> {
     let path = rule_path(nsg_id, name)?;
     let what = format!("security rule `{name}`");
     client
-        .put_lro(
+        .put_lro_if_match(
             &path,
             Provider::Network,
             &properties.to_request_body(),
             &what,
+            etag,
         )
         .await
 }
 
 /// DELETE the rule and wait; deleting a missing rule succeeds.
 pub async fn delete_security_rule(client: &ArmClient, nsg_id: &str, name: &str) -> Result<()> {
+    delete_security_rule_if_match(client, nsg_id, name, None).await
+}
+
+/// `delete_security_rule` with `If-Match: etag` when given (412 when the NSG changed since the
+/// rule was read; see `put_security_rule_if_match`).
+pub async fn delete_security_rule_if_match(
+    client: &ArmClient,
+    nsg_id: &str,
+    name: &str,
+    etag: Option<&str>,
+) -> Result<()> {
     let path = rule_path(nsg_id, name)?;
     client
-        .delete_lro(
+        .delete_lro_if_match(
             &path,
             Provider::Network,
             &format!("deletion of security rule `{name}`"),
+            etag,
         )
         .await
 }

@@ -50,6 +50,7 @@ impl ArmClient {
                     url: url.clone(),
                     body: None,
                     retry: Retry::Idempotent,
+                    if_match: None,
                 })
                 .await?;
             let page: Page<T> = decode(&Method::GET, &url, &resp)?;

@@ -114,6 +114,8 @@ pub mod workflow {
     pub const JIT_ONE_SOURCE: &str = "workflow.jit_one_source";
     pub const NO_HOST_KEYS: &str = "workflow.no_host_keys";
     pub const NO_NSG: &str = "workflow.no_nsg";
+    /// Every conditional write to an NSG was refused with 412: someone kept changing it.
+    pub const NSG_CHANGED_MEANWHILE: &str = "workflow.nsg_changed_meanwhile";
     pub const NO_PRIVATE_IP: &str = "workflow.no_private_ip";
     pub const NO_PRIVATE_KEY: &str = "workflow.no_private_key";
     pub const NO_PUBLIC_IP: &str = "workflow.no_public_ip";
@@ -300,6 +302,7 @@ pub const ALL: &[&str] = &[
     workflow::NOT_WINDOWS,
     workflow::ONE_SOURCE_ONLY,
     workflow::RULE_NAME_TAKEN,
+    workflow::NSG_CHANGED_MEANWHILE,
     workflow::BLOCKED_BY_DENY,
     workflow::AGENT_NOT_READY,
     workflow::SSHD_PORT,
@@ -475,6 +478,7 @@ mod tests {
             "workflow.not_windows",
             "workflow.one_source_only",
             "workflow.rule_name_taken",
+            "workflow.nsg_changed_meanwhile",
             "workflow.blocked_by_deny",
             "workflow.agent_not_ready",
             "workflow.sshd_port",

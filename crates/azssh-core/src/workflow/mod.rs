@@ -22,6 +22,7 @@ pub mod jit_policies;
 pub mod keys;
 pub mod nsg;
 pub mod nsg_close;
+pub mod nsg_cover;
 pub mod nsg_writes;
 pub mod pin;
 pub mod route;

@@ -22,10 +22,15 @@ use crate::azure::vm::Vm;
 use crate::error::UserError;
 use crate::error::kind;
 use crate::workflow::jit_policies;
+use crate::workflow::nsg_cover;
 use crate::workflow::nsg_writes;
 
 /// The priority `az vm open-port` uses; the first free one at or after it is taken.
 pub const DEFAULT_PRIORITY: i32 = 1000;
+
+/// How many times a rule write is decided and sent when the NSG keeps changing under it (412
+/// `PreconditionFailed`) or a priority is taken meanwhile; then the write gives up.
+pub(super) const WRITE_ATTEMPTS: u32 = 4;
 
 /// How long a JIT request asks for when the policy names no maximum (the portal's default).
 const DEFAULT_JIT_ACCESS: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
@@ -53,6 +58,14 @@ pub enum NsgError {
     NoPrivateIp { vm: String, nsg: String },
     #[error("VM `{vm}` has no network security group on its NIC or subnet")]
     NoNsg { vm: String },
+    #[error(
+        "network security group `{nsg}` kept changing while azssh was writing rule `{rule}`: all {attempts} conditional writes were refused (412 PreconditionFailed), so nothing was written over the other changes"
+    )]
+    ChangedMeanwhile {
+        nsg: String,
+        rule: String,
+        attempts: u32,
+    },
 }
 
 impl UserError for NsgError {
@@ -64,6 +77,7 @@ impl UserError for NsgError {
             NsgError::JitOneSource { .. } => kind::workflow::JIT_ONE_SOURCE,
             NsgError::NoPrivateIp { .. } => kind::workflow::NO_PRIVATE_IP,
             NsgError::NoNsg { .. } => kind::workflow::NO_NSG,
+            NsgError::ChangedMeanwhile { .. } => kind::workflow::NSG_CHANGED_MEANWHILE,
         }
     }
 
@@ -75,6 +89,7 @@ impl UserError for NsgError {
             NsgError::JitOneSource { .. } => "request one source at a time, or pass `--permanent-rule` (`permanent: true`) to add standing rules despite the policy".into(),
             NsgError::NoPrivateIp { .. } => "read the VM again (`vm(...)`) once its NIC has an address".into(),
             NsgError::NoNsg { .. } => "without an NSG Azure admits all traffic; attach one (`az network nic update --network-security-group`) to control access".into(),
+            NsgError::ChangedMeanwhile { .. } => "another azssh run, a colleague or the portal is editing this NSG right now; run the same command again once they are done (it re-reads the rules and keeps their changes)".into(),
         })
     }
 }
@@ -190,7 +205,7 @@ fn covers_all(mut ranges: Vec<(u128, u128)>, max: u128) -> bool {
 }
 
 /// An address or CIDR as (address, prefix length); `None` for service tags and `*`.
-fn cidr(source: &str) -> Option<(IpAddr, u8)> {
+pub(super) fn cidr(source: &str) -> Option<(IpAddr, u8)> {
     let s = source.trim();
     match s.split_once('/') {
         Some((a, l)) => Some((a.trim().parse().ok()?, l.trim().parse().ok()?)),
@@ -264,6 +279,8 @@ pub struct NsgOutcome {
     /// The same port on the subnet's NSG, when the NIC has one too: Azure admits inbound
     /// traffic only when every NSG on the path (subnet, then NIC) allows it.
     pub also: Vec<NsgOutcome>,
+    /// Warnings about this NSG: a wide rule already admitting a source, so none was written.
+    pub notes: Vec<String>,
 }
 
 /// What `open_port` did: a rule per source, or a JIT request.
@@ -352,7 +369,7 @@ pub(super) fn reaches_vm(p: &SecurityRuleProperties, private_ip: Option<IpAddr>)
         })
 }
 
-fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+pub(super) fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
             let mask = if len == 0 {
@@ -507,6 +524,14 @@ pub async fn open_port(client: &ArmClient, vm: &Vm, req: &OpenPort) -> Result<Op
                     Some(f) => f.also.push(o),
                 }
             }
+            if let Some(f) = &first {
+                warnings.extend(
+                    f.notes
+                        .iter()
+                        .chain(f.also.iter().flat_map(|a| &a.notes))
+                        .cloned(),
+                );
+            }
             if let Some(f) = &first
                 && let Some(from) = f.priority_moved_from
             {
@@ -582,6 +607,28 @@ async fn request_jit(
     })
 }
 
+/// What `open_source` did for one source on one NSG.
+struct SourceOutcome {
+    /// The rule written, or the one that already admits the source.
+    rule: SecurityRule,
+    wrote: bool,
+    /// The default priority was taken and the next free one used.
+    moved: Option<i32>,
+    /// A warning for the caller (a wide rule already admits the source).
+    note: Option<String>,
+}
+
+impl SourceOutcome {
+    fn kept(rule: SecurityRule) -> Self {
+        SourceOutcome {
+            rule,
+            wrote: false,
+            moved: None,
+            note: None,
+        }
+    }
+}
+
 /// One source on one NSG: left alone when a rule already admits it to the VM, else its own rule
 /// is written (a rule of that name with another source is never overwritten).
 async fn open_source(
@@ -592,7 +639,7 @@ async fn open_source(
     source: &str,
     protocol: &str,
     private_ip: Option<IpAddr>,
-) -> Result<(SecurityRule, bool, Option<i32>)> {
+) -> Result<SourceOutcome> {
     let name = req
         .name
         .clone()
@@ -623,21 +670,49 @@ async fn open_source(
             })
             .cloned()
     };
+    // A standing rule someone else wrote that already admits the source (a wide `*` rule on
+    // the NIC's NSG, a colleague's CIDR): no narrower duplicate beside it, and the caller is
+    // told. Only when the caller left the rule's name and priority to us: asking for them is
+    // asking for that very rule.
+    let covering = |rules: &[SecurityRule]| {
+        if req.name.is_some() || req.priority.is_some() {
+            return None;
+        }
+        nsg_cover::standing_admitter(rules, req.port, protocol, source, private_ip).cloned()
+    };
+    let covered = |rule: SecurityRule| {
+        let note = nsg_cover::wide_rule_warning(&rule, nsg_name(nsg), req.port, source);
+        SourceOutcome {
+            rule,
+            wrote: false,
+            moved: None,
+            note,
+        }
+    };
     // Another VM of this run may have written our destination already: no write, no list.
     let (seen, fresh) = turn.rules(client, nsg, true).await?;
     if let Some(rule) = admitting(&seen) {
         turn.withdraw(&key, destination);
-        return Ok((rule, false, None));
+        return Ok(SourceOutcome::kept(rule));
+    }
+    if let Some(rule) = covering(&seen) {
+        turn.withdraw(&key, destination);
+        return Ok(covered(rule));
     }
     let mut just_read = fresh.then_some(seen);
-    for attempt in 0..2 {
+    let mut conflict_retried = false;
+    for _ in 0..WRITE_ATTEMPTS {
         let rules = match just_read.take() {
             Some(r) => r,
             None => turn.rules(client, nsg, false).await?.0,
         };
         if let Some(rule) = admitting(&rules) {
             turn.withdraw(&key, destination);
-            return Ok((rule, false, None));
+            return Ok(SourceOutcome::kept(rule));
+        }
+        if let Some(rule) = covering(&rules) {
+            turn.withdraw(&key, destination);
+            return Ok(covered(rule));
         }
         let existing = rules.iter().find(|r| same_name(r, &name));
         if let Some(r) = existing {
@@ -702,13 +777,25 @@ async fn open_source(
         }
         set_destinations(&mut props, destinations);
         props.description = Some(format!("azssh: port {} from {source}", req.port));
-        match network::create_or_update_security_rule(client, nsg, &name, &props).await {
+        // Updating our rule is conditional on the etag the list gave it (the NSG's, which every
+        // write to the NSG changes): a colleague's process that added its VM to the same rule
+        // since our read makes the write fail with 412 instead of being overwritten, and we
+        // read again. A new rule is written without a condition: what the network RP answers to
+        // `If-Match` on a rule that does not exist yet is not recorded anywhere we could find.
+        let etag = existing.and_then(|r| r.etag.clone());
+        match network::put_security_rule_if_match(client, nsg, &name, &props, etag.as_deref()).await
+        {
+            Err(e) if e.is_precondition_failed() => {
+                turn.requeue(&key, &queued);
+                tracing::debug!(rule = %name, "the NSG changed since it was read (412); reading it again");
+            }
             Err(e)
-                if attempt == 0
+                if !conflict_retried
                     && req.priority.is_none()
                     && e.code()
                         .is_some_and(|c| c.eq_ignore_ascii_case("SecurityRuleConflict")) =>
             {
+                conflict_retried = true;
                 turn.requeue(&key, &queued);
                 tracing::debug!(rule = %name, priority, "priority taken meanwhile; choosing again");
             }
@@ -720,11 +807,22 @@ async fn open_source(
             }
             Ok(rule) => {
                 turn.wrote(&rule);
-                return Ok((rule, true, moved));
+                return Ok(SourceOutcome {
+                    rule,
+                    wrote: true,
+                    moved,
+                    note: None,
+                });
             }
         }
     }
-    Err(AzureError::InvalidInput(format!("could not find a free priority for `{name}`")).into())
+    turn.withdraw(&key, destination);
+    Err(NsgError::ChangedMeanwhile {
+        nsg: nsg_name(nsg).to_string(),
+        rule: name,
+        attempts: WRITE_ATTEMPTS,
+    }
+    .into())
 }
 
 /// One destination in `destinationAddressPrefix`, several in `destinationAddressPrefixes`;
@@ -756,12 +854,13 @@ async fn open_on(
     let mut rules = Vec::new();
     let mut changed = false;
     let mut moved = None;
+    let mut notes = Vec::new();
     for source in sources {
-        let (rule, wrote, m) =
-            open_source(client, &nsg, destination, req, source, protocol, private_ip).await?;
-        changed |= wrote;
-        moved = moved.or(m);
-        rules.push(rule);
+        let o = open_source(client, &nsg, destination, req, source, protocol, private_ip).await?;
+        changed |= o.wrote;
+        moved = moved.or(o.moved);
+        notes.extend(o.note);
+        rules.push(o.rule);
     }
     let rule = rules.first().cloned().unwrap_or_default();
     Ok(NsgOutcome {
@@ -772,6 +871,7 @@ async fn open_on(
         changed,
         priority_moved_from: moved,
         also: Vec::new(),
+        notes,
     })
 }
 

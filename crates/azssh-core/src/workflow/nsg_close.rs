@@ -13,7 +13,8 @@ use crate::azure::network::{self, SecurityRule, SecurityRuleProperties, validate
 use crate::azure::resource_id::same_id;
 use crate::azure::vm::Vm;
 use crate::workflow::nsg::{
-    CloseWhat, canonical, nsg_name, reaches_vm, rule_name_for, set_destinations,
+    CloseWhat, NsgError, WRITE_ATTEMPTS, canonical, nsg_name, reaches_vm, rule_name_for,
+    set_destinations,
 };
 use crate::workflow::nsg_writes;
 
@@ -121,27 +122,52 @@ pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result
         let key = format!("close|{name}");
         let turn = nsg_writes::turn(nsg, &key, "").await;
         turn.withdraw(&key, "");
-        let Some(rule) = network::get_security_rule(client, nsg, &name).await? else {
-            continue;
+        let outcome = close_on(client, vm, nsg, &name, source, private_ip).await;
+        // Whatever was written, no later `open_port` may take a remembered rule for access.
+        nsg_writes::forget(nsg);
+        any |= outcome?;
+    }
+    Ok(any)
+}
+
+/// Closes on one NSG. Every write is conditional on the etag the rule was read with (`If-Match`;
+/// the network RP changes it on any write to the NSG): another process that added its VM to
+/// the same rule meanwhile turns our narrowing or deletion into a 412, and the rule is read and
+/// planned again, so its destination is never removed with ours.
+async fn close_on(
+    client: &ArmClient,
+    vm: &Vm,
+    nsg: &str,
+    name: &str,
+    source: Option<&str>,
+    private_ip: Option<IpAddr>,
+) -> Result<bool> {
+    let shown = nsg_name(nsg);
+    let left_alone = |why: &str| {
+        crate::notice::warn(&format!(
+            "rule `{name}` on `{shown}` is left in place: {why}; remove it yourself (`az network nsg rule delete`) if that is meant"
+        ));
+    };
+    for _ in 0..WRITE_ATTEMPTS {
+        let Some(rule) = network::get_security_rule(client, nsg, name).await? else {
+            return Ok(false);
         };
-        let shown = nsg_name(nsg);
-        let left_alone = |why: &str| {
-            crate::notice::warn(&format!(
-                "rule `{name}` on `{shown}` is left in place: {why}; remove it yourself (`az network nsg rule delete`) if that is meant"
-            ));
-        };
-        match plan(&rule, source, private_ip) {
-            ClosePlan::NotThisVm => {}
-            ClosePlan::Foreign(why) => left_alone(&why),
+        let etag = rule.etag.as_deref();
+        let written = match plan(&rule, source, private_ip) {
+            ClosePlan::NotThisVm => return Ok(false),
+            ClosePlan::Foreign(why) => {
+                left_alone(&why);
+                return Ok(false);
+            }
             ClosePlan::Delete => {
-                network::delete_security_rule(client, nsg, &name).await?;
-                any = true;
+                network::delete_security_rule_if_match(client, nsg, name, etag).await
             }
             ClosePlan::Narrow(rest) => {
                 let mut props = rule.properties.clone();
                 set_destinations(&mut props, rest);
-                network::create_or_update_security_rule(client, nsg, &name, &props).await?;
-                any = true;
+                network::put_security_rule_if_match(client, nsg, name, &props, etag)
+                    .await
+                    .map(|_| ())
             }
             ClosePlan::WideDestination => {
                 let guarded = network::get_network_security_group(client, nsg).await?;
@@ -152,23 +178,32 @@ pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result
                         .nic_id
                         .as_deref()
                         .is_some_and(|id| same_id(&nics[0].id, id));
-                if only_ours {
-                    network::delete_security_rule(client, nsg, &name).await?;
-                    any = true;
-                } else {
+                if !only_ours {
                     left_alone(&format!(
                         "its destination `{}` also admits the other VMs behind this NSG ({} network interfaces, {} subnets)",
                         destinations(&rule.properties).join(","),
                         nics.len(),
                         guarded.properties.subnets.len()
                     ));
+                    return Ok(false);
                 }
+                network::delete_security_rule_if_match(client, nsg, name, etag).await
             }
+        };
+        match written {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_precondition_failed() => {
+                tracing::debug!(rule = %name, "the NSG changed since the rule was read (412); reading it again");
+            }
+            Err(e) => return Err(e.into()),
         }
-        // Whatever was written, no later `open_port` may take a remembered rule for access.
-        nsg_writes::forget(nsg);
     }
-    Ok(any)
+    Err(NsgError::ChangedMeanwhile {
+        nsg: shown.to_string(),
+        rule: name.to_string(),
+        attempts: WRITE_ATTEMPTS,
+    }
+    .into())
 }
 
 #[cfg(test)]

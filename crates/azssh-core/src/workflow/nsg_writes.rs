@@ -7,6 +7,10 @@
 //! NSG (destination `*`) the first VM writes and every other VM reads; with a subnet NSG (one
 //! `/32` per VM) one write covers all the VMs that queued while the previous write ran.
 //!
+//! Across processes (another azssh, a colleague, the portal) nothing is serialised: there every
+//! update or deletion is conditional on the etag read (`If-Match`, `nsg.rs`/`nsg_close.rs`) and
+//! a 412 makes the caller read and decide again.
+//!
 //! The rules of an NSG are also remembered for a short time after we read or wrote them, so
 //! the VMs of a run do not list the same NSG once each. A cached rule only ever answers "this
 //! source is already admitted"; a write always starts from a fresh list.

@@ -12,6 +12,7 @@
 
 mod close_port;
 mod nsg;
+mod nsg_etag;
 mod setup;
 mod variants;
 mod verbs;

@@ -1,0 +1,278 @@
+//! Wire-level tests of `If-Match` on security-rule writes, spoken to as a client does (raw
+//! HTTP/1.1): the etag a read returns lets exactly one write through, any write to the NSG in
+//! between (a colleague's) turns it into the recorded 412 `PreconditionFailed`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::nsg::InterposedWrite;
+use crate::server::lock;
+use crate::testing::Emu;
+
+const API: &str = "api-version=2024-05-01";
+
+async fn arm(
+    emu: &Emu,
+    method: &str,
+    path: &str,
+    if_match: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let endpoint = emu
+        .handle
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut s = TcpStream::connect(&endpoint).await.expect("connect arm");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let if_match = if_match
+        .map(|e| format!("If-Match: {e}\r\n"))
+        .unwrap_or_default();
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let req = format!(
+        "{method} {path}{sep}{API} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n{if_match}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        emu.handle.token().expose(),
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The first NSG of the world: `(resource group, nsg name, nsg path)`.
+fn first_nsg(emu: &Emu) -> (String, String, String) {
+    let world = lock(&emu.handle.app.world);
+    let n = &world.nsgs[0];
+    let rg = world.groups[n.group as usize].name.clone();
+    let path = format!(
+        "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Network/networkSecurityGroups/{}",
+        world.subscription, n.name
+    );
+    (rg, n.name.clone(), path)
+}
+
+fn rule_body(port: u16, priority: u16, destinations: &[&str]) -> Value {
+    json!({"properties": {"protocol": "Tcp", "sourcePortRange": "*",
+        "destinationPortRange": port.to_string(), "sourceAddressPrefix": "203.0.113.7/32",
+        "destinationAddressPrefixes": destinations, "access": "Allow",
+        "priority": priority, "direction": "Inbound", "description": "etag test"}})
+}
+
+/// Waits until the rule's write has completed (its operation runs at `--speed`).
+async fn settled(emu: &Emu, path: &str) -> Value {
+    for _ in 0..200 {
+        let (status, rule) = arm(emu, "GET", path, None, None).await;
+        if status == 200 && rule["properties"]["provisioningState"] == "Succeeded" {
+            return rule;
+        }
+        if status == 404 {
+            return Value::Null;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("rule {path} never settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_carries_the_nsgs_etag_and_every_write_changes_it() {
+    let emu = Emu::builder().vms(4).start().await;
+    let (_, _, nsg) = first_nsg(&emu);
+    let rule = format!("{nsg}/securityRules/etag-probe");
+    let (_, before) = arm(&emu, "GET", &nsg, None, None).await;
+    let (status, created) = arm(
+        &emu,
+        "PUT",
+        &rule,
+        None,
+        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let etag = |v: &Value| v["etag"].as_str().unwrap_or_default().to_string();
+    assert!(etag(&created).starts_with("W/\""), "{created}");
+    assert_ne!(
+        etag(&created),
+        etag(&before),
+        "the accepted write changed it"
+    );
+    let done = settled(&emu, &rule).await;
+    assert_ne!(
+        etag(&done),
+        etag(&created),
+        "the completed write changed it again"
+    );
+    let (_, group) = arm(&emu, "GET", &nsg, None, None).await;
+    assert_eq!(
+        etag(&group),
+        etag(&done),
+        "one etag for the NSG and its rules"
+    );
+    for r in group["properties"]["securityRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            group["properties"]["defaultSecurityRules"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+    {
+        assert_eq!(etag(r), etag(&group), "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_lets_the_current_etag_through_and_refuses_a_stale_one() {
+    let emu = Emu::builder().vms(4).start().await;
+    let (_, _, nsg) = first_nsg(&emu);
+    let rule = format!("{nsg}/securityRules/etag-probe");
+    arm(
+        &emu,
+        "PUT",
+        &rule,
+        None,
+        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
+    )
+    .await;
+    let read = settled(&emu, &rule).await;
+    let seen = read["etag"].as_str().unwrap_or_default().to_string();
+
+    // Someone else writes another rule of the NSG: the etag we read is stale now.
+    let other = format!("{nsg}/securityRules/colleague");
+    arm(
+        &emu,
+        "PUT",
+        &other,
+        None,
+        Some(rule_body(3389, 3002, &["10.0.0.6/32", "10.0.0.7/32"])),
+    )
+    .await;
+    settled(&emu, &other).await;
+
+    let (status, refused) = arm(
+        &emu,
+        "PUT",
+        &rule,
+        Some(&seen),
+        Some(rule_body(5986, 3001, &["10.0.0.5/32", "10.0.0.9/32"])),
+    )
+    .await;
+    assert_eq!(status, 412, "{refused}");
+    assert_eq!(refused["error"]["code"], "PreconditionFailed");
+    assert_eq!(refused["error"]["message"], "Precondition failed.");
+    let detail = &refused["error"]["details"][0];
+    assert_eq!(detail["code"], "PreconditionFailedEtagMismatch");
+    let (_, now) = arm(&emu, "GET", &rule, None, None).await;
+    let id = now["id"].as_str().unwrap_or_default();
+    assert_eq!(
+        detail["message"],
+        format!(
+            "Etag provided in if-match header {seen} does not match etag {} of resource {id} in NRP data store.",
+            now["etag"].as_str().unwrap_or_default()
+        )
+    );
+    assert_eq!(
+        now["properties"]["destinationAddressPrefixes"],
+        json!(["10.0.0.4/32", "10.0.0.5/32"]),
+        "the refused write changed nothing"
+    );
+    // DELETE is conditional too.
+    let (status, _) = arm(&emu, "DELETE", &rule, Some(&seen), None).await;
+    assert_eq!(status, 412);
+    assert_eq!(
+        arm(&emu, "GET", &rule, None, None).await.0,
+        200,
+        "still there"
+    );
+
+    // With the etag read now, the write goes through.
+    let current = now["etag"].as_str().unwrap_or_default().to_string();
+    let (status, body) = arm(
+        &emu,
+        "PUT",
+        &rule,
+        Some(&current),
+        Some(rule_body(5986, 3001, &["10.0.0.5/32", "10.0.0.9/32"])),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let fresh = settled(&emu, &rule).await["etag"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, _) = arm(&emu, "DELETE", &rule, Some(&fresh), None).await;
+    assert_eq!(status, 202);
+    assert_eq!(settled(&emu, &rule).await, Value::Null, "deleted");
+
+    // If-Match names an existing resource: on a rule that is not there it fails (RFC 9110).
+    let (status, _) = arm(
+        &emu,
+        "PUT",
+        &rule,
+        Some(&fresh),
+        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
+    )
+    .await;
+    assert_eq!(status, 412);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interposed_write_lands_between_a_read_and_the_next_write() {
+    let emu = Emu::builder().vms(4).start().await;
+    let (rg, name, nsg) = first_nsg(&emu);
+    let rule = format!("{nsg}/securityRules/etag-probe");
+    arm(
+        &emu,
+        "PUT",
+        &rule,
+        None,
+        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
+    )
+    .await;
+    let seen = settled(&emu, &rule).await["etag"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(emu.handle.interpose_rule_writes(
+        &rg,
+        &name,
+        vec![InterposedWrite::Put {
+            rule: "etag-probe".into(),
+            body: rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32", "10.0.0.8/32"]),
+        }],
+    ));
+    let (status, _) = arm(
+        &emu,
+        "PUT",
+        &rule,
+        Some(&seen),
+        Some(rule_body(
+            5986,
+            3001,
+            &["10.0.0.4/32", "10.0.0.5/32", "10.0.0.6/32"],
+        )),
+    )
+    .await;
+    assert_eq!(status, 412, "the colleague's write came first");
+    let (_, now) = arm(&emu, "GET", &rule, None, None).await;
+    assert_eq!(
+        now["properties"]["destinationAddressPrefixes"],
+        json!(["10.0.0.4/32", "10.0.0.5/32", "10.0.0.8/32"])
+    );
+    assert!(
+        !emu.handle
+            .interpose_rule_writes(&rg, "no-such-nsg", Vec::new())
+    );
+}
