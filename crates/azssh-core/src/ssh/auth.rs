@@ -9,7 +9,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 
 use super::connect::ClientHandler;
-use super::decrypted_keys::{DECRYPTED_KEYS, DecryptedKeys, FileStamp};
+use super::decrypted_keys::{DECRYPTED_KEYS, DecryptedKeys, FileStamp, PassphraseDigest};
 use super::error::{AuthAttempt, SshError, WRONG_PASSPHRASE};
 use super::known_hosts::fingerprint;
 use crate::secret::Secret;
@@ -210,26 +210,37 @@ async fn load_key_with(
         Err(russh::keys::Error::KeyIsEncrypted) => {}
         Err(e) => return Err(format!("not a usable private key: {e}")),
     }
+    // A passphrase given up front (option, then environment); else the prompt, asked only when
+    // the key is not already decrypted.
+    let given = creds
+        .passphrase
+        .clone()
+        .or_else(|| std::env::var(PASSPHRASE_ENV).ok().map(Secret::new));
+    let digest = given.as_ref().map(PassphraseDigest::of);
     decrypted
-        .get_or_decrypt(path, stamp, || decrypt_key(path, &text, creds))
+        .get_or_decrypt(path, stamp, digest, || {
+            decrypt_key(path, &text, given, creds)
+        })
         .await
 }
 
-async fn decrypt_key(path: &Path, text: &str, creds: &Credentials) -> Result<PrivateKey, String> {
-    let passphrase = match creds.passphrase.clone() {
+async fn decrypt_key(
+    path: &Path,
+    text: &str,
+    given: Option<Secret<String>>,
+    creds: &Credentials,
+) -> Result<(PrivateKey, PassphraseDigest), String> {
+    let passphrase = match given {
         Some(p) => Some(p),
-        None => match std::env::var(PASSPHRASE_ENV) {
-            Ok(p) => Some(Secret::new(p)),
-            Err(_) => match creds.prompt.clone() {
-                Some(prompt) => {
-                    let question = format!("passphrase for key `{}`: ", path.display());
-                    tokio::task::spawn_blocking(move || prompt(&question))
-                        .await
-                        .ok()
-                        .flatten()
-                }
-                None => None,
-            },
+        None => match creds.prompt.clone() {
+            Some(prompt) => {
+                let question = format!("passphrase for key `{}`: ", path.display());
+                tokio::task::spawn_blocking(move || prompt(&question))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
         },
     };
     let Some(passphrase) = passphrase else {
@@ -239,10 +250,11 @@ async fn decrypt_key(path: &Path, text: &str, creds: &Credentials) -> Result<Pri
     };
     // A wrong passphrase surfaces as a generic decryption error (the padding or checksum of
     // the decrypted block does not verify), not as a distinct variant.
-    russh::keys::decode_secret_key(text, Some(passphrase.expose())).map_err(|e| {
+    let key = russh::keys::decode_secret_key(text, Some(passphrase.expose())).map_err(|e| {
         tracing::debug!(path = %path.display(), "cannot decrypt key: {e}");
         format!("{WRONG_PASSPHRASE} (or a damaged key)")
-    })
+    })?;
+    Ok((key, PassphraseDigest::of(&passphrase)))
 }
 
 /// Refuses a private key file whose mode gives group or others any access (`mode & 0o077`,
@@ -384,16 +396,64 @@ mod tests {
     async fn a_wrong_passphrase_is_not_remembered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("id_ed25519");
-        write_encrypted_key(&path, "right");
+        write_encrypted_key(&path, "s3cret-right");
         let cache = DecryptedKeys::default();
-        let wrong = load_key_with(&cache, &path, &creds("wrong"))
+        let wrong = load_key_with(&cache, &path, &creds("s3cret-typo"))
             .await
             .unwrap_err();
         assert!(wrong.contains(WRONG_PASSPHRASE), "{wrong}");
-        assert!(!wrong.contains("right") && !wrong.contains("wrong "));
-        load_key_with(&cache, &path, &creds("right")).await.unwrap();
-        load_key_with(&cache, &path, &creds("right")).await.unwrap();
+        assert!(
+            !wrong.contains("s3cret"),
+            "no passphrase in the reason: {wrong}"
+        );
+        load_key_with(&cache, &path, &creds("s3cret-right"))
+            .await
+            .unwrap();
+        load_key_with(&cache, &path, &creds("s3cret-right"))
+            .await
+            .unwrap();
         assert_eq!(cache.decryptions(), 2, "the failed try and one success");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_passphrase_fails_even_after_the_key_was_opened_with_the_right_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519");
+        write_encrypted_key(&path, "s3cret-right");
+        let cache = DecryptedKeys::default();
+        load_key_with(&cache, &path, &creds("s3cret-right"))
+            .await
+            .unwrap();
+        let wrong = load_key_with(&cache, &path, &creds("s3cret-typo"))
+            .await
+            .unwrap_err();
+        assert!(wrong.contains(WRONG_PASSPHRASE), "{wrong}");
+    }
+
+    #[tokio::test]
+    async fn a_prompted_passphrase_is_asked_once_for_many_connects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519");
+        write_encrypted_key(&path, "s3cret-typed");
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let prompt: PromptSecret = Arc::new(move |_question: &str| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(Secret::new("s3cret-typed".to_string()))
+        });
+        let mut c = creds("unused");
+        c.passphrase = None;
+        c.prompt = Some(prompt);
+        // Without the environment variable, which would take the prompt's place.
+        if std::env::var_os(PASSPHRASE_ENV).is_some() {
+            return;
+        }
+        let cache = DecryptedKeys::default();
+        for _ in 0..5 {
+            load_key_with(&cache, &path, &c).await.unwrap();
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(cache.decryptions(), 1);
     }
 
     #[tokio::test]
