@@ -161,10 +161,12 @@ async fn a_listing_failing_between_pages_discards_its_snapshot() {
     }
     let (w, _keys) = world_with_keys(60).await;
     let (child, name, _t) = list_until_first_page(&w);
-    // The snapshot changes under the listing (truncated, as by a full disk): the next page no
-    // longer fits what the first one announced.
+    // The snapshot is replaced under the listing by a longer one: the next page does not
+    // belong to the listing the first one announced (and is not a last page, so the guest
+    // keeps the file).
     w.on_guest(&format!(
-        "[IO.File]::WriteAllText((Join-Path $env:ProgramData 'ssh\\{name}'), 'QUJD')"
+        "[IO.File]::WriteAllText((Join-Path $env:ProgramData 'ssh\\{name}'), '{}')",
+        "QUJD".repeat(10_000)
     ));
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
