@@ -132,6 +132,8 @@ pub struct GuestFile {
     pub path: String,
     pub bytes: Vec<u8>,
     pub acl: Acl,
+    /// Last write time (UTC), set by every write as NTFS does; `LastWriteTimeUtc`.
+    pub modified: pwsh::DateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,11 +451,13 @@ impl Guest {
                     inherited: true,
                     grants: BTreeMap::new(),
                 },
+                modified: pwsh::DateTime::now_utc(),
             });
         if !append {
             entry.bytes.clear();
         }
         entry.bytes.extend_from_slice(bytes);
+        entry.modified = pwsh::DateTime::now_utc();
         Ok(())
     }
 

@@ -154,7 +154,7 @@ fn file_item(it: &Interpreter<'_>, path: &str) -> Value {
                 .with("FileVersion", version)
                 .with("FileName", path.to_string())
                 .into();
-            PsObject::typed("System.IO.FileInfo")
+            let mut file = PsObject::typed("System.IO.FileInfo")
                 .with("Name", name)
                 .with("FullName", path.to_string())
                 .with("DirectoryName", dir)
@@ -166,8 +166,14 @@ fn file_item(it: &Interpreter<'_>, path: &str) -> Value {
                 .with(
                     "__display",
                     Value::array(vec!["Mode".into(), "Length".into(), "Name".into()]),
-                )
-                .into()
+                );
+            // The guests' clock is UTC, so local and UTC times are the same instant.
+            if let Some(t) = it.host.modified(path) {
+                file = file
+                    .with("LastWriteTimeUtc", Value::DateTime(t))
+                    .with("LastWriteTime", Value::DateTime(t));
+            }
+            file.into()
         }
         None => Value::Null,
     }

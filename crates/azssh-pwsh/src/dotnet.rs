@@ -533,6 +533,25 @@ pub fn static_method(
                 .map_err(|e| fs_exception(name, argc, &e))?;
             Ok(Value::Null)
         }
+        ("system.io.file", "getlastwritetimeutc") => {
+            need(1)?;
+            let p = full_path(host, &s(0));
+            // .NET answers 1601-01-01 for a missing file rather than throwing.
+            Ok(Value::DateTime(host.modified(&p).unwrap_or_else(|| {
+                DateTime::from_parts(1601, 1, 1, 0, 0, 0)
+            })))
+        }
+        ("system.io.file", "setlastwritetimeutc") => {
+            need(2)?;
+            let p = full_path(host, &s(0));
+            let when = match convert(&args[1], "System.DateTime")? {
+                Value::DateTime(d) => d,
+                _ => DateTime::now_utc(),
+            };
+            host.set_modified(&p, when)
+                .map_err(|e| fs_exception(name, argc, &e))?;
+            Ok(Value::Null)
+        }
         ("system.io.file", "delete") => {
             need(1)?;
             let p = full_path(host, &s(0));

@@ -348,6 +348,16 @@ pub trait Host {
     fn remove(&mut self, path: &str, recurse: bool) -> Result<(), FsError>;
     /// What `path` names, if anything.
     fn item(&self, path: &str) -> Option<ItemKind>;
+    /// A file's last write time in UTC (`LastWriteTimeUtc`); `None` when the host keeps none.
+    fn modified(&self, _path: &str) -> Option<crate::value::DateTime> {
+        None
+    }
+    /// Sets a file's last write time (`[IO.File]::SetLastWriteTimeUtc`).
+    fn set_modified(&mut self, path: &str, _when: crate::value::DateTime) -> Result<(), FsError> {
+        Err(FsError::Other(format!(
+            "this host keeps no file times for '{path}'"
+        )))
+    }
     /// Full paths of a directory's entries.
     fn list_dir(&self, path: &str) -> Result<Vec<String>, FsError>;
     /// An environment variable.

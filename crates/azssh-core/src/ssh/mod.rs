@@ -4,6 +4,7 @@
 //! # Layout
 //! - `connect` — `ConnectOptions`, `Session::connect`, algorithm preferences.
 //! - `auth` — agent, key files and password, in OpenSSH's order.
+//! - `decrypted_keys` — passphrase-protected keys decrypted once per process.
 //! - `keys` — public-key parsing, fingerprints, key generation.
 //! - `known_hosts` — `known_hosts` files, strict/accept-new/ask, `pin`.
 //! - `config` — the `~/.ssh/config` keywords azssh honours.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod connect;
+mod decrypted_keys;
 pub mod error;
 pub mod exec;
 pub mod keys;

@@ -7,6 +7,13 @@
 //! reads the next page of that same snapshot (so the pages are consistent even when the file
 //! changes meanwhile, and the edit that produced the result is never run twice) and the last
 //! one deletes the file.
+//!
+//! A listing interrupted between pages (Ctrl-C, a killed process, a RunCommand that failed)
+//! leaves its snapshot behind. The client discards it with one more RunCommand when a page
+//! fails, but a killed process cannot, so every script with this epilogue first sweeps
+//! snapshots older than [`STALE_MINUTES`]: no listing still pages after that long (each page is
+//! one RunCommand of about 20 s), so a younger snapshot may be another operator's listing in
+//! progress and is left alone.
 
 use base64::Engine;
 
@@ -24,6 +31,12 @@ pub const PAGE_CHARS: usize = 3000;
 /// Result lines up to this many bytes are written whole, as every other script's are.
 const WHOLE_LINE_BYTES: usize = 3500;
 
+/// Snapshots older than this are abandoned, and swept by the next paged script.
+pub const STALE_MINUTES: u32 = 30;
+
+/// The file name pattern of every snapshot (`azssh-keys-<id>.b64`).
+const SNAPSHOT_PATTERN: &str = "azssh-keys-*.b64";
+
 /// A new page id: the snapshot file's name on the guest, 32 hex digits.
 pub fn new_page_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -38,7 +51,8 @@ fn snapshot_path_ps(id: &str) -> String {
 pub fn paged_epilogue(id: &str, depth: u8) -> String {
     let path = snapshot_path_ps(id);
     format!(
-        r#"$AzsshJson = $r | ConvertTo-Json -Compress -Depth {depth}
+        r#"{sweep}
+$AzsshJson = $r | ConvertTo-Json -Compress -Depth {depth}
 $AzsshBytes = [Text.Encoding]::UTF8.GetBytes($AzsshJson)
 if ($AzsshBytes.Length -le {WHOLE_LINE_BYTES}) {{
     Write-Output ('{RESULT_MARKER}' + $AzsshJson)
@@ -51,7 +65,35 @@ if ($AzsshBytes.Length -le {WHOLE_LINE_BYTES}) {{
     $null = icacls.exe $AzsshPath /inheritance:r /grant '*{SYSTEM_SID}:F' /grant '*{ADMINISTRATORS_SID}:F'
     [IO.File]::WriteAllText($AzsshPath, $AzsshAll)
     Write-Output ('{PAGE_MARKER}{id}:' + $AzsshAll.Length + ':0:' + $AzsshAll.Substring(0, {PAGE_CHARS}))
-}}"#
+}}"#,
+        sweep = stale_sweep()
+    )
+}
+
+/// Removes snapshots last written more than [`STALE_MINUTES`] ago; never fails the script (a
+/// sweep that cannot run leaves the files for the next one).
+fn stale_sweep() -> String {
+    format!(
+        r#"try {{
+    $AzsshSnapshots = Join-Path $env:ProgramData 'ssh'
+    $AzsshStale = [DateTime]::UtcNow.AddMinutes(-{STALE_MINUTES})
+    if (Test-Path -LiteralPath $AzsshSnapshots) {{
+        Get-ChildItem -LiteralPath $AzsshSnapshots -Filter '{SNAPSHOT_PATTERN}' -File -ErrorAction SilentlyContinue |
+            Where-Object {{ $_.LastWriteTimeUtc -lt $AzsshStale }} |
+            ForEach-Object {{ Remove-Item -LiteralPath $_.FullName -Force -ErrorAction SilentlyContinue }}
+    }}
+}} catch {{ }}"#
+    )
+}
+
+/// The script that deletes snapshot `id` (a listing that stopped between pages); succeeds when
+/// it is already gone.
+pub fn discard_script(id: &str) -> String {
+    let path = snapshot_path_ps(id);
+    format!(
+        r#"$AzsshPath = {path}
+if (Test-Path -LiteralPath $AzsshPath) {{ Remove-Item -LiteralPath $AzsshPath -Force }}
+Write-Output '{RESULT_MARKER}{{}}'"#
     )
 }
 
@@ -183,7 +225,11 @@ mod tests {
     #[test]
     fn paging_scripts_parse_as_windows_powershell_5_1_and_are_ascii() {
         let id = new_page_id();
-        for script in [paged_epilogue(&id, 8), next_page_script(&id, 3000)] {
+        for script in [
+            paged_epilogue(&id, 8),
+            next_page_script(&id, 3000),
+            discard_script(&id),
+        ] {
             assert!(
                 pwsh::check_ps51(&script).is_empty(),
                 "{:?}",

@@ -1,16 +1,20 @@
 //! The audit and repair scripts: the facts block (`audit`), the key-file listing (`keys`) and,
-//! for a repair, the repair block then both reads again, all in one RunCommand.
+//! for a repair, the repair block then both reads again, all in one RunCommand; a result
+//! longer than RunCommand's output tail comes back in pages (`keys_paging`).
 
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, SSH_FACTS, SshFacts};
-use super::combined::{EPILOGUE, PROLOGUE, RESULT_MARKER, frame, prologue};
+use super::combined::{EPILOGUE, PROLOGUE, frame, prologue};
 use super::error::WindowsError;
 use super::keys::{self, KEY_FILES, KeyEdit, KeyFilesResult, KeyScope};
+use super::keys_paging;
 use super::repair::{self, REPAIR, RepairResult};
 
+/// The result line, or (past RunCommand's 4096-byte output tail, which a VM with some twenty
+/// keys reaches) its first page: the key listing nests files → keys, hence `-Depth 8`.
 fn epilogue() -> String {
-    format!("Write-Output ('{RESULT_MARKER}' + ($r | ConvertTo-Json -Compress -Depth 8))")
+    keys_paging::paged_epilogue(&keys_paging::new_page_id(), 8)
 }
 
 /// Facts and key files, read only.

@@ -1,4 +1,5 @@
-//! Drift audit and repair: one RunCommand reads the facts an SSH login depends on
+//! Drift audit and repair: one RunCommand (more when the result outgrows RunCommand's 4096-byte
+//! output tail, `paged_run`) reads the facts an SSH login depends on
 //! (`windows::ssh_state`), and this file judges them against the stock Windows OpenSSH setup,
 //! as a list of deviations with stable codes a fleet summary can group VMs by.
 //!
@@ -12,7 +13,7 @@
 use serde::Serialize;
 
 use super::error::WorkflowError;
-use super::keys::run_script;
+use super::paged_run::run_paged;
 use crate::azure::client::ArmClient;
 use crate::azure::vm::Vm;
 use crate::windows::audit::{SshFacts, rule_covers};
@@ -243,8 +244,8 @@ pub async fn audit(
     vm: &Vm,
     known: Option<&[String]>,
 ) -> Result<AuditReport, WorkflowError> {
-    let out = run_script(arm, vm, &audit_script()).await?;
-    let r = SshStateResult::parse(&out.stdout, &out.stderr)?;
+    let (stdout, stderr) = run_paged(arm, vm, &audit_script()).await?;
+    let r = SshStateResult::parse(&stdout, &stderr)?;
     let facts = r.facts.unwrap_or_default();
     let files = r.keys.map(|k| k.files).unwrap_or_default();
     let deviations = deviations(&facts, &files, known, &super::keys::today_utc());
@@ -280,8 +281,8 @@ pub async fn repair(
     vm: &Vm,
     dry_run: bool,
 ) -> Result<RepairReport, WorkflowError> {
-    let out = run_script(arm, vm, &repair_script(dry_run)).await?;
-    let r = SshStateResult::parse(&out.stdout, &out.stderr)?;
+    let (stdout, stderr) = run_paged(arm, vm, &repair_script(dry_run)).await?;
+    let r = SshStateResult::parse(&stdout, &stderr)?;
     let today = super::keys::today_utc();
     let before_facts = r.facts.clone().unwrap_or_default();
     let before_files = r.keys.clone().map(|k| k.files).unwrap_or_default();

@@ -3,24 +3,22 @@
 //! with an expiry date or exclusively, drop expired keys, and rotate a key: add the new one,
 //! prove a login with it over SSH, and only then remove the old one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::WorkflowError;
 use super::guest::check_windows_running;
+use super::login_proof;
+use super::paged_run::run_paged;
 use crate::azure::client::ArmClient;
 use crate::azure::run_command::{self, RunCommandOptions};
 use crate::azure::vm::Vm;
-use crate::ssh::connect::{ConnectOptions, Session};
-use crate::ssh::exec::ExecOptions;
 use crate::ssh::keys::{self, SshPublicKey};
-use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts, StrictHostKeyChecking};
 use crate::windows::keys::{
     EXPIRES_TAG, KeyEdit, KeyFilesResult, KeyScope, RemovedKey, key_files_script,
 };
-use crate::windows::keys_paging;
 use crate::windows::{KeyTarget, UserName};
 
 /// Runs a script through RunCommand without the exit-code trailer (the result line says it all,
@@ -46,23 +44,8 @@ pub async fn key_files(
     scope: &KeyScope,
     edit: &KeyEdit,
 ) -> Result<KeyFilesResult, WorkflowError> {
-    let out = run_script(arm, vm, &key_files_script(scope, edit)).await?;
-    let Some(first) = keys_paging::find_page(&out.stdout)? else {
-        return Ok(KeyFilesResult::parse(&out.stdout, &out.stderr)?);
-    };
-    // A result longer than RunCommand's 4096-byte tail: the rest of the guest's snapshot, one
-    // read-only RunCommand a page (the edit ran once, in the first call).
-    let mut pages = keys_paging::Pages::new(first)?;
-    while let Some(offset) = pages.next_offset() {
-        let out = run_script(arm, vm, &keys_paging::next_page_script(pages.id(), offset)).await?;
-        let page = keys_paging::find_page(&out.stdout)?.ok_or_else(|| {
-            crate::windows::WindowsError::NoResult {
-                stderr: out.stderr.clone(),
-            }
-        })?;
-        pages.push(page)?;
-    }
-    Ok(KeyFilesResult::parse(&pages.result_line()?, "")?)
+    let (stdout, stderr) = run_paged(arm, vm, &key_files_script(scope, edit)).await?;
+    Ok(KeyFilesResult::parse(&stdout, &stderr)?)
 }
 
 /// The key line to install: the key re-serialised, with `azssh-expires=DATE` appended to its
@@ -189,16 +172,15 @@ pub async fn rotate_key(
             ));
         }
     }
-    match login_check(
+    let proof = login_proof::identity_only_options(
         &req.host,
         req.port,
         &req.user,
         &req.identity,
         &req.known_hosts,
-    )
-    .await
-    {
-        Ok(v) => report.login = Some(v),
+    );
+    match login_proof::prove_login(proof).await {
+        Ok(v) => report.login = Some(Value::Object(v)),
         Err(e) => {
             return Err(fail(
                 report,
@@ -230,48 +212,6 @@ pub async fn rotate_key(
         "the new key works and the old key is removed".into()
     };
     Ok(report)
-}
-
-/// Logs in with exactly `identity`, checking the host strictly against `known_hosts`, and runs
-/// `whoami` and `hostname` (both exist in cmd and PowerShell, whatever `DefaultShell` is).
-pub async fn login_check(
-    host: &str,
-    port: u16,
-    user: &UserName,
-    identity: &Path,
-    known_hosts: &Path,
-) -> Result<Value, WorkflowError> {
-    let mut opts = ConnectOptions::new(host);
-    opts.port = Some(port);
-    opts.user = Some(user.as_str().to_string());
-    opts.identity_files = vec![identity.to_path_buf()];
-    opts.use_agent = false;
-    opts.host_keys = HostKeyPolicy {
-        mode: StrictHostKeyChecking::Yes,
-        known_hosts: KnownHosts::single(known_hosts),
-        ask: None,
-    };
-    let session = Session::connect(opts).await?;
-    let mut out = serde_json::Map::new();
-    for command in ["whoami", "hostname"] {
-        let r = session.exec(command, ExecOptions::default()).await?;
-        if !r.success() {
-            let _ = session.close().await;
-            return Err(WorkflowError::CheckFailed {
-                command: command.into(),
-                code: r
-                    .exit_code
-                    .map_or("without a status".into(), |c| c.to_string()),
-                stderr: String::from_utf8_lossy(&r.stderr).trim().to_string(),
-            });
-        }
-        out.insert(
-            command.into(),
-            json!(String::from_utf8_lossy(&r.stdout).trim()),
-        );
-    }
-    let _ = session.close().await;
-    Ok(Value::Object(out))
 }
 
 #[cfg(test)]

@@ -11,14 +11,12 @@ use serde_json::{Value, json};
 
 use super::error::WorkflowError;
 use super::guest::{self, MethodChoice};
+use super::login_proof;
 use super::pin;
 use super::route::{Chosen, RouteRequest, choose_route};
 use crate::azure::client::ArmClient;
 use crate::azure::vm::{self, Vm};
-use crate::ssh::connect::{ConnectOptions, Session};
-use crate::ssh::exec::ExecOptions;
 use crate::ssh::keys::SshPublicKey;
-use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts, StrictHostKeyChecking};
 use crate::windows::{KeyTarget, UserName};
 
 /// What `setup_ssh` was asked to do.
@@ -317,35 +315,15 @@ async fn check_login(
     chosen: &Chosen,
     port: u16,
 ) -> Result<Value, WorkflowError> {
-    let mut opts = ConnectOptions::new(chosen.host.clone());
+    let mut opts = login_proof::identity_only_options(
+        &chosen.host,
+        port,
+        &req.user,
+        &req.identity,
+        &req.known_hosts,
+    );
     opts.route = chosen.route.clone();
-    opts.port = Some(port);
-    opts.user = Some(req.user.as_str().to_string());
-    opts.identity_files = vec![req.identity.clone()];
-    opts.use_agent = false;
-    opts.host_keys = HostKeyPolicy {
-        mode: StrictHostKeyChecking::Yes,
-        known_hosts: KnownHosts::single(&req.known_hosts),
-        ask: None,
-    };
-    let session = Session::connect(opts).await?;
-    let mut out = serde_json::Map::new();
-    for command in ["hostname", "whoami"] {
-        let r = session.exec(command, ExecOptions::default()).await?;
-        if !r.success() {
-            let _ = session.close().await;
-            return Err(WorkflowError::CheckFailed {
-                command: command.into(),
-                code: r
-                    .exit_code
-                    .map_or("without a status".into(), |c| c.to_string()),
-                stderr: String::from_utf8_lossy(&r.stderr).trim().to_string(),
-            });
-        }
-        let text = String::from_utf8_lossy(&r.stdout).trim().to_string();
-        out.insert(command.into(), Value::String(text));
-    }
-    let _ = session.close().await;
+    let mut out = login_proof::prove_login(opts).await?;
     out.insert("host".into(), json!(chosen.host));
     out.insert("port".into(), json!(port));
     Ok(Value::Object(out))

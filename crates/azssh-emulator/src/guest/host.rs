@@ -1967,6 +1967,20 @@ impl pwsh::Host for GuestHost<'_> {
         self.guest.dir_exists(path).then_some(ItemKind::Directory)
     }
 
+    fn modified(&self, path: &str) -> Option<pwsh::DateTime> {
+        self.guest.file(path).map(|f| f.modified)
+    }
+
+    fn set_modified(&mut self, path: &str, when: pwsh::DateTime) -> Result<(), FsError> {
+        match self.guest.file_mut(path) {
+            Some(f) => {
+                f.modified = when;
+                Ok(())
+            }
+            None => Err(FsError::FileNotFound(path.to_string())),
+        }
+    }
+
     fn list_dir(&self, path: &str) -> Result<Vec<String>, FsError> {
         self.guest
             .list_dir(path)

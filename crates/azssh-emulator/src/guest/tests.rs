@@ -265,3 +265,26 @@ fn get_acl_of_a_folder_with_a_modelled_acl_shows_its_grants_and_inheritance() {
     let after = sids(&mut g);
     assert_eq!(after.trim(), "True\r\nS-1-5-18,S-1-5-32-544", "{after}");
 }
+
+#[test]
+fn a_file_carries_its_last_write_time_as_ntfs_does_and_it_can_be_set() {
+    let mut g = installed();
+    let out = g.run_powershell(
+        r#"$p = 'C:\ProgramData\ssh\note.txt'
+$before = [DateTime]::UtcNow.AddSeconds(-5)
+[IO.File]::WriteAllText($p, 'x')
+$f = Get-Item -LiteralPath $p
+"fresh=$($f.LastWriteTimeUtc -gt $before)"
+[IO.File]::SetLastWriteTimeUtc($p, [DateTime]::UtcNow.AddMinutes(-31))
+$old = @(Get-ChildItem -LiteralPath 'C:\ProgramData\ssh' -Filter 'note.*' | Where-Object { $_.LastWriteTimeUtc -lt [DateTime]::UtcNow.AddMinutes(-30) })
+"old=$($old.Count)"
+[IO.File]::WriteAllText($p, 'y')
+"rewritten=$([IO.File]::GetLastWriteTimeUtc($p) -gt $before)""#,
+    );
+    assert_eq!(out.stderr, "");
+    assert_eq!(out.stdout, "fresh=True\r\nold=1\r\nrewritten=True\r\n");
+    let missing = g.run_powershell(
+        r"[IO.File]::SetLastWriteTimeUtc('C:\ProgramData\ssh\none.txt', [DateTime]::UtcNow)",
+    );
+    assert!(missing.stderr.contains("none.txt"), "{}", missing.stderr);
+}

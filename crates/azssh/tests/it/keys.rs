@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::harness::{Test, stderr_of, stdout_of};
 
+mod paged;
+
 /// One emulator, one VM set up with `me`'s key, a HOME of its own (known_hosts, ~/.ssh).
 struct World {
     emu: Emu,
