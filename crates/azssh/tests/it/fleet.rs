@@ -575,8 +575,7 @@ if vm.name == ARGS.bad { throw `boom in ${vm.name}`; }
         );
     let journal = t.path("j.jsonl");
     let (slow_arg, bad_arg) = (format!("slow={slow}"), format!("bad={bad}"));
-    let started = Instant::now();
-    let out = t
+    let t = t
         .args(&[
             "fleet",
             "state.rhai",
@@ -595,8 +594,9 @@ if vm.name == ARGS.bad { throw `boom in ${vm.name}`; }
             "-o",
             "json",
         ])
-        .status(1)
-        .run();
+        .status(1);
+    let started = Instant::now();
+    let out = t.run();
     assert!(
         started.elapsed() < Duration::from_secs(25),
         "the sleep was not stopped"
@@ -620,7 +620,7 @@ if vm.name == ARGS.bad { throw `boom in ${vm.name}`; }
         .filter(|l| l["status"] != "running")
         .map(|l| (l["name"].as_str().unwrap().to_string(), l))
         .collect();
-    assert_eq!(done.len(), 3, "{lines:?}");
+    assert_eq!(done.len(), 3, "{lines:?} {stderr}");
     assert_eq!(done[&slow]["status"], "failed", "{lines:?}");
     assert_eq!(done[&slow]["error"]["kind"], "deadline", "{lines:?}");
     assert_eq!(done[&bad]["status"], "failed", "{lines:?}");
