@@ -242,10 +242,10 @@ async fn run_fleet(
     let mut cmd = match wrap.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
-            c.args(args).arg(&azssh);
+            c.args(args).arg(azssh);
             c
         }
-        None => Command::new(&azssh),
+        None => Command::new(azssh),
     };
     cmd.arg("fleet")
         .arg(&script)
