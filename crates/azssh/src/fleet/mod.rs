@@ -5,7 +5,8 @@
 //! - `targets` — choosing VMs (resource groups, tags, Resource Graph, a targets file, `--all`);
 //!   `shard` — the deterministic `--shard I/N` partition.
 //! - `scheduler` — bounded concurrency on blocking threads, per-VM deadlines and retries,
-//!   max-fail and Ctrl-C; `pacing` — the gate that waits for ARM budget.
+//!   max-fail and Ctrl-C; `pacing` — the gate that waits for ARM budget; `worker` — the script
+//!   threads, one Rhai engine each for the whole run, with each VM's state swapped in.
 //! - `journal` — the append-and-fsync JSON-lines record that `--resume` reads.
 //! - `progress` — the stderr bar or plain lines; `report` — the summary and structured output.
 //!
@@ -21,5 +22,6 @@ pub mod report;
 pub mod scheduler;
 pub mod shard;
 pub mod targets;
+pub mod worker;
 
 pub use error::FleetError;

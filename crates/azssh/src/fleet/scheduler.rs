@@ -1,21 +1,21 @@
 //! Runs one compiled script over many VMs: bounded concurrency, the ARM budget gate, per-VM
 //! deadlines and retries, the journal, max-fail and Ctrl-C.
 //!
-//! Each VM's script runs on a blocking thread (`spawn_blocking`): Rhai evaluation is synchronous
-//! and every async-backed native blocks its thread on the runtime (`script::bridge`), so a
-//! running VM holds one OS thread for its whole run. The `Semaphore` bounds those threads (and
-//! with them the ARM calls in flight); tokio's blocking pool alone would grow to 512 threads and
-//! spend the subscription's budget in bursts.
+//! Each VM's script runs on one of the run's script threads (`worker`): Rhai evaluation is
+//! synchronous and every async-backed native blocks its thread on the runtime
+//! (`script::bridge`), so a running VM holds one OS thread for its whole run. The `Semaphore`
+//! bounds the VMs running (and with them the ARM calls in flight); there are no more threads
+//! than `--concurrency`.
 //!
 //! All VM runs share one `ArmClient` (one connection pool, one `ThrottleBudget`) and one compiled
-//! AST (Rhai's `sync` feature makes `Engine` and `AST` `Send + Sync`); each gets its own
-//! `ScriptContext`, engine and `Cancel` deadline, and a scope with `vm` and `ARGS`.
+//! AST (Rhai's `sync` feature makes `AST` `Send + Sync`); each thread keeps one engine across
+//! its VMs, and each VM gets its own `Cancel` deadline and a fresh scope with `vm` and `ARGS`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rhai::{AST, Dynamic, Map, Scope};
+use rhai::{AST, Map};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -25,13 +25,12 @@ use super::journal::{self, Entry, ErrorInfo, Journal, Status};
 use super::pacing::BudgetGate;
 use super::progress::Counters;
 use super::targets::Target;
+use super::worker::Workers;
 use crate::azure::client::ArmClient;
-use crate::azure::vm;
 use crate::output;
-use crate::script::bridge::{Bridge, Cancel};
-use crate::script::context::{ScriptContext, Settings};
-use crate::script::engine::{self, Limits};
-use crate::script::error::{self, SourceLookup};
+use crate::script::bridge::Cancel;
+use crate::script::context::Settings;
+use crate::script::engine::Limits;
 use crate::script::run::Script;
 use azssh_core::error::kind;
 
@@ -97,6 +96,8 @@ struct Shared {
     controls: Controls,
     gate: BudgetGate,
     total: usize,
+    /// The script threads, one engine each (`worker`).
+    workers: Workers,
 }
 
 /// Runs the job over `targets` (already filtered by shard and journal).
@@ -108,9 +109,15 @@ pub async fn run(
     controls: Controls,
 ) -> Outcome {
     let concurrency = job.concurrency.max(1);
+    let workers = Workers::start(
+        job.clone(),
+        concurrency.min(targets.len()),
+        &tokio::runtime::Handle::current(),
+    );
     let shared = Arc::new(Shared {
         gate: BudgetGate::for_concurrency(job.arm.budget().clone(), concurrency),
         total: targets.len(),
+        workers,
         job,
         journal,
         counters,
@@ -302,130 +309,15 @@ pub fn is_transient(kind: &str) -> bool {
 }
 
 async fn attempt(s: &Shared, target: &Target, cancel: &Cancel) -> Result<Value, ErrorInfo> {
-    let job = s.job.clone();
-    let id = target.id.clone();
-    let c = cancel.clone();
-    let handle = tokio::runtime::Handle::current();
-    // `isolated`: a script that overflows Rhai's recursion or panics fails this VM, not the run.
-    let mut task = tokio::task::spawn_blocking(move || {
-        crate::script::run::isolated(&job.script.name, || evaluate(&job, &id, handle, c))
-            .unwrap_or_else(|d| {
-                Err(ErrorInfo {
-                    kind: d.kind,
-                    message: d.message,
-                    hint: d.hint,
-                })
-            })
-    });
-    let joined = tokio::select! {
-        r = &mut task => r,
+    let evaluation = s.workers.evaluate(&target.id, cancel);
+    tokio::pin!(evaluation);
+    tokio::select! {
+        r = &mut evaluation => r,
         _ = s.controls.abort.cancelled() => {
             cancel.cancel();
-            task.await
-        }
-    };
-    joined.unwrap_or_else(|e| {
-        Err(ErrorInfo {
-            kind: "internal".into(),
-            message: format!("the script thread failed: {e}"),
-            hint: Some("this is a bug in azssh; please report it".into()),
-        })
-    })
-}
-
-struct Sources<'a>(&'a Script);
-
-impl SourceLookup for Sources<'_> {
-    fn source_text(&self, name: &str) -> Option<String> {
-        if name == self.0.name {
-            Some(self.0.text.clone())
-        } else {
-            crate::script::resolver::source_text(name)
+            evaluation.await
         }
     }
-}
-
-/// On the blocking thread: read the VM, then evaluate the shared AST with `vm` and `ARGS`.
-fn evaluate(
-    job: &FleetJob,
-    id: &str,
-    handle: tokio::runtime::Handle,
-    cancel: Cancel,
-) -> Result<Value, ErrorInfo> {
-    let bridge = Bridge::new(handle, cancel);
-    let ctx = Arc::new(ScriptContext::with_arm(
-        bridge,
-        job.settings.clone(),
-        job.limits.clone(),
-        job.arm.clone(),
-    ));
-    let mut engine = engine::build(&ctx);
-    // stdout carries the fleet's structured results; a VM's `print` goes to stderr, prefixed
-    // with the VM's name so interleaved lines stay attributable (as `pssh -i` does).
-    let vm_name = crate::fleet::targets::Target::from_id(id)
-        .map(|t| t.name)
-        .unwrap_or_default();
-    engine.on_print(move |text| output::status(&format!("{vm_name}: {text}\n")));
-    let diagnose = |e: &rhai::EvalAltResult| {
-        let d = error::from_eval(
-            e,
-            &job.script.name,
-            &Sources(&job.script),
-            engine::catalog(&engine),
-        );
-        let message = match d.line {
-            Some(line) if !d.file.is_empty() => format!("{} ({}:{line})", d.message, d.file),
-            _ => d.message,
-        };
-        ErrorInfo {
-            kind: d.kind,
-            message,
-            hint: d.hint,
-        }
-    };
-    let known = {
-        let (inventory, arm, key) = (
-            job.inventory.clone(),
-            job.arm.clone(),
-            id.to_ascii_lowercase(),
-        );
-        ctx.bridge
-            .block_on("reading the inventory", async move {
-                Ok::<_, crate::azure::error::AzureError>(inventory.vm(&arm, &key).await)
-            })
-            .map_err(|e| diagnose(&e))?
-    };
-    let found = match known {
-        Some(vm) => vm,
-        None => {
-            let arm = job.arm.clone();
-            let owned = id.to_string();
-            ctx.bridge
-                .block_on(
-                    "reading VM",
-                    async move { vm::get_vm_by_id(&arm, &owned).await },
-                )
-                .map_err(|e| diagnose(&e))?
-        }
-    };
-    let mut scope = Scope::new();
-    // Bundled runbooks find their VM through `target::vm_from(ARGS)`, a module function that
-    // cannot see the caller's `vm`: hand it the VM in `ARGS.vm` too (unless `--arg vm=` says otherwise).
-    let mut args = job.args.clone();
-    args.entry("vm".into())
-        .or_insert_with(|| Dynamic::from(found.clone()));
-    scope.push_constant("ARGS", args);
-    scope.push("vm", found);
-    let value = engine
-        .eval_ast_with_scope::<Dynamic>(&mut scope, &job.ast)
-        .map_err(|e| diagnose(&e))?;
-    let mut json = crate::script::value::to_json(&value).map_err(|e| ErrorInfo {
-        kind: kind::script::OUTPUT.into(),
-        message: format!("cannot record the script's result: {e}"),
-        hint: Some("end the script with a map, array, string or number".into()),
-    })?;
-    journal::redact(&mut json);
-    Ok(json)
 }
 
 #[cfg(test)]

@@ -15,26 +15,36 @@ use crate::error::UserError;
 use crate::script::error::{ScriptError, to_rhai};
 
 /// Cancellation shared by the engine's `on_progress` hook and every blocking call. Clones share
-/// one slot, so `renew` reaches the copy inside the engine's hook too (the REPL keeps one engine).
+/// one slot, so `renew` reaches the copy inside the engine's hook too (the REPL keeps one engine),
+/// and so does `follow` (a fleet worker keeps one engine for many VMs, each with its own token
+/// and deadline).
 #[derive(Clone, Debug)]
 pub struct Cancel {
-    token: Arc<RwLock<CancellationToken>>,
+    slot: Arc<RwLock<Slot>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    token: CancellationToken,
     deadline: Option<Instant>,
 }
 
 impl Cancel {
     pub fn new(timeout: Option<Duration>) -> Self {
         Cancel {
-            token: Arc::new(RwLock::new(CancellationToken::new())),
-            deadline: timeout.map(|t| Instant::now() + t),
+            slot: Arc::new(RwLock::new(Slot {
+                token: CancellationToken::new(),
+                deadline: timeout.map(|t| Instant::now() + t),
+            })),
         }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Slot> {
+        self.slot.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn token(&self) -> CancellationToken {
-        self.token
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.read().token.clone()
     }
 
     pub fn cancel(&self) {
@@ -43,14 +53,10 @@ impl Cancel {
 
     /// Why the run must stop now, if it must.
     pub fn reason(&self) -> Option<ScriptError> {
-        let cancelled = self
-            .token
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_cancelled();
-        if cancelled {
+        let slot = self.read();
+        if slot.token.is_cancelled() {
             Some(ScriptError::Cancelled)
-        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        } else if slot.deadline.is_some_and(|d| Instant::now() >= d) {
             Some(ScriptError::DeadlineExceeded)
         } else {
             None
@@ -60,17 +66,45 @@ impl Cancel {
     /// A fresh token for the next REPL evaluation, seen by every clone: the old one stays
     /// cancelled for whoever still waits on it.
     pub fn renew(&self) {
-        *self.token.write().unwrap_or_else(PoisonError::into_inner) = CancellationToken::new();
+        self.slot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .token = CancellationToken::new();
+    }
+
+    /// Makes this slot (and every clone of it, such as the one in an engine's `on_progress`
+    /// hook) stop when `owner` stops: its token (cancelling `owner` cancels this one) and its
+    /// deadline. A fleet worker follows each VM's `Cancel` for that VM's evaluation, then
+    /// `detach`es.
+    pub fn follow(&self, owner: &Cancel) {
+        let (token, deadline) = {
+            let o = owner.read();
+            (o.token.clone(), o.deadline)
+        };
+        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+        slot.token = token;
+        slot.deadline = deadline;
+    }
+
+    /// Forgets whatever `follow` tied this slot to: a fresh token and no deadline, so one
+    /// VM's cancellation or deadline never reaches the next evaluation on the same engine.
+    pub fn detach(&self) {
+        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+        slot.token = CancellationToken::new();
+        slot.deadline = None;
     }
 
     async fn stopped(&self) -> ScriptError {
+        let (token, deadline) = {
+            let s = self.read();
+            (s.token.clone(), s.deadline)
+        };
         let deadline = async {
-            match self.deadline {
+            match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
                 None => std::future::pending().await,
             }
         };
-        let token = self.token();
         tokio::select! {
             _ = token.cancelled() => ScriptError::Cancelled,
             _ = deadline => ScriptError::DeadlineExceeded,
@@ -235,6 +269,39 @@ mod tests {
         assert!(in_engine.reason().is_some());
         cancel.renew();
         assert!(in_engine.reason().is_none(), "a clone kept the old token");
+    }
+
+    /// A fleet worker's engine follows one VM's `Cancel` at a time: the VM's abort and
+    /// deadline reach it, and after `detach` neither reaches the next VM.
+    #[test]
+    fn follow_takes_the_owners_token_and_deadline_and_detach_drops_them() {
+        let worker = Cancel::new(None);
+        let in_engine = worker.clone();
+        let a = Cancel::new(None);
+        worker.follow(&a);
+        assert!(in_engine.reason().is_none());
+        a.cancel();
+        assert!(matches!(in_engine.reason(), Some(ScriptError::Cancelled)));
+        worker.detach();
+        assert!(
+            in_engine.reason().is_none(),
+            "VM A's cancel reached the next VM"
+        );
+        let b = Cancel::new(Some(Duration::ZERO));
+        worker.follow(&b);
+        assert!(matches!(
+            in_engine.reason(),
+            Some(ScriptError::DeadlineExceeded)
+        ));
+        worker.detach();
+        assert!(
+            in_engine.reason().is_none(),
+            "VM B's deadline reached the next VM"
+        );
+        assert!(
+            a.reason().is_some() && b.reason().is_some(),
+            "the owners keep theirs"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and the ARM client, built on first use (a script that never touches Azure needs no
 //! subscription or credential).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rhai::EvalAltResult;
 
@@ -25,7 +25,12 @@ pub struct ScriptContext {
     pub settings: Settings,
     pub limits: Limits,
     arm: OnceLock<ArmClient>,
+    /// What an evaluation leaves behind on this engine (open tunnels), released by `release`.
+    releases: Mutex<Vec<Release>>,
 }
+
+/// Ends what one evaluation left running (see `ScriptContext::on_release`).
+type Release = Box<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for ScriptContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,6 +48,7 @@ impl ScriptContext {
             settings,
             limits,
             arm: OnceLock::new(),
+            releases: Mutex::new(Vec::new()),
         }
     }
 
@@ -51,6 +57,30 @@ impl ScriptContext {
         let ctx = ScriptContext::new(bridge, settings, limits);
         let _ = ctx.arm.set(arm);
         ctx
+    }
+
+    /// Registers what `release` must end: an API namespace that keeps state across calls on
+    /// one engine (the tunnel registry) registers its clean-up here, once, when it is registered.
+    pub fn on_release(&self, release: impl Fn() + Send + Sync + 'static) {
+        self.releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(release));
+    }
+
+    /// Ends what the last evaluation left running and unties the engine from its `Cancel`
+    /// (`Cancel::detach`), so the next evaluation on this engine (the next VM of a fleet
+    /// worker) starts as on a new engine. The REPL never calls it: its tunnels outlive a line.
+    pub fn release(&self) {
+        for release in self
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            release();
+        }
+        self.bridge.cancel().detach();
     }
 
     /// The ARM client, resolved from flags, environment and the `az` profile on first use.
@@ -76,3 +106,37 @@ pub fn arm_client(settings: &Settings) -> Result<ArmClient, crate::azure::error:
 
 /// Shared handle the API closures capture.
 pub type Ctx = Arc<ScriptContext>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::script::bridge::Cancel;
+
+    /// `release` (the end of one VM on a fleet worker's engine) runs every registered clean-up
+    /// and unties the engine's `Cancel` from the VM it followed.
+    #[test]
+    fn release_runs_every_clean_up_and_detaches_the_vms_cancel() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ctx = ScriptContext::new(
+            Bridge::new(rt.handle().clone(), Cancel::new(None)),
+            Settings::default(),
+            Limits::default(),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let r = runs.clone();
+            ctx.on_release(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let vm = Cancel::new(None);
+        ctx.bridge.cancel().follow(&vm);
+        vm.cancel();
+        assert!(ctx.bridge.cancel().reason().is_some());
+        ctx.release();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(ctx.bridge.cancel().reason().is_none());
+    }
+}

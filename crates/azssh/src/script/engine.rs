@@ -43,7 +43,7 @@ impl Default for Limits {
 }
 
 /// Rhai's standard library, built once per process and shared (it is immutable):
-/// `Engine::new()` builds it afresh, and a fleet run builds one engine per VM.
+/// `Engine::new()` builds it afresh, and a fleet run builds one engine per script thread.
 fn standard_library() -> Shared<Module> {
     static STANDARD: OnceLock<Shared<Module>> = OnceLock::new();
     STANDARD
@@ -108,8 +108,8 @@ mod tests {
     use super::*;
     use crate::script::bridge::{Bridge, Cancel};
 
-    /// A fleet builds one engine per VM: they share one standard library, and every engine
-    /// still has all of it (arrays, strings, maps, parsing) next to azssh's own functions.
+    /// A fleet builds one engine per script thread: they share one standard library, and every
+    /// engine still has all of it (arrays, strings, maps, parsing) next to azssh's own functions.
     #[test]
     fn engines_share_one_standard_library_and_keep_all_of_it() {
         let rt = tokio::runtime::Runtime::new().unwrap();

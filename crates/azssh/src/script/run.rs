@@ -127,31 +127,38 @@ pub const SCRIPT_STACK: usize = 1024 * 1024 * 1024;
 /// `SCRIPT_STACK`, turning a panic inside Rhai or a native into an error for that script alone:
 /// in a fleet the other VMs go on.
 pub fn isolated<T: Send>(name: &str, job: impl FnOnce() -> T + Send) -> Result<T, Box<Diagnostic>> {
-    let crashed = |why: String| {
-        Box::new(Diagnostic::plain(
-            kind::script::CRASHED,
-            format!("the script `{name}` stopped azssh's evaluator: {why}"),
-            Some(
-                "the script was stopped, not finished; simplify the deepest nesting or recursion, and report it if it persists"
-                    .into(),
-            ),
-        ))
-    };
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
             .name("azssh-script".into())
             .stack_size(SCRIPT_STACK)
             .spawn_scoped(scope, job)
-            .map_err(|e| crashed(format!("cannot start its thread: {e}")))?;
-        handle.join().map_err(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
-            crashed(format!("an internal error (panic: {why})"))
-        })
+            .map_err(|e| crashed(name, &format!("cannot start its thread: {e}")))?;
+        handle
+            .join()
+            .map_err(|panic| crashed_by_panic(name, panic.as_ref()))
     })
+}
+
+/// The failure of a script whose evaluator could not run it to the end (`why`).
+pub fn crashed(name: &str, why: &str) -> Box<Diagnostic> {
+    Box::new(Diagnostic::plain(
+        kind::script::CRASHED,
+        format!("the script `{name}` stopped azssh's evaluator: {why}"),
+        Some(
+            "the script was stopped, not finished; simplify the deepest nesting or recursion, and report it if it persists"
+                .into(),
+        ),
+    ))
+}
+
+/// `crashed`, from a caught panic's payload (`catch_unwind`, a thread's `join`).
+pub fn crashed_by_panic(name: &str, panic: &(dyn std::any::Any + Send)) -> Box<Diagnostic> {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into());
+    crashed(name, &format!("an internal error (panic: {why})"))
 }
 
 /// Compiles and runs `script` on its own thread (`isolated`). Extra scope entries (such as a

@@ -547,6 +547,91 @@ fn vm_print_goes_to_stderr_with_the_vm_name_and_stdout_stays_json() {
     assert_eq!(json_rows(&out).len(), 3);
 }
 
+/// With `--concurrency 1` one script thread (one engine) evaluates every VM in turn: the first
+/// VM runs past its `--timeout`, the second throws, the third must see neither (no deadline,
+/// no variable, no print prefix, no error carried over), and each failure names its own VM.
+#[test]
+fn one_script_thread_keeps_no_vm_state_for_the_next() {
+    let emu = Emu::start(3, FaultSpec::default(), false);
+    let ids = emu.ids();
+    let name = |id: &str| id.rsplit('/').next().unwrap().to_string();
+    let (slow, bad, good) = (name(&ids[0]), name(&ids[1]), name(&ids[2]));
+    let t = emu
+        .test()
+        .file(
+            "targets.txt",
+            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+        )
+        .file(
+            "state.rhai",
+            r#"
+let leaked = if is_def_var("mine") { mine } else { "none" };
+let mine = vm.name;
+print(`print from ${vm.name}`);
+if vm.name == ARGS.slow { sleep(30); }
+if vm.name == ARGS.bad { throw `boom in ${vm.name}`; }
+#{ name: vm.name, leaked: leaked }
+"#,
+        );
+    let journal = t.path("j.jsonl");
+    let (slow_arg, bad_arg) = (format!("slow={slow}"), format!("bad={bad}"));
+    let t = t
+        .args(&[
+            "fleet",
+            "state.rhai",
+            "--targets",
+            "targets.txt",
+            "--concurrency",
+            "1",
+            "--timeout",
+            "2s",
+            "--journal",
+            "j.jsonl",
+            "--arg",
+            &slow_arg,
+            "--arg",
+            &bad_arg,
+            "-o",
+            "json",
+        ])
+        .status(1);
+    let started = Instant::now();
+    let out = t.run();
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the sleep was not stopped"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for vm in [&slow, &bad, &good] {
+        assert!(
+            stderr.contains(&format!("{vm}: print from {vm}\n")),
+            "{stderr}"
+        );
+    }
+    for (a, b) in [(&slow, &bad), (&slow, &good), (&bad, &good)] {
+        assert!(
+            !stderr.contains(&format!("{a}: print from {b}")),
+            "{stderr}"
+        );
+    }
+    let lines = journal_lines(&journal);
+    let done: BTreeMap<String, &Value> = lines
+        .iter()
+        .filter(|l| l["status"] != "running")
+        .map(|l| (l["name"].as_str().unwrap().to_string(), l))
+        .collect();
+    assert_eq!(done.len(), 3, "{lines:?} {stderr}");
+    assert_eq!(done[&slow]["status"], "failed", "{lines:?}");
+    assert_eq!(done[&slow]["error"]["kind"], "deadline", "{lines:?}");
+    assert_eq!(done[&bad]["status"], "failed", "{lines:?}");
+    let message = done[&bad]["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("boom in {bad}")), "{message}");
+    assert_eq!(done[&good]["status"], "ok", "{lines:?}");
+    assert_eq!(done[&good]["error"], Value::Null, "{lines:?}");
+    assert_eq!(done[&good]["result"]["leaked"], "none", "{lines:?}");
+    assert_eq!(done[&good]["result"]["name"], good.as_str(), "{lines:?}");
+}
+
 /// One VM's script builds 100 000 closures, each calling the one before: evaluated on tokio's
 /// 2 MiB blocking stack this aborted the whole process and left every VM `running`.
 #[test]

@@ -57,8 +57,11 @@ const SSH_DOC: &str = "\
 pub fn register(engine: &mut Engine, ctx: &Ctx) {
     engine.register_type_with_name::<ScriptSession>("Session");
     engine.register_type_with_name::<ScriptTunnel>("Tunnel");
-    // One registry per engine: dropping the engine (the end of the run) stops its tunnels.
+    // One registry per engine: dropping the engine (the end of the run) stops its tunnels, and
+    // so does `ScriptContext::release` (the end of one VM on a fleet worker's engine).
     let tunnels = Tunnels::default();
+    let open = tunnels.clone();
+    ctx.on_release(move || open.close_all());
     register_ssh(engine, ctx, &tunnels);
     register_exec(engine, ctx);
     register_transfer(engine, ctx);

@@ -1,7 +1,8 @@
 //! The script-side `Session` and `Tunnel` values and what they do: exec, PowerShell, forwards,
 //! SFTP, the interactive shell, close. Tunnels are kept in a per-engine registry so they keep
 //! running while the script goes on, whether or not it holds on to the value, and stop when it
-//! calls `close()` or when the engine (the script run, the REPL) goes away.
+//! calls `close()`, when the engine (the script run, the REPL) goes away, or when a fleet
+//! worker's evaluation of one VM ends (`ScriptContext::release`).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -163,6 +164,12 @@ impl Tunnels {
         let (chosen, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|t| which(t));
         *list = kept;
         chosen.iter().filter_map(ScriptTunnel::take).collect()
+    }
+
+    /// Stops every tunnel (the end of one evaluation on a reused engine). Dropping a `Tunnel`
+    /// stops it (`ssh::Tunnel`'s `Drop`).
+    pub fn close_all(&self) {
+        drop(self.take(|_| true));
     }
 
     /// Open tunnels, for tests and the REPL.
