@@ -401,7 +401,9 @@ mod tests {
             .collect();
         let mut queue: VecDeque<Bytes> = parts.iter().cloned().map(Bytes::from).collect();
         let mut out = Trickle(Vec::new());
-        write_all_vectored(&mut out, &mut queue).await.expect("write");
+        write_all_vectored(&mut out, &mut queue)
+            .await
+            .expect("write");
         assert!(queue.is_empty());
         assert_eq!(out.0, parts.concat());
     }

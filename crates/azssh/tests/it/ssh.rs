@@ -517,7 +517,11 @@ async fn tunnel_pull_before_close_and_push_before_half_close_are_byte_exact() {
         s.shutdown().await.expect("half-close");
         let mut digest = Vec::new();
         s.read_to_end(&mut digest).await.expect("digest");
-        assert_eq!(digest, Sha256::digest(&data).to_vec(), "push of {len} bytes");
+        assert_eq!(
+            digest,
+            Sha256::digest(&data).to_vec(),
+            "push of {len} bytes"
+        );
     }
     tunnel.close().await;
 }
