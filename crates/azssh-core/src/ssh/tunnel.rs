@@ -2,11 +2,10 @@
 //! connection becomes a `direct-tcpip` channel, bridged without copies until either side
 //! closes. Closing the tunnel stops the listener and every connection it carries.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
