@@ -448,6 +448,84 @@ async fn tunnel_carries_many_concurrent_connections_byte_exact() {
     assert!(refused.is_err(), "a closed tunnel must stop listening");
 }
 
+/// `G<len>`: sends `payload(7, len)` then closes at once. `P`: reads to EOF, then answers the
+/// SHA-256 of what it read and closes.
+async fn pull_push_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut op = [0u8; 1];
+                if s.read_exact(&mut op).await.is_err() {
+                    return;
+                }
+                if op[0] == b'G' {
+                    let mut len = [0u8; 8];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let data = payload(7, u64::from_le_bytes(len) as usize);
+                    let _ = s.write_all(&data).await;
+                } else {
+                    let mut got = Vec::new();
+                    let _ = s.read_to_end(&mut got).await;
+                    let _ = s.write_all(&Sha256::digest(&got)).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Guards the bridge's batching both ways: data the server sends right before closing (its
+/// EOF and close queued behind the last packets) all arrives before the local EOF, and data
+/// pushed in reads larger than sshd's 32 KiB packets, then half-closed, arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_pull_before_close_and_push_before_half_close_are_byte_exact() {
+    let Some(sshd) = sshd::start("tunnel pull push") else {
+        return;
+    };
+    let server = pull_push_server().await;
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let tunnel = session
+        .forward(LocalForward::new(0, "127.0.0.1", server))
+        .await
+        .expect("forward");
+    let port = tunnel.local_port();
+    for len in [0usize, 1, 32 * 1024 - 1, 65_536 + 9, 8 * 1024 * 1024 + 5] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut head = vec![b'G'];
+        head.extend_from_slice(&(len as u64).to_le_bytes());
+        s.write_all(&head).await.expect("head");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("pull");
+        assert_eq!(got.len(), len, "pull of {len} bytes");
+        assert!(got == payload(7, len), "pull of {len} bytes differs");
+
+        let data = payload(len as u64 + 1, len);
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(b"P").await.expect("op");
+        // One large write: the bridge reads it in chunks bigger than a packet.
+        s.write_all(&data).await.expect("push");
+        s.shutdown().await.expect("half-close");
+        let mut digest = Vec::new();
+        s.read_to_end(&mut digest).await.expect("digest");
+        assert_eq!(
+            digest,
+            Sha256::digest(&data).to_vec(),
+            "push of {len} bytes"
+        );
+    }
+    tunnel.close().await;
+}
+
 /// Sizes around the pipeline's request size (OpenSSH's sftp-server serves 255 KiB per READ,
 /// `limits@openssh.com`; writes go out in requests of up to 256 KiB less the header), more than
 /// the requests in flight at once, and the empty file.
