@@ -323,3 +323,144 @@ where
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// The relay's side of the WebSocket, counting the writes that reach it.
+    struct Counted {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(r, Poll::Ready(Ok(_))) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            r
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A bulk stream from the VM goes out byte-exact in messages of at most 4096 bytes (§2.3), but
+    /// in batches: far fewer writes than messages, not one flushed write per message. A bulk
+    /// stream from the client reaches the VM byte-exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_data_is_relayed_exactly_in_4096_byte_messages_with_batched_flushes() {
+        let len = 4 * 1024 * 1024 + 123;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let (client_io, relay_io) = tokio::io::duplex(1024 * 1024);
+        let (vm_far, vm_near) = tokio::io::duplex(1024 * 1024);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = Counted {
+            inner: relay_io,
+            writes: writes.clone(),
+        };
+        let relay_ws = WebSocketStream::from_raw_socket(counted, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let reset = Arc::new(AtomicBool::new(false));
+        let relay_task = {
+            let reset = reset.clone();
+            tokio::spawn(async move {
+                relay(
+                    relay_ws,
+                    vm_near,
+                    TunnelFaults::default(),
+                    &reset,
+                    CancellationToken::new(),
+                )
+                .await
+            })
+        };
+        let (_vm_rd, mut vm_wr) = tokio::io::split(vm_far);
+        // Down: the VM writes everything at once, then ends its stream.
+        let down = data.clone();
+        let vm_writer = tokio::spawn(async move {
+            vm_wr.write_all(&down).await.expect("vm write");
+            vm_wr.shutdown().await.expect("vm shutdown");
+        });
+        let mut got = Vec::with_capacity(len);
+        let mut messages = 0usize;
+        while let Some(msg) = client.next().await {
+            match msg.expect("message") {
+                Message::Binary(b) => {
+                    assert!(b.len() <= MAX_MESSAGE, "a {}-byte message", b.len());
+                    messages += 1;
+                    got.extend_from_slice(&b);
+                }
+                Message::Close(_) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        vm_writer.await.expect("join");
+        assert!(got == data, "downstream bytes differ");
+        let (ending, relayed) = relay_task.await.expect("join");
+        assert_eq!(ending, Ending::Closed);
+        assert_eq!(relayed, len as u64);
+        let writes = writes.load(Ordering::Relaxed);
+        assert!(
+            writes * 4 < messages,
+            "{writes} writes for {messages} messages: flushed per message"
+        );
+
+        // Up: a fresh relay, the client sends 4096-byte messages.
+        let (client_io, relay_io) = tokio::io::duplex(1024 * 1024);
+        let (vm_far, vm_near) = tokio::io::duplex(1024 * 1024);
+        let relay_ws = WebSocketStream::from_raw_socket(relay_io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let relay_task = tokio::spawn(async move {
+            let reset = AtomicBool::new(false);
+            relay(
+                relay_ws,
+                vm_near,
+                TunnelFaults::default(),
+                &reset,
+                CancellationToken::new(),
+            )
+            .await
+        });
+        let (mut vm_rd2, _vm_wr2) = tokio::io::split(vm_far);
+        let up = data.clone();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; up.len()];
+            vm_rd2.read_exact(&mut got).await.expect("vm read");
+            got == up
+        });
+        for piece in data.chunks(MAX_MESSAGE) {
+            client
+                .feed(Message::binary(piece.to_vec()))
+                .await
+                .expect("feed");
+        }
+        client.flush().await.expect("flush");
+        assert!(reader.await.expect("join"), "upstream bytes differ");
+        client.close(None).await.expect("close");
+        let (ending, relayed) = relay_task.await.expect("join");
+        assert_eq!(ending, Ending::Closed);
+        assert_eq!(relayed, len as u64);
+    }
+}
