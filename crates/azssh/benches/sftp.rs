@@ -1,6 +1,7 @@
 //! SFTP throughput: azssh (`Session::upload`, framed by azssh; `download`, russh-sftp) against
-//! OpenSSH's `sftp` (batch mode, `-b`) and `scp`, all to the same local OpenSSH `sshd`, with the same cipher
-//! (aes256-gcm@openssh.com, azssh's first choice) and, for reference, OpenSSH's default cipher.
+//! OpenSSH's `sftp` (batch mode, `-b`) and `scp`, all to the same local OpenSSH `sshd`, with the
+//! same cipher (aes256-gcm@openssh.com, azssh's first choice) and, for reference, OpenSSH's
+//! default cipher.
 //! azssh asks the server to fsync each uploaded file (`fsync@openssh.com`) before reporting it
 //! done; `sftp -f` does the same, so that row is the like-for-like upload comparison.
 //! Run by hand: `cargo bench --bench sftp` (`AZSSH_BENCH_MIB=64` to move less data,
