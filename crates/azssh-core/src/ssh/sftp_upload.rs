@@ -50,6 +50,10 @@ const MAX_REPLY: usize = 256 * 1024;
 /// window, so the window, not acknowledgements, paces the upload. Kept well under russh's
 /// per-channel message buffer (100), so unread replies never hold up the session loop.
 const IN_FLIGHT: usize = 16;
+/// How long the server may stay silent (no reply, no window to send in) before the upload is
+/// abandoned. russh-sftp allowed 10 s per request; an fsync of a large file on a slow disk can
+/// take longer than that, and a stalled server still fails in bounded time.
+const SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Chunks the reading thread may be ahead of the pipeline.
 const READ_AHEAD: usize = 4;
 
@@ -103,6 +107,13 @@ impl std::fmt::Display for Failure {
 
 fn protocol(m: &str) -> Failure {
     Failure::Protocol(format!("the server broke the SFTP protocol: {m}"))
+}
+
+fn silent() -> Failure {
+    Failure::Protocol(format!(
+        "the server did not answer for {} s",
+        SILENCE.as_secs()
+    ))
 }
 
 /// One reply: its type, request id and the rest of its payload.
@@ -264,10 +275,13 @@ impl Uploader {
     }
 
     async fn send(&self, packet: Bytes) -> Result<(), Failure> {
-        self.wr
-            .data_bytes(packet)
-            .await
-            .map_err(|e| Failure::Protocol(format!("the SFTP channel is closed: {e}")))
+        match tokio::time::timeout(SILENCE, self.wr.data_bytes(packet)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Protocol(format!(
+                "the SFTP channel is closed: {e}"
+            ))),
+            Err(_) => Err(silent()),
+        }
     }
 
     /// The next whole packet from the server: type and the payload after it.
@@ -290,7 +304,10 @@ impl Uploader {
                     return Ok((kind, body));
                 }
             }
-            match self.rd.wait().await {
+            let msg = tokio::time::timeout(SILENCE, self.rd.wait())
+                .await
+                .map_err(|_| silent())?;
+            match msg {
                 Some(ChannelMsg::Data { data }) => self.inbuf.extend_from_slice(&data),
                 Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
                     return Err(Failure::Protocol(
@@ -459,10 +476,10 @@ impl Uploader {
                 break;
             };
             let (_, offset) = in_flight.remove(at).unwrap_or((reply.id, 0));
-            if let Err(e) = reply.status() {
-                if failed.as_ref().is_none_or(|(first, _)| offset < *first) {
-                    failed = Some((offset, e));
-                }
+            if let Err(e) = reply.status()
+                && failed.as_ref().is_none_or(|(first, _)| offset < *first)
+            {
+                failed = Some((offset, e));
             }
         }
         // Ends the reading thread if it is still ahead of us.

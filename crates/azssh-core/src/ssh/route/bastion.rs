@@ -446,11 +446,11 @@ impl Relay {
                     Ok(_) => {}
                     Err(e) => break Err(e),
                 }
-                if out.len() < RELAY_READ {
-                    if let Some(ready) = stream.next().now_or_never() {
-                        next = ready;
-                        continue;
-                    }
+                if out.len() < RELAY_READ
+                    && let Some(ready) = stream.next().now_or_never()
+                {
+                    next = ready;
+                    continue;
                 }
                 if !out.is_empty() {
                     if wr.write_all(&out).await.is_err() {
