@@ -118,10 +118,7 @@ async fn transfer(
             if fsync {
                 cmd.arg("-f");
             }
-            run(cmd
-                .arg("-b")
-                .arg(&batch)
-                .arg(&host));
+            run(cmd.arg("-b").arg(&batch).arg(&host));
         }
         Tool::Scp(cipher) => {
             let remote = format!("{host}:{}", remote.display());

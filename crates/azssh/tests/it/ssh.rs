@@ -544,7 +544,10 @@ async fn sftp_upload_reports_refused_writes_in_order_and_the_session_goes_on() {
         .await
         .expect_err("no such directory");
     assert_eq!(e.kind(), "ssh.sftp");
-    assert!(e.to_string().contains("create `/definitely/not/here/x`"), "{e}");
+    assert!(
+        e.to_string().contains("create `/definitely/not/here/x`"),
+        "{e}"
+    );
 
     let remote = tempfile::tempdir().expect("tmp");
     let up = remote.path().join("after");
