@@ -1,6 +1,9 @@
-//! SFTP throughput: azssh (`Session::upload` / `download`, russh-sftp) against OpenSSH's `sftp`
-//! (batch mode, `-b`) and `scp`, all to the same local OpenSSH `sshd`, with the same cipher
-//! (aes256-gcm@openssh.com, azssh's first choice) and, for reference, OpenSSH's default cipher.
+//! SFTP throughput: azssh (`Session::upload`, framed by azssh; `download`, russh-sftp) against
+//! OpenSSH's `sftp` (batch mode, `-b`) and `scp`, all to the same local OpenSSH `sshd`, with the
+//! same cipher (aes256-gcm@openssh.com, azssh's first choice) and, for reference, OpenSSH's
+//! default cipher.
+//! azssh asks the server to fsync each uploaded file (`fsync@openssh.com`) before reporting it
+//! done; `sftp -f` does the same, so that row is the like-for-like upload comparison.
 //! Run by hand: `cargo bench --bench sftp` (`AZSSH_BENCH_MIB=64` to move less data,
 //! `AZSSH_BENCH_ROUNDS=1` for fewer rounds).
 //!
@@ -25,6 +28,9 @@ const GCM: &str = "aes256-gcm@openssh.com";
 enum Tool {
     Azssh,
     Sftp(Option<&'static str>),
+    /// `sftp -f`: fsync@openssh.com after each upload, as azssh does (on download it also syncs
+    /// the local file, which azssh does not: compare its upload column).
+    SftpFsync(&'static str),
     Scp(Option<&'static str>),
 }
 
@@ -37,6 +43,7 @@ impl Tool {
         match self {
             Tool::Azssh => "azssh (aes256-gcm)".to_string(),
             Tool::Sftp(c) => format!("sftp -b {}", cipher(c)),
+            Tool::SftpFsync(c) => format!("sftp -b -f {}", cipher(Some(c))),
             Tool::Scp(c) => format!("scp {}", cipher(c)),
         }
     }
@@ -93,7 +100,12 @@ async fn transfer(
             assert_eq!(moved.bytes, len);
             let _ = s.close().await;
         }
-        Tool::Sftp(cipher) => {
+        Tool::Sftp(_) | Tool::SftpFsync(_) => {
+            let (cipher, fsync) = match tool {
+                Tool::SftpFsync(c) => (Some(c), true),
+                Tool::Sftp(c) => (c, false),
+                _ => (None, false),
+            };
             let batch = batch_dir.join("batch");
             let line = if upload {
                 format!("put {} {}\n", local.display(), remote.display())
@@ -101,11 +113,12 @@ async fn transfer(
                 format!("get {} {}\n", remote.display(), local.display())
             };
             std::fs::write(&batch, line).expect("batch file");
-            run(Command::new("sftp")
-                .args(openssh_args(sshd, "-P", cipher))
-                .arg("-b")
-                .arg(&batch)
-                .arg(&host));
+            let mut cmd = Command::new("sftp");
+            cmd.args(openssh_args(sshd, "-P", cipher));
+            if fsync {
+                cmd.arg("-f");
+            }
+            run(cmd.arg("-b").arg(&batch).arg(&host));
         }
         Tool::Scp(cipher) => {
             let remote = format!("{host}:{}", remote.display());
@@ -164,6 +177,7 @@ async fn main() {
         Tool::Azssh,
         Tool::Sftp(Some(GCM)),
         Tool::Scp(Some(GCM)),
+        Tool::SftpFsync(GCM),
         Tool::Sftp(None),
         Tool::Scp(None),
     ];

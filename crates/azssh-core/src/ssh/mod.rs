@@ -9,7 +9,8 @@
 //! - `known_hosts` — `known_hosts` files, strict/accept-new/ask, `pin`.
 //! - `config` — the `~/.ssh/config` keywords azssh honours.
 //! - `exec` — `Session::exec`, `Session::powershell`; `shell` — interactive PTY.
-//! - `tunnel` — `Session::forward` and `Tunnel`; `sftp` — `Session::upload`/`download`.
+//! - `tunnel` — `Session::forward` and `Tunnel`; `sftp` — `Session::upload`/`download`
+//!   (`sftp_upload` frames the upload pipeline itself).
 //! - `route` — direct, Azure Bastion, jump hosts: the stream a session runs over.
 //! - `error` — `SshError`.
 
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod known_hosts;
 pub mod route;
 pub mod sftp;
+mod sftp_upload;
 pub mod shell;
 pub mod tunnel;
 

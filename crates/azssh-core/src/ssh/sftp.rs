@@ -7,17 +7,18 @@
 use std::path::{Path, PathBuf};
 
 use russh_sftp::client::{Config as SftpConfig, SftpSession};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::connect::Session;
 use super::error::SshError;
+use super::sftp_upload::{Failure, Uploader, open_local};
 
 /// Local read/write size per call: a whole SFTP request's worth, so each call fills one
 /// pipelined request (OpenSSH's sftp-server accepts up to 255 KiB per READ/WRITE,
 /// `limits@openssh.com`).
 const COPY_BUFFER: usize = 256 * 1024;
 
-/// How the SFTP pipeline is shaped. russh-sftp keeps up to `max_concurrent_*` requests in
+/// How the download pipeline is shaped (uploads go through `sftp_upload`). russh-sftp keeps up to `max_concurrent_*` requests in
 /// flight on a handle (OpenSSH's `sftp -R` default is 64 of 32 KiB, 2 MiB); reads are sized by
 /// the server's `limits@openssh.com` (255 KiB with OpenSSH) and writes by
 /// `max_write_packet_len`. 32 KiB writes (russh-sftp's default) cost one request, one status
@@ -134,13 +135,19 @@ impl Session {
             .map_err(|e| sftp_err("start", "sftp", e))
     }
 
-    /// Copies a local file or directory (recursively) to `remote`.
+    /// Copies a local file or directory (recursively) to `remote`, through the upload pipeline
+    /// of `sftp_upload` (its own framing: see there why).
     pub async fn upload(&self, local: &Path, remote: &str) -> Result<Transferred, SshError> {
-        let sftp = self.sftp().await?;
+        let channel = self.handle.channel_open_session().await?;
+        channel.request_subsystem(true, "sftp").await?;
+        let (rd, wr) = channel.split();
+        let mut sftp = Uploader::start(rd, wr)
+            .await
+            .map_err(|e| sftp_err("start", "sftp", e))?;
         let remote = to_sftp_path(remote);
         let mut total = Transferred::default();
-        let result = upload_any(&sftp, local, &remote, &mut total).await;
-        let _ = sftp.close().await;
+        let result = upload_any(&mut sftp, local, &remote, &mut total).await;
+        sftp.end().await;
         result.map(|_| total)
     }
 
@@ -156,7 +163,7 @@ impl Session {
 }
 
 async fn upload_any(
-    sftp: &SftpSession,
+    sftp: &mut Uploader,
     local: &Path,
     remote: &str,
     total: &mut Transferred,
@@ -170,8 +177,8 @@ async fn upload_any(
     // Iterative walk: recursion in async fns needs boxing, a stack does not.
     let mut pending = vec![(local.to_path_buf(), remote.to_string())];
     while let Some((dir, rdir)) = pending.pop() {
-        if !sftp.try_exists(rdir.as_str()).await.unwrap_or(false) {
-            sftp.create_dir(rdir.as_str())
+        if !sftp.exists(&rdir).await.unwrap_or(false) {
+            sftp.mkdir(&rdir)
                 .await
                 .map_err(|e| sftp_err("mkdir", &rdir, e))?;
         }
@@ -202,26 +209,17 @@ async fn upload_any(
 }
 
 async fn upload_file(
-    sftp: &SftpSession,
+    sftp: &mut Uploader,
     local: &Path,
     remote: &str,
     total: &mut Transferred,
 ) -> Result<(), SshError> {
-    let file = tokio::fs::File::open(local)
-        .await
-        .map_err(|e| SshError::io(format!("cannot open `{}`", local.display()), e))?;
-    let mut reader = BufReader::with_capacity(COPY_BUFFER, file);
-    let mut out = sftp
-        .create(remote)
-        .await
-        .map_err(|e| sftp_err("create", remote, e))?;
-    let bytes = tokio::io::copy_buf(&mut reader, &mut out)
-        .await
-        .map_err(|e| sftp_err("write", remote, e))?;
-    // Writes are pipelined: shutdown waits for every acknowledgement.
-    out.shutdown()
-        .await
-        .map_err(|e| sftp_err("write", remote, e))?;
+    let file = open_local(local)?;
+    let bytes = sftp.upload_file(file, remote).await.map_err(|e| match e {
+        Failure::Local(e) => SshError::io(format!("cannot read `{}`", local.display()), e),
+        Failure::Open(e) => sftp_err("create", remote, e),
+        e => sftp_err("write", remote, e),
+    })?;
     total.files += 1;
     total.bytes += bytes;
     Ok(())

@@ -591,6 +591,52 @@ async fn sftp_pipelined_transfers_are_byte_exact_at_odd_and_empty_sizes() {
     }
 }
 
+/// A write the server refuses in the middle of the pipeline (`/dev/full`: every write fails with
+/// ENOSPC, SSH_FX_FAILURE) fails the upload as a write of that path with the server's status,
+/// after the writes still in flight were answered (the CLOSE that follows gets its own reply, not
+/// a stale one: no protocol error); a missing directory fails the create. The session uploads
+/// byte-exact afterwards.
+#[tokio::test]
+async fn sftp_upload_reports_refused_writes_in_order_and_the_session_goes_on() {
+    let Some(sshd) = sshd::start("sftp refused write") else {
+        return;
+    };
+    let session = connect(options(&sshd, Some(&sshd.ed25519_key))).await;
+    let local = tempfile::tempdir().expect("tmp");
+    let src = local.path().join("big");
+    let data = payload(77, 5 * 1024 * 1024 + 3);
+    std::fs::write(&src, &data).expect("write");
+
+    let e = session
+        .upload(&src, "/dev/full")
+        .await
+        .expect_err("/dev/full takes no bytes");
+    assert_eq!(e.kind(), "ssh.sftp");
+    let text = e.to_string();
+    assert!(text.contains("write `/dev/full`"), "{text}");
+    assert!(text.contains("failure"), "{text}");
+    assert!(!text.contains("protocol"), "{text}");
+
+    let e = session
+        .upload(&src, "/definitely/not/here/x")
+        .await
+        .expect_err("no such directory");
+    assert_eq!(e.kind(), "ssh.sftp");
+    assert!(
+        e.to_string().contains("create `/definitely/not/here/x`"),
+        "{e}"
+    );
+
+    let remote = tempfile::tempdir().expect("tmp");
+    let up = remote.path().join("after");
+    let moved = session
+        .upload(&src, &up.to_string_lossy())
+        .await
+        .expect("upload after failures");
+    assert_eq!((moved.files, moved.bytes), (1, data.len() as u64));
+    assert!(std::fs::read(&up).expect("read") == data, "byte-exact");
+}
+
 #[tokio::test]
 async fn sftp_round_trips_a_file_and_a_directory() {
     let Some(sshd) = sshd::start("sftp") else {

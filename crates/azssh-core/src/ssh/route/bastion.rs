@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use reqwest::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
@@ -418,12 +418,17 @@ impl Relay {
                 sink.flush().await.map_err(|e| e.to_string())?;
             }
         };
+        // Down: each message is at most 4096 bytes; what has already arrived (up to RELAY_READ)
+        // goes to the SSH side in one write rather than one wake-up of its reader per message.
         let down = async {
-            while let Some(msg) = stream.next().await {
-                let data = match msg.map_err(|e| e.to_string())? {
-                    Message::Binary(b) => b,
-                    Message::Text(t) => bytes::Bytes::copy_from_slice(t.as_bytes()),
-                    Message::Close(Some(frame))
+            let mut out = bytes::BytesMut::with_capacity(RELAY_READ);
+            let mut next = stream.next().await;
+            let ended = loop {
+                let Some(msg) = next else { break Ok(()) };
+                match msg.map_err(|e| e.to_string()) {
+                    Ok(Message::Binary(b)) => out.extend_from_slice(&b),
+                    Ok(Message::Text(t)) => out.extend_from_slice(t.as_bytes()),
+                    Ok(Message::Close(Some(frame)))
                         if !matches!(
                             frame.code,
                             CloseCode::Normal | CloseCode::Away | CloseCode::Status
@@ -431,20 +436,36 @@ impl Relay {
                     {
                         // A TCP connect failure behind Bastion: the upgrade succeeds, then the
                         // WebSocket closes with 1011.
-                        return Err(format!(
+                        break Err(format!(
                             "the VM refused the connection through the bastion (WebSocket close {}: {})",
                             u16::from(frame.code),
                             frame.reason
                         ));
                     }
-                    Message::Close(_) => break,
-                    _ => continue,
-                };
-                if wr.write_all(&data).await.is_err() {
-                    // The local side is gone: nothing to report to it.
-                    return Ok(());
+                    Ok(Message::Close(_)) => break Ok(()),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
                 }
+                if out.len() < RELAY_READ
+                    && let Some(ready) = stream.next().now_or_never()
+                {
+                    next = ready;
+                    continue;
+                }
+                if !out.is_empty() {
+                    if wr.write_all(&out).await.is_err() {
+                        // The local side is gone: nothing to report to it.
+                        return Ok(());
+                    }
+                    out.clear();
+                }
+                next = stream.next().await;
+            };
+            // What arrived before the end is delivered before it.
+            if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                return Ok(());
             }
+            ended?;
             let _ = wr.shutdown().await;
             Ok::<_, String>(())
         };

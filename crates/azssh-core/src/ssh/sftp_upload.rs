@@ -1,0 +1,555 @@
+//! The upload side of SFTP (protocol version 3, draft-ietf-secsh-filexfer-02, as OpenSSH's
+//! sftp-server speaks it) framed here rather than through russh-sftp: the local file is read on a
+//! blocking thread straight into the SSH_FXP_WRITE packet that carries it, and each packet goes
+//! to the channel whole (`data_bytes`, cut into SSH packets without another copy), with up to
+//! `IN_FLIGHT` writes outstanding. russh-sftp copies every write twice more (into its request,
+//! then 32 KiB at a time into the channel) and sends through two more tasks; on a 2-core machine
+//! that CPU is what kept uploads behind OpenSSH's `sftp`.
+//!
+//! Only what an upload needs: INIT, STAT, MKDIR, OPEN, WRITE, CLOSE and the `limits@openssh.com`
+//! and `fsync@openssh.com` extensions. Requests other than WRITE go one at a time.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::Path;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+
+use super::error::SshError;
+
+const SSH_FXP_INIT: u8 = 1;
+const SSH_FXP_VERSION: u8 = 2;
+const SSH_FXP_OPEN: u8 = 3;
+const SSH_FXP_CLOSE: u8 = 4;
+const SSH_FXP_WRITE: u8 = 6;
+const SSH_FXP_MKDIR: u8 = 14;
+const SSH_FXP_STAT: u8 = 17;
+const SSH_FXP_STATUS: u8 = 101;
+const SSH_FXP_HANDLE: u8 = 102;
+const SSH_FXP_ATTRS: u8 = 105;
+const SSH_FXP_EXTENDED: u8 = 200;
+const SSH_FXP_EXTENDED_REPLY: u8 = 201;
+
+const SSH_FX_OK: u32 = 0;
+const SSH_FX_NO_SUCH_FILE: u32 = 2;
+
+const SSH_FXF_WRITE: u32 = 0x02;
+const SSH_FXF_CREAT: u32 = 0x08;
+const SSH_FXF_TRUNC: u32 = 0x10;
+
+/// The most data one WRITE carries: OpenSSH's sftp-server takes 255 KiB (`limits@openssh.com`
+/// max-write-length 261120, its SFTP_MAX_MSG_LENGTH of 256 KiB less 1 KiB); servers that
+/// announce less get what they announce. Servers without the extension get this too, as they
+/// did from russh-sftp (whose writes were up to 256 KiB less the header).
+const MAX_WRITE: usize = 255 * 1024;
+/// The largest reply accepted (OpenSSH's SFTP_MAX_MSG_LENGTH).
+const MAX_REPLY: usize = 256 * 1024;
+/// Writes outstanding on one handle: 16 × 255 KiB is 4 MiB, twice sshd's 2 MiB session-channel
+/// window, so the window, not acknowledgements, paces the upload. Kept well under russh's
+/// per-channel message buffer (100), so unread replies never hold up the session loop.
+const IN_FLIGHT: usize = 16;
+/// How long the server may stay silent (no reply, no window to send in) before the upload is
+/// abandoned. russh-sftp allowed 10 s per request; an fsync of a large file on a slow disk can
+/// take longer than that, and a stalled server still fails in bounded time.
+const SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Chunks the reading thread may be ahead of the pipeline.
+const READ_AHEAD: usize = 4;
+
+/// A WRITE packet before its id is set: everything up to the data is the header.
+fn write_header_len(handle: &[u8]) -> usize {
+    // length(4) type(1) id(4) handle(4 + n) offset(8) data length(4)
+    4 + 1 + 4 + 4 + handle.len() + 8 + 4
+}
+
+fn status_name(code: u32) -> &'static str {
+    match code {
+        0 => "ok",
+        1 => "end of file",
+        2 => "no such file",
+        3 => "permission denied",
+        4 => "failure",
+        5 => "bad message",
+        6 => "no connection",
+        7 => "connection lost",
+        8 => "operation unsupported",
+        _ => "error",
+    }
+}
+
+/// A failed request, in the words russh-sftp used (`{status}: {server's message}`), so errors
+/// read the same whichever side framed the request.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Status {
+        code: u32,
+        message: String,
+    },
+    Protocol(String),
+    /// The destination could not be opened (the inner failure, as text).
+    Open(String),
+    Local(std::io::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status { code, message } if message.is_empty() => {
+                f.write_str(status_name(*code))
+            }
+            Failure::Status { code, message } => write!(f, "{}: {message}", status_name(*code)),
+            Failure::Protocol(m) | Failure::Open(m) => f.write_str(m),
+            Failure::Local(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn protocol(m: &str) -> Failure {
+    Failure::Protocol(format!("the server broke the SFTP protocol: {m}"))
+}
+
+fn silent() -> Failure {
+    Failure::Protocol(format!(
+        "the server did not answer for {} s",
+        SILENCE.as_secs()
+    ))
+}
+
+/// One reply: its type, request id and the rest of its payload.
+struct Reply {
+    kind: u8,
+    id: u32,
+    body: Bytes,
+}
+
+impl Reply {
+    /// SSH_FXP_STATUS as a result: OK is `Ok`, anything else the server's code and message.
+    fn status(mut self) -> Result<(), Failure> {
+        if self.kind != SSH_FXP_STATUS {
+            return Err(protocol("expected a status reply"));
+        }
+        let code = get_u32(&mut self.body)?;
+        if code == SSH_FX_OK {
+            return Ok(());
+        }
+        // The message is optional in version 3 replies from some servers.
+        let message = get_string(&mut self.body)
+            .map(|m| String::from_utf8_lossy(&m).into_owned())
+            .unwrap_or_default();
+        Err(Failure::Status { code, message })
+    }
+}
+
+fn get_u32(b: &mut Bytes) -> Result<u32, Failure> {
+    if b.remaining() < 4 {
+        return Err(protocol("a reply is cut short"));
+    }
+    Ok(b.get_u32())
+}
+
+fn get_u64(b: &mut Bytes) -> Result<u64, Failure> {
+    if b.remaining() < 8 {
+        return Err(protocol("a reply is cut short"));
+    }
+    Ok(b.get_u64())
+}
+
+fn get_string(b: &mut Bytes) -> Result<Bytes, Failure> {
+    let n = get_u32(b)? as usize;
+    if b.remaining() < n {
+        return Err(protocol("a reply is cut short"));
+    }
+    Ok(b.split_to(n))
+}
+
+fn put_string(b: &mut BytesMut, s: &[u8]) {
+    b.put_u32(s.len() as u32);
+    b.put_slice(s);
+}
+
+/// A request packet: `build` writes the payload after the type and id.
+fn packet(kind: u8, id: u32, build: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let mut b = BytesMut::with_capacity(64);
+    b.put_u32(0);
+    b.put_u8(kind);
+    b.put_u32(id);
+    build(&mut b);
+    let len = (b.len() - 4) as u32;
+    b[..4].copy_from_slice(&len.to_be_bytes());
+    b.freeze()
+}
+
+/// What the server announced in SSH_FXP_VERSION that an upload uses.
+#[derive(Debug, Default, Clone, Copy)]
+struct Features {
+    limits: bool,
+    fsync: bool,
+}
+
+/// An SFTP session for uploads on one SSH channel.
+pub(crate) struct Uploader {
+    rd: ChannelReadHalf,
+    wr: ChannelWriteHalf<Msg>,
+    inbuf: BytesMut,
+    next_id: u32,
+    fsync: bool,
+    write_len: usize,
+}
+
+impl Uploader {
+    /// Sends INIT on a channel already running the `sftp` subsystem and reads the version and
+    /// limits.
+    pub(crate) async fn start(
+        rd: ChannelReadHalf,
+        wr: ChannelWriteHalf<Msg>,
+    ) -> Result<Self, Failure> {
+        let mut up = Uploader {
+            rd,
+            wr,
+            inbuf: BytesMut::with_capacity(64 * 1024),
+            next_id: 1,
+            fsync: false,
+            write_len: MAX_WRITE,
+        };
+        let mut init = BytesMut::with_capacity(9);
+        init.put_u32(5);
+        init.put_u8(SSH_FXP_INIT);
+        init.put_u32(3);
+        up.send(init.freeze()).await?;
+        let (kind, mut body) = up.recv_raw().await?;
+        if kind != SSH_FXP_VERSION {
+            return Err(protocol("expected SSH_FXP_VERSION"));
+        }
+        let version = get_u32(&mut body)?;
+        if version < 3 {
+            return Err(Failure::Protocol(format!(
+                "the server speaks SFTP version {version}; version 3 is needed"
+            )));
+        }
+        let mut features = Features::default();
+        while body.has_remaining() {
+            let name = get_string(&mut body)?;
+            let data = get_string(&mut body)?;
+            match &name[..] {
+                b"limits@openssh.com" => features.limits = true,
+                b"fsync@openssh.com" => features.fsync = data.as_ref() == b"1",
+                _ => {}
+            }
+        }
+        up.fsync = features.fsync;
+        if features.limits {
+            let id = up.id();
+            up.send(packet(SSH_FXP_EXTENDED, id, |b| {
+                put_string(b, b"limits@openssh.com")
+            }))
+            .await?;
+            let mut reply = up.reply(id).await?;
+            if reply.kind == SSH_FXP_EXTENDED_REPLY {
+                let max_packet = get_u64(&mut reply.body)?;
+                let _max_read = get_u64(&mut reply.body)?;
+                let max_write = get_u64(&mut reply.body)?;
+                if max_write > 0 {
+                    up.write_len = up.write_len.min(max_write as usize);
+                }
+                // A whole WRITE (header with a handle of up to 256 bytes) within the packet limit.
+                if max_packet > 0 {
+                    let room = (max_packet as usize).saturating_sub(4 + 1 + 4 + 4 + 256 + 8 + 4);
+                    up.write_len = up.write_len.min(room.max(1024));
+                }
+            }
+        }
+        Ok(up)
+    }
+
+    /// Ends the session: EOF then CLOSE on the channel, as OpenSSH's `sftp` does on exit.
+    pub(crate) async fn end(self) {
+        let _ = self.wr.eof().await;
+        let _ = self.wr.close().await;
+    }
+
+    fn id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    async fn send(&self, packet: Bytes) -> Result<(), Failure> {
+        match tokio::time::timeout(SILENCE, self.wr.data_bytes(packet)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Protocol(format!(
+                "the SFTP channel is closed: {e}"
+            ))),
+            Err(_) => Err(silent()),
+        }
+    }
+
+    /// The next whole packet from the server: type and the payload after it.
+    async fn recv_raw(&mut self) -> Result<(u8, Bytes), Failure> {
+        loop {
+            if self.inbuf.len() >= 4 {
+                let len = u32::from_be_bytes([
+                    self.inbuf[0],
+                    self.inbuf[1],
+                    self.inbuf[2],
+                    self.inbuf[3],
+                ]) as usize;
+                if len == 0 || len > MAX_REPLY {
+                    return Err(protocol("a reply has an impossible length"));
+                }
+                if self.inbuf.len() >= 4 + len {
+                    self.inbuf.advance(4);
+                    let mut body = self.inbuf.split_to(len).freeze();
+                    let kind = body.get_u8();
+                    return Ok((kind, body));
+                }
+            }
+            let msg = tokio::time::timeout(SILENCE, self.rd.wait())
+                .await
+                .map_err(|_| silent())?;
+            match msg {
+                Some(ChannelMsg::Data { data }) => self.inbuf.extend_from_slice(&data),
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                    return Err(Failure::Protocol(
+                        "the server closed the SFTP channel".to_string(),
+                    ));
+                }
+                // Stderr of the subsystem, exit status, window changes: nothing for SFTP.
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Reply, Failure> {
+        let (kind, mut body) = self.recv_raw().await?;
+        let id = get_u32(&mut body)?;
+        Ok(Reply { kind, id, body })
+    }
+
+    /// The reply to the one request outstanding.
+    async fn reply(&mut self, id: u32) -> Result<Reply, Failure> {
+        let reply = self.recv().await?;
+        if reply.id != id {
+            return Err(protocol("a reply answers a request that was not made"));
+        }
+        Ok(reply)
+    }
+
+    /// Whether `path` exists (STAT: no such file is `false`, other failures are errors).
+    pub(crate) async fn exists(&mut self, path: &str) -> Result<bool, Failure> {
+        let id = self.id();
+        self.send(packet(SSH_FXP_STAT, id, |b| put_string(b, path.as_bytes())))
+            .await?;
+        let reply = self.reply(id).await?;
+        if reply.kind == SSH_FXP_ATTRS {
+            return Ok(true);
+        }
+        match reply.status() {
+            Ok(()) => Err(protocol("STAT answered with a bare status")),
+            Err(Failure::Status { code, .. }) if code == SSH_FX_NO_SUCH_FILE => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn mkdir(&mut self, path: &str) -> Result<(), Failure> {
+        let id = self.id();
+        self.send(packet(SSH_FXP_MKDIR, id, |b| {
+            put_string(b, path.as_bytes());
+            b.put_u32(0); // no attributes: the server's default mode
+        }))
+        .await?;
+        self.reply(id).await?.status()
+    }
+
+    /// Opens `path` for writing (created or truncated, as `sftp put` does).
+    async fn open_write(&mut self, path: &str) -> Result<Bytes, Failure> {
+        let id = self.id();
+        self.send(packet(SSH_FXP_OPEN, id, |b| {
+            put_string(b, path.as_bytes());
+            b.put_u32(SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC);
+            b.put_u32(0);
+        }))
+        .await?;
+        let mut reply = self.reply(id).await?;
+        if reply.kind == SSH_FXP_HANDLE {
+            return get_string(&mut reply.body);
+        }
+        reply.status()?;
+        Err(protocol("OPEN answered with a bare status"))
+    }
+
+    async fn close_handle(&mut self, handle: &Bytes) -> Result<(), Failure> {
+        let id = self.id();
+        self.send(packet(SSH_FXP_CLOSE, id, |b| put_string(b, handle)))
+            .await?;
+        self.reply(id).await?.status()
+    }
+
+    /// `fsync@openssh.com` when the server has it: the upload is on the server's disk before it
+    /// is reported done.
+    async fn fsync_handle(&mut self, handle: &Bytes) -> Result<(), Failure> {
+        if !self.fsync {
+            return Ok(());
+        }
+        let id = self.id();
+        self.send(packet(SSH_FXP_EXTENDED, id, |b| {
+            put_string(b, b"fsync@openssh.com");
+            put_string(b, handle);
+        }))
+        .await?;
+        self.reply(id).await?.status()
+    }
+
+    /// Copies the local file `local` to `remote` (created or truncated); returns the bytes
+    /// written. The handle is closed whatever happens; the first failure in file order is the
+    /// one reported, after every outstanding write has been answered.
+    pub(crate) async fn upload_file(
+        &mut self,
+        local: std::fs::File,
+        remote: &str,
+    ) -> Result<u64, Failure> {
+        let handle = self
+            .open_write(remote)
+            .await
+            .map_err(|e| Failure::Open(e.to_string()))?;
+        let result = self.write_all(local, &handle).await;
+        let result = match result {
+            Ok(bytes) => self.fsync_handle(&handle).await.map(|()| bytes),
+            Err(e) => Err(e),
+        };
+        // CLOSE's status can carry a late write error (e.g. a full disk on some filesystems).
+        let closed = self.close_handle(&handle).await;
+        let bytes = result?;
+        closed?;
+        Ok(bytes)
+    }
+
+    async fn write_all(&mut self, local: std::fs::File, handle: &Bytes) -> Result<u64, Failure> {
+        let header = write_header_len(handle);
+        let (tx, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reader = {
+            let handle = handle.clone();
+            let chunk = self.write_len;
+            tokio::task::spawn_blocking(move || read_chunks(local, &handle, chunk, &tx))
+        };
+        // (id, offset) of each write not yet answered, oldest first.
+        let mut in_flight: VecDeque<(u32, u64)> = VecDeque::with_capacity(IN_FLIGHT);
+        // The failure at the lowest offset so far.
+        let mut failed: Option<(u64, Failure)> = None;
+        let mut bytes = 0u64;
+        let mut eof = false;
+        loop {
+            while !eof && failed.is_none() && in_flight.len() < IN_FLIGHT {
+                match chunks.recv().await {
+                    Some(Ok((offset, mut chunk))) => {
+                        let id = self.id();
+                        chunk[5..9].copy_from_slice(&id.to_be_bytes());
+                        bytes += (chunk.len() - header) as u64;
+                        if let Err(e) = self.send(chunk.freeze()).await {
+                            failed = Some((offset, e));
+                            break;
+                        }
+                        in_flight.push_back((id, offset));
+                    }
+                    Some(Err(e)) => {
+                        failed = Some((bytes, Failure::Local(e)));
+                    }
+                    None => eof = true,
+                }
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            // A dead channel answers nothing: stop waiting.
+            if matches!(failed, Some((_, Failure::Protocol(_)))) {
+                break;
+            }
+            let reply = match self.recv().await {
+                Ok(r) => r,
+                Err(e) => {
+                    failed = Some((0, e));
+                    break;
+                }
+            };
+            let Some(at) = in_flight.iter().position(|(id, _)| *id == reply.id) else {
+                failed = Some((0, protocol("a reply answers a request that was not made")));
+                break;
+            };
+            let (_, offset) = in_flight.remove(at).unwrap_or((reply.id, 0));
+            if let Err(e) = reply.status()
+                && failed.as_ref().is_none_or(|(first, _)| offset < *first)
+            {
+                failed = Some((offset, e));
+            }
+        }
+        // Ends the reading thread if it is still ahead of us.
+        drop(chunks);
+        let _ = reader.await;
+        match failed {
+            Some((_, e)) => Err(e),
+            None => Ok(bytes),
+        }
+    }
+}
+
+/// Reads `local` in `chunk`-byte pieces, each straight into a WRITE packet for `handle` (id left
+/// 0, set when sent), and passes them on until the end of the file or until nobody listens.
+fn read_chunks(
+    mut local: std::fs::File,
+    handle: &[u8],
+    chunk: usize,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<(u64, BytesMut)>>,
+) {
+    let header = write_header_len(handle);
+    let mut offset = 0u64;
+    loop {
+        let mut buf = BytesMut::zeroed(header + chunk);
+        let mut filled = 0;
+        // Fill the whole chunk (a short read is not the end of a regular file).
+        let read = loop {
+            match local.read(&mut buf[header + filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == chunk {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = read {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        if filled == 0 {
+            return;
+        }
+        buf.truncate(header + filled);
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        buf[4] = SSH_FXP_WRITE;
+        let mut at = 9;
+        buf[at..at + 4].copy_from_slice(&(handle.len() as u32).to_be_bytes());
+        at += 4;
+        buf[at..at + handle.len()].copy_from_slice(handle);
+        at += handle.len();
+        buf[at..at + 8].copy_from_slice(&offset.to_be_bytes());
+        at += 8;
+        buf[at..at + 4].copy_from_slice(&(filled as u32).to_be_bytes());
+        if tx.blocking_send(Ok((offset, buf))).is_err() {
+            return;
+        }
+        offset += filled as u64;
+        if filled < chunk {
+            return;
+        }
+    }
+}
+
+/// Opens the local file to upload.
+pub(crate) fn open_local(local: &Path) -> Result<std::fs::File, SshError> {
+    std::fs::File::open(local)
+        .map_err(|e| SshError::io(format!("cannot open `{}`", local.display()), e))
+}
