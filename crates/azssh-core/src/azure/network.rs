@@ -208,6 +208,20 @@ pub struct SecurityRuleProperties {
 }
 
 impl SecurityRuleProperties {
+    /// Every source prefix, from the single field and the list alike (ARM accepts either).
+    pub fn sources(&self) -> impl Iterator<Item = &String> {
+        self.source_address_prefix
+            .iter()
+            .chain(self.source_address_prefixes.iter())
+    }
+
+    /// Every destination prefix, from the single field and the list alike.
+    pub fn destinations(&self) -> impl Iterator<Item = &String> {
+        self.destination_address_prefix
+            .iter()
+            .chain(self.destination_address_prefixes.iter())
+    }
+
     /// An inbound allow rule for one TCP/UDP port from one source, as `open_port` needs.
     pub fn allow_inbound(protocol: &str, port: u16, source: &str, priority: i32) -> Self {
         SecurityRuleProperties {

@@ -356,17 +356,14 @@ fn known_nic_nsg(vm: &Vm) -> Option<Option<String>> {
 /// Whether the rule's destination reaches the VM: `*`, `VirtualNetwork`, or a prefix holding its
 /// private address.
 pub(super) fn reaches_vm(p: &SecurityRuleProperties, private_ip: Option<IpAddr>) -> bool {
-    p.destination_address_prefix
-        .iter()
-        .chain(p.destination_address_prefixes.iter())
-        .any(|d| {
-            let l = d.trim().to_ascii_lowercase();
-            matches!(l.as_str(), "*" | "any" | "virtualnetwork")
-                || match (cidr(d), private_ip) {
-                    (Some((net, len)), Some(ip)) => prefix_contains(net, len, ip),
-                    _ => false,
-                }
-        })
+    p.destinations().any(|d| {
+        let l = d.trim().to_ascii_lowercase();
+        matches!(l.as_str(), "*" | "any" | "virtualnetwork")
+            || match (cidr(d), private_ip) {
+                (Some((net, len)), Some(ip)) => prefix_contains(net, len, ip),
+                _ => false,
+            }
+    })
 }
 
 pub(super) fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
@@ -392,11 +389,7 @@ pub(super) fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
 }
 
 fn sources_of(p: &SecurityRuleProperties) -> Vec<String> {
-    p.source_address_prefix
-        .iter()
-        .chain(p.source_address_prefixes.iter())
-        .cloned()
-        .collect()
+    p.sources().cloned().collect()
 }
 
 /// Whether `rule` is an inbound allow rule for `port`/`protocol` that reaches the VM.
@@ -761,14 +754,7 @@ async fn open_source(
         // and those of the VMs queued behind this NSG for the same source.
         let queued = turn.take_pending(&key);
         let mut destinations: Vec<String> = existing
-            .map(|r| {
-                r.properties
-                    .destination_address_prefix
-                    .iter()
-                    .chain(r.properties.destination_address_prefixes.iter())
-                    .cloned()
-                    .collect()
-            })
+            .map(|r| r.properties.destinations().cloned().collect())
             .unwrap_or_default();
         for d in queued.iter().map(String::as_str).chain([destination]) {
             if !destinations.iter().any(|x| x.eq_ignore_ascii_case(d)) {
@@ -903,12 +889,7 @@ pub fn rule_json(rule: &SecurityRule, nsg_id: &str) -> Value {
         .map(String::as_str)
         .collect();
     let sources = sources_of(p);
-    let destinations: Vec<&str> = p
-        .destination_address_prefix
-        .iter()
-        .chain(p.destination_address_prefixes.iter())
-        .map(String::as_str)
-        .collect();
+    let destinations: Vec<&str> = p.destinations().map(String::as_str).collect();
     json!({
         "name": rule.name, "priority": p.priority, "direction": p.direction, "access": p.access,
         "protocol": p.protocol, "port": ports.join(","), "source": sources.join(","),
@@ -975,9 +956,7 @@ pub fn inbound_verdict(rules: &[SecurityRule], port: u16) -> String {
         Some(r) => {
             let name = r.name.clone().unwrap_or_default();
             if r.properties.access.eq_ignore_ascii_case("Allow") {
-                let mut sources: Vec<String> =
-                    r.properties.source_address_prefix.iter().cloned().collect();
-                sources.extend(r.properties.source_address_prefixes.iter().cloned());
+                let sources: Vec<String> = r.properties.sources().cloned().collect();
                 format!("allow from {} ({name})", sources.join(","))
             } else {
                 format!("deny ({name})")
@@ -1008,13 +987,7 @@ pub async fn blocking_deny(
         if let Some(first) = inbound.first()
             && first.properties.access.eq_ignore_ascii_case("Deny")
         {
-            let mut sources: Vec<String> = first
-                .properties
-                .source_address_prefix
-                .iter()
-                .cloned()
-                .collect();
-            sources.extend(first.properties.source_address_prefixes.iter().cloned());
+            let sources: Vec<String> = first.properties.sources().cloned().collect();
             if internet_wide(&sources) {
                 let nsg_name = ResourceId::parse(nsg)
                     .map(|id| id.name().to_string())

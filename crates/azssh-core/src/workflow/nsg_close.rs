@@ -48,11 +48,7 @@ fn host_prefix(ip: IpAddr) -> String {
 }
 
 fn destinations(p: &SecurityRuleProperties) -> Vec<String> {
-    p.destination_address_prefix
-        .iter()
-        .chain(p.destination_address_prefixes.iter())
-        .cloned()
-        .collect()
+    p.destinations().cloned().collect()
 }
 
 /// Decides what closing `rule` for the VM at `private_ip` may do. `source` is the source the
@@ -67,12 +63,7 @@ pub fn plan(rule: &SecurityRule, source: Option<&str>, private_ip: Option<IpAddr
         return ClosePlan::Foreign("it was not created by azssh".into());
     }
     if let Some(source) = source {
-        let sources: Vec<String> = p
-            .source_address_prefix
-            .iter()
-            .chain(p.source_address_prefixes.iter())
-            .cloned()
-            .collect();
+        let sources: Vec<String> = p.sources().cloned().collect();
         if !(sources.len() == 1 && canonical(&sources[0]) == canonical(source)) {
             return ClosePlan::Foreign(format!("it admits `{}`", sources.join(",")));
         }

@@ -56,10 +56,7 @@ pub fn standing_admitter<'a>(
                 && (p.protocol.eq_ignore_ascii_case(protocol) || p.protocol == "*")
                 && p.covers_port(port)
                 && reaches_vm(p, private_ip)
-                && p.source_address_prefix
-                    .iter()
-                    .chain(p.source_address_prefixes.iter())
-                    .any(|prefix| prefix_holds(prefix, source))
+                && p.sources().any(|prefix| prefix_holds(prefix, source))
         })
         .collect();
     matching.sort_by_key(|r| r.properties.priority);
@@ -79,12 +76,7 @@ pub fn wide_rule_warning(
     source: &str,
 ) -> Option<String> {
     let p = &rule.properties;
-    let sources: Vec<String> = p
-        .source_address_prefix
-        .iter()
-        .chain(p.source_address_prefixes.iter())
-        .cloned()
-        .collect();
+    let sources: Vec<String> = p.sources().cloned().collect();
     internet_wide(&sources).then(|| {
         format!(
             "port {port} is already open to the whole Internet (`{}`) through rule `{}` on `{nsg}` (priority {}), which admits `{source}` too; azssh wrote no narrower rule beside it: narrow or remove that rule if the Internet is not meant",
