@@ -2,6 +2,8 @@
 //! same local OpenSSH `sshd` and the same sink server. Run by hand:
 //! `cargo bench --bench tunnel` (`AZSSH_BENCH_MIB=512` to move more data,
 //! `AZSSH_BENCH_DIRECTION=pull` or `push` to measure one direction, e.g. under `perf record`).
+//! azssh is timed twice: its library in this process, and the `azssh tunnel` process as a user
+//! runs it beside `ssh -L` (its own runtime, apart from the sink's).
 //!
 //! Push: the client writes N bytes, the sink reads them all and answers one byte.
 //! Pull: the sink writes N bytes and closes. Each is timed from connect to the last byte.
@@ -130,6 +132,35 @@ fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child,
     (child, local)
 }
 
+/// The product path, as a user runs it beside `ssh -L`: the `azssh tunnel` process (its own
+/// runtime, not the bench's) with strict host keys against the same sshd, waiting until the
+/// forward listens.
+fn azssh_tunnel(sshd: &sshd::Sshd, sink: u16) -> (Child, u16) {
+    let local = free_port();
+    let known_hosts = sshd.trusted_known_hosts();
+    let child = Command::new(env!("CARGO_BIN_EXE_azssh"))
+        .args(["tunnel", "--ip", "127.0.0.1", "--port"])
+        .arg(sshd.port.to_string())
+        .args(["--local-user", &sshd.user, "-i"])
+        .arg(&sshd.ed25519_key)
+        .arg("--known-hosts")
+        .arg(&known_hosts)
+        .args(["--strict-host-keys", "yes", "-L"])
+        .arg(format!("{local}:127.0.0.1:{sink}"))
+        .env("HOME", sshd.dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn azssh tunnel");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
+        assert!(Instant::now() < deadline, "azssh tunnel did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, local)
+}
+
 fn options(sshd: &sshd::Sshd) -> ConnectOptions {
     sshd.azssh_options(Some(&sshd.ed25519_key))
 }
@@ -158,16 +189,18 @@ async fn main() {
         .expect("forward");
     let (mut ssh_default, default_port) = openssh_tunnel(&sshd, sink, None);
     let (mut ssh_gcm, gcm_port) = openssh_tunnel(&sshd, sink, Some("aes256-gcm@openssh.com"));
+    let (mut azssh_process, azssh_port) = azssh_tunnel(&sshd, sink);
     let contenders = [
         ("azssh (aes256-gcm)", tunnel.local_port()),
         ("ssh -L (default cipher)", default_port),
         ("ssh -L -c aes256-gcm", gcm_port),
+        ("azssh tunnel (process)", azssh_port),
     ];
     // Rounds interleave the contenders so that load from other processes on a shared machine
     // hits all of them alike; each keeps its best round.
     let direction = std::env::var("AZSSH_BENCH_DIRECTION").unwrap_or_default();
     let (push, pull) = (direction != "pull", direction != "push");
-    let mut results = [(f64::NAN, f64::NAN); 3];
+    let mut results = [(f64::NAN, f64::NAN); 4];
     for _ in 0..3 {
         for (i, (_, port)) in contenders.iter().enumerate() {
             if push {
@@ -179,7 +212,7 @@ async fn main() {
         }
     }
     tunnel.close().await;
-    for child in [&mut ssh_default, &mut ssh_gcm] {
+    for child in [&mut ssh_default, &mut ssh_gcm, &mut azssh_process] {
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -191,18 +224,20 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let (az_push, az_pull) = results[0];
     for (i, (label, _)) in contenders.iter().enumerate() {
         let (push, pull) = results[i];
-        print!("  {label:<25} push {push:8.1}   pull {pull:8.1}");
-        if i > 0 {
-            print!(
-                "   azssh/ssh: push {:.2}x pull {:.2}x",
-                az_push / push,
-                az_pull / pull
+        println!("  {label:<25} push {push:8.1}   pull {pull:8.1}");
+    }
+    // 0 and 3 are azssh (library in this process, and the `azssh tunnel` process); 1 and 2 are
+    // OpenSSH's `ssh -L` with its default cipher and with azssh's.
+    for (az, az_label) in [(0, "azssh (library)"), (3, "azssh tunnel (process)")] {
+        for (ssh, ssh_label) in [(2, "ssh -L -c aes256-gcm"), (1, "ssh -L (default)")] {
+            println!(
+                "  {az_label} / {ssh_label}: push {:.2}x pull {:.2}x",
+                results[az].0 / results[ssh].0,
+                results[az].1 / results[ssh].1
             );
         }
-        println!();
     }
 
     const RUNS: usize = 10;
