@@ -416,6 +416,32 @@ fn tunnel_verb_forwards_until_ctrl_c_then_exits_zero() {
     assert!(tail.contains("tunnel closed"), "{tail}");
 }
 
+/// `azssh tunnel` used to keep its tunnels open with `while !s.is_closed { sleep(1); }`, which
+/// wrote a "sleeping 1 s" status line to a non-terminal stderr; it now waits on the session.
+#[test]
+fn tunnel_verb_waiting_for_ctrl_c_prints_no_sleep_loop_status() {
+    let Some(sshd) = sshd::start("tunnel_verb_wait") else {
+        return;
+    };
+    let rdp = rdp_listener();
+    let mut child = verb(&sshd, "tunnel")
+        .arg("-L")
+        .arg(&format!("0:127.0.0.1:{rdp}"))
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn azssh tunnel");
+    let (_, mut rest) = wait_for_line(&mut child, "tunnels open");
+    // Past the old loop's first `sleep(1)` and the status line's delay.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(interrupt_and_wait(&mut child), 0);
+    let mut tail = String::new();
+    let _ = std::io::Read::read_to_string(&mut rest, &mut tail);
+    assert!(!tail.contains("sleeping"), "{tail}");
+    assert!(tail.contains("tunnel closed"), "{tail}");
+}
+
 #[test]
 fn rdp_tunnel_runbook_checks_the_x224_answer_and_closes() {
     let Some(sshd) = sshd::start("rdp_tunnel_runbook") else {

@@ -427,6 +427,32 @@ fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
         );
 
     let c = ctx.clone();
+    FuncRegistration::new("wait_closed")
+        .with_comments(["\
+/// Waits until the connection ends (the server, the network or a Bastion drops it), its
+/// tunnels carrying traffic meanwhile. Ctrl-C, or a fleet's `--timeout`, ends the wait as it
+/// ends `sleep`. What `azssh tunnel` and `azssh rdp` do to keep their tunnels open.
+///
+/// # Example
+/// ```rhai
+/// let t = s.forward(3389, \"localhost\", 3389);
+/// s.wait_closed();
+/// ```"])
+        .with_params_info(["session: Session", "()"])
+        .register_into_engine(engine, move |s: &mut ScriptSession| -> RhaiResult<()> {
+            let session = s.inner.clone();
+            c.bridge
+                .block_on(&format!("keeping `{}` open", s.label()), async move {
+                    // russh reports a closed connection through `is_closed` only; a short
+                    // poll is what the wait costs (the block_on is cancellable meanwhile).
+                    while !session.is_closed() {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Ok::<(), SshError>(())
+                })
+        });
+
+    let c = ctx.clone();
     FuncRegistration::new("close")
         .with_comments(["\
 /// Closes the session and every tunnel opened through it. Closing twice is harmless.
