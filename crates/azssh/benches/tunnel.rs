@@ -108,6 +108,15 @@ fn ssh_args(sshd: &sshd::Sshd) -> Vec<String> {
     sshd.openssh_client_args("-p")
 }
 
+/// Waits (10 s at most) until a forward's local end accepts connections.
+fn wait_listening(local: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `ssh -N -L local:127.0.0.1:sink`, waiting until the forward listens.
 fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child, u16) {
     let local = free_port();
@@ -124,11 +133,7 @@ fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child,
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn ssh");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
-        assert!(Instant::now() < deadline, "ssh -L did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(local, "ssh -L");
     (child, local)
 }
 
@@ -153,11 +158,7 @@ fn azssh_tunnel(sshd: &sshd::Sshd, sink: u16) -> (Child, u16) {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn azssh tunnel");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
-        assert!(Instant::now() < deadline, "azssh tunnel did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(local, "azssh tunnel");
     (child, local)
 }
 

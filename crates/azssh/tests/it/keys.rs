@@ -252,26 +252,18 @@ fn fingerprints(rows: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listing_longer_than_the_runcommand_output_tail_lists_every_key() {
-    if !have_openssh() {
-        return;
-    }
-    // 60 keys: their listing is ~9 KB, more than twice RunCommand's 4096-byte output tail.
+/// A VM (not set up) whose `administrators_authorized_keys` holds `n` fresh keys, written on the
+/// guest as an administrator would; the keys in file order.
+async fn world_with_keys(n: usize) -> (World, Vec<PathBuf>) {
     let emu = Emu::builder().vms(12).start().await;
     let v = emu.ready_vm();
     let w = World::on(emu, v);
-    let keys: Vec<PathBuf> = (0..60)
-        .map(|i| w.key(&format!("many/key-{i:02}")))
-        .collect();
+    let keys: Vec<PathBuf> = (0..n).map(|i| w.key(&format!("many/key-{i:02}"))).collect();
     let lines: Vec<String> = keys
         .iter()
-        .map(|k| {
-            let line = std::fs::read_to_string(pubfile(k)).unwrap();
-            format!("'{}'", line.trim())
-        })
+        .map(|k| format!("'{}'", std::fs::read_to_string(pubfile(k)).unwrap().trim()))
         .collect();
-    // The guest exists from its first use; this test writes its key file before any.
+    // The guest exists from its first use; its key file is written before any.
     w.emu.handle.guest(&w.rg, &w.name).unwrap();
     w.on_guest(&format!(
         r#"$d = Join-Path $env:ProgramData 'ssh'
@@ -280,6 +272,16 @@ $lines = @({})
 [IO.File]::WriteAllText((Join-Path $d 'administrators_authorized_keys'), (($lines -join "`r`n") + "`r`n"))"#,
         lines.join(", ")
     ));
+    (w, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_longer_than_the_runcommand_output_tail_lists_every_key() {
+    if !have_openssh() {
+        return;
+    }
+    // 60 keys: their listing is ~9 KB, more than twice RunCommand's 4096-byte output tail.
+    let (w, keys) = world_with_keys(60).await;
     let rows = w.json(w.keys("list", &[])).await;
     let expected: Vec<String> = keys
         .iter()

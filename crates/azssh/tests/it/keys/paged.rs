@@ -3,38 +3,14 @@
 //! failing) leaves no snapshot behind for long: the client discards it on a failure, and the
 //! next paged script sweeps one a killed process left once it is stale.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use azssh_emulator::testing::Emu;
 use serde_json::json;
 
-use super::{World, have_openssh, openssh_fingerprint, pubfile};
+use super::{World, have_openssh, openssh_fingerprint, pubfile, world_with_keys};
 use crate::harness::{Test, stderr_of};
-
-/// A VM (not set up) whose `administrators_authorized_keys` holds `n` fresh keys, written on the
-/// guest as an administrator would; the keys in file order.
-async fn world_with_keys(n: usize) -> (World, Vec<PathBuf>) {
-    let emu = Emu::builder().vms(12).start().await;
-    let v = emu.ready_vm();
-    let w = World::on(emu, v);
-    let keys: Vec<PathBuf> = (0..n).map(|i| w.key(&format!("many/key-{i:02}"))).collect();
-    let lines: Vec<String> = keys
-        .iter()
-        .map(|k| format!("'{}'", std::fs::read_to_string(pubfile(k)).unwrap().trim()))
-        .collect();
-    // The guest exists from its first use; its key file is written before any.
-    w.emu.handle.guest(&w.rg, &w.name).unwrap();
-    w.on_guest(&format!(
-        r#"$d = Join-Path $env:ProgramData 'ssh'
-if (-not (Test-Path -LiteralPath $d)) {{ $null = New-Item -ItemType Directory -Path $d -Force }}
-$lines = @({})
-[IO.File]::WriteAllText((Join-Path $d 'administrators_authorized_keys'), (($lines -join "`r`n") + "`r`n"))"#,
-        lines.join(", ")
-    ));
-    (w, keys)
-}
 
 /// The page snapshots on the guest (`C:\ProgramData\ssh\azssh-keys-*.b64`), by name.
 fn snapshots(w: &World) -> Vec<String> {
