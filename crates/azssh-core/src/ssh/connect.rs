@@ -291,6 +291,14 @@ impl Session {
         self.handle.is_closed()
     }
 
+    /// Returns once the connection has ended (the server, the network or a Bastion dropped
+    /// it). russh tells only through `is_closed`, so this polls it four times a second.
+    pub async fn closed(&self) {
+        while !self.is_closed() {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Says goodbye to the server; open channels end.
     pub async fn close(&self) -> Result<(), SshError> {
         self.handle

@@ -443,11 +443,7 @@ fn register_lifecycle(engine: &mut Engine, ctx: &Ctx) {
             let session = s.inner.clone();
             c.bridge
                 .block_on(&format!("keeping `{}` open", s.label()), async move {
-                    // russh reports a closed connection through `is_closed` only; a short
-                    // poll is what the wait costs (the block_on is cancellable meanwhile).
-                    while !session.is_closed() {
-                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    }
+                    session.closed().await;
                     Ok::<(), SshError>(())
                 })
         });
