@@ -69,6 +69,25 @@ fn rule_body(port: u16, priority: u16, destinations: &[&str]) -> Value {
         "priority": priority, "direction": "Inbound", "description": "etag test"}})
 }
 
+/// Creates rule `etag-probe` (port 5986 to two addresses) in `nsg` and waits until it settles:
+/// its id and the etag read then.
+async fn probe_rule(emu: &Emu, nsg: &str) -> (String, String) {
+    let rule = format!("{nsg}/securityRules/etag-probe");
+    arm(
+        emu,
+        "PUT",
+        &rule,
+        None,
+        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
+    )
+    .await;
+    let seen = settled(emu, &rule).await["etag"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (rule, seen)
+}
+
 /// Waits until the rule's write has completed (its operation runs at `--speed`).
 async fn settled(emu: &Emu, path: &str) -> Value {
     for _ in 0..200 {
@@ -137,17 +156,7 @@ async fn a_rule_carries_the_nsgs_etag_and_every_write_changes_it() {
 async fn if_match_lets_the_current_etag_through_and_refuses_a_stale_one() {
     let emu = Emu::builder().vms(4).start().await;
     let (_, _, nsg) = first_nsg(&emu);
-    let rule = format!("{nsg}/securityRules/etag-probe");
-    arm(
-        &emu,
-        "PUT",
-        &rule,
-        None,
-        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
-    )
-    .await;
-    let read = settled(&emu, &rule).await;
-    let seen = read["etag"].as_str().unwrap_or_default().to_string();
+    let (rule, seen) = probe_rule(&emu, &nsg).await;
 
     // Someone else writes another rule of the NSG: the etag we read is stale now.
     let other = format!("{nsg}/securityRules/colleague");
@@ -232,19 +241,7 @@ async fn if_match_lets_the_current_etag_through_and_refuses_a_stale_one() {
 async fn an_interposed_write_lands_between_a_read_and_the_next_write() {
     let emu = Emu::builder().vms(4).start().await;
     let (rg, name, nsg) = first_nsg(&emu);
-    let rule = format!("{nsg}/securityRules/etag-probe");
-    arm(
-        &emu,
-        "PUT",
-        &rule,
-        None,
-        Some(rule_body(5986, 3001, &["10.0.0.4/32", "10.0.0.5/32"])),
-    )
-    .await;
-    let seen = settled(&emu, &rule).await["etag"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (rule, seen) = probe_rule(&emu, &nsg).await;
     assert!(emu.handle.interpose_rule_writes(
         &rg,
         &name,

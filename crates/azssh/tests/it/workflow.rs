@@ -235,6 +235,38 @@ fn assert_sshd_ready(g: &SharedGuest) {
     assert!(guest.firewall_allows(22), "firewall rule on");
 }
 
+/// The per-source rule `open-port` writes for port 5986 from 127.0.0.1 (`port_verb`).
+const RULE: &str = "azssh-tcp-5986-127-0-0-1-32";
+
+/// `azssh open-port` or `close-port` of port 5986 from 127.0.0.1 for one VM.
+fn port_verb(env: &Env, verb: &str, rg: &str, name: &str) -> Test {
+    env.azssh(&[
+        verb,
+        "-g",
+        rg,
+        "-n",
+        name,
+        "--source",
+        "127.0.0.1",
+        "--port",
+        "5986",
+    ])
+}
+
+/// The destinations of `RULE` on the VM's NSGs, `None` when no NSG holds it.
+async fn destinations(env: &Env, rg: &str, name: &str) -> Option<Vec<String>> {
+    let r = script(
+        env,
+        &format!(
+            r#"let found = nsg_rules(vm("{rg}", "{name}")).filter(|r| r.name == "{RULE}");
+               if found.len() == 0 {{ () }} else {{ found[0].destination }}"#
+        ),
+    )
+    .await;
+    r.as_str()
+        .map(|d| d.split(',').map(str::to_string).collect())
+}
+
 /// Two running VMs with public IPs whose only NSG is their subnet's (shared):
 /// `(resource group, a, b, a's private IP, b's private IP)`.
 async fn subnet_pair(env: &Env) -> (String, String, String, String, String) {

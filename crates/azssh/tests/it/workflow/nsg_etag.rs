@@ -11,23 +11,8 @@ use serde_json::json;
 
 use super::*;
 
-const RULE: &str = "azssh-tcp-5986-127-0-0-1-32";
 /// The colleague's VM: an address of no VM azssh acts on.
 const THEIRS: &str = "10.250.0.9/32";
-
-/// The destinations of `RULE` on the VM's NSGs, `None` when no NSG holds it.
-async fn destinations(env: &Env, rg: &str, name: &str) -> Option<Vec<String>> {
-    let r = script(
-        env,
-        &format!(
-            r#"let found = nsg_rules(vm("{rg}", "{name}")).filter(|r| r.name == "{RULE}");
-               if found.len() == 0 {{ () }} else {{ found[0].destination }}"#
-        ),
-    )
-    .await;
-    r.as_str()
-        .map(|d| d.split(',').map(str::to_string).collect())
-}
 
 /// The name of the VM's only NSG.
 async fn only_nsg(env: &Env, rg: &str, name: &str) -> String {
@@ -48,20 +33,6 @@ fn colleague_put(priority: i64, destinations: &[&str]) -> InterposedWrite {
             "priority": priority, "direction": "Inbound",
             "description": "azssh: port 5986 from 127.0.0.1"}}),
     }
-}
-
-fn port_verb(env: &Env, verb: &str, rg: &str, name: &str) -> Test {
-    env.azssh(&[
-        verb,
-        "-g",
-        rg,
-        "-n",
-        name,
-        "--source",
-        "127.0.0.1",
-        "--port",
-        "5986",
-    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
