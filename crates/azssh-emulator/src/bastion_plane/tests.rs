@@ -202,6 +202,17 @@ async fn allow(emu: &Emu, vm: &VmSummary, name: &str, prefix: &str, port: u16, p
     }});
     let (status, answer) = arm(emu, "PUT", &path, Some(body)).await;
     assert!(status == 201 || status == 200, "{status} {answer}");
+    // The Network RP locks the NSG until the write completes; a second write meanwhile gets
+    // 429 RetryableErrorDueToAnotherOperation, so wait for the rule as a client polls its LRO.
+    for _ in 0..200 {
+        let (status, rule) = arm(emu, "GET", &path, None).await;
+        assert_eq!(status, 200, "{rule}");
+        if rule["properties"]["provisioningState"] == "Succeeded" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("rule {name} never reached Succeeded");
 }
 
 /// The X.224 Connection Request mstsc sends first ([MS-RDPBCGR] 2.2.1.1).
