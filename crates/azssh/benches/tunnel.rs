@@ -1,7 +1,8 @@
 //! Tunnel throughput and connect latency: azssh (russh) against the OpenSSH client, both to the
 //! same local OpenSSH `sshd` and the same sink server. Run by hand:
 //! `cargo bench --bench tunnel` (`AZSSH_BENCH_MIB=512` to move more data,
-//! `AZSSH_BENCH_DIRECTION=pull` or `push` to measure one direction, e.g. under `perf record`).
+//! `AZSSH_BENCH_DIRECTION=pull` or `push` to measure one direction, e.g. under `perf record`,
+//! `AZSSH_BENCH_ROUNDS=5` for more rounds than 3).
 //! azssh is timed twice: its library in this process, and the `azssh tunnel` process as a user
 //! runs it beside `ssh -L` (its own runtime, apart from the sink's).
 //!
@@ -162,6 +163,29 @@ fn azssh_tunnel(sshd: &sshd::Sshd, sink: u16) -> (Child, u16) {
     (child, local)
 }
 
+/// Linux's `USER_HZ`: `/proc/<pid>/stat` counts CPU time in these ticks.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User + system CPU ticks a process (all its threads) has used so far (proc(5), fields 14, 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3, so utime (14) and stime (15) are at 11 and 12.
+    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+}
+
+fn ticks_since(pid: Option<u32>, before: Option<u64>) -> u64 {
+    match (pid, before) {
+        (Some(p), Some(b)) => cpu_ticks(p).saturating_sub(b),
+        _ => 0,
+    }
+}
+
 fn options(sshd: &sshd::Sshd) -> ConnectOptions {
     sshd.azssh_options(Some(&sshd.ed25519_key))
 }
@@ -202,13 +226,30 @@ async fn main() {
     let direction = std::env::var("AZSSH_BENCH_DIRECTION").unwrap_or_default();
     let (push, pull) = (direction != "pull", direction != "push");
     let mut results = [(f64::NAN, f64::NAN); 4];
-    for _ in 0..3 {
+    // The client processes' CPU time (user + system) per direction, summed over the rounds:
+    // on a shared machine this shows the client's own cost, which wall time blurs.
+    let clients = [
+        None,
+        Some(ssh_default.id()),
+        Some(ssh_gcm.id()),
+        Some(azssh_process.id()),
+    ];
+    let mut cpu = [(0u64, 0u64); 4];
+    let rounds: usize = std::env::var("AZSSH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..rounds {
         for (i, (_, port)) in contenders.iter().enumerate() {
             if push {
+                let before = clients[i].map(cpu_ticks);
                 results[i].0 = transfer(*port, true, len).await.max(results[i].0);
+                cpu[i].0 += ticks_since(clients[i], before);
             }
             if pull {
+                let before = clients[i].map(cpu_ticks);
                 results[i].1 = transfer(*port, false, len).await.max(results[i].1);
+                cpu[i].1 += ticks_since(clients[i], before);
             }
         }
     }
@@ -219,15 +260,25 @@ async fn main() {
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "tunnel throughput, {mib} MiB each way, best of 3 interleaved rounds (MB/s); load {}:",
+        "tunnel throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s); load {}:",
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let gib = rounds as f64 * len as f64 / (1u64 << 30) as f64;
     for (i, (label, _)) in contenders.iter().enumerate() {
         let (push, pull) = results[i];
-        println!("  {label:<25} push {push:8.1}   pull {pull:8.1}");
+        let per_gib = |t: u64| t as f64 * 1000.0 / TICKS_PER_SECOND / gib;
+        let client_cpu = match clients[i] {
+            Some(_) => format!(
+                "   client CPU ms/GiB push {:6.0} pull {:6.0}",
+                per_gib(cpu[i].0),
+                per_gib(cpu[i].1)
+            ),
+            None => String::new(),
+        };
+        println!("  {label:<25} push {push:8.1}   pull {pull:8.1}{client_cpu}");
     }
     // 0 and 3 are azssh (library in this process, and the `azssh tunnel` process); 1 and 2 are
     // OpenSSH's `ssh -L` with its default cipher and with azssh's.
