@@ -203,8 +203,10 @@ async fn allow(emu: &Emu, vm: &VmSummary, name: &str, prefix: &str, port: u16, p
     let (status, answer) = arm(emu, "PUT", &path, Some(body)).await;
     assert!(status == 201 || status == 200, "{status} {answer}");
     // The Network RP locks the NSG until the write completes; a second write meanwhile gets
-    // 429 RetryableErrorDueToAnotherOperation, so wait for the rule as a client polls its LRO.
-    for _ in 0..200 {
+    // 429 RetryableErrorDueToAnotherOperation, so wait for the rule as a client polls its LRO
+    // (bounded by time: the operation's timer fires late on a loaded machine).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         let (status, rule) = arm(emu, "GET", &path, None).await;
         assert_eq!(status, 200, "{rule}");
         if rule["properties"]["provisioningState"] == "Succeeded" {
@@ -212,7 +214,7 @@ async fn allow(emu: &Emu, vm: &VmSummary, name: &str, prefix: &str, port: u16, p
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("rule {name} never reached Succeeded");
+    panic!("rule {name} never reached Succeeded within 60 s");
 }
 
 /// The X.224 Connection Request mstsc sends first ([MS-RDPBCGR] 2.2.1.1).
