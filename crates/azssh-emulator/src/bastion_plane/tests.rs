@@ -814,13 +814,17 @@ async fn a_real_openssh_jump_host_reaches_the_private_image_as_a_vnet_host() {
     let port = emu.guests().ssh_port();
     let jump = Jump::start();
 
-    let before = jump.forward(image, port).await;
+    let before = jump
+        .forward_within(image, port, Duration::from_secs(5))
+        .await;
     assert!(
         !before.contains("SSH-2.0"),
         "the deny-all NSG let the jump host in: {before}"
     );
     allow(&emu, &vm, "allow-vnet-ssh", "10.0.0.0/20", 22, 200).await;
-    let after = jump.forward(image, port).await;
+    let after = jump
+        .forward_within(image, port, Duration::from_secs(60))
+        .await;
     assert!(after.contains("SSH-2.0-OpenSSH_for_Windows"), "{after}");
 }
 
@@ -893,8 +897,10 @@ impl Jump {
         panic!("the jump sshd did not start");
     }
 
-    /// `ssh -W image:port` through the jump host, host key verified; what came back in 5 s.
-    async fn forward(&self, image: std::net::Ipv4Addr, port: u16) -> String {
+    /// `ssh -W image:port` through the jump host, host key verified; the first line that came
+    /// back within `wait` (a refusal ends sooner; a banner on a loaded machine may take longer
+    /// than the 5 s this used to allow, as ssh's key exchange is CPU work).
+    async fn forward_within(&self, image: std::net::Ipv4Addr, port: u16, wait: Duration) -> String {
         let d = self.dir.path();
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         let mut child = tokio::process::Command::new("ssh")
@@ -929,7 +935,7 @@ impl Jump {
         let mut out = child.stdout.take().expect("stdout");
         let mut got = Vec::new();
         let mut buf = [0u8; 256];
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tokio::time::timeout(wait, async {
             while let Ok(n) = out.read(&mut buf).await {
                 if n == 0 {
                     break;
