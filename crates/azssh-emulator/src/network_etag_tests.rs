@@ -90,7 +90,7 @@ async fn probe_rule(emu: &Emu, nsg: &str) -> (String, String) {
 
 /// Waits until the rule's write has completed (its operation runs at `--speed`). Bounded by
 /// time, not by a count of polls: on a loaded machine the operation's timer fires late, and
-/// 200 polls 10 ms apart (2 s) were not always enough.
+/// 200 polls 10 ms apart (2 s) are no safe bound.
 async fn settled(emu: &Emu, path: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while tokio::time::Instant::now() < deadline {
