@@ -194,7 +194,11 @@ async fn network_reads_match_the_reference_examples() {
 
 #[tokio::test]
 async fn run_command_follows_the_recorded_lro_sequence() {
-    let emu = Emu::start(arm().speed(200.0)).await;
+    // Azure's 20 s divided by 11: the command still runs for 1.8 s, so the Location read and
+    // the first poll below certainly see it running (at speed 200 it ran 100 ms, which a loaded
+    // machine could spend before the test looked), while the `Retry-After` hint (10 s / speed)
+    // stays under a second and is left out, as in the recording.
+    let emu = Emu::start(arm().speed(11.0)).await;
     let (rg, name) = emu.running_vm();
     let script = format!("Write-Output hi\n# {}", "x".repeat(6000));
     let body = json!({"commandId": "RunPowerShellScript", "script": [script]});
