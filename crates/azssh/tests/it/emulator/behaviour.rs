@@ -203,8 +203,10 @@ async fn burst_past_the_read_bucket_gets_429_with_retry_after() {
         first.header("x-ms-ratelimit-remaining-subscription-reads"),
         Some("249")
     );
+    // The bucket refills 25 a second while we read: 400 reads drained it only if they took
+    // under 6 s (15 ms each), which a loaded machine need not manage; 3000 allow 110 s.
     let mut throttled = None;
-    for _ in 0..400 {
+    for _ in 0..3000 {
         let a = emu.get(&nsg, NETWORK).await;
         if a.status == StatusCode::TOO_MANY_REQUESTS {
             throttled = Some(a);
