@@ -388,6 +388,10 @@ async fn lro_fail_fault_ends_the_operation_failed() {
     let last = seen.last().unwrap();
     assert_eq!(last["status"], "Failed");
     assert!(last["error"]["code"].is_string() && last["error"]["message"].is_string());
+    // Counted here, before the next command: that one's operation fails too (and is counted)
+    // some milliseconds after it is accepted, which a loaded machine let happen before a
+    // count read after the POST.
+    assert_eq!(emu.handle.stats().faults.get("lro_fail"), Some(&1));
     // The VM is free again for the next command.
     let again = emu
         .call(
@@ -398,7 +402,11 @@ async fn lro_fail_fault_ends_the_operation_failed() {
         )
         .await;
     assert_eq!(again.status, StatusCode::ACCEPTED);
-    assert_eq!(emu.handle.stats().faults.get("lro_fail"), Some(&1));
+    let seen = emu
+        .poll(again.header("azure-asyncoperation").unwrap())
+        .await;
+    assert_eq!(seen.last().unwrap()["status"], "Failed");
+    assert_eq!(emu.handle.stats().faults.get("lro_fail"), Some(&2));
 }
 
 #[tokio::test]
