@@ -88,9 +88,12 @@ async fn probe_rule(emu: &Emu, nsg: &str) -> (String, String) {
     (rule, seen)
 }
 
-/// Waits until the rule's write has completed (its operation runs at `--speed`).
+/// Waits until the rule's write has completed (its operation runs at `--speed`). Bounded by
+/// time, not by a count of polls: on a loaded machine the operation's timer fires late, and
+/// 200 polls 10 ms apart (2 s) are no safe bound.
 async fn settled(emu: &Emu, path: &str) -> Value {
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         let (status, rule) = arm(emu, "GET", path, None, None).await;
         if status == 200 && rule["properties"]["provisioningState"] == "Succeeded" {
             return rule;
@@ -100,7 +103,7 @@ async fn settled(emu: &Emu, path: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("rule {path} never settled");
+    panic!("rule {path} never settled within 60 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

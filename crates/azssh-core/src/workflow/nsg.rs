@@ -642,7 +642,7 @@ async fn open_source(
     // queue key names the rule, the source, port and protocol, so a grouped write only ever
     // adds destinations for the very same source.
     let key = format!("{name}|{canon}|{}|{protocol}", req.port);
-    let turn = nsg_writes::turn(nsg, &key, destination).await;
+    let turn = nsg_writes::turn(client, nsg, &key, destination).await;
     let holds_source = |r: &SecurityRule| {
         sources_of(&r.properties)
             .iter()

@@ -111,11 +111,11 @@ pub async fn close_port(client: &ArmClient, vm: &Vm, what: &CloseWhat) -> Result
         // Same queue as `open_port`'s writes to this NSG, so a close never races an open of
         // this process (the key is one no open uses: nothing is queued for it).
         let key = format!("close|{name}");
-        let turn = nsg_writes::turn(nsg, &key, "").await;
+        let turn = nsg_writes::turn(client, nsg, &key, "").await;
         turn.withdraw(&key, "");
         let outcome = close_on(client, vm, nsg, &name, source, private_ip).await;
         // Whatever was written, no later `open_port` may take a remembered rule for access.
-        nsg_writes::forget(nsg);
+        nsg_writes::forget(client, nsg);
         any |= outcome?;
     }
     Ok(any)

@@ -44,10 +44,17 @@ pub struct NsgTurn {
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
-fn state(nsg_id: &str) -> Arc<NsgState> {
+/// The state of `nsg_id` at `client`'s endpoint. Keyed by endpoint too, as `jit_policies` is:
+/// two clouds (or two emulators in one test process) may hold the very same ids, and one's
+/// remembered rules must never answer for the other's, nor its writes queue behind the other's.
+fn state(client: &ArmClient, nsg_id: &str) -> Arc<NsgState> {
     let mut map = STATES.lock().unwrap_or_else(|e| e.into_inner());
     map.retain(|_, w| w.strong_count() > 0);
-    let key = nsg_id.trim_end_matches('/').to_ascii_lowercase();
+    let key = format!(
+        "{}|{}",
+        client.endpoint(),
+        nsg_id.trim_end_matches('/').to_ascii_lowercase()
+    );
     if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
         return s;
     }
@@ -57,8 +64,8 @@ fn state(nsg_id: &str) -> Arc<NsgState> {
 }
 
 /// Registers `destination` for rule `name` on `nsg_id`, then waits for the NSG's turn.
-pub async fn turn(nsg_id: &str, name: &str, destination: &str) -> NsgTurn {
-    let state = state(nsg_id);
+pub async fn turn(client: &ArmClient, nsg_id: &str, name: &str, destination: &str) -> NsgTurn {
+    let state = state(client, nsg_id);
     {
         let mut pending = state.pending.lock().unwrap_or_else(|e| e.into_inner());
         let list = pending.entry(name.to_ascii_lowercase()).or_default();
@@ -144,7 +151,7 @@ impl NsgTurn {
 /// The NSG's rules for a report (which rules admit the VM), from what this process read or
 /// wrote in the last moments, else a fresh list. Takes no turn: nothing is written.
 pub async fn rules_for_report(client: &ArmClient, nsg_id: &str) -> Result<Vec<SecurityRule>> {
-    let state = state(nsg_id);
+    let state = state(client, nsg_id);
     {
         let cached = state.rules.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, rules)) = &*cached
@@ -160,8 +167,8 @@ pub async fn rules_for_report(client: &ArmClient, nsg_id: &str) -> Result<Vec<Se
 
 /// Drops what this process remembers of an NSG's rules (after a delete), so no later
 /// `open_port` takes a removed rule for standing access.
-pub fn forget(nsg_id: &str) {
-    let state = state(nsg_id);
+pub fn forget(client: &ArmClient, nsg_id: &str) {
+    let state = state(client, nsg_id);
     *state.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
@@ -169,17 +176,25 @@ pub fn forget(nsg_id: &str) {
 mod tests {
     use super::*;
 
+    /// A client for `endpoint` (nothing is sent: the queue and the cache are local).
+    fn client(endpoint: &str) -> ArmClient {
+        let config = crate::azure::config::ArmConfig::with_static_token(endpoint, "s", "token");
+        ArmClient::new(config.unwrap()).unwrap()
+    }
+
     #[tokio::test]
     async fn the_vm_whose_turn_it_is_writes_every_queued_destination() {
         let nsg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/grouped";
-        let first = turn(nsg, "k", "10.0.0.4/32").await;
+        let arm = client("http://127.0.0.1:1");
+        let first = turn(&arm, nsg, "k", "10.0.0.4/32").await;
         // A second VM queues behind the first one's turn.
+        let second = arm.clone();
         let waiting = tokio::spawn(async move {
-            let t = turn(nsg, "k", "10.0.0.5/32").await;
+            let t = turn(&second, nsg, "k", "10.0.0.5/32").await;
             t.take_pending("k")
         });
         tokio::task::yield_now().await;
-        while state(nsg)
+        while state(&arm, nsg)
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -201,10 +216,33 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_requeues_the_others_destinations() {
         let nsg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/requeue";
-        let t = turn(nsg, "k", "a").await;
+        let t = turn(&client("http://127.0.0.1:1"), nsg, "k", "a").await;
         let taken = t.take_pending("k");
         t.requeue("k", &taken);
         t.withdraw("k", "a");
         assert!(t.take_pending("k").is_empty());
+    }
+
+    /// Two emulators in one test process hold the very same NSG ids: when the queue and the
+    /// remembered rules were keyed by the id alone, one test's rule write was taken by a
+    /// parallel test for "already admitted" on its own emulator, which then refused the
+    /// connection (the session tests failed so even without added load).
+    #[tokio::test]
+    async fn the_same_nsg_id_at_two_endpoints_shares_no_queue_and_no_rules() {
+        let nsg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/twice";
+        let (one, two) = (client("http://127.0.0.1:1"), client("http://127.0.0.1:2"));
+        let held = turn(&one, nsg, "k", "10.0.0.4/32").await;
+        *held.state.rules.lock().unwrap() = Some((Instant::now(), Vec::new()));
+        // Not queued behind the other endpoint's turn: the lock is free at once.
+        let other =
+            tokio::time::timeout(Duration::from_secs(30), turn(&two, nsg, "k", "10.0.0.5/32"))
+                .await
+                .expect("the other endpoint's turn is not ours to wait for");
+        assert!(
+            other.state.rules.lock().unwrap().is_none(),
+            "no rules remembered there"
+        );
+        assert_eq!(other.take_pending("k"), vec!["10.0.0.5/32".to_string()]);
+        assert_eq!(held.take_pending("k"), vec!["10.0.0.4/32".to_string()]);
     }
 }

@@ -277,7 +277,9 @@ fn detached_emulator_returns_to_the_shell_and_stops_on_kill() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // It stops asynchronously (servers and guests shut down first): 10 s was short on a
+    // loaded machine; the loop ends as soon as the file is gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while t.path("emu.env").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }

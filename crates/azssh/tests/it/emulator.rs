@@ -171,20 +171,29 @@ impl Emu {
         let path = format!("{}/runCommand", self.vm_path(rg, name));
         self.call(Method::POST, &path, COMPUTE, Some(body)).await
     }
-    /// Polls an `Azure-AsyncOperation` URL until it is terminal; returns every body seen.
+    /// Polls an `Azure-AsyncOperation` URL until it is terminal; returns every status body
+    /// seen. As an Azure client polls: a 429 (these fixtures throttle, and a poll every few ms
+    /// empties the read bucket of 250 in about a second if the operation's timer is late) is
+    /// waited out for its `Retry-After`, and the wait is bounded by time, not by a count.
     async fn poll(&self, url: &str) -> Vec<Value> {
         let mut seen = Vec::new();
-        for _ in 0..2000 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while tokio::time::Instant::now() < deadline {
             let a = self.get(url, "").await;
+            if a.status == StatusCode::TOO_MANY_REQUESTS {
+                let wait = a.header("retry-after").and_then(|s| s.parse().ok());
+                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1))).await;
+                continue;
+            }
             assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
             let status = a.body["status"].as_str().unwrap().to_string();
             seen.push(a.body);
             if status != "InProgress" {
                 return seen;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("operation never finished");
+        panic!("operation never finished within 120 s");
     }
 }
 

@@ -97,7 +97,7 @@ async fn real_openssh_client_logs_into_a_guest_after_setup() {
                 "-o",
                 "StrictHostKeyChecking=yes",
                 "-o",
-                "ConnectTimeout=5",
+                "ConnectTimeout=30",
             ])
             .arg("-o")
             .arg(format!(

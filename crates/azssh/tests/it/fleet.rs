@@ -890,7 +890,7 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
         }
         emu.handle.stats().requests
     };
-    let first = run(&mut nsgs);
+    let (first, jit_lists) = arrivals(&emu, "jit.list", || run(&mut nsgs));
     let count = |m: &BTreeMap<String, u64>, kind: &str| m.get(kind).copied().unwrap_or(0);
     assert!(count(&first, "graph.resources") >= 1, "{first:?}");
     assert_eq!(
@@ -916,11 +916,18 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
                 .map(str::to_string)
         })
         .collect();
-    // A JIT request reads its policy afresh (twice: before initiating and to confirm it).
+    // A JIT request reads its policy afresh (twice: before initiating and to confirm it). A
+    // group's list is reused for 5 s (`jit_policies::FRESH_FOR`), and this run can last longer
+    // than that on a loaded machine (13 s on an idle one, most of it in rule writes queued per
+    // NSG), so a group may be listed again: counted per window shorter than the reuse.
+    let per_window = groups.len() as u64 + 2 * count(&first, "jit.initiate");
+    let busiest = busiest_window(&jit_lists, Duration::from_secs(4));
     assert!(
-        count(&first, "jit.list") <= groups.len() as u64 + 2 * count(&first, "jit.initiate"),
-        "one JIT policy list per resource group, not per VM ({} groups): {first:?}",
-        groups.len()
+        busiest <= per_window,
+        "one JIT policy list per resource group, not per VM ({} groups): {busiest} lists within \
+         4 s, {} in all: {first:?}",
+        groups.len(),
+        jit_lists.len()
     );
     // Every (VM, NSG on its path) pair asked for the source; a NIC NSG's rule (destination
     // `*`) is written once, a subnet NSG's once per group of VMs queued behind its write.
@@ -938,6 +945,46 @@ open_port(vm, #{port: 22, source: "203.0.113.7"});
         puts,
         "the rules already admit the source: no write on a second run"
     );
+}
+
+/// Runs `f` while a thread samples the emulator's request counts every 10 ms; returns `f`'s
+/// value and when each request of `kind` was counted (to within a sample).
+fn arrivals<R>(emu: &Emu, kind: &str, f: impl FnOnce() -> R) -> (R, Vec<Instant>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (handle, stop, kind) = (emu.handle.clone(), stop.clone(), kind.to_string());
+        std::thread::spawn(move || {
+            let count = || handle.stats().requests.get(&kind).copied().unwrap_or(0);
+            let (mut seen, mut times) = (count(), Vec::new());
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                let now = count();
+                times.extend((seen..now).map(|_| Instant::now()));
+                seen = now;
+                if done {
+                    return times;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let value = f();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    (value, sampler.join().unwrap())
+}
+
+/// The most arrivals within any `window` (from one arrival on).
+fn busiest_window(times: &[Instant], window: Duration) -> u64 {
+    times
+        .iter()
+        .map(|t| {
+            times
+                .iter()
+                .filter(|u| **u >= *t && u.duration_since(*t) < window)
+                .count() as u64
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 #[test]

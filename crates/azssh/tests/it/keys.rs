@@ -118,7 +118,7 @@ impl World {
                 .args(["-F", "/dev/null", "-p", &port, "-i"])
                 .arg(&key)
                 .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-                .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5"])
+                .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30"])
                 .arg("-o")
                 .arg(format!("UserKnownHostsFile={}", known.display()))
                 .arg(&target)

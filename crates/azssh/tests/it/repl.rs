@@ -136,8 +136,10 @@ fn ctrl_c_cancels_a_long_sleep_and_returns_to_the_prompt() {
     repl.send_control('c').expect("ctrl-c");
     repl.exp_string("cancelled").expect("cancelled");
     repl.exp_string(PROMPT).expect("prompt after cancel");
+    // Well under a second on an idle machine; the bound leaves a loaded one room while still
+    // telling a cancelled wait from one waited out (30 s).
     assert!(
-        sent.elapsed() < Duration::from_secs(2),
+        sent.elapsed() < Duration::from_secs(10),
         "Ctrl-C took {:?} to return to the prompt",
         sent.elapsed()
     );

@@ -61,13 +61,16 @@ fn a_verb_shows_its_step_and_time_then_clears_it_before_the_result() {
 #[test]
 fn off_a_terminal_steps_are_timestamped_lines_on_stderr() {
     let out = Test::new()
-        .args(&["run", "-e", "sleep(1.5); 5", "-o", "json"])
+        // The line comes once the step has been waited on for a second (as seen by a thread
+        // that looks every 100 ms): a 1.5 s step left it half a second, which a loaded machine
+        // could take; 2.5 s leaves it one and a half.
+        .args(&["run", "-e", "sleep(2.5); 5", "-o", "json"])
         .stdout("5\n")
         .run();
     let err = stderr_of(&out);
     let line = err
         .lines()
-        .find(|l| l.ends_with(" sleeping 1.5 s"))
+        .find(|l| l.ends_with(" sleeping 2.5 s"))
         .unwrap_or_else(|| panic!("no step line: {err:?}"));
     let stamp = line.split(' ').next().unwrap();
     // 2026-01-02T03:04:05Z

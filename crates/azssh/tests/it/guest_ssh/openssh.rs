@@ -125,9 +125,12 @@ async fn openssh_local_forward_reaches_the_emulated_rdp_listener() {
         .arg(format!("{local_port}:localhost:3389"));
     let mut tunnel = cmd.spawn().expect("ssh -L");
 
-    // ssh needs a moment to authenticate and open the forward; poll until it accepts.
+    // ssh needs a moment to authenticate and open the forward; poll until it accepts (by time:
+    // 200 tries 50 ms apart, 10 s, are short for a key exchange with the debug-built guest
+    // sshd on a loaded machine).
     let mut stream = None;
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", local_port)).await {
             stream = Some(s);
             break;

@@ -137,6 +137,10 @@ async fn a_listing_failing_between_pages_discards_its_snapshot() {
     }
     let (w, _keys) = world_with_keys(60).await;
     let (child, name, _t) = list_until_first_page(&w);
+    // The listing is held still (SIGSTOP) while the snapshot is replaced: left running, it could
+    // read every page before the replacement on a machine that delays this test, and succeed.
+    // SAFETY: kill(2) on our own child's pid; no memory is shared.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) }, 0);
     // The snapshot is replaced under the listing by a longer one: the next page does not
     // belong to the listing the first one announced (and is not a last page, so the guest
     // keeps the file).
@@ -144,6 +148,8 @@ async fn a_listing_failing_between_pages_discards_its_snapshot() {
         "[IO.File]::WriteAllText((Join-Path $env:ProgramData 'ssh\\{name}'), '{}')",
         "QUJD".repeat(10_000)
     ));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGCONT) }, 0);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()

@@ -141,11 +141,12 @@ fn the_spinner_never_draws_over_the_host_key_question() {
     };
     let file = sshd.dir.path().join("spinner_known_hosts");
     // A wait first, so the spinner is up when the question comes (no `-o json`: a person
-    // reading tables gets the spinner).
+    // reading tables gets the spinner). Two seconds: the spinner is drawn 0.3 s into the wait by
+    // a thread that looks every 100 ms, and a one-second wait left a loaded machine little room.
     let test = crate::Test::new()
         .file(
             "s.rhai",
-            &format!("{}sleep(1); ssh(\"127.0.0.1\", opts)", super::CONNECT),
+            &format!("{}sleep(2); ssh(\"127.0.0.1\", opts)", super::CONNECT),
         )
         .args(&["run", "s.rhai"])
         .arg("--arg")
@@ -157,7 +158,7 @@ fn the_spinner_never_draws_over_the_host_key_question() {
         .arg("--arg")
         .arg(&format!("known_hosts={}", file.display()));
     let mut p = on_pty(test.command());
-    p.exp_string("sleeping 1 s")
+    p.exp_string("sleeping 2 s")
         .expect("the spinner runs first");
     let (asked, _) = p
         .exp_regex(r"\(yes/no/\[fingerprint\]\)\? ")

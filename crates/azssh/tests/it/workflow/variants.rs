@@ -93,7 +93,7 @@ impl Desk {
             "-o",
             "StrictHostKeyChecking=yes",
             "-o",
-            "ConnectTimeout=5",
+            "ConnectTimeout=30",
             "-o",
             "IdentitiesOnly=yes",
         ])
