@@ -221,8 +221,10 @@ pub fn parse_output(
 /// One RunCommand at a time per VM, process-wide. Azure runs a single RunCommand per VM and
 /// answers a second with 409 "Run command extension execution is in progress"; queueing here
 /// (rather than retrying the 409) spends no write budget on requests bound to fail. Kept with
-/// RunCommand itself so fleet runs, `parallel()` closures and REPL sessions all queue.
-async fn vm_turn(id: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
+/// RunCommand itself so fleet runs, `parallel()` closures and REPL sessions all queue. Keyed
+/// by endpoint too (as `nsg_writes` and `jit_policies` are): two clouds, or two emulators in
+/// one process, may hold the very same VM ids.
+async fn vm_turn(endpoint: &str, id: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
     use std::collections::HashMap;
     use std::sync::{Arc, LazyLock, Mutex, Weak};
     type Locks = Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>;
@@ -230,7 +232,7 @@ async fn vm_turn(id: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
     let lock = {
         let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
         locks.retain(|_, w| w.strong_count() > 0);
-        let key = id.to_string().to_ascii_lowercase();
+        let key = format!("{endpoint}|{}", id.to_string().to_ascii_lowercase());
         match locks.get(&key).and_then(Weak::upgrade) {
             Some(l) => l,
             None => {
@@ -256,7 +258,7 @@ pub async fn run_powershell(
     let trailer = opts.report_exit_code.then(ExitTrailer::new);
     let input = build_input(script_lines, opts, trailer.as_ref());
     let body = serde_json::to_value(&input).map_err(|e| AzureError::InvalidInput(e.to_string()))?;
-    let _turn = vm_turn(&id).await;
+    let _turn = vm_turn(client.endpoint().as_str(), &id).await;
     let started = Instant::now();
     let what = format!("RunCommand on VM `{}`", id.name());
     let value = client
@@ -309,7 +311,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn second_run_command_on_a_vm_waits_for_the_first() {
+    async fn second_run_command_on_a_vm_waits_for_the_first_and_other_endpoints_do_not() {
         let a = ResourceId::parse(
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1",
         )
@@ -322,11 +324,20 @@ mod tests {
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm2",
         )
         .unwrap();
-        let first = vm_turn(&a).await;
+        const ARM: &str = "https://management.azure.com";
+        let first = vm_turn(ARM, &a).await;
+        let queued_a = a.clone();
         let queued = tokio::spawn(async move {
-            vm_turn(&same).await;
+            vm_turn(ARM, &same).await;
         });
-        let _free = vm_turn(&other).await;
+        let _free = vm_turn(ARM, &other).await;
+        // The same id at another endpoint (another cloud, another emulator) is another VM.
+        let _elsewhere = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            vm_turn("http://127.0.0.1:1", &queued_a),
+        )
+        .await
+        .expect("another endpoint's VM must not wait");
         tokio::task::yield_now().await;
         assert!(!queued.is_finished(), "same VM (any case) must wait");
         drop(first);
