@@ -33,4 +33,5 @@ pub use error::{AuthAttempt, SshError};
 pub use exec::{ExecOptions, ExecResult};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KnownHosts, StrictHostKeyChecking};
 pub use route::{Route, RouteError};
+pub use sftp::UploadOptions;
 pub use tunnel::{LocalForward, Tunnel};

@@ -37,6 +37,22 @@ pub(crate) fn sftp_config() -> SftpConfig {
     }
 }
 
+/// How an upload ends each file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// Ask the server to flush each file to its disk (`fsync@openssh.com`, as `sftp -f` does)
+    /// before reporting it done, so a reported upload survives the VM restarting (the default).
+    /// `false` is what OpenSSH's `sftp` and `scp` do: the file is done once the server has
+    /// acknowledged every write and closed it, and may still sit in its page cache.
+    pub sync: bool,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions { sync: true }
+    }
+}
+
 /// What a transfer moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Transferred {
@@ -135,13 +151,25 @@ impl Session {
             .map_err(|e| sftp_err("start", "sftp", e))
     }
 
+    /// Copies a local file or directory (recursively) to `remote`, each file synced on the
+    /// server before it counts as done (`UploadOptions::default`).
+    pub async fn upload(&self, local: &Path, remote: &str) -> Result<Transferred, SshError> {
+        self.upload_with(local, remote, UploadOptions::default())
+            .await
+    }
+
     /// Copies a local file or directory (recursively) to `remote`, through the upload pipeline
     /// of `sftp_upload` (its own framing: see there why).
-    pub async fn upload(&self, local: &Path, remote: &str) -> Result<Transferred, SshError> {
+    pub async fn upload_with(
+        &self,
+        local: &Path,
+        remote: &str,
+        options: UploadOptions,
+    ) -> Result<Transferred, SshError> {
         let channel = self.handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
         let (rd, wr) = channel.split();
-        let mut sftp = Uploader::start(rd, wr)
+        let mut sftp = Uploader::start(rd, wr, options.sync)
             .await
             .map_err(|e| sftp_err("start", "sftp", e))?;
         let remote = to_sftp_path(remote);

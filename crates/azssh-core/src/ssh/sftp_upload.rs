@@ -199,10 +199,11 @@ pub(crate) struct Uploader {
 
 impl Uploader {
     /// Sends INIT on a channel already running the `sftp` subsystem and reads the version and
-    /// limits.
+    /// limits. `sync`: fsync each file before closing it, when the server offers that.
     pub(crate) async fn start(
         rd: ChannelReadHalf,
         wr: ChannelWriteHalf<Msg>,
+        sync: bool,
     ) -> Result<Self, Failure> {
         let mut up = Uploader {
             rd,
@@ -237,7 +238,7 @@ impl Uploader {
                 _ => {}
             }
         }
-        up.fsync = features.fsync;
+        up.fsync = features.fsync && sync;
         if features.limits {
             let id = up.id();
             up.send(packet(SSH_FXP_EXTENDED, id, |b| {
