@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::connect::Session;
 use super::error::SshError;
 use super::sftp_upload::{Failure, Uploader, open_local};
+use super::sftp_writeback::Writeback;
 
 /// Local read/write size per call: a whole SFTP request's worth, so each call fills one
 /// pipelined request (OpenSSH's sftp-server accepts up to 255 KiB per READ/WRITE,
@@ -166,17 +167,24 @@ impl Session {
         remote: &str,
         options: UploadOptions,
     ) -> Result<Transferred, SshError> {
+        let mut sftp = self.sftp_uploader(options.sync).await?;
+        let mut writeback = Writeback::new(self);
+        let remote = to_sftp_path(remote);
+        let mut total = Transferred::default();
+        let result = upload_any(&mut sftp, &mut writeback, local, &remote, &mut total).await;
+        writeback.end().await;
+        sftp.end().await;
+        result.map(|_| total)
+    }
+
+    /// A new SFTP session for `sftp_upload`'s framing.
+    pub(crate) async fn sftp_uploader(&self, sync: bool) -> Result<Uploader, SshError> {
         let channel = self.handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
         let (rd, wr) = channel.split();
-        let mut sftp = Uploader::start(rd, wr, options.sync)
+        Uploader::start(rd, wr, sync)
             .await
-            .map_err(|e| sftp_err("start", "sftp", e))?;
-        let remote = to_sftp_path(remote);
-        let mut total = Transferred::default();
-        let result = upload_any(&mut sftp, local, &remote, &mut total).await;
-        sftp.end().await;
-        result.map(|_| total)
+            .map_err(|e| sftp_err("start", "sftp", e))
     }
 
     /// Copies a remote file or directory (recursively) to `local`.
@@ -192,6 +200,7 @@ impl Session {
 
 async fn upload_any(
     sftp: &mut Uploader,
+    writeback: &mut Writeback<'_>,
     local: &Path,
     remote: &str,
     total: &mut Transferred,
@@ -200,7 +209,7 @@ async fn upload_any(
         .await
         .map_err(|e| SshError::io(format!("cannot read `{}`", local.display()), e))?;
     if !meta.is_dir() {
-        return upload_file(sftp, local, remote, total).await;
+        return upload_file(sftp, writeback, local, remote, total).await;
     }
     // Iterative walk: recursion in async fns needs boxing, a stack does not.
     let mut pending = vec![(local.to_path_buf(), remote.to_string())];
@@ -229,7 +238,7 @@ async fn upload_any(
             if is_dir {
                 pending.push((path, target));
             } else {
-                upload_file(sftp, &path, &target, total).await?;
+                upload_file(sftp, writeback, &path, &target, total).await?;
             }
         }
     }
@@ -238,12 +247,13 @@ async fn upload_any(
 
 async fn upload_file(
     sftp: &mut Uploader,
+    writeback: &mut Writeback<'_>,
     local: &Path,
     remote: &str,
     total: &mut Transferred,
 ) -> Result<(), SshError> {
     let file = open_local(local)?;
-    let bytes = sftp.upload_file(file, remote).await.map_err(|e| match e {
+    let bytes = sftp.upload_file(file, remote, writeback).await.map_err(|e| match e {
         Failure::Local(e) => SshError::io(format!("cannot read `{}`", local.display()), e),
         Failure::Open(e) => sftp_err("create", remote, e),
         e => sftp_err("write", remote, e),

@@ -18,6 +18,7 @@ use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use super::error::SshError;
+use super::sftp_writeback::{self as writeback, Writeback};
 
 const SSH_FXP_INIT: u8 = 1;
 const SSH_FXP_VERSION: u8 = 2;
@@ -364,10 +365,22 @@ impl Uploader {
 
     /// Opens `path` for writing (created or truncated, as `sftp put` does).
     async fn open_write(&mut self, path: &str) -> Result<Bytes, Failure> {
+        self.open(path, SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC)
+            .await
+    }
+
+    /// Opens the existing file `path` for writing without changing it (no create, no
+    /// truncate): a handle to fsync it through. Write access because Windows' FlushFileBuffers,
+    /// behind Win32-OpenSSH's fsync, needs it.
+    pub(crate) async fn open_to_flush(&mut self, path: &str) -> Result<Bytes, Failure> {
+        self.open(path, SSH_FXF_WRITE).await
+    }
+
+    async fn open(&mut self, path: &str, flags: u32) -> Result<Bytes, Failure> {
         let id = self.id();
         self.send(packet(SSH_FXP_OPEN, id, |b| {
             put_string(b, path.as_bytes());
-            b.put_u32(SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC);
+            b.put_u32(flags);
             b.put_u32(0);
         }))
         .await?;
@@ -379,16 +392,21 @@ impl Uploader {
         Err(protocol("OPEN answered with a bare status"))
     }
 
-    async fn close_handle(&mut self, handle: &Bytes) -> Result<(), Failure> {
+    pub(crate) async fn close_handle(&mut self, handle: &Bytes) -> Result<(), Failure> {
         let id = self.id();
         self.send(packet(SSH_FXP_CLOSE, id, |b| put_string(b, handle)))
             .await?;
         self.reply(id).await?.status()
     }
 
+    /// Whether files are synced: asked for, and the server offers `fsync@openssh.com`.
+    pub(crate) fn syncs(&self) -> bool {
+        self.fsync
+    }
+
     /// `fsync@openssh.com` when the server has it: the upload is on the server's disk before it
     /// is reported done.
-    async fn fsync_handle(&mut self, handle: &Bytes) -> Result<(), Failure> {
+    pub(crate) async fn fsync_handle(&mut self, handle: &Bytes) -> Result<(), Failure> {
         if !self.fsync {
             return Ok(());
         }
@@ -403,20 +421,34 @@ impl Uploader {
 
     /// Copies the local file `local` to `remote` (created or truncated); returns the bytes
     /// written. The handle is closed whatever happens; the first failure in file order is the
-    /// one reported, after every outstanding write has been answered.
+    /// one reported, after every outstanding write has been answered. A synced upload of a
+    /// large file also runs `writeback`, which flushes the file from a second session while
+    /// this one writes; the final fsync here is what makes the upload durable either way.
     pub(crate) async fn upload_file(
         &mut self,
         local: std::fs::File,
         remote: &str,
+        writeback: &mut Writeback<'_>,
     ) -> Result<u64, Failure> {
+        let size = local.metadata().map(|m| m.len()).unwrap_or(0);
         let handle = self
             .open_write(remote)
             .await
             .map_err(|e| Failure::Open(e.to_string()))?;
-        let result = self.write_all(local, &handle).await;
-        let result = match result {
-            Ok(bytes) => self.fsync_handle(&handle).await.map(|()| bytes),
-            Err(e) => Err(e),
+        let result = if self.fsync && writeback::worth_it(size) {
+            let (acked, seen) = tokio::sync::watch::channel(0u64);
+            let written = async {
+                match self.write_all(local, &handle, Some(acked)).await {
+                    Ok(bytes) => self.fsync_handle(&handle).await.map(|()| bytes),
+                    Err(e) => Err(e),
+                }
+            };
+            tokio::join!(written, writeback.run(remote, seen)).0
+        } else {
+            match self.write_all(local, &handle, None).await {
+                Ok(bytes) => self.fsync_handle(&handle).await.map(|()| bytes),
+                Err(e) => Err(e),
+            }
         };
         // CLOSE's status can carry a late write error (e.g. a full disk on some filesystems).
         let closed = self.close_handle(&handle).await;
@@ -425,7 +457,14 @@ impl Uploader {
         Ok(bytes)
     }
 
-    async fn write_all(&mut self, local: std::fs::File, handle: &Bytes) -> Result<u64, Failure> {
+    /// Writes the whole file through the pipeline; `acked`, when given, is told how many bytes
+    /// the server has acknowledged so far (and is dropped on return).
+    async fn write_all(
+        &mut self,
+        local: std::fs::File,
+        handle: &Bytes,
+        acked: Option<tokio::sync::watch::Sender<u64>>,
+    ) -> Result<u64, Failure> {
         let header = write_header_len(handle);
         let (tx, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD);
         let reader = {
@@ -433,8 +472,9 @@ impl Uploader {
             let chunk = self.write_len;
             tokio::task::spawn_blocking(move || read_chunks(local, &handle, chunk, &tx))
         };
-        // (id, offset) of each write not yet answered, oldest first.
-        let mut in_flight: VecDeque<(u32, u64)> = VecDeque::with_capacity(IN_FLIGHT);
+        // (id, offset, length) of each write not yet answered, oldest first.
+        let mut in_flight: VecDeque<(u32, u64, u64)> = VecDeque::with_capacity(IN_FLIGHT);
+        let mut acknowledged = 0u64;
         // The failure at the lowest offset so far.
         let mut failed: Option<(u64, Failure)> = None;
         let mut bytes = 0u64;
@@ -445,12 +485,13 @@ impl Uploader {
                     Some(Ok((offset, mut chunk))) => {
                         let id = self.id();
                         chunk[5..9].copy_from_slice(&id.to_be_bytes());
-                        bytes += (chunk.len() - header) as u64;
+                        let len = (chunk.len() - header) as u64;
+                        bytes += len;
                         if let Err(e) = self.send(chunk.freeze()).await {
                             failed = Some((offset, e));
                             break;
                         }
-                        in_flight.push_back((id, offset));
+                        in_flight.push_back((id, offset, len));
                     }
                     Some(Err(e)) => {
                         failed = Some((bytes, Failure::Local(e)));
@@ -472,15 +513,22 @@ impl Uploader {
                     break;
                 }
             };
-            let Some(at) = in_flight.iter().position(|(id, _)| *id == reply.id) else {
+            let Some(at) = in_flight.iter().position(|(id, _, _)| *id == reply.id) else {
                 failed = Some((0, protocol("a reply answers a request that was not made")));
                 break;
             };
-            let (_, offset) = in_flight.remove(at).unwrap_or((reply.id, 0));
-            if let Err(e) = reply.status()
-                && failed.as_ref().is_none_or(|(first, _)| offset < *first)
-            {
-                failed = Some((offset, e));
+            let (_, offset, len) = in_flight.remove(at).unwrap_or((reply.id, 0, 0));
+            match reply.status() {
+                Ok(()) => {
+                    acknowledged += len;
+                    if let Some(acked) = &acked {
+                        acked.send_replace(acknowledged);
+                    }
+                }
+                Err(e) if failed.as_ref().is_none_or(|(first, _)| offset < *first) => {
+                    failed = Some((offset, e));
+                }
+                Err(_) => {}
             }
         }
         // Ends the reading thread if it is still ahead of us.
