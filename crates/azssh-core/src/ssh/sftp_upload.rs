@@ -193,6 +193,8 @@ pub(crate) struct Uploader {
     rd: ChannelReadHalf,
     wr: ChannelWriteHalf<Msg>,
     inbuf: BytesMut,
+    /// The server ended the channel (seen while a write was being sent).
+    ended: bool,
     next_id: u32,
     fsync: bool,
     write_len: usize,
@@ -210,6 +212,7 @@ impl Uploader {
             rd,
             wr,
             inbuf: BytesMut::with_capacity(64 * 1024),
+            ended: false,
             next_id: 1,
             fsync: false,
             write_len: MAX_WRITE,
@@ -286,6 +289,33 @@ impl Uploader {
         }
     }
 
+    /// Sends a WRITE while taking in whatever the server sends meanwhile. russh hands a
+    /// channel's incoming messages (replies, and a `WindowAdjusted` note for every
+    /// SSH_MSG_CHANNEL_WINDOW_ADJUST) to a bounded queue, and its session loop stops to wait when
+    /// that queue is full; a send waiting for window while nobody empties the queue would wait
+    /// for a WINDOW_ADJUST the loop no longer reads. Replies are kept in `inbuf` for `recv`.
+    async fn send_draining(&mut self, packet: Bytes) -> Result<(), Failure> {
+        let send = self.wr.data_bytes(packet);
+        tokio::pin!(send);
+        let silence = tokio::time::sleep(SILENCE);
+        tokio::pin!(silence);
+        loop {
+            tokio::select! {
+                sent = &mut send => {
+                    return sent.map_err(|e| {
+                        Failure::Protocol(format!("the SFTP channel is closed: {e}"))
+                    });
+                }
+                msg = self.rd.wait(), if !self.ended => match msg {
+                    Some(ChannelMsg::Data { data }) => self.inbuf.extend_from_slice(&data),
+                    Some(ChannelMsg::Eof | ChannelMsg::Close) | None => self.ended = true,
+                    Some(_) => {}
+                },
+                () = &mut silence => return Err(silent()),
+            }
+        }
+    }
+
     /// The next whole packet from the server: type and the payload after it.
     async fn recv_raw(&mut self) -> Result<(u8, Bytes), Failure> {
         loop {
@@ -305,6 +335,11 @@ impl Uploader {
                     let kind = body.get_u8();
                     return Ok((kind, body));
                 }
+            }
+            if self.ended {
+                return Err(Failure::Protocol(
+                    "the server closed the SFTP channel".to_string(),
+                ));
             }
             let msg = tokio::time::timeout(SILENCE, self.rd.wait())
                 .await
@@ -467,13 +502,17 @@ impl Uploader {
     ) -> Result<u64, Failure> {
         let header = write_header_len(handle);
         let (tx, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD);
+        // Packets the server has answered go back to the reader to be filled again: a fresh
+        // 255 KiB buffer per write costs the allocator's page faults and zeroing on every
+        // chunk, a CPU pass over the data as large as the read itself.
+        let (spare, spares) = std::sync::mpsc::channel::<BytesMut>();
         let reader = {
             let handle = handle.clone();
             let chunk = self.write_len;
-            tokio::task::spawn_blocking(move || read_chunks(local, &handle, chunk, &tx))
+            tokio::task::spawn_blocking(move || read_chunks(local, &handle, chunk, &tx, &spares))
         };
-        // (id, offset, length) of each write not yet answered, oldest first.
-        let mut in_flight: VecDeque<(u32, u64, u64)> = VecDeque::with_capacity(IN_FLIGHT);
+        // (id, offset, length, packet) of each write not yet answered, oldest first.
+        let mut in_flight: VecDeque<(u32, u64, u64, Bytes)> = VecDeque::with_capacity(IN_FLIGHT);
         let mut acknowledged = 0u64;
         // The failure at the lowest offset so far.
         let mut failed: Option<(u64, Failure)> = None;
@@ -487,11 +526,12 @@ impl Uploader {
                         chunk[5..9].copy_from_slice(&id.to_be_bytes());
                         let len = (chunk.len() - header) as u64;
                         bytes += len;
-                        if let Err(e) = self.send(chunk.freeze()).await {
+                        let packet = chunk.freeze();
+                        if let Err(e) = self.send_draining(packet.clone()).await {
                             failed = Some((offset, e));
                             break;
                         }
-                        in_flight.push_back((id, offset, len));
+                        in_flight.push_back((id, offset, len, packet));
                     }
                     Some(Err(e)) => {
                         failed = Some((bytes, Failure::Local(e)));
@@ -513,11 +553,17 @@ impl Uploader {
                     break;
                 }
             };
-            let Some(at) = in_flight.iter().position(|(id, _, _)| *id == reply.id) else {
+            let Some(at) = in_flight.iter().position(|(id, ..)| *id == reply.id) else {
                 failed = Some((0, protocol("a reply answers a request that was not made")));
                 break;
             };
-            let (_, offset, len) = in_flight.remove(at).unwrap_or((reply.id, 0, 0));
+            let Some((_, offset, len, packet)) = in_flight.remove(at) else {
+                break;
+            };
+            // Answered, so russh has long encrypted and let go of it: the buffer is ours alone.
+            if let Ok(buf) = packet.try_into_mut() {
+                let _ = spare.send(buf);
+            }
             match reply.status() {
                 Ok(()) => {
                     acknowledged += len;
@@ -543,16 +589,22 @@ impl Uploader {
 
 /// Reads `local` in `chunk`-byte pieces, each straight into a WRITE packet for `handle` (id left
 /// 0, set when sent), and passes them on until the end of the file or until nobody listens.
+/// Buffers come from `spares` when it has one.
 fn read_chunks(
     mut local: std::fs::File,
     handle: &[u8],
     chunk: usize,
     tx: &tokio::sync::mpsc::Sender<std::io::Result<(u64, BytesMut)>>,
+    spares: &std::sync::mpsc::Receiver<BytesMut>,
 ) {
     let header = write_header_len(handle);
     let mut offset = 0u64;
     loop {
-        let mut buf = BytesMut::zeroed(header + chunk);
+        // A whole-chunk packet sent earlier is overwritten in full (header and data) below.
+        let mut buf = match spares.try_recv() {
+            Ok(b) if b.len() == header + chunk => b,
+            _ => BytesMut::zeroed(header + chunk),
+        };
         let mut filled = 0;
         // Fill the whole chunk (a short read is not the end of a regular file).
         let read = loop {
