@@ -141,3 +141,52 @@ fn cp_verb_no_sync_uploads_without_the_flush() {
         .stderr_contains("`--no-sync` applies to uploads only")
         .run();
 }
+
+/// A large synced upload is flushed while it is written: a second SFTP session opens the same
+/// file without truncating it and fsyncs it every 16 MiB acknowledged, and the upload's own
+/// fsync still ends it. The file arrives byte-exact.
+#[test]
+fn large_synced_upload_is_flushed_early_from_a_second_session() {
+    let logs = tempfile::tempdir().expect("tmp");
+    let log = logs.path().join("sftp.log");
+    let Some(sshd) = logging_sshd("upload early writeback", &log) else {
+        return;
+    };
+    let remote = tempfile::tempdir().expect("tmp");
+    let big: PathBuf = remote.path().join("big.bin");
+    let len = 40 * 1024 * 1024 + 5;
+    let payload: Vec<u8> = (0..len as u32).map(|i| (i * 31 % 253) as u8).collect();
+    let test = script_with(
+        &sshd,
+        r#"
+let s = ssh("127.0.0.1", opts);
+s.upload("payload.bin", ARGS.big).bytes
+"#,
+        &sshd.trusted_known_hosts(),
+    )
+    .arg("--arg")
+    .arg(&format!("big={}", big.display()));
+    std::fs::write(test.path("payload.bin"), &payload).expect("payload");
+    let v = json(&test.run());
+    assert_eq!(v, len as u64);
+    assert!(std::fs::read(&big).expect("uploaded") == payload, "byte-exact");
+
+    let lines = requests_for(&log, &big);
+    let count = |request: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("{request} \"")))
+            .count()
+    };
+    // The upload's open (create, truncate) and the flushing session's (write only).
+    assert_eq!(count("open"), 2, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("open \"") && !l.contains("TRUNCATE")),
+        "{lines:#?}"
+    );
+    assert_eq!(count("close"), 2, "{lines:#?}");
+    // At least one early flush (16 MiB, 32 MiB acknowledged) besides the final one.
+    assert!(count("fsync") >= 2, "{lines:#?}");
+}
