@@ -4,13 +4,13 @@
 //! OpenSSH's default cipher.
 //!
 //! Uploads are compared like for like: azssh's default upload asks the server to fsync each file
-//! (`fsync@openssh.com`) before reporting it done, as `sftp -f` does; `--no-sync` (`sync: false`)
+//! (`fsync@openssh.com`) before reporting it done, as `sftp -f` does; `--no-fsync` (`fsync: false`)
 //! leaves it in the server's page cache, as plain `sftp` and `scp` do. `scp` is also set against
 //! the synced upload, labelled: it never syncs.
 //!
 //! Run by hand: `cargo bench --bench sftp`. `AZSSH_BENCH_MIB` (256) sets the size,
 //! `AZSSH_BENCH_ROUNDS` (3) the rounds, `AZSSH_BENCH_SAME_CIPHER=1` skips the default-cipher
-//! peers, `AZSSH_BENCH_TOOLS=azssh,azssh-no-sync,sftp,sftp-f,scp,sftp-default,scp-default` picks
+//! peers, `AZSSH_BENCH_TOOLS=azssh,azssh-no-fsync,sftp,sftp-f,scp,sftp-default,scp-default` picks
 //! rows and `AZSSH_BENCH_DIRECTION=up|down` one direction (for profiling one transfer).
 //!
 //! Each transfer is timed as a user runs it: connect, authenticate, copy, close (for OpenSSH, the
@@ -38,7 +38,7 @@ const GOAL: f64 = 1.1;
 #[derive(Clone, Copy, PartialEq)]
 enum Tool {
     Azssh {
-        sync: bool,
+        fsync: bool,
     },
     Sftp(Option<&'static str>),
     /// `sftp -f`: fsync@openssh.com after each upload, as azssh does by default (on download it
@@ -48,8 +48,8 @@ enum Tool {
 }
 
 const TOOLS: [(&str, Tool); 7] = [
-    ("azssh", Tool::Azssh { sync: true }),
-    ("azssh-no-sync", Tool::Azssh { sync: false }),
+    ("azssh", Tool::Azssh { fsync: true }),
+    ("azssh-no-fsync", Tool::Azssh { fsync: false }),
     ("sftp", Tool::Sftp(Some(GCM))),
     ("sftp-f", Tool::SftpFsync(GCM)),
     ("scp", Tool::Scp(Some(GCM))),
@@ -64,8 +64,8 @@ impl Tool {
             None => "(default cipher)".to_string(),
         };
         match self {
-            Tool::Azssh { sync: true } => "azssh (synced)".to_string(),
-            Tool::Azssh { sync: false } => "azssh --no-sync".to_string(),
+            Tool::Azssh { fsync: true } => "azssh (synced)".to_string(),
+            Tool::Azssh { fsync: false } => "azssh --no-fsync".to_string(),
             Tool::Sftp(c) => format!("sftp -b {}", cipher(c)),
             Tool::SftpFsync(c) => format!("sftp -b -f {}", cipher(Some(c))),
             Tool::Scp(c) => format!("scp {}", cipher(c)),
@@ -74,7 +74,7 @@ impl Tool {
 
     /// Downloads are never synced by azssh: one azssh row measures them.
     fn downloads(self) -> bool {
-        !matches!(self, Tool::Azssh { sync: false } | Tool::SftpFsync(_))
+        !matches!(self, Tool::Azssh { fsync: false } | Tool::SftpFsync(_))
     }
 }
 
@@ -158,10 +158,10 @@ async fn transfer(
     let start = Instant::now();
     let host = format!("{}@127.0.0.1", sshd.user);
     match tool {
-        Tool::Azssh { sync } => {
+        Tool::Azssh { fsync } => {
             let s = Session::connect(options(sshd)).await.expect("connect");
             let moved = if upload {
-                s.upload_with(local, &remote.to_string_lossy(), UploadOptions { sync })
+                s.upload_with(local, &remote.to_string_lossy(), UploadOptions { fsync })
                     .await
             } else {
                 s.download(&remote.to_string_lossy(), local).await
@@ -266,7 +266,10 @@ impl Best {
 
 fn loadavg() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::main]
@@ -365,12 +368,18 @@ async fn main() {
             "scp",
             " (scp does not sync)",
         ),
-        ("upload, no sync", &up, "azssh-no-sync", "sftp", ""),
-        ("upload, no sync", &up, "azssh-no-sync", "scp", ""),
+        ("upload, no fsync", &up, "azssh-no-fsync", "sftp", ""),
+        ("upload, no fsync", &up, "azssh-no-fsync", "scp", ""),
         ("download", &down, "azssh", "sftp", ""),
         ("download", &down, "azssh", "scp", ""),
-        ("upload, no sync", &up, "azssh-no-sync", "sftp-default", ""),
-        ("upload, no sync", &up, "azssh-no-sync", "scp-default", ""),
+        (
+            "upload, no fsync",
+            &up,
+            "azssh-no-fsync",
+            "sftp-default",
+            "",
+        ),
+        ("upload, no fsync", &up, "azssh-no-fsync", "scp-default", ""),
         ("download", &down, "azssh", "sftp-default", ""),
         ("download", &down, "azssh", "scp-default", ""),
     ];

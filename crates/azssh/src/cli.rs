@@ -292,7 +292,7 @@ pub struct CpArgs {
     /// (`fsync@openssh.com`), as `sftp` and `scp` do: faster, but a file just copied can be lost
     /// if the VM stops before Windows writes it out
     #[arg(long)]
-    pub no_sync: bool,
+    pub no_fsync: bool,
     #[command(flatten)]
     pub login: SshLoginArgs,
 }

@@ -45,12 +45,12 @@ pub struct UploadOptions {
     /// before reporting it done, so a reported upload survives the VM restarting (the default).
     /// `false` is what OpenSSH's `sftp` and `scp` do: the file is done once the server has
     /// acknowledged every write and closed it, and may still sit in its page cache.
-    pub sync: bool,
+    pub fsync: bool,
 }
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        UploadOptions { sync: true }
+        UploadOptions { fsync: true }
     }
 }
 
@@ -167,7 +167,7 @@ impl Session {
         remote: &str,
         options: UploadOptions,
     ) -> Result<Transferred, SshError> {
-        let mut sftp = self.sftp_uploader(options.sync).await?;
+        let mut sftp = self.sftp_uploader(options.fsync).await?;
         let mut writeback = Writeback::new(self);
         let remote = to_sftp_path(remote);
         let mut total = Transferred::default();
@@ -253,11 +253,14 @@ async fn upload_file(
     total: &mut Transferred,
 ) -> Result<(), SshError> {
     let file = open_local(local)?;
-    let bytes = sftp.upload_file(file, remote, writeback).await.map_err(|e| match e {
-        Failure::Local(e) => SshError::io(format!("cannot read `{}`", local.display()), e),
-        Failure::Open(e) => sftp_err("create", remote, e),
-        e => sftp_err("write", remote, e),
-    })?;
+    let bytes = sftp
+        .upload_file(file, remote, writeback)
+        .await
+        .map_err(|e| match e {
+            Failure::Local(e) => SshError::io(format!("cannot read `{}`", local.display()), e),
+            Failure::Open(e) => sftp_err("create", remote, e),
+            e => sftp_err("write", remote, e),
+        })?;
     total.files += 1;
     total.bytes += bytes;
     Ok(())

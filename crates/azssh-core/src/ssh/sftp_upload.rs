@@ -50,8 +50,9 @@ const MAX_REPLY: usize = 256 * 1024;
 /// Writes outstanding on one handle: 16 × 255 KiB is 4 MiB, twice sshd's 2 MiB session-channel
 /// window, so the window, not acknowledgements, paces the upload. Measured against OpenSSH's
 /// own shape (`sftp`'s 64 × 32 KiB, and 32 × 64 KiB) on one 2-core machine: no faster, and
-/// 20-40% more client CPU for the same server CPU (one request, reply and write(2) per 32 KiB). Kept well under russh's
-/// per-channel message buffer (100), so unread replies never hold up the session loop.
+/// 20-40% more client CPU for the same server CPU (one request, reply and write(2) per 32 KiB).
+/// Replies are read while each write is sent (`send_draining`), so however many arrive they
+/// never fill russh's per-channel queue.
 const IN_FLIGHT: usize = 16;
 /// How long the server may stay silent (no reply, no window to send in) before the upload is
 /// abandoned. russh-sftp allowed 10 s per request; an fsync of a large file on a slow disk can

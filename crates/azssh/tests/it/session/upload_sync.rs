@@ -1,7 +1,7 @@
 //! Whether an upload is synced on the server, as the server itself saw it: the real sshd runs
 //! OpenSSH's `sftp-server` logging at VERBOSE, which records each `open`, `fsync` and `close` by
 //! path. By default each uploaded file is fsynced (`fsync@openssh.com`) before it is closed;
-//! `s.upload(.., #{sync: false})` and `azssh cp --no-sync` skip that, as `sftp` and `scp` do.
+//! `s.upload(.., #{fsync: false})` and `azssh cp --no-fsync` skip that, as `sftp` and `scp` do.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,7 @@ fn has(lines: &[String], request: &str) -> bool {
 }
 
 #[test]
-fn script_upload_syncs_each_file_unless_sync_is_false() {
+fn script_upload_syncs_each_file_unless_fsync_is_false() {
     let logs = tempfile::tempdir().expect("tmp");
     let log = logs.path().join("sftp.log");
     let Some(sshd) = logging_sshd("upload sync (script)", &log) else {
@@ -58,12 +58,12 @@ fn script_upload_syncs_each_file_unless_sync_is_false() {
         r#"
 let s = ssh("127.0.0.1", opts);
 let a = s.upload("payload.bin", ARGS.synced);
-let b = s.upload("payload.bin", ARGS.unsynced, #{sync: false});
-let c = s.upload("payload.bin", ARGS.synced, #{sync: true});
+let b = s.upload("payload.bin", ARGS.unsynced, #{fsync: false});
+let c = s.upload("payload.bin", ARGS.synced, #{fsync: true});
 let wrong_type = "";
-try { s.upload("payload.bin", ARGS.unsynced, #{sync: "no"}); } catch (e) { wrong_type = e.message; }
+try { s.upload("payload.bin", ARGS.unsynced, #{fsync: "no"}); } catch (e) { wrong_type = e.message; }
 let unknown = "";
-try { s.upload("payload.bin", ARGS.unsynced, #{fsync: false}); } catch (e) { unknown = e.message; }
+try { s.upload("payload.bin", ARGS.unsynced, #{flush: false}); } catch (e) { unknown = e.message; }
 #{a: a.bytes, b: b.bytes, c: c.bytes, wrong_type: wrong_type, unknown: unknown}
 "#,
         &sshd.trusted_known_hosts(),
@@ -80,31 +80,31 @@ try { s.upload("payload.bin", ARGS.unsynced, #{fsync: false}); } catch (e) { unk
     assert_eq!(std::fs::read(&synced).expect("synced"), payload);
     assert_eq!(std::fs::read(&unsynced).expect("unsynced"), payload);
     assert_eq!(
-        v["wrong_type"], "`upload` option `sync` must be a bool, got a `string`",
+        v["wrong_type"], "`upload` option `fsync` must be true or false, got a `string`",
         "{v}"
     );
     assert!(
         v["unknown"]
             .as_str()
-            .is_some_and(|m| m.contains("`upload` has no option `fsync`")),
+            .is_some_and(|m| m.contains("`upload` has no option `flush`")),
         "{v}"
     );
 
     let synced_log = requests_for(&log, &synced);
     let unsynced_log = requests_for(&log, &unsynced);
-    // Two synced uploads (the default and `sync: true`), each fsynced before its close.
+    // Two synced uploads (the default and `fsync: true`), each fsynced before its close.
     let fsyncs = synced_log.iter().filter(|l| l.contains("fsync \"")).count();
     assert_eq!(fsyncs, 2, "{synced_log:#?}");
     let first_fsync = synced_log.iter().position(|l| l.contains("fsync \""));
     let first_close = synced_log.iter().position(|l| l.contains("close \""));
     assert!(first_fsync < first_close, "{synced_log:#?}");
-    // `sync: false`: written and closed, never fsynced (the refused calls sent nothing).
+    // `fsync: false`: written and closed, never fsynced (the refused calls sent nothing).
     assert!(has(&unsynced_log, "close"), "{unsynced_log:#?}");
     assert!(!has(&unsynced_log, "fsync"), "{unsynced_log:#?}");
 }
 
 #[test]
-fn cp_verb_no_sync_uploads_without_the_flush() {
+fn cp_verb_no_fsync_uploads_without_the_flush() {
     let logs = tempfile::tempdir().expect("tmp");
     let log = logs.path().join("sftp.log");
     let Some(sshd) = logging_sshd("upload sync (cp)", &log) else {
@@ -120,7 +120,7 @@ fn cp_verb_no_sync_uploads_without_the_flush() {
     let fast = verb(&sshd, "cp").file("notes.txt", "left to the page cache\n");
     let v = json(
         &fast
-            .args(&["--no-sync", "notes.txt", &to("fast.txt"), "-o", "json"])
+            .args(&["--no-fsync", "notes.txt", &to("fast.txt"), "-o", "json"])
             .run(),
     );
     assert_eq!(v["direction"], "upload", "{v}");
@@ -136,9 +136,9 @@ fn cp_verb_no_sync_uploads_without_the_flush() {
 
     // A download is never synced: asking for it not to be is a mistake, said in flags.
     verb(&sshd, "cp")
-        .args(&["--no-sync", &to("fast.txt"), "back.txt"])
+        .args(&["--no-fsync", &to("fast.txt"), "back.txt"])
         .status(1)
-        .stderr_contains("`--no-sync` applies to uploads only")
+        .stderr_contains("`--no-fsync` applies to uploads only")
         .run();
 }
 
@@ -169,7 +169,10 @@ s.upload("payload.bin", ARGS.big).bytes
     std::fs::write(test.path("payload.bin"), &payload).expect("payload");
     let v = json(&test.run());
     assert_eq!(v, len as u64);
-    assert!(std::fs::read(&big).expect("uploaded") == payload, "byte-exact");
+    assert!(
+        std::fs::read(&big).expect("uploaded") == payload,
+        "byte-exact"
+    );
 
     let lines = requests_for(&log, &big);
     let count = |request: &str| {

@@ -247,32 +247,41 @@ fn register_transfer(engine: &mut Engine, ctx: &Ctx) {
 /// Copies a local file or directory (recursively) to `remote` over SFTP. Windows paths
 /// (`C:\\\\x\\\\y`, `C:/x/y`) are mapped to what Windows OpenSSH expects. Returns `#{files, bytes}`.
 /// Each file is reported done only once the server has synced it to its disk
-/// (`fsync@openssh.com`, as `sftp -f` does), so it survives the VM restarting. Option: `sync`
+/// (`fsync@openssh.com`, as `sftp -f` does), so it survives the VM restarting. Option: `fsync`
 /// (`false`: skip that flush, as OpenSSH's `sftp` and `scp` do; faster, but a file just
 /// uploaded can be lost if the VM stops before Windows writes it out).
 ///
 /// # Example
 /// ```rhai
 /// s.upload(\"./tools/setup.ps1\", \"C:/Users/azureuser/setup.ps1\");
-/// s.upload(\"./scratch.bin\", \"C:/Temp/scratch.bin\", #{sync: false});
+/// s.upload(\"./scratch.bin\", \"C:/Temp/scratch.bin\", #{fsync: false});
 /// ```";
     let c = ctx.clone();
     FuncRegistration::new("upload")
         .with_comments([upload_doc])
         .with_params_info(["session: Session", "local: string", "remote: string", "map"])
-        .register_into_engine(engine, move |s: &mut ScriptSession, local: &str, remote: &str| -> RhaiResult<Map> {
-            upload(&c, s, local, remote, UploadOptions::default())
-        });
+        .register_into_engine(
+            engine,
+            move |s: &mut ScriptSession, local: &str, remote: &str| -> RhaiResult<Map> {
+                upload(&c, s, local, remote, UploadOptions::default())
+            },
+        );
     let c = ctx.clone();
     FuncRegistration::new("upload")
         .with_comments([upload_doc])
-        .with_params_info(["session: Session", "local: string", "remote: string", "options: map", "map"])
+        .with_params_info([
+            "session: Session",
+            "local: string",
+            "remote: string",
+            "options: map",
+            "map",
+        ])
         .register_into_engine(
             engine,
             move |s: &mut ScriptSession, local: &str, remote: &str, o: Map| -> RhaiResult<Map> {
-                let opts = Options::new("upload", o, &["sync"])?;
-                let sync = opts.bool("sync")?.unwrap_or(true);
-                upload(&c, s, local, remote, UploadOptions { sync })
+                let opts = Options::new("upload", o, &["fsync"])?;
+                let fsync = opts.bool("fsync")?.unwrap_or(true);
+                upload(&c, s, local, remote, UploadOptions { fsync })
             },
         );
     let c = ctx.clone();
