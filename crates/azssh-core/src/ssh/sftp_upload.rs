@@ -509,7 +509,7 @@ impl Uploader {
                     Err(e) => Err(e),
                 }
             };
-            tokio::join!(written, writeback.run(remote, seen)).0
+            tokio::join!(written, writeback.run(remote, size, seen)).0
         } else {
             match self.write_all(local, &handle, None).await {
                 Ok(bytes) => self.fsync_handle(&handle).await.map(|()| bytes),

@@ -143,7 +143,7 @@ fn cp_verb_no_fsync_uploads_without_the_flush() {
 }
 
 /// A large synced upload is flushed while it is written: a second SFTP session opens the same
-/// file without truncating it and fsyncs it every 16 MiB acknowledged, and the upload's own
+/// file without truncating it and fsyncs it as each quarter (at least 16 MiB) is acknowledged, and the upload's own
 /// fsync still ends it. The file arrives byte-exact.
 #[test]
 fn large_synced_upload_is_flushed_early_from_a_second_session() {
@@ -190,6 +190,6 @@ s.upload("payload.bin", ARGS.big).bytes
         "{lines:#?}"
     );
     assert_eq!(count("close"), 2, "{lines:#?}");
-    // At least one early flush (16 MiB, 32 MiB acknowledged) besides the final one.
+    // At least one early flush (at 16 and 32 MiB acknowledged) besides the final one.
     assert!(count("fsync") >= 2, "{lines:#?}");
 }
