@@ -337,7 +337,13 @@ impl Uploader {
                 }
                 msg = self.rd.wait(), if !self.ended => match msg {
                     Some(ChannelMsg::Data { data }) => self.inbuf.extend_from_slice(&data),
-                    Some(ChannelMsg::Eof | ChannelMsg::Close) | None => self.ended = true,
+                    // No window will come from a server that has gone: stop waiting for it.
+                    Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                        self.ended = true;
+                        return Err(Failure::Protocol(
+                            "the server closed the SFTP channel".to_string(),
+                        ));
+                    }
                     Some(_) => {}
                 },
                 () = &mut silence => return Err(silent()),
