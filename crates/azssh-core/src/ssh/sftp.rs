@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::connect::Session;
 use super::error::SshError;
-use super::sftp_upload::{Failure, Uploader, open_local};
+use super::sftp_upload::{Uploader, open_local};
+use super::sftp_wire::Failure;
 use super::sftp_writeback::Writeback;
 
 /// Local read/write size per call: a whole SFTP request's worth, so each call fills one

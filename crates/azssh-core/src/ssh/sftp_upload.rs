@@ -3,11 +3,13 @@
 //! blocking thread straight into the SSH_FXP_WRITE packet that carries it, and each packet goes
 //! to the channel whole (`data_bytes`, cut into SSH packets without another copy), with up to
 //! `IN_FLIGHT` writes outstanding (fewer on a short path: see `IN_FLIGHT_MIN`). russh-sftp
-//! copies every write twice more (into its request, then 32 KiB at a time into the channel) and sends through two more tasks; on a 2-core machine
-//! that CPU is what kept uploads behind OpenSSH's `sftp`.
+//! copies every write twice more (into its request, then 32 KiB at a time into the channel) and
+//! sends through two more tasks; on a 2-core machine that CPU is what kept uploads behind
+//! OpenSSH's `sftp`.
 //!
 //! Only what an upload needs: INIT, STAT, MKDIR, OPEN, WRITE, CLOSE and the `limits@openssh.com`
-//! and `fsync@openssh.com` extensions. Requests other than WRITE go one at a time.
+//! and `fsync@openssh.com` extensions (packets in `sftp_wire`). Requests other than WRITE go one
+//! at a time.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -18,27 +20,13 @@ use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use super::error::SshError;
+use super::sftp_wire::{
+    Failure, Reply, SSH_FX_NO_SUCH_FILE, SSH_FXF_CREAT, SSH_FXF_TRUNC, SSH_FXF_WRITE,
+    SSH_FXP_ATTRS, SSH_FXP_CLOSE, SSH_FXP_EXTENDED, SSH_FXP_EXTENDED_REPLY, SSH_FXP_HANDLE,
+    SSH_FXP_INIT, SSH_FXP_MKDIR, SSH_FXP_OPEN, SSH_FXP_STAT, SSH_FXP_VERSION, SSH_FXP_WRITE,
+    get_string, get_u32, get_u64, packet, protocol, put_string, write_header_len,
+};
 use super::sftp_writeback::{self as writeback, Writeback};
-
-const SSH_FXP_INIT: u8 = 1;
-const SSH_FXP_VERSION: u8 = 2;
-const SSH_FXP_OPEN: u8 = 3;
-const SSH_FXP_CLOSE: u8 = 4;
-const SSH_FXP_WRITE: u8 = 6;
-const SSH_FXP_MKDIR: u8 = 14;
-const SSH_FXP_STAT: u8 = 17;
-const SSH_FXP_STATUS: u8 = 101;
-const SSH_FXP_HANDLE: u8 = 102;
-const SSH_FXP_ATTRS: u8 = 105;
-const SSH_FXP_EXTENDED: u8 = 200;
-const SSH_FXP_EXTENDED_REPLY: u8 = 201;
-
-const SSH_FX_OK: u32 = 0;
-const SSH_FX_NO_SUCH_FILE: u32 = 2;
-
-const SSH_FXF_WRITE: u32 = 0x02;
-const SSH_FXF_CREAT: u32 = 0x08;
-const SSH_FXF_TRUNC: u32 = 0x10;
 
 /// The most data one WRITE carries: OpenSSH's sftp-server takes 255 KiB (`limits@openssh.com`
 /// max-write-length 261120, its SFTP_MAX_MSG_LENGTH of 256 KiB less 1 KiB); servers that
@@ -82,127 +70,11 @@ fn in_flight_for(rtt: std::time::Duration, write_len: usize) -> usize {
         .clamp(IN_FLIGHT_MIN, IN_FLIGHT)
 }
 
-/// A WRITE packet before its id is set: everything up to the data is the header.
-fn write_header_len(handle: &[u8]) -> usize {
-    // length(4) type(1) id(4) handle(4 + n) offset(8) data length(4)
-    4 + 1 + 4 + 4 + handle.len() + 8 + 4
-}
-
-fn status_name(code: u32) -> &'static str {
-    match code {
-        0 => "ok",
-        1 => "end of file",
-        2 => "no such file",
-        3 => "permission denied",
-        4 => "failure",
-        5 => "bad message",
-        6 => "no connection",
-        7 => "connection lost",
-        8 => "operation unsupported",
-        _ => "error",
-    }
-}
-
-/// A failed request, in the words russh-sftp used (`{status}: {server's message}`), so errors
-/// read the same whichever side framed the request.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    Status {
-        code: u32,
-        message: String,
-    },
-    Protocol(String),
-    /// The destination could not be opened (the inner failure, as text).
-    Open(String),
-    Local(std::io::Error),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Status { code, message } if message.is_empty() => {
-                f.write_str(status_name(*code))
-            }
-            Failure::Status { code, message } => write!(f, "{}: {message}", status_name(*code)),
-            Failure::Protocol(m) | Failure::Open(m) => f.write_str(m),
-            Failure::Local(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-fn protocol(m: &str) -> Failure {
-    Failure::Protocol(format!("the server broke the SFTP protocol: {m}"))
-}
-
 fn silent() -> Failure {
     Failure::Protocol(format!(
         "the server did not answer for {} s",
         SILENCE.as_secs()
     ))
-}
-
-/// One reply: its type, request id and the rest of its payload.
-struct Reply {
-    kind: u8,
-    id: u32,
-    body: Bytes,
-}
-
-impl Reply {
-    /// SSH_FXP_STATUS as a result: OK is `Ok`, anything else the server's code and message.
-    fn status(mut self) -> Result<(), Failure> {
-        if self.kind != SSH_FXP_STATUS {
-            return Err(protocol("expected a status reply"));
-        }
-        let code = get_u32(&mut self.body)?;
-        if code == SSH_FX_OK {
-            return Ok(());
-        }
-        // The message is optional in version 3 replies from some servers.
-        let message = get_string(&mut self.body)
-            .map(|m| String::from_utf8_lossy(&m).into_owned())
-            .unwrap_or_default();
-        Err(Failure::Status { code, message })
-    }
-}
-
-fn get_u32(b: &mut Bytes) -> Result<u32, Failure> {
-    if b.remaining() < 4 {
-        return Err(protocol("a reply is cut short"));
-    }
-    Ok(b.get_u32())
-}
-
-fn get_u64(b: &mut Bytes) -> Result<u64, Failure> {
-    if b.remaining() < 8 {
-        return Err(protocol("a reply is cut short"));
-    }
-    Ok(b.get_u64())
-}
-
-fn get_string(b: &mut Bytes) -> Result<Bytes, Failure> {
-    let n = get_u32(b)? as usize;
-    if b.remaining() < n {
-        return Err(protocol("a reply is cut short"));
-    }
-    Ok(b.split_to(n))
-}
-
-fn put_string(b: &mut BytesMut, s: &[u8]) {
-    b.put_u32(s.len() as u32);
-    b.put_slice(s);
-}
-
-/// A request packet: `build` writes the payload after the type and id.
-fn packet(kind: u8, id: u32, build: impl FnOnce(&mut BytesMut)) -> Bytes {
-    let mut b = BytesMut::with_capacity(64);
-    b.put_u32(0);
-    b.put_u8(kind);
-    b.put_u32(id);
-    build(&mut b);
-    let len = (b.len() - 4) as u32;
-    b[..4].copy_from_slice(&len.to_be_bytes());
-    b.freeze()
 }
 
 /// What the server announced in SSH_FXP_VERSION that an upload uses.

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::connect::Session;
-use super::sftp_upload::{Failure, Uploader};
+use super::sftp_upload::Uploader;
+use super::sftp_wire::Failure;
 
 /// Files smaller than this are flushed by the final fsync alone: a second session (another
 /// sftp-server process on the server) costs more than the overlap can save.
