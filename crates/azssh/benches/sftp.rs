@@ -1,14 +1,23 @@
-//! SFTP throughput: azssh (`Session::upload`, framed by azssh; `download`, russh-sftp) against
-//! OpenSSH's `sftp` (batch mode, `-b`) and `scp`, all to the same local OpenSSH `sshd`, with the
-//! same cipher (aes256-gcm@openssh.com, azssh's first choice) and, for reference, OpenSSH's
-//! default cipher.
-//! azssh asks the server to fsync each uploaded file (`fsync@openssh.com`) before reporting it
-//! done; `sftp -f` does the same, so that row is the like-for-like upload comparison.
-//! Run by hand: `cargo bench --bench sftp` (`AZSSH_BENCH_MIB=64` to move less data,
-//! `AZSSH_BENCH_ROUNDS=1` for fewer rounds).
+//! SFTP throughput: azssh (`Session::upload_with`, framed by azssh; `download`, russh-sftp)
+//! against OpenSSH's `sftp` (batch mode, `-b`) and `scp`, all to the same local OpenSSH `sshd`,
+//! with the same cipher (aes256-gcm@openssh.com, azssh's first choice) and, for reference,
+//! OpenSSH's default cipher.
+//!
+//! Uploads are compared like for like: azssh's default upload asks the server to fsync each file
+//! (`fsync@openssh.com`) before reporting it done, as `sftp -f` does; `--no-fsync` (`fsync: false`)
+//! leaves it in the server's page cache, as plain `sftp` and `scp` do. `scp` is also set against
+//! the synced upload, labelled: it never syncs.
+//!
+//! Run by hand: `cargo bench --bench sftp`. `AZSSH_BENCH_MIB` (256) sets the size,
+//! `AZSSH_BENCH_ROUNDS` (3) the rounds, `AZSSH_BENCH_SAME_CIPHER=1` skips the default-cipher
+//! peers, `AZSSH_BENCH_TOOLS=azssh,azssh-no-fsync,sftp,sftp-f,scp,sftp-default,scp-default` picks
+//! rows and `AZSSH_BENCH_DIRECTION=up|down` one direction (for profiling one transfer).
 //!
 //! Each transfer is timed as a user runs it: connect, authenticate, copy, close (for OpenSSH, the
-//! whole process). Every result is checked byte for byte (SHA-256) after its timing.
+//! whole process). Every result is checked byte for byte (SHA-256) after its timing. Beside the
+//! throughput, each transfer's CPU time is measured, client (this process, or the OpenSSH
+//! processes it ran) and server (sshd and sftp-server, through the listening sshd's reaped
+//! children), as it is far less disturbed by other load on a shared machine than wall time.
 // A benchmark's report is what it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -17,22 +26,36 @@ mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use azssh::ssh::{ConnectOptions, Session};
+use azssh::ssh::{ConnectOptions, Session, UploadOptions};
 use sha2::{Digest, Sha256};
 
 const GCM: &str = "aes256-gcm@openssh.com";
+/// The goal for every same-cipher pair.
+const GOAL: f64 = 1.1;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Tool {
-    Azssh,
+    Azssh {
+        fsync: bool,
+    },
     Sftp(Option<&'static str>),
-    /// `sftp -f`: fsync@openssh.com after each upload, as azssh does (on download it also syncs
-    /// the local file, which azssh does not: compare its upload column).
+    /// `sftp -f`: fsync@openssh.com after each upload, as azssh does by default (on download it
+    /// also syncs the local file, which azssh does not: only its upload is measured).
     SftpFsync(&'static str),
     Scp(Option<&'static str>),
 }
+
+const TOOLS: [(&str, Tool); 7] = [
+    ("azssh", Tool::Azssh { fsync: true }),
+    ("azssh-no-fsync", Tool::Azssh { fsync: false }),
+    ("sftp", Tool::Sftp(Some(GCM))),
+    ("sftp-f", Tool::SftpFsync(GCM)),
+    ("scp", Tool::Scp(Some(GCM))),
+    ("sftp-default", Tool::Sftp(None)),
+    ("scp-default", Tool::Scp(None)),
+];
 
 impl Tool {
     fn label(self) -> String {
@@ -41,11 +64,17 @@ impl Tool {
             None => "(default cipher)".to_string(),
         };
         match self {
-            Tool::Azssh => "azssh (aes256-gcm)".to_string(),
+            Tool::Azssh { fsync: true } => "azssh (synced)".to_string(),
+            Tool::Azssh { fsync: false } => "azssh --no-fsync".to_string(),
             Tool::Sftp(c) => format!("sftp -b {}", cipher(c)),
             Tool::SftpFsync(c) => format!("sftp -b -f {}", cipher(Some(c))),
             Tool::Scp(c) => format!("scp {}", cipher(c)),
         }
+    }
+
+    /// Downloads are never synced by azssh: one azssh row measures them.
+    fn downloads(self) -> bool {
+        !matches!(self, Tool::Azssh { fsync: false } | Tool::SftpFsync(_))
     }
 }
 
@@ -75,8 +104,44 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// CPU seconds from `/proc/PID/stat`: (the process's own, its reaped children's). Linux reports
+/// them in USER_HZ ticks, 100 a second on every architecture it runs on.
+fn cpu_times(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let tick = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
+    // utime, stime, cutime, cstime are fields 14 to 17; `rest` starts at field 3.
+    (tick(11) + tick(12), tick(13) + tick(14))
+}
+
+/// Waits until sshd has reaped every connection, so its children's CPU time is complete.
+fn wait_server_idle(sshd: &sshd::Sshd) {
+    let children = format!("/proc/{0}/task/{0}/children", sshd.pid());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(&children) {
+            Ok(c) if c.trim().is_empty() => return,
+            Err(_) => return,
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// One transfer: MB/s (10^6 bytes), client and server CPU seconds.
+#[derive(Clone, Copy)]
+struct Measured {
+    mbps: f64,
+    client_cpu: f64,
+    server_cpu: f64,
+}
+
 /// Copies `from` to `to` (one of them `user@127.0.0.1:path` when `remote` says which) with
-/// `tool`; returns MB/s (10^6 bytes).
+/// `tool`.
 async fn transfer(
     tool: Tool,
     sshd: &sshd::Sshd,
@@ -85,14 +150,19 @@ async fn transfer(
     remote: &Path,
     len: u64,
     batch_dir: &Path,
-) -> f64 {
+) -> Measured {
+    let server = sshd.pid().to_string();
+    wait_server_idle(sshd);
+    let (_, server_before) = cpu_times(&server);
+    let (self_before, children_before) = cpu_times("self");
     let start = Instant::now();
     let host = format!("{}@127.0.0.1", sshd.user);
     match tool {
-        Tool::Azssh => {
+        Tool::Azssh { fsync } => {
             let s = Session::connect(options(sshd)).await.expect("connect");
             let moved = if upload {
-                s.upload(local, &remote.to_string_lossy()).await
+                s.upload_with(local, &remote.to_string_lossy(), UploadOptions { fsync })
+                    .await
             } else {
                 s.download(&remote.to_string_lossy(), local).await
             }
@@ -134,7 +204,19 @@ async fn transfer(
                 .arg(to));
         }
     }
-    len as f64 / start.elapsed().as_secs_f64() / 1e6
+    let mbps = len as f64 / start.elapsed().as_secs_f64() / 1e6;
+    let (self_after, children_after) = cpu_times("self");
+    wait_server_idle(sshd);
+    let (_, server_after) = cpu_times(&server);
+    let client_cpu = match tool {
+        Tool::Azssh { .. } => self_after - self_before,
+        _ => children_after - children_before,
+    };
+    Measured {
+        mbps,
+        client_cpu,
+        server_cpu: server_after - server_before,
+    }
 }
 
 fn sha256(path: &Path) -> String {
@@ -142,6 +224,52 @@ fn sha256(path: &Path) -> String {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).expect("hash");
     format!("{:x}", h.finalize())
+}
+
+/// Best of the rounds: the highest throughput, and the least CPU (each on its own).
+#[derive(Clone, Copy, Default)]
+struct Best {
+    mbps: f64,
+    client_cpu: f64,
+    server_cpu: f64,
+}
+
+impl Best {
+    fn add(&mut self, m: Measured) {
+        if self.mbps == 0.0 {
+            *self = Best {
+                mbps: m.mbps,
+                client_cpu: m.client_cpu,
+                server_cpu: m.server_cpu,
+            };
+            return;
+        }
+        self.mbps = self.mbps.max(m.mbps);
+        self.client_cpu = self.client_cpu.min(m.client_cpu);
+        self.server_cpu = self.server_cpu.min(m.server_cpu);
+    }
+
+    fn cpu(&self) -> f64 {
+        self.client_cpu + self.server_cpu
+    }
+
+    fn cell(&self) -> String {
+        if self.mbps == 0.0 {
+            return format!("{:>8} {:>15}", "-", "");
+        }
+        format!(
+            "{:8.1} {:>6.2}+{:<6.2}s ",
+            self.mbps, self.client_cpu, self.server_cpu
+        )
+    }
+}
+
+fn loadavg() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::main]
@@ -158,6 +286,17 @@ async fn main() {
     let mib = env("AZSSH_BENCH_MIB", 256);
     let rounds = env("AZSSH_BENCH_ROUNDS", 3).max(1);
     let len = mib * 1024 * 1024;
+    let same_cipher_only = std::env::var("AZSSH_BENCH_SAME_CIPHER").as_deref() == Ok("1");
+    let picked = std::env::var("AZSSH_BENCH_TOOLS").ok();
+    let direction = std::env::var("AZSSH_BENCH_DIRECTION").unwrap_or_default();
+    let (do_up, do_down) = (direction != "down", direction != "up");
+    let tools: Vec<(&str, Tool)> = TOOLS
+        .into_iter()
+        .filter(|(name, _)| match &picked {
+            Some(p) => p.split(',').any(|x| x.trim() == *name),
+            None => !(same_cipher_only && name.ends_with("-default")),
+        })
+        .collect();
 
     // sshd runs here, so "remote" is another directory on this machine.
     let local = tempfile::tempdir().expect("tmp");
@@ -173,64 +312,102 @@ async fn main() {
     let source: PathBuf = remote.path().join("source.bin");
     std::fs::copy(&payload, &source).expect("source");
 
-    let tools = [
-        Tool::Azssh,
-        Tool::Sftp(Some(GCM)),
-        Tool::Scp(Some(GCM)),
-        Tool::SftpFsync(GCM),
-        Tool::Sftp(None),
-        Tool::Scp(None),
-    ];
+    let load_before = loadavg();
     // Rounds interleave the tools so that load from other processes on a shared machine hits
     // them alike; each keeps its best round.
-    let mut best = vec![(0.0f64, 0.0f64); tools.len()];
+    let mut up = vec![Best::default(); tools.len()];
+    let mut down = vec![Best::default(); tools.len()];
     for _ in 0..rounds {
-        for (i, tool) in tools.iter().enumerate() {
-            let up_to = remote.path().join(format!("up-{i}.bin"));
-            let up = transfer(*tool, &sshd, true, &payload, &up_to, len, local.path()).await;
-            assert_eq!(
-                sha256(&up_to),
-                want,
-                "{}: upload not byte-exact",
-                tool.label()
-            );
-            let _ = std::fs::remove_file(&up_to);
-            let down_to = local.path().join(format!("down-{i}.bin"));
-            let down = transfer(*tool, &sshd, false, &down_to, &source, len, local.path()).await;
-            assert_eq!(
-                sha256(&down_to),
-                want,
-                "{}: download not byte-exact",
-                tool.label()
-            );
-            let _ = std::fs::remove_file(&down_to);
-            best[i].0 = best[i].0.max(up);
-            best[i].1 = best[i].1.max(down);
+        for (i, (_, tool)) in tools.iter().enumerate() {
+            if do_up {
+                let up_to = remote.path().join(format!("up-{i}.bin"));
+                let m = transfer(*tool, &sshd, true, &payload, &up_to, len, local.path()).await;
+                assert_eq!(
+                    sha256(&up_to),
+                    want,
+                    "{}: upload not byte-exact",
+                    tool.label()
+                );
+                let _ = std::fs::remove_file(&up_to);
+                up[i].add(m);
+            }
+            if do_down && tool.downloads() {
+                let down_to = local.path().join(format!("down-{i}.bin"));
+                let m = transfer(*tool, &sshd, false, &down_to, &source, len, local.path()).await;
+                assert_eq!(
+                    sha256(&down_to),
+                    want,
+                    "{}: download not byte-exact",
+                    tool.label()
+                );
+                let _ = std::fs::remove_file(&down_to);
+                down[i].add(m);
+            }
         }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "sftp throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s), \
-         connect to close, SHA-256 checked; load {}:",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "sftp, {mib} MiB each way, best of {rounds} interleaved rounds, connect to close, SHA-256 \
+         checked; load {load_before} at the start, {} at the end",
+        loadavg()
     );
-    let (az_up, az_down) = best[0];
-    for (i, tool) in tools.iter().enumerate() {
-        let (up, down) = best[i];
-        print!(
-            "  {:<26} upload {up:8.1}   download {down:8.1}",
-            tool.label()
-        );
-        if i > 0 {
-            print!(
-                "   azssh/it: upload {:.2}x download {:.2}x",
-                az_up / up,
-                az_down / down
-            );
+    println!(
+        "  {:<30} {:>8} {:>15} {:>8} {:>15}",
+        "", "upload", "CPU cli+srv", "download", "CPU cli+srv"
+    );
+    for (i, (_, tool)) in tools.iter().enumerate() {
+        println!("  {:<30} {} {}", tool.label(), up[i].cell(), down[i].cell());
+    }
+
+    let find = |name: &str| tools.iter().position(|(n, _)| *n == name);
+    let pairs = [
+        ("upload, synced", &up, "azssh", "sftp-f", ""),
+        (
+            "upload, synced",
+            &up,
+            "azssh",
+            "scp",
+            " (scp does not sync)",
+        ),
+        ("upload, no fsync", &up, "azssh-no-fsync", "sftp", ""),
+        ("upload, no fsync", &up, "azssh-no-fsync", "scp", ""),
+        ("download", &down, "azssh", "sftp", ""),
+        ("download", &down, "azssh", "scp", ""),
+        (
+            "upload, no fsync",
+            &up,
+            "azssh-no-fsync",
+            "sftp-default",
+            "",
+        ),
+        ("upload, no fsync", &up, "azssh-no-fsync", "scp-default", ""),
+        ("download", &down, "azssh", "sftp-default", ""),
+        ("download", &down, "azssh", "scp-default", ""),
+    ];
+    println!(
+        "  azssh/peer: throughput ratio, and CPU ratio (peer's client+server CPU / azssh's); \
+         goal {GOAL}x with the same cipher:"
+    );
+    for (what, table, ours, theirs, note) in pairs {
+        let (Some(a), Some(b)) = (find(ours), find(theirs)) else {
+            continue;
+        };
+        let (a, b) = (table[a], table[b]);
+        if a.mbps == 0.0 || b.mbps == 0.0 {
+            continue;
         }
-        println!();
+        let ratio = a.mbps / b.mbps;
+        let verdict = if theirs.ends_with("-default") {
+            "reference: other cipher"
+        } else if ratio >= GOAL {
+            "met"
+        } else {
+            "BELOW GOAL"
+        };
+        println!(
+            "    {what:<16} {:<16} vs {:<40} {ratio:5.2}x   CPU {:5.2}x   {verdict}",
+            tools[find(ours).unwrap_or(0)].1.label(),
+            format!("{}{note}", tools[find(theirs).unwrap_or(0)].1.label()),
+            b.cpu() / a.cpu().max(0.001),
+        );
     }
 }

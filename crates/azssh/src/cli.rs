@@ -288,6 +288,11 @@ pub struct CpArgs {
     /// Connect to this address instead of looking the VM up
     #[arg(long)]
     pub ip: Option<String>,
+    /// Upload without having the server flush each file to disk before it counts as done
+    /// (`fsync@openssh.com`), as `sftp` and `scp` do: faster, but a file just copied can be lost
+    /// if the VM stops before Windows writes it out
+    #[arg(long)]
+    pub no_fsync: bool,
     #[command(flatten)]
     pub login: SshLoginArgs,
 }

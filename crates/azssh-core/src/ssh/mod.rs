@@ -10,7 +10,8 @@
 //! - `config` — the `~/.ssh/config` keywords azssh honours.
 //! - `exec` — `Session::exec`, `Session::powershell`; `shell` — interactive PTY.
 //! - `tunnel` — `Session::forward` and `Tunnel`; `sftp` — `Session::upload`/`download`
-//!   (`sftp_upload` frames the upload pipeline itself).
+//!   (`sftp_upload` runs the upload pipeline itself on `sftp_wire`'s packets; `sftp_writeback`
+//!   flushes a large synced upload from a second session while it is written).
 //! - `route` — direct, Azure Bastion, jump hosts: the stream a session runs over.
 //! - `error` — `SshError`.
 
@@ -25,6 +26,8 @@ pub mod known_hosts;
 pub mod route;
 pub mod sftp;
 mod sftp_upload;
+mod sftp_wire;
+mod sftp_writeback;
 pub mod shell;
 pub mod tunnel;
 
@@ -33,4 +36,5 @@ pub use error::{AuthAttempt, SshError};
 pub use exec::{ExecOptions, ExecResult};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KnownHosts, StrictHostKeyChecking};
 pub use route::{Route, RouteError};
+pub use sftp::UploadOptions;
 pub use tunnel::{LocalForward, Tunnel};

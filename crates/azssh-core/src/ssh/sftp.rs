@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::connect::Session;
 use super::error::SshError;
-use super::sftp_upload::{Failure, Uploader, open_local};
+use super::sftp_upload::{Uploader, open_local};
+use super::sftp_wire::Failure;
+use super::sftp_writeback::Writeback;
 
 /// Local read/write size per call: a whole SFTP request's worth, so each call fills one
 /// pipelined request (OpenSSH's sftp-server accepts up to 255 KiB per READ/WRITE,
@@ -34,6 +36,22 @@ pub(crate) fn sftp_config() -> SftpConfig {
         max_write_packet_len: 256 * 1024,
         // russh-sftp's default: one request's deadline, not the transfer's.
         request_timeout_secs: 10,
+    }
+}
+
+/// How an upload ends each file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// Ask the server to flush each file to its disk (`fsync@openssh.com`, as `sftp -f` does)
+    /// before reporting it done, so a reported upload survives the VM restarting (the default).
+    /// `false` is what OpenSSH's `sftp` and `scp` do: the file is done once the server has
+    /// acknowledged every write and closed it, and may still sit in its page cache.
+    pub fsync: bool,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions { fsync: true }
     }
 }
 
@@ -135,20 +153,39 @@ impl Session {
             .map_err(|e| sftp_err("start", "sftp", e))
     }
 
+    /// Copies a local file or directory (recursively) to `remote`, each file synced on the
+    /// server before it counts as done (`UploadOptions::default`).
+    pub async fn upload(&self, local: &Path, remote: &str) -> Result<Transferred, SshError> {
+        self.upload_with(local, remote, UploadOptions::default())
+            .await
+    }
+
     /// Copies a local file or directory (recursively) to `remote`, through the upload pipeline
     /// of `sftp_upload` (its own framing: see there why).
-    pub async fn upload(&self, local: &Path, remote: &str) -> Result<Transferred, SshError> {
+    pub async fn upload_with(
+        &self,
+        local: &Path,
+        remote: &str,
+        options: UploadOptions,
+    ) -> Result<Transferred, SshError> {
+        let mut sftp = self.sftp_uploader(options.fsync).await?;
+        let mut writeback = Writeback::new(self);
+        let remote = to_sftp_path(remote);
+        let mut total = Transferred::default();
+        let result = upload_any(&mut sftp, &mut writeback, local, &remote, &mut total).await;
+        writeback.end().await;
+        sftp.end().await;
+        result.map(|_| total)
+    }
+
+    /// A new SFTP session for `sftp_upload`'s framing.
+    pub(crate) async fn sftp_uploader(&self, sync: bool) -> Result<Uploader, SshError> {
         let channel = self.handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
         let (rd, wr) = channel.split();
-        let mut sftp = Uploader::start(rd, wr)
+        Uploader::start(rd, wr, sync)
             .await
-            .map_err(|e| sftp_err("start", "sftp", e))?;
-        let remote = to_sftp_path(remote);
-        let mut total = Transferred::default();
-        let result = upload_any(&mut sftp, local, &remote, &mut total).await;
-        sftp.end().await;
-        result.map(|_| total)
+            .map_err(|e| sftp_err("start", "sftp", e))
     }
 
     /// Copies a remote file or directory (recursively) to `local`.
@@ -164,6 +201,7 @@ impl Session {
 
 async fn upload_any(
     sftp: &mut Uploader,
+    writeback: &mut Writeback<'_>,
     local: &Path,
     remote: &str,
     total: &mut Transferred,
@@ -172,7 +210,7 @@ async fn upload_any(
         .await
         .map_err(|e| SshError::io(format!("cannot read `{}`", local.display()), e))?;
     if !meta.is_dir() {
-        return upload_file(sftp, local, remote, total).await;
+        return upload_file(sftp, writeback, local, remote, total).await;
     }
     // Iterative walk: recursion in async fns needs boxing, a stack does not.
     let mut pending = vec![(local.to_path_buf(), remote.to_string())];
@@ -201,7 +239,7 @@ async fn upload_any(
             if is_dir {
                 pending.push((path, target));
             } else {
-                upload_file(sftp, &path, &target, total).await?;
+                upload_file(sftp, writeback, &path, &target, total).await?;
             }
         }
     }
@@ -210,16 +248,20 @@ async fn upload_any(
 
 async fn upload_file(
     sftp: &mut Uploader,
+    writeback: &mut Writeback<'_>,
     local: &Path,
     remote: &str,
     total: &mut Transferred,
 ) -> Result<(), SshError> {
     let file = open_local(local)?;
-    let bytes = sftp.upload_file(file, remote).await.map_err(|e| match e {
-        Failure::Local(e) => SshError::io(format!("cannot read `{}`", local.display()), e),
-        Failure::Open(e) => sftp_err("create", remote, e),
-        e => sftp_err("write", remote, e),
-    })?;
+    let bytes = sftp
+        .upload_file(file, remote, writeback)
+        .await
+        .map_err(|e| match e {
+            Failure::Local(e) => SshError::io(format!("cannot read `{}`", local.display()), e),
+            Failure::Open(e) => sftp_err("create", remote, e),
+            e => sftp_err("write", remote, e),
+        })?;
     total.files += 1;
     total.bytes += bytes;
     Ok(())

@@ -48,6 +48,9 @@ pub async fn cp(global: &GlobalArgs, args: CpArgs) -> Result<(), AppError> {
     put(&mut map, "ip", &args.ip);
     map.insert("source".into(), args.source.into());
     map.insert("destination".into(), args.destination.into());
+    if args.no_fsync {
+        map.insert("fsync".into(), false.into());
+    }
     let result = run_runbook(global, "copy-files", map).await?;
     super::print_result(global, &result)
 }
@@ -123,6 +126,7 @@ fn to_flags(text: &str) -> String {
         ("--permanent-rule / permanent: true", "--permanent-rule"),
         ("pass `start=true` (`--start`)", "pass `--start`"),
         ("`#{replace: true}`", "`azssh pin --replace`"),
+        ("`fsync: false`", "`--no-fsync`"),
     ];
     let mut out = text.to_string();
     for (script, verb) in WORDS {

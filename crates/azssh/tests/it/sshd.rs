@@ -35,7 +35,8 @@ pub(crate) fn start(test: &str) -> Option<Sshd> {
 }
 
 /// As [`start`], with `extra` sshd_config lines ahead of the defaults (sshd takes the first
-/// value it reads for a keyword, so these win: `MaxAuthTries 1`, `LogLevel VERBOSE`, ...).
+/// value it reads for a keyword, so these win: `MaxAuthTries 1`, `LogLevel VERBOSE`, ...; a
+/// `Subsystem sftp ...` line replaces the default `internal-sftp`).
 pub(crate) fn start_with(test: &str, extra: &str) -> Option<Sshd> {
     if !Path::new(SSHD).exists() {
         if std::env::var("AZSSH_REQUIRE_SSHD").as_deref() == Ok("1") {
@@ -116,11 +117,12 @@ impl Sshd {
         for _ in 0..10 {
             let port = free_port();
             let config = d.join("sshd_config");
-            std::fs::write(
-                &config,
-                format!("{extra}{}", sshd_config(d, &host_key, port)),
-            )
-            .expect("sshd_config");
+            let mut base = sshd_config(d, &host_key, port);
+            // sshd refuses a second `Subsystem sftp` line: one in `extra` replaces the default.
+            if extra.contains("Subsystem sftp ") {
+                base = base.replace("Subsystem sftp internal-sftp\n", "");
+            }
+            std::fs::write(&config, format!("{extra}{base}")).expect("sshd_config");
             let log = d.join("sshd.log");
             let mut child = Command::new(SSHD)
                 .args(["-D", "-e", "-f"])
@@ -204,6 +206,12 @@ impl Sshd {
             ask: None,
         };
         o
+    }
+
+    /// The listening sshd's process id: its children's CPU time (`/proc/PID/stat`) is what the
+    /// server spent on connections that have ended (benches).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn log(&self) -> String {

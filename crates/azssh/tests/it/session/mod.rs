@@ -586,6 +586,7 @@ let port = s.forward(0, \"127.0.0.1\", ARGS.rdp).local_port;
 
 mod emulator;
 mod terminal;
+mod upload_sync;
 
 #[test]
 fn demo_runs_the_whole_workflow_and_exits_zero() {

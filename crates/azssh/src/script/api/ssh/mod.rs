@@ -23,7 +23,7 @@ use crate::script::api::options::Options;
 use crate::script::context::Ctx;
 use crate::script::error::to_rhai;
 use crate::ssh::keys::expand_home;
-use crate::ssh::{LocalForward, Session, SshError};
+use crate::ssh::{LocalForward, Session, SshError, UploadOptions};
 use session::{ScriptSession, ScriptTunnel, Tunnels, exec_map, exec_options, require_terminal};
 use target::TargetOf;
 
@@ -243,26 +243,47 @@ fn run(
 }
 
 fn register_transfer(engine: &mut Engine, ctx: &Ctx) {
-    let c = ctx.clone();
-    FuncRegistration::new("upload")
-        .with_comments(["\
+    let upload_doc = "\
 /// Copies a local file or directory (recursively) to `remote` over SFTP. Windows paths
 /// (`C:\\\\x\\\\y`, `C:/x/y`) are mapped to what Windows OpenSSH expects. Returns `#{files, bytes}`.
+/// Each file is reported done only once the server has synced it to its disk
+/// (`fsync@openssh.com`, as `sftp -f` does), so it survives the VM restarting. Option: `fsync`
+/// (`false`: skip that flush, as OpenSSH's `sftp` and `scp` do; faster, but a file just
+/// uploaded can be lost if the VM stops before Windows writes it out).
 ///
 /// # Example
 /// ```rhai
 /// s.upload(\"./tools/setup.ps1\", \"C:/Users/azureuser/setup.ps1\");
-/// ```"])
+/// s.upload(\"./scratch.bin\", \"C:/Temp/scratch.bin\", #{fsync: false});
+/// ```";
+    let c = ctx.clone();
+    FuncRegistration::new("upload")
+        .with_comments([upload_doc])
         .with_params_info(["session: Session", "local: string", "remote: string", "map"])
-        .register_into_engine(engine, move |s: &mut ScriptSession, local: &str, remote: &str| -> RhaiResult<Map> {
-            let session = live(s)?;
-            let (local, remote) = (expand_home(local), remote.to_string());
-            let moved = c.bridge.block_on(
-                &format!("uploading `{}` to `{}`", local.display(), s.label()),
-                async move { session.upload(&local, &remote).await },
-            )?;
-            Ok(transferred(moved))
-        });
+        .register_into_engine(
+            engine,
+            move |s: &mut ScriptSession, local: &str, remote: &str| -> RhaiResult<Map> {
+                upload(&c, s, local, remote, UploadOptions::default())
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("upload")
+        .with_comments([upload_doc])
+        .with_params_info([
+            "session: Session",
+            "local: string",
+            "remote: string",
+            "options: map",
+            "map",
+        ])
+        .register_into_engine(
+            engine,
+            move |s: &mut ScriptSession, local: &str, remote: &str, o: Map| -> RhaiResult<Map> {
+                let opts = Options::new("upload", o, &["fsync"])?;
+                let fsync = opts.bool("fsync")?.unwrap_or(true);
+                upload(&c, s, local, remote, UploadOptions { fsync })
+            },
+        );
     let c = ctx.clone();
     FuncRegistration::new("download")
         .with_comments(["\
@@ -286,6 +307,22 @@ fn register_transfer(engine: &mut Engine, ctx: &Ctx) {
                 Ok(transferred(moved))
             },
         );
+}
+
+fn upload(
+    ctx: &Ctx,
+    s: &ScriptSession,
+    local: &str,
+    remote: &str,
+    options: UploadOptions,
+) -> RhaiResult<Map> {
+    let session = live(s)?;
+    let (local, remote) = (expand_home(local), remote.to_string());
+    let moved = ctx.bridge.block_on(
+        &format!("uploading `{}` to `{}`", local.display(), s.label()),
+        async move { session.upload_with(&local, &remote, options).await },
+    )?;
+    Ok(transferred(moved))
 }
 
 fn transferred(t: crate::ssh::sftp::Transferred) -> Map {
