@@ -4,7 +4,9 @@
 //! `AZSSH_BENCH_DIRECTION=pull` or `push` to measure one direction, e.g. under `perf record`,
 //! `AZSSH_BENCH_ROUNDS=5` for more rounds than 3).
 //! azssh is timed twice: its library in this process, and the `azssh tunnel` process as a user
-//! runs it beside `ssh -L` (its own runtime, apart from the sink's).
+//! runs it beside `ssh -L` (its own runtime, apart from the sink's). Each transfer's CPU is
+//! read from `/proc`: the client process's and sshd's, whose single session process bounds any
+//! client (the ceiling printed last).
 //!
 //! Push: the client writes N bytes, the sink reads them all and answers one byte.
 //! Pull: the sink writes N bytes and closes. Each is timed from connect to the last byte.
@@ -179,6 +181,27 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
 }
 
+/// CPU ticks used so far by every live process under `root` (sshd's per-connection session
+/// processes): only one transfer runs at a time, so the growth over a transfer is the server's
+/// cost of it, whichever client asked.
+fn server_ticks(root: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if pid != root {
+            total += cpu_ticks(pid);
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        stack.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    total
+}
+
 fn ticks_since(pid: Option<u32>, before: Option<u64>) -> u64 {
     match (pid, before) {
         (Some(p), Some(b)) => cpu_ticks(p).saturating_sub(b),
@@ -235,6 +258,9 @@ async fn main() {
         Some(azssh_process.id()),
     ];
     let mut cpu = [(0u64, 0u64); 4];
+    // The same for sshd's side of each transfer.
+    let mut server_cpu = [(0u64, 0u64); 4];
+    let server = sshd.pid();
     let rounds: usize = std::env::var("AZSSH_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -242,14 +268,16 @@ async fn main() {
     for _ in 0..rounds {
         for (i, (_, port)) in contenders.iter().enumerate() {
             if push {
-                let before = clients[i].map(cpu_ticks);
+                let (before, server_before) = (clients[i].map(cpu_ticks), server_ticks(server));
                 results[i].0 = transfer(*port, true, len).await.max(results[i].0);
                 cpu[i].0 += ticks_since(clients[i], before);
+                server_cpu[i].0 += server_ticks(server).saturating_sub(server_before);
             }
             if pull {
-                let before = clients[i].map(cpu_ticks);
+                let (before, server_before) = (clients[i].map(cpu_ticks), server_ticks(server));
                 results[i].1 = transfer(*port, false, len).await.max(results[i].1);
                 cpu[i].1 += ticks_since(clients[i], before);
+                server_cpu[i].1 += server_ticks(server).saturating_sub(server_before);
             }
         }
     }
@@ -267,9 +295,9 @@ async fn main() {
             .join(" ")
     );
     let gib = rounds as f64 * len as f64 / (1u64 << 30) as f64;
+    let per_gib = |t: u64| t as f64 * 1000.0 / TICKS_PER_SECOND / gib;
     for (i, (label, _)) in contenders.iter().enumerate() {
         let (push, pull) = results[i];
-        let per_gib = |t: u64| t as f64 * 1000.0 / TICKS_PER_SECOND / gib;
         let client_cpu = match clients[i] {
             Some(_) => format!(
                 "   client CPU ms/GiB push {:6.0} pull {:6.0}",
@@ -278,7 +306,27 @@ async fn main() {
             ),
             None => String::new(),
         };
-        println!("  {label:<25} push {push:8.1}   pull {pull:8.1}{client_cpu}");
+        println!(
+            "  {label:<25} push {push:8.1}   pull {pull:8.1}   sshd CPU ms/GiB push {:6.0} pull {:6.0}{client_cpu}",
+            per_gib(server_cpu[i].0),
+            per_gib(server_cpu[i].1)
+        );
+    }
+    // The physical floor: a forward's data crosses one sshd session process, which runs on
+    // one core, so no client can move a byte faster than sshd spends on it. Each contender's
+    // best round as a share of the rate sshd's own CPU per byte allows it.
+    println!("  share of the sshd-bound ceiling (1 core / sshd CPU per byte):");
+    for (i, (label, _)) in contenders.iter().enumerate() {
+        let ceiling = |mbps: f64, ticks: u64| {
+            let ms = per_gib(ticks);
+            let bound = (1u64 << 30) as f64 / (ms / 1000.0) / 1e6;
+            format!("{:.2} of {bound:.0} MB/s", mbps / bound)
+        };
+        println!(
+            "    {label:<25} push {}   pull {}",
+            ceiling(results[i].0, server_cpu[i].0),
+            ceiling(results[i].1, server_cpu[i].1)
+        );
     }
     // 0 and 3 are azssh (library in this process, and the `azssh tunnel` process); 1 and 2 are
     // OpenSSH's `ssh -L` with its default cipher and with azssh's.
