@@ -21,6 +21,8 @@
 // A benchmark's report is what it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "support/proc_cpu.rs"]
+mod proc_cpu;
 #[path = "../tests/it/sshd.rs"]
 mod sshd;
 
@@ -104,19 +106,13 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// CPU seconds from `/proc/PID/stat`: (the process's own, its reaped children's). Linux reports
-/// them in USER_HZ ticks, 100 a second on every architecture it runs on.
+/// CPU seconds: (the process's own, its reaped children's).
 fn cpu_times(pid: &str) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let tick = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
-    // utime, stime, cutime, cstime are fields 14 to 17; `rest` starts at field 3.
-    (tick(11) + tick(12), tick(13) + tick(14))
+    let (own, children) = proc_cpu::ticks(pid);
+    (
+        own as f64 / proc_cpu::TICKS_PER_SECOND,
+        children as f64 / proc_cpu::TICKS_PER_SECOND,
+    )
 }
 
 /// Waits until sshd has reaped every connection, so its children's CPU time is complete.

@@ -13,6 +13,8 @@
 // A benchmark's report is what it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "support/proc_cpu.rs"]
+mod proc_cpu;
 #[path = "../tests/it/sshd.rs"]
 mod sshd;
 
@@ -165,20 +167,9 @@ fn azssh_tunnel(sshd: &sshd::Sshd, sink: u16) -> (Child, u16) {
     (child, local)
 }
 
-/// Linux's `USER_HZ`: `/proc/<pid>/stat` counts CPU time in these ticks.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// User + system CPU ticks a process (all its threads) has used so far (proc(5), fields 14, 15).
+/// User + system CPU ticks a process (all its threads) has used so far.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // `rest` starts at field 3, so utime (14) and stime (15) are at 11 and 12.
-    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+    proc_cpu::ticks(&pid.to_string()).0
 }
 
 /// CPU ticks used so far by every live process under `root` (sshd's per-connection session
@@ -295,7 +286,7 @@ async fn main() {
             .join(" ")
     );
     let gib = rounds as f64 * len as f64 / (1u64 << 30) as f64;
-    let per_gib = |t: u64| t as f64 * 1000.0 / TICKS_PER_SECOND / gib;
+    let per_gib = |t: u64| t as f64 * 1000.0 / proc_cpu::TICKS_PER_SECOND / gib;
     for (i, (label, _)) in contenders.iter().enumerate() {
         let (push, pull) = results[i];
         let client_cpu = match clients[i] {
