@@ -147,13 +147,18 @@ fn dry_run_selects_by_resource_group_and_tag() {
     );
 }
 
+/// A `--targets` file naming each VM id on its own line.
+fn targets(ids: &[String]) -> String {
+    ids.iter().map(|id| format!("{id}\n")).collect()
+}
+
 #[test]
 fn targets_file_then_journal_then_resume_runs_nothing_twice() {
     let emu = Emu::start(12, FaultSpec::default(), true);
     let ids = emu.ids();
     let t = emu.test().file(
         "targets.txt",
-        &format!("# three VMs\n{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
+        &format!("# three VMs\n{}", targets(&ids[..3])),
     );
     let journal = t.path("fleet.jsonl");
     let t = t.args(&[
@@ -186,11 +191,7 @@ fn targets_file_then_journal_then_resume_runs_nothing_twice() {
     // A fresh run refuses to mix its lines into a used journal.
     let t2 = emu.test();
     std::fs::copy(&journal, t2.path("fleet.jsonl")).unwrap();
-    std::fs::write(
-        t2.path("targets.txt"),
-        format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
-    )
-    .unwrap();
+    std::fs::write(t2.path("targets.txt"), targets(&ids[..3])).unwrap();
     t2.args(&[
         "fleet",
         "setup.rhai",
@@ -205,11 +206,7 @@ fn targets_file_then_journal_then_resume_runs_nothing_twice() {
 
     let t3 = emu.test();
     std::fs::copy(&journal, t3.path("fleet.jsonl")).unwrap();
-    std::fs::write(
-        t3.path("targets.txt"),
-        format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
-    )
-    .unwrap();
+    std::fs::write(t3.path("targets.txt"), targets(&ids[..3])).unwrap();
     t3.args(&[
         "fleet",
         "setup.rhai",
@@ -556,15 +553,9 @@ fn one_script_thread_keeps_no_vm_state_for_the_next() {
     let ids = emu.ids();
     let name = |id: &str| id.rsplit('/').next().unwrap().to_string();
     let (slow, bad, good) = (name(&ids[0]), name(&ids[1]), name(&ids[2]));
-    let t = emu
-        .test()
-        .file(
-            "targets.txt",
-            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
-        )
-        .file(
-            "state.rhai",
-            r#"
+    let t = emu.test().file("targets.txt", &targets(&ids[..3])).file(
+        "state.rhai",
+        r#"
 let leaked = if is_def_var("mine") { mine } else { "none" };
 let mine = vm.name;
 print(`print from ${vm.name}`);
@@ -572,7 +563,7 @@ if vm.name == ARGS.slow { sleep(30); }
 if vm.name == ARGS.bad { throw `boom in ${vm.name}`; }
 #{ name: vm.name, leaked: leaked }
 "#,
-        );
+    );
     let journal = t.path("j.jsonl");
     let (slow_arg, bad_arg) = (format!("slow={slow}"), format!("bad={bad}"));
     let t = t
@@ -639,15 +630,9 @@ fn nested_closure_overflow_fails_one_vm_not_the_fleet() {
     let emu = Emu::start(3, FaultSpec::default(), false);
     let ids = emu.ids();
     let bad = ids[1].rsplit('/').next().unwrap().to_string();
-    let t = emu
-        .test()
-        .file(
-            "targets.txt",
-            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
-        )
-        .file(
-            "nest.rhai",
-            r#"
+    let t = emu.test().file("targets.txt", &targets(&ids[..3])).file(
+        "nest.rhai",
+        r#"
 if vm.name == ARGS.bad {
     let f = |x| x;
     for i in 0..100000 { let g = f; f = |x| g.call(x); }
@@ -656,7 +641,7 @@ if vm.name == ARGS.bad {
     #{ name: vm.name }
 }
 "#,
-        );
+    );
     let journal = t.path("j.jsonl");
     let bad_arg = format!("bad={bad}");
     let t = t
@@ -706,10 +691,7 @@ fn unwritable_journal_starts_nothing() {
     let emu = Emu::start(3, FaultSpec::default(), false);
     let ids = emu.ids();
     emu.test()
-        .file(
-            "targets.txt",
-            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
-        )
+        .file("targets.txt", &targets(&ids[..3]))
         .args(&[
             "fleet",
             "setup.rhai",
@@ -775,21 +757,15 @@ fn resume_after_torn_last_line_keeps_every_record() {
     let emu = Emu::start(3, FaultSpec::default(), false);
     let ids = emu.ids();
     let line = |id: &str, status: &str| serde_json::json!({"id": id, "name": "x", "status": status, "attempts": 1, "duration_ms": 1, "finished_at": "2026-01-01T00:00:00Z"});
-    let t = emu
-        .test()
-        .file(
-            "targets.txt",
-            &format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]),
-        )
-        .file(
-            "j.jsonl",
-            &format!(
-                "{}\n{}\n{{\"id\": \"{}\", \"sta",
-                line(&ids[0], "ok"),
-                line(&ids[1], "running"),
-                ids[2]
-            ),
-        );
+    let t = emu.test().file("targets.txt", &targets(&ids[..3])).file(
+        "j.jsonl",
+        &format!(
+            "{}\n{}\n{{\"id\": \"{}\", \"sta",
+            line(&ids[0], "ok"),
+            line(&ids[1], "running"),
+            ids[2]
+        ),
+    );
     let journal = t.path("j.jsonl");
     let t = t.args(&[
         "fleet",
