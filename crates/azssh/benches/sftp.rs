@@ -215,6 +215,35 @@ async fn transfer(
     }
 }
 
+/// `transfer`, then the copy that landed (remote for an upload, local for a download) must
+/// hash to `want`; it is removed so the next round writes a fresh file.
+#[allow(clippy::too_many_arguments)]
+async fn checked(
+    tool: Tool,
+    sshd: &sshd::Sshd,
+    upload: bool,
+    local: &Path,
+    remote: &Path,
+    len: u64,
+    batch_dir: &Path,
+    want: &str,
+) -> Measured {
+    let m = transfer(tool, sshd, upload, local, remote, len, batch_dir).await;
+    let (landed, what) = if upload {
+        (remote, "upload")
+    } else {
+        (local, "download")
+    };
+    assert_eq!(
+        sha256(landed),
+        want,
+        "{}: {what} not byte-exact",
+        tool.label()
+    );
+    let _ = std::fs::remove_file(landed);
+    m
+}
+
 fn sha256(path: &Path) -> String {
     let mut f = std::fs::File::open(path).expect("open");
     let mut h = Sha256::new();
@@ -317,27 +346,35 @@ async fn main() {
         for (i, (_, tool)) in tools.iter().enumerate() {
             if do_up {
                 let up_to = remote.path().join(format!("up-{i}.bin"));
-                let m = transfer(*tool, &sshd, true, &payload, &up_to, len, local.path()).await;
-                assert_eq!(
-                    sha256(&up_to),
-                    want,
-                    "{}: upload not byte-exact",
-                    tool.label()
+                up[i].add(
+                    checked(
+                        *tool,
+                        &sshd,
+                        true,
+                        &payload,
+                        &up_to,
+                        len,
+                        local.path(),
+                        &want,
+                    )
+                    .await,
                 );
-                let _ = std::fs::remove_file(&up_to);
-                up[i].add(m);
             }
             if do_down && tool.downloads() {
                 let down_to = local.path().join(format!("down-{i}.bin"));
-                let m = transfer(*tool, &sshd, false, &down_to, &source, len, local.path()).await;
-                assert_eq!(
-                    sha256(&down_to),
-                    want,
-                    "{}: download not byte-exact",
-                    tool.label()
+                down[i].add(
+                    checked(
+                        *tool,
+                        &sshd,
+                        false,
+                        &down_to,
+                        &source,
+                        len,
+                        local.path(),
+                        &want,
+                    )
+                    .await,
                 );
-                let _ = std::fs::remove_file(&down_to);
-                down[i].add(m);
             }
         }
     }
