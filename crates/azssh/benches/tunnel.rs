@@ -193,6 +193,23 @@ fn server_ticks(root: u32) -> u64 {
     total
 }
 
+/// TCP segments this machine has retransmitted so far (`/proc/net/snmp`, `Tcp: RetransSegs`).
+/// Over loopback nothing is lost, so a retransmission is a sender's timer or reordering guess,
+/// and each costs the sender: only one transfer runs at a time, so the growth is that one's.
+fn tcp_retransmits() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RetransSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn ticks_since(pid: Option<u32>, before: Option<u64>) -> u64 {
     match (pid, before) {
         (Some(p), Some(b)) => cpu_ticks(p).saturating_sub(b),
@@ -251,6 +268,8 @@ async fn main() {
     let mut cpu = [(0u64, 0u64); 4];
     // The same for sshd's side of each transfer.
     let mut server_cpu = [(0u64, 0u64); 4];
+    // And the TCP retransmissions during each contender's transfers.
+    let mut retransmits = [(0u64, 0u64); 4];
     let server = sshd.pid();
     let rounds: usize = std::env::var("AZSSH_BENCH_ROUNDS")
         .ok()
@@ -260,15 +279,19 @@ async fn main() {
         for (i, (_, port)) in contenders.iter().enumerate() {
             if push {
                 let (before, server_before) = (clients[i].map(cpu_ticks), server_ticks(server));
+                let retrans_before = tcp_retransmits();
                 results[i].0 = transfer(*port, true, len).await.max(results[i].0);
                 cpu[i].0 += ticks_since(clients[i], before);
                 server_cpu[i].0 += server_ticks(server).saturating_sub(server_before);
+                retransmits[i].0 += tcp_retransmits().saturating_sub(retrans_before);
             }
             if pull {
                 let (before, server_before) = (clients[i].map(cpu_ticks), server_ticks(server));
+                let retrans_before = tcp_retransmits();
                 results[i].1 = transfer(*port, false, len).await.max(results[i].1);
                 cpu[i].1 += ticks_since(clients[i], before);
                 server_cpu[i].1 += server_ticks(server).saturating_sub(server_before);
+                retransmits[i].1 += tcp_retransmits().saturating_sub(retrans_before);
             }
         }
     }
@@ -278,12 +301,17 @@ async fn main() {
         let _ = child.wait();
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    // The congestion control shapes sshd's cost on loopback: BBR paces its sends from a timer,
+    // measured to cost sshd about twice its CPU per GiB under CUBIC (README, issue 17).
+    let congestion =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default();
     println!(
-        "tunnel throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s); load {}:",
+        "tunnel throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s); load {}; TCP congestion control {}:",
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" "),
+        congestion.trim()
     );
     let gib = rounds as f64 * len as f64 / (1u64 << 30) as f64;
     let per_gib = |t: u64| t as f64 * 1000.0 / proc_cpu::TICKS_PER_SECOND / gib;
@@ -301,6 +329,14 @@ async fn main() {
             "  {label:<25} push {push:8.1}   pull {pull:8.1}   sshd CPU ms/GiB push {:6.0} pull {:6.0}{client_cpu}",
             per_gib(server_cpu[i].0),
             per_gib(server_cpu[i].1)
+        );
+    }
+    println!("  TCP segments retransmitted per GiB (loopback loses none):");
+    for (i, (label, _)) in contenders.iter().enumerate() {
+        println!(
+            "    {label:<25} push {:6.0}   pull {:6.0}",
+            retransmits[i].0 as f64 / gib,
+            retransmits[i].1 as f64 / gib
         );
     }
     // The physical floor: a forward's data crosses one sshd session process, which runs on
