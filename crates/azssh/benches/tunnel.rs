@@ -2,7 +2,8 @@
 //! same local OpenSSH `sshd` and the same sink server. Run by hand:
 //! `cargo bench --bench tunnel` (`AZSSH_BENCH_MIB=512` to move more data,
 //! `AZSSH_BENCH_DIRECTION=pull` or `push` to measure one direction, e.g. under `perf record`,
-//! `AZSSH_BENCH_ROUNDS=5` for more rounds than 3).
+//! `AZSSH_BENCH_ROUNDS=5` for more rounds than 3, `AZSSH_BENCH_RTT_MS=20` to reach sshd through a
+//! link with that round-trip time, as a VM in another region is).
 //! azssh is timed twice: its library in this process, and the `azssh tunnel` process as a user
 //! runs it beside `ssh -L` (its own runtime, apart from the sink's). Each transfer's CPU is
 //! read from `/proc`: the client process's and sshd's, whose single session process bounds any
@@ -18,11 +19,13 @@ mod proc_cpu;
 #[path = "../tests/it/sshd.rs"]
 mod sshd;
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use azssh::ssh::{ConnectOptions, ExecOptions, LocalForward, Session};
+use azssh::ssh::{ConnectOptions, ExecOptions, KnownHosts, LocalForward, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 const CHUNK: usize = 1024 * 1024;
@@ -109,8 +112,95 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn ssh_args(sshd: &sshd::Sshd) -> Vec<String> {
-    sshd.openssh_client_args("-p")
+/// Where the clients reach sshd: directly, or through [`delay_link`] on another port (with a
+/// `known_hosts` file naming that port).
+struct SshPath {
+    port: u16,
+    known_hosts: PathBuf,
+}
+
+impl SshPath {
+    async fn new(sshd: &sshd::Sshd, rtt: Duration) -> SshPath {
+        if rtt.is_zero() {
+            return SshPath {
+                port: sshd.port,
+                known_hosts: sshd.trusted_known_hosts(),
+            };
+        }
+        let port = delay_link(sshd.port, rtt / 2).await;
+        let line = sshd
+            .known_hosts_line()
+            .replace(&format!("]:{} ", sshd.port), &format!("]:{port} "));
+        let known_hosts = sshd.dir.path().join("delayed_known_hosts");
+        std::fs::write(&known_hosts, line).expect("known_hosts");
+        SshPath { port, known_hosts }
+    }
+}
+
+/// OpenSSH's arguments for `path`: strict host keys, only the bench's key, no user config.
+fn ssh_args(sshd: &sshd::Sshd, path: &SshPath) -> Vec<String> {
+    vec![
+        "-p".into(),
+        path.port.to_string(),
+        "-i".into(),
+        sshd.ed25519_key.display().to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", path.known_hosts.display()),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-F".into(),
+        "/dev/null".into(),
+    ]
+}
+
+/// A link to `target` with `one_way` delay in each direction and no bandwidth limit: each
+/// chunk read is written out `one_way` later, queued without bound meanwhile (SSH's channel
+/// windows bound what is in flight). On loopback TCP's own windows are never the limit, so
+/// what such a path measures is each client's SSH window: a window's worth per round trip.
+async fn delay_link(target: u16, one_way: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(delay_line(client_read, server_write, one_way));
+            tokio::spawn(delay_line(server_read, client_write, one_way));
+        }
+    });
+    port
+}
+
+/// One direction of [`delay_link`].
+async fn delay_line(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        if tx
+            .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
 }
 
 /// Waits (10 s at most) until a forward's local end accepts connections.
@@ -123,10 +213,15 @@ fn wait_listening(local: u16, what: &str) {
 }
 
 /// `ssh -N -L local:127.0.0.1:sink`, waiting until the forward listens.
-fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child, u16) {
+fn openssh_tunnel(
+    sshd: &sshd::Sshd,
+    path: &SshPath,
+    sink: u16,
+    cipher: Option<&str>,
+) -> (Child, u16) {
     let local = free_port();
     let mut cmd = Command::new("ssh");
-    cmd.args(ssh_args(sshd))
+    cmd.args(ssh_args(sshd, path))
         .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
         .arg(format!("{local}:127.0.0.1:{sink}"));
     if let Some(c) = cipher {
@@ -145,16 +240,15 @@ fn openssh_tunnel(sshd: &sshd::Sshd, sink: u16, cipher: Option<&str>) -> (Child,
 /// The product path, as a user runs it beside `ssh -L`: the `azssh tunnel` process (its own
 /// runtime, not the bench's) with strict host keys against the same sshd, waiting until the
 /// forward listens.
-fn azssh_tunnel(sshd: &sshd::Sshd, sink: u16) -> (Child, u16) {
+fn azssh_tunnel(sshd: &sshd::Sshd, path: &SshPath, sink: u16) -> (Child, u16) {
     let local = free_port();
-    let known_hosts = sshd.trusted_known_hosts();
     let child = Command::new(env!("CARGO_BIN_EXE_azssh"))
         .args(["tunnel", "--ip", "127.0.0.1", "--port"])
-        .arg(sshd.port.to_string())
+        .arg(path.port.to_string())
         .args(["--local-user", &sshd.user, "-i"])
         .arg(&sshd.ed25519_key)
         .arg("--known-hosts")
-        .arg(&known_hosts)
+        .arg(&path.known_hosts)
         .args(["--strict-host-keys", "yes", "-L"])
         .arg(format!("{local}:127.0.0.1:{sink}"))
         .env("HOME", sshd.dir.path())
@@ -217,8 +311,11 @@ fn ticks_since(pid: Option<u32>, before: Option<u64>) -> u64 {
     }
 }
 
-fn options(sshd: &sshd::Sshd) -> ConnectOptions {
-    sshd.azssh_options(Some(&sshd.ed25519_key))
+fn options(sshd: &sshd::Sshd, path: &SshPath) -> ConnectOptions {
+    let mut o = sshd.azssh_options(Some(&sshd.ed25519_key));
+    o.port = Some(path.port);
+    o.host_keys.known_hosts = KnownHosts::single(path.known_hosts.clone());
+    o
 }
 
 fn median_ms(mut v: Vec<Duration>) -> f64 {
@@ -237,15 +334,25 @@ async fn main() {
         .unwrap_or(256);
     let len = mib * 1024 * 1024;
     let sink = sink_server().await;
+    let rtt = Duration::from_millis(
+        std::env::var("AZSSH_BENCH_RTT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let path = SshPath::new(&sshd, rtt).await;
 
-    let session = Session::connect(options(&sshd)).await.expect("connect");
+    let session = Session::connect(options(&sshd, &path))
+        .await
+        .expect("connect");
     let tunnel = session
         .forward(LocalForward::new(0, "127.0.0.1", sink))
         .await
         .expect("forward");
-    let (mut ssh_default, default_port) = openssh_tunnel(&sshd, sink, None);
-    let (mut ssh_gcm, gcm_port) = openssh_tunnel(&sshd, sink, Some("aes256-gcm@openssh.com"));
-    let (mut azssh_process, azssh_port) = azssh_tunnel(&sshd, sink);
+    let (mut ssh_default, default_port) = openssh_tunnel(&sshd, &path, sink, None);
+    let (mut ssh_gcm, gcm_port) =
+        openssh_tunnel(&sshd, &path, sink, Some("aes256-gcm@openssh.com"));
+    let (mut azssh_process, azssh_port) = azssh_tunnel(&sshd, &path, sink);
     let contenders = [
         ("azssh (aes256-gcm)", tunnel.local_port()),
         ("ssh -L (default cipher)", default_port),
@@ -306,7 +413,12 @@ async fn main() {
     let congestion =
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default();
     println!(
-        "tunnel throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s); load {}; TCP congestion control {}:",
+        "tunnel throughput, {mib} MiB each way, best of {rounds} interleaved rounds (MB/s), {}; load {}; TCP congestion control {}:",
+        if rtt.is_zero() {
+            "sshd on loopback".to_string()
+        } else {
+            format!("sshd {} ms round trip away", rtt.as_millis())
+        },
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
@@ -371,7 +483,9 @@ async fn main() {
     let mut az = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
-        let s = Session::connect(options(&sshd)).await.expect("connect");
+        let s = Session::connect(options(&sshd, &path))
+            .await
+            .expect("connect");
         let r = s.exec("true", ExecOptions::default()).await.expect("exec");
         assert!(r.success());
         az.push(start.elapsed());
@@ -381,7 +495,7 @@ async fn main() {
     for _ in 0..RUNS {
         let start = Instant::now();
         let status = Command::new("ssh")
-            .args(ssh_args(&sshd))
+            .args(ssh_args(&sshd, &path))
             .arg(format!("{}@127.0.0.1", sshd.user))
             .arg("true")
             .stdin(Stdio::null())
