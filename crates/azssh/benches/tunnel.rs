@@ -128,31 +128,15 @@ impl SshPath {
             };
         }
         let port = delay_link(sshd.port, rtt / 2).await;
-        let line = sshd
-            .known_hosts_line()
-            .replace(&format!("]:{} ", sshd.port), &format!("]:{port} "));
         let known_hosts = sshd.dir.path().join("delayed_known_hosts");
-        std::fs::write(&known_hosts, line).expect("known_hosts");
+        std::fs::write(&known_hosts, sshd.known_hosts_line_at(port)).expect("known_hosts");
         SshPath { port, known_hosts }
     }
 }
 
 /// OpenSSH's arguments for `path`: strict host keys, only the bench's key, no user config.
 fn ssh_args(sshd: &sshd::Sshd, path: &SshPath) -> Vec<String> {
-    vec![
-        "-p".into(),
-        path.port.to_string(),
-        "-i".into(),
-        sshd.ed25519_key.display().to_string(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", path.known_hosts.display()),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-F".into(),
-        "/dev/null".into(),
-    ]
+    sshd.openssh_client_args_to("-p", path.port, &path.known_hosts)
 }
 
 /// A link to `target` with `one_way` delay in each direction and no bandwidth limit: each

@@ -155,10 +155,16 @@ impl Sshd {
 
     /// The server's host key as a `known_hosts` line for `[127.0.0.1]:port`.
     pub(crate) fn known_hosts_line(&self) -> String {
+        self.known_hosts_line_at(self.port)
+    }
+
+    /// The server's host key as a `known_hosts` line for `[127.0.0.1]:port`, another port that
+    /// reaches this server (a relay in front of it).
+    pub(crate) fn known_hosts_line_at(&self, port: u16) -> String {
         let pubkey = std::fs::read_to_string(&self.host_key_pub).expect("host key");
         let mut fields = pubkey.split_whitespace();
         let (algo, body) = (fields.next().expect("algo"), fields.next().expect("body"));
-        format!("[127.0.0.1]:{} {algo} {body}\n", self.port)
+        format!("[127.0.0.1]:{port} {algo} {body}\n")
     }
 
     /// A `known_hosts` file trusting this server.
@@ -172,10 +178,20 @@ impl Sshd {
     /// other two) to reach this server non-interactively with `ed25519_key`, trusting only its
     /// host key and reading no user config.
     pub(crate) fn openssh_client_args(&self, port_flag: &str) -> Vec<String> {
-        let known_hosts = self.trusted_known_hosts();
+        self.openssh_client_args_to(port_flag, self.port, &self.trusted_known_hosts())
+    }
+
+    /// As [`Sshd::openssh_client_args`], through `port` (a relay in front of this server),
+    /// trusting the host keys in `known_hosts`.
+    pub(crate) fn openssh_client_args_to(
+        &self,
+        port_flag: &str,
+        port: u16,
+        known_hosts: &Path,
+    ) -> Vec<String> {
         vec![
             port_flag.into(),
-            self.port.to_string(),
+            port.to_string(),
             "-i".into(),
             self.ed25519_key.display().to_string(),
             "-o".into(),
