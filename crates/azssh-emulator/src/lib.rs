@@ -49,6 +49,9 @@ pub mod variants;
 pub mod windows_guests;
 pub mod world;
 
+#[cfg(all(test, feature = "testing"))]
+mod wire_client_tests;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 

@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::nsg::InterposedWrite;
 use crate::server::lock;
 use crate::testing::Emu;
+use crate::wire_client_tests;
 
 const API: &str = "api-version=2024-05-01";
 
+/// An ARM request at this file's `api-version`, with `If-Match` when given.
 async fn arm(
     emu: &Emu,
     method: &str,
@@ -21,33 +21,9 @@ async fn arm(
     if_match: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let endpoint = emu
-        .handle
-        .endpoint()
-        .trim_start_matches("http://")
-        .to_string();
-    let mut s = TcpStream::connect(&endpoint).await.expect("connect arm");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let if_match = if_match
-        .map(|e| format!("If-Match: {e}\r\n"))
-        .unwrap_or_default();
     let sep = if path.contains('?') { '&' } else { '?' };
-    let req = format!(
-        "{method} {path}{sep}{API} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n{if_match}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        emu.handle.token().expose(),
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let headers: Vec<(&str, &str)> = if_match.map(|e| ("If-Match", e)).into_iter().collect();
+    wire_client_tests::arm(emu, method, &format!("{path}{sep}{API}"), &headers, body).await
 }
 
 /// The first NSG of the world: `(resource group, nsg name, nsg path)`.

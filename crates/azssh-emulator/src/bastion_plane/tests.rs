@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::testing::Emu;
+use crate::wire_client_tests;
 use crate::{BastionSummary, VmSummary};
 
 async fn emu() -> Emu {
@@ -38,7 +39,7 @@ async fn tls(emu: &Emu, dns: &str) -> TlsStream<TcpStream> {
         .expect("TLS verified against AZSSH_CA_BUNDLE")
 }
 
-/// One HTTP/1.1 request on its own connection; the status and the JSON body (Null if none).
+/// One HTTP/1.1 request on its own TLS connection to a Bastion host.
 async fn https(
     emu: &Emu,
     dns: &str,
@@ -47,51 +48,12 @@ async fn https(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Value) {
-    let mut s = tls(emu, dns).await;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {dns}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    parse_response(&raw)
+    wire_client_tests::exchange(tls(emu, dns).await, dns, method, path, headers, body).await
 }
 
 /// A plain-HTTP ARM request to the emulator's Resource Manager endpoint.
 async fn arm(emu: &Emu, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let endpoint = emu
-        .handle
-        .endpoint()
-        .trim_start_matches("http://")
-        .to_string();
-    let mut s = TcpStream::connect(&endpoint).await.expect("connect arm");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        emu.handle.token().expose(),
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> (u16, Value) {
-    let text = String::from_utf8_lossy(raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    wire_client_tests::arm(emu, method, path, &[], body).await
 }
 
 fn form(fields: &[(&str, &str)]) -> String {
