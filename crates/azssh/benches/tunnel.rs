@@ -288,10 +288,30 @@ fn tcp_retransmits() -> u64 {
         .unwrap_or(0)
 }
 
-fn ticks_since(pid: Option<u32>, before: Option<u64>) -> u64 {
-    match (pid, before) {
-        (Some(p), Some(b)) => cpu_ticks(p).saturating_sub(b),
-        _ => 0,
+/// What transfers cost, summed: the client process's CPU ticks (0 for the library, which
+/// shares this process), sshd's, and the machine's TCP retransmissions.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    client: u64,
+    server: u64,
+    retransmits: u64,
+}
+
+impl Cost {
+    /// The counters now, for `client` and the sshd listening as `server`.
+    fn now(client: Option<u32>, server: u32) -> Cost {
+        Cost {
+            client: client.map(cpu_ticks).unwrap_or(0),
+            server: server_ticks(server),
+            retransmits: tcp_retransmits(),
+        }
+    }
+
+    /// Adds what was spent between two readings.
+    fn add_since(&mut self, before: Cost, after: Cost) {
+        self.client += after.client.saturating_sub(before.client);
+        self.server += after.server.saturating_sub(before.server);
+        self.retransmits += after.retransmits.saturating_sub(before.retransmits);
     }
 }
 
@@ -347,20 +367,18 @@ async fn main() {
     // hits all of them alike; each keeps its best round.
     let direction = std::env::var("AZSSH_BENCH_DIRECTION").unwrap_or_default();
     let (push, pull) = (direction != "pull", direction != "push");
-    let mut results = [(f64::NAN, f64::NAN); 4];
+    // Each contender's best MB/s, push then pull.
+    let mut results = [[f64::NAN; 2]; 4];
     // The client processes' CPU time (user + system) per direction, summed over the rounds:
-    // on a shared machine this shows the client's own cost, which wall time blurs.
+    // on a shared machine this shows the client's own cost, which wall time blurs; and the
+    // same for sshd's side of each transfer, and the TCP retransmissions during it.
     let clients = [
         None,
         Some(ssh_default.id()),
         Some(ssh_gcm.id()),
         Some(azssh_process.id()),
     ];
-    let mut cpu = [(0u64, 0u64); 4];
-    // The same for sshd's side of each transfer.
-    let mut server_cpu = [(0u64, 0u64); 4];
-    // And the TCP retransmissions during each contender's transfers.
-    let mut retransmits = [(0u64, 0u64); 4];
+    let mut costs = [[Cost::default(); 2]; 4];
     let server = sshd.pid();
     let rounds: usize = std::env::var("AZSSH_BENCH_ROUNDS")
         .ok()
@@ -368,21 +386,14 @@ async fn main() {
         .unwrap_or(3);
     for _ in 0..rounds {
         for (i, (_, port)) in contenders.iter().enumerate() {
-            if push {
-                let (before, server_before) = (clients[i].map(cpu_ticks), server_ticks(server));
-                let retrans_before = tcp_retransmits();
-                results[i].0 = transfer(*port, true, len).await.max(results[i].0);
-                cpu[i].0 += ticks_since(clients[i], before);
-                server_cpu[i].0 += server_ticks(server).saturating_sub(server_before);
-                retransmits[i].0 += tcp_retransmits().saturating_sub(retrans_before);
-            }
-            if pull {
-                let (before, server_before) = (clients[i].map(cpu_ticks), server_ticks(server));
-                let retrans_before = tcp_retransmits();
-                results[i].1 = transfer(*port, false, len).await.max(results[i].1);
-                cpu[i].1 += ticks_since(clients[i], before);
-                server_cpu[i].1 += server_ticks(server).saturating_sub(server_before);
-                retransmits[i].1 += tcp_retransmits().saturating_sub(retrans_before);
+            for (d, on) in [push, pull].into_iter().enumerate() {
+                if !on {
+                    continue;
+                }
+                let before = Cost::now(clients[i], server);
+                let mbps = transfer(*port, d == 0, len).await;
+                costs[i][d].add_since(before, Cost::now(clients[i], server));
+                results[i][d] = mbps.max(results[i][d]);
             }
         }
     }
@@ -412,27 +423,28 @@ async fn main() {
     let gib = rounds as f64 * len as f64 / (1u64 << 30) as f64;
     let per_gib = |t: u64| t as f64 * 1000.0 / proc_cpu::TICKS_PER_SECOND / gib;
     for (i, (label, _)) in contenders.iter().enumerate() {
-        let (push, pull) = results[i];
+        let [push, pull] = results[i];
+        let [push_cost, pull_cost] = costs[i];
         let client_cpu = match clients[i] {
             Some(_) => format!(
                 "   client CPU ms/GiB push {:6.0} pull {:6.0}",
-                per_gib(cpu[i].0),
-                per_gib(cpu[i].1)
+                per_gib(push_cost.client),
+                per_gib(pull_cost.client)
             ),
             None => String::new(),
         };
         println!(
             "  {label:<25} push {push:8.1}   pull {pull:8.1}   sshd CPU ms/GiB push {:6.0} pull {:6.0}{client_cpu}",
-            per_gib(server_cpu[i].0),
-            per_gib(server_cpu[i].1)
+            per_gib(push_cost.server),
+            per_gib(pull_cost.server)
         );
     }
     println!("  TCP segments retransmitted per GiB (loopback loses none):");
     for (i, (label, _)) in contenders.iter().enumerate() {
         println!(
             "    {label:<25} push {:6.0}   pull {:6.0}",
-            retransmits[i].0 as f64 / gib,
-            retransmits[i].1 as f64 / gib
+            costs[i][0].retransmits as f64 / gib,
+            costs[i][1].retransmits as f64 / gib
         );
     }
     // The physical floor: a forward's data crosses one sshd session process, which runs on
@@ -447,8 +459,8 @@ async fn main() {
         };
         println!(
             "    {label:<25} push {}   pull {}",
-            ceiling(results[i].0, server_cpu[i].0),
-            ceiling(results[i].1, server_cpu[i].1)
+            ceiling(results[i][0], costs[i][0].server),
+            ceiling(results[i][1], costs[i][1].server)
         );
     }
     // 0 and 3 are azssh (library in this process, and the `azssh tunnel` process); 1 and 2 are
@@ -457,8 +469,8 @@ async fn main() {
         for (ssh, ssh_label) in [(2, "ssh -L -c aes256-gcm"), (1, "ssh -L (default)")] {
             println!(
                 "  {az_label} / {ssh_label}: push {:.2}x pull {:.2}x",
-                results[az].0 / results[ssh].0,
-                results[az].1 / results[ssh].1
+                results[az][0] / results[ssh][0],
+                results[az][1] / results[ssh][1]
             );
         }
     }
