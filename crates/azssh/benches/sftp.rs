@@ -137,7 +137,8 @@ struct Measured {
 }
 
 /// Copies `from` to `to` (one of them `user@127.0.0.1:path` when `remote` says which) with
-/// `tool`.
+/// `tool`, and checks the copy's SHA-256 against `want`.
+#[allow(clippy::too_many_arguments)]
 async fn transfer(
     tool: Tool,
     sshd: &sshd::Sshd,
@@ -146,6 +147,7 @@ async fn transfer(
     remote: &Path,
     len: u64,
     batch_dir: &Path,
+    want: &str,
 ) -> Measured {
     let server = sshd.pid().to_string();
     wait_server_idle(sshd);
@@ -208,27 +210,8 @@ async fn transfer(
         Tool::Azssh { .. } => self_after - self_before,
         _ => children_after - children_before,
     };
-    Measured {
-        mbps,
-        client_cpu,
-        server_cpu: server_after - server_before,
-    }
-}
-
-/// `transfer`, then the copy that landed (remote for an upload, local for a download) must
-/// hash to `want`; it is removed so the next round writes a fresh file.
-#[allow(clippy::too_many_arguments)]
-async fn checked(
-    tool: Tool,
-    sshd: &sshd::Sshd,
-    upload: bool,
-    local: &Path,
-    remote: &Path,
-    len: u64,
-    batch_dir: &Path,
-    want: &str,
-) -> Measured {
-    let m = transfer(tool, sshd, upload, local, remote, len, batch_dir).await;
+    // The copy that landed (remote for an upload, local for a download) must hash to `want`;
+    // it is removed so the next round writes a fresh file.
     let (landed, what) = if upload {
         (remote, "upload")
     } else {
@@ -241,7 +224,11 @@ async fn checked(
         tool.label()
     );
     let _ = std::fs::remove_file(landed);
-    m
+    Measured {
+        mbps,
+        client_cpu,
+        server_cpu: server_after - server_before,
+    }
 }
 
 fn sha256(path: &Path) -> String {
@@ -347,7 +334,7 @@ async fn main() {
             if do_up {
                 let up_to = remote.path().join(format!("up-{i}.bin"));
                 up[i].add(
-                    checked(
+                    transfer(
                         *tool,
                         &sshd,
                         true,
@@ -363,7 +350,7 @@ async fn main() {
             if do_down && tool.downloads() {
                 let down_to = local.path().join(format!("down-{i}.bin"));
                 down[i].add(
-                    checked(
+                    transfer(
                         *tool,
                         &sshd,
                         false,
