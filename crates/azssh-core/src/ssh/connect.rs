@@ -15,7 +15,7 @@ use super::auth::{self, Credentials, PromptSecret};
 use super::config::SshConfig;
 use super::error::SshError;
 use super::known_hosts::{self, HostKeyPolicy};
-use super::route::{BoxIo, Route, RouteError, parse_jumps, private_net};
+use super::route::{BoxIo, QuickAck, Route, RouteError, parse_jumps, private_net};
 use crate::secret::Secret;
 
 /// Overrides the default SSH port (22) when set: how clients reach the emulator's guests, which
@@ -336,14 +336,14 @@ pub async fn open_stream(
                 Ok((Box::new(stream), Vec::new()))
             }
             None => Ok((
-                Box::new(
+                Box::new(QuickAck::new(
                     tcp_connect(
                         &private_net::local_address(host),
                         port,
                         opts.connect_timeout,
                     )
                     .await?,
-                ),
+                )),
                 Vec::new(),
             )),
         };

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::error::RouteError;
+use super::quick_ack::QuickAck;
 use crate::secret::Secret;
 
 /// Bastion rejects continuation frames (one independent client's report, BASTION.md §2.3), so
@@ -240,7 +241,7 @@ impl Bastion {
         &self,
         token: &TokenAnswer,
     ) -> Result<
-        tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>,
+        tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<QuickAck>>,
         RouteError,
     > {
         let fail = |reason: String| RouteError::BastionUnreachable {
@@ -270,7 +271,7 @@ impl Bastion {
             rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
                 .map_err(|e| fail(e.to_string()))?;
         let tls = tokio_rustls::TlsConnector::from(self.inner.tls.clone())
-            .connect(server_name, tcp)
+            .connect(server_name, QuickAck::new(tcp))
             .await
             .map_err(|e| fail(format!("TLS: {e}")))?;
         let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)

@@ -7,18 +7,21 @@
 //! - `jump` — `JumpHost`, `parse_jumps` (`[user@]host[:port][,next...]`).
 //! - `bastion` — the Bastion data plane: token, WebSocket, relay, `BastionStream`.
 //! - `private_net` — `AZSSH_PRIVATE_NET`, where private addresses are reached from here.
+//! - `quick_ack` — `QuickAck`, the first hop's TCP stream, acknowledging data as it is read.
 //! - `error` — `RouteError`.
 
 pub mod bastion;
 pub mod error;
 pub mod jump;
 pub mod private_net;
+pub mod quick_ack;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use bastion::{ArmTokenFn, Bastion, BastionStream, BastionTarget};
 pub use error::RouteError;
 pub use jump::{JumpHost, format_jumps, parse_jumps};
+pub use quick_ack::QuickAck;
 
 /// A byte stream an SSH session can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
