@@ -288,11 +288,13 @@ fn tcp_retransmits() -> u64 {
         .unwrap_or(0)
 }
 
-/// What transfers cost, summed: the client process's CPU ticks (0 for the library, which
-/// shares this process), sshd's, and the machine's TCP retransmissions.
+/// What transfers cost, summed: the client process's CPU ticks and minor page faults (0 for
+/// the library, which shares this process), sshd's CPU ticks, and the machine's TCP
+/// retransmissions.
 #[derive(Clone, Copy, Default)]
 struct Cost {
     client: u64,
+    client_faults: u64,
     server: u64,
     retransmits: u64,
 }
@@ -302,6 +304,9 @@ impl Cost {
     fn now(client: Option<u32>, server: u32) -> Cost {
         Cost {
             client: client.map(cpu_ticks).unwrap_or(0),
+            client_faults: client
+                .map(|pid| proc_cpu::minor_faults(&pid.to_string()))
+                .unwrap_or(0),
             server: server_ticks(server),
             retransmits: tcp_retransmits(),
         }
@@ -310,6 +315,7 @@ impl Cost {
     /// Adds what was spent between two readings.
     fn add_since(&mut self, before: Cost, after: Cost) {
         self.client += after.client.saturating_sub(before.client);
+        self.client_faults += after.client_faults.saturating_sub(before.client_faults);
         self.server += after.server.saturating_sub(before.server);
         self.retransmits += after.retransmits.saturating_sub(before.retransmits);
     }
@@ -427,9 +433,11 @@ async fn main() {
         let [push_cost, pull_cost] = costs[i];
         let client_cpu = match clients[i] {
             Some(_) => format!(
-                "   client CPU ms/GiB push {:6.0} pull {:6.0}",
+                "   client CPU ms/GiB push {:6.0} pull {:6.0}   client page faults/GiB push {:7.0} pull {:7.0}",
                 per_gib(push_cost.client),
-                per_gib(pull_cost.client)
+                per_gib(pull_cost.client),
+                push_cost.client_faults as f64 / gib,
+                pull_cost.client_faults as f64 / gib
             ),
             None => String::new(),
         };
