@@ -455,9 +455,11 @@ async fn main() {
             costs[i][1].retransmits as f64 / gib
         );
     }
-    // The physical floor: a forward's data crosses one sshd session process, which runs on
-    // one core, so no client can move a byte faster than sshd spends on it. Each contender's
-    // best round as a share of the rate sshd's own CPU per byte allows it.
+    // The floor sshd sets: a forward's data crosses one sshd session process, which runs on
+    // one core. Each contender's best round as a share of the rate sshd's own CPU per byte
+    // allows it. Over loopback the kernel does some of one side's TCP work in the other's
+    // time (a receiver's ACK sends the sender's queued data), so how much of it sshd is
+    // charged depends on the client, and a share above 1 is possible.
     println!("  share of the sshd-bound ceiling (1 core / sshd CPU per byte):");
     for (i, (label, _)) in contenders.iter().enumerate() {
         let ceiling = |mbps: f64, ticks: u64| {

@@ -1,13 +1,14 @@
 //! `QuickAck`: the TCP stream under an SSH session, acknowledging what it receives at once.
 //!
-//! Linux holds an ACK back while it takes a connection for interactive ("pingpong" mode: the
-//! receiver wrote soon after it read, which is what an SSH client's window adjustments look
-//! like) and sends it when the reader next drains the socket or the delayed-ACK timer fires.
-//! A bulk sender waits on those ACKs. Pulling through a tunnel from OpenSSH's sshd on loopback
+//! Linux may hold an ACK back (delayed ACK, the longer while it takes the connection for
+//! interactive: "pingpong" mode) and send it when the reader next drains the socket or the
+//! delayed-ACK timer fires. A bulk sender waits on those ACKs. Pulling through a tunnel from OpenSSH's sshd on loopback
 //! under BBR, its tail-loss probes retransmitted 20–85 segments per GiB that were never lost,
 //! and sshd, whose one core bounds the transfer, spent 1.3× the CPU per GiB it spends serving
 //! `ssh -L` (`benches/tunnel.rs`). Re-arming `TCP_QUICKACK` after each read brought sshd's cost
 //! level with `ssh -L`'s and the pull from 0.82–1.16× to 1.04–1.13× of it in 1 GiB A/B runs.
+//! Raising `net.ipv4.tcp_pingpong_thresh` instead did not: it is the pending ACK sent at once
+//! that counts.
 //! The option is not sticky (tcp(7): "subsequent operation of the TCP protocol will once again
 //! enter/leave quickack mode"), hence once per read that returned data: one `setsockopt`, about
 //! 2 % of the client's CPU samples on a pull (`perf`), sending the ACK included.
