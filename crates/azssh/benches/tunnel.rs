@@ -494,7 +494,19 @@ async fn main() {
             } else {
                 "goal 1.1x both ways: not met"
             };
-            println!("  {az_label} / {ssh_label}: push {push:.2}x pull {pull:.2}x   {verdict}");
+            // A direction left out (`AZSSH_BENCH_DIRECTION`) has no ratio, not a NaN.
+            let ratio = |r: f64| {
+                if r.is_nan() {
+                    "-".to_string()
+                } else {
+                    format!("{r:.2}x")
+                }
+            };
+            println!(
+                "  {az_label} / {ssh_label}: push {} pull {}   {verdict}",
+                ratio(push),
+                ratio(pull)
+            );
         }
     }
 

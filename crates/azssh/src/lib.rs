@@ -45,16 +45,16 @@ fn carries_one_session(command: &cli::Command) -> bool {
     )
 }
 
-/// Keeps glibc's allocator from handing freed memory back to the kernel after every burst.
-/// A tunnel pull frees up to 1 MiB of 32 KiB packets at once; the heap's top then exceeds
-/// glibc's 128 KiB trim threshold, is returned, and the next packets fault it back in: 570–
-/// 710 k page faults per GiB pulled, against 2–3 k with these settings, and 0–17 % less client
-/// CPU per GiB (1 GiB A/B pulls through `azssh tunnel`; `benches/tunnel.rs` prints both). A fixed trim threshold also turns
-/// off glibc's sliding mmap threshold, so that is fixed too, above the 1 MiB tunnel reads and
-/// SFTP buffers, which must not cost an `mmap` each. At most 16 MiB of freed heap stays
-/// resident per arena. Only the verbs that carry one session's data are tuned: scripts and
-/// fleets keep glibc's defaults (and their measured peak RSS). Other allocators (musl's,
-/// macOS's) are left as they are.
+/// Keeps glibc's allocator from handing freed memory back to the kernel after every burst. A tunnel
+/// pull frees up to 1 MiB of 32 KiB packets at once; the heap's top then exceeds glibc's 128 KiB
+/// trim threshold, is returned, and the next packets fault it back in: 570–710 k page faults per
+/// GiB pulled, against 2–3 k with these settings, and 0–17 % less client CPU per GiB (1 GiB A/B
+/// pulls through `azssh tunnel`; `benches/tunnel.rs` prints both). A fixed trim threshold also
+/// turns off glibc's sliding mmap threshold, so that is fixed too, above the 1 MiB tunnel reads and
+/// SFTP buffers, which must not cost an `mmap` each. At most 16 MiB of freed heap stays resident
+/// per arena. Only the verbs that carry one session's data are tuned: scripts and fleets keep
+/// glibc's defaults (and their measured peak RSS). Other allocators (musl's, macOS's) are left as
+/// they are.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters, under glibc's own arena locks.

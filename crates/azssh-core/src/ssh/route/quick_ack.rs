@@ -2,16 +2,16 @@
 //!
 //! Linux may hold an ACK back (delayed ACK, the longer while it takes the connection for
 //! interactive: "pingpong" mode) and send it when the reader next drains the socket or the
-//! delayed-ACK timer fires. A bulk sender waits on those ACKs. Pulling through a tunnel from OpenSSH's sshd on loopback
-//! under BBR, its tail-loss probes retransmitted 20–85 segments per GiB that were never lost,
-//! and sshd, whose one core bounds the transfer, spent 1.3× the CPU per GiB it spends serving
-//! `ssh -L` (`benches/tunnel.rs`). Re-arming `TCP_QUICKACK` after each read brought sshd's cost
-//! level with `ssh -L`'s and the pull from 0.82–1.16× to 1.04–1.13× of it in 1 GiB A/B runs.
-//! Raising `net.ipv4.tcp_pingpong_thresh` instead did not: it is the pending ACK sent at once
-//! that counts.
-//! The option is not sticky (tcp(7): "subsequent operation of the TCP protocol will once again
-//! enter/leave quickack mode"), hence once per read that returned data: one `setsockopt`, about
-//! 2 % of the client's CPU samples on a pull (`perf`), sending the ACK included.
+//! delayed-ACK timer fires. A bulk sender waits on those ACKs. Pulling through a tunnel from
+//! OpenSSH's sshd on loopback under BBR, its tail-loss probes retransmitted 20–85 segments per GiB
+//! that were never lost, and sshd, whose one core bounds the transfer, spent 1.3× the CPU per GiB
+//! it spends serving `ssh -L` (`benches/tunnel.rs`). Re-arming `TCP_QUICKACK` after each read
+//! brought sshd's cost level with `ssh -L`'s and the pull from 0.82–1.16× to 1.04–1.13× of it in 1
+//! GiB A/B runs. Raising `net.ipv4.tcp_pingpong_thresh` instead did not: it is the pending ACK sent
+//! at once that counts. The option is not sticky (tcp(7): "subsequent operation of the TCP protocol
+//! will once again enter/leave quickack mode"), hence once per read that returned data: one
+//! `setsockopt`, about 2 % of the client's CPU samples on a pull (`perf`), sending the ACK
+//! included.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
